@@ -1,0 +1,241 @@
+"""Load a search space and its recipe, validate every trial it can produce, and build TrialSpecs.
+
+Nothing starts on an invalid file: :func:`load_search_space` raises :class:`SpecError` naming the file, the
+line, the field and what is allowed, for the search space and for the recipe it references.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from eaglesearch.spec.errors import SpecError, SpecIssue
+from eaglesearch.spec.model import ExpertSpec
+from eaglesearch.spec.pydantic_errors import issues_from_validation
+from eaglesearch.spec.recipe import Recipe
+from eaglesearch.spec.search_space import GreedyStrategySpec, GridStrategySpec, SearchSpace, as_expert
+from eaglesearch.spec.trial import TrialSpec
+from eaglesearch.spec.yaml_source import Loc, YamlDocument, read_yaml
+
+ExpertResolver = Callable[[ExpertSpec], ExpertSpec]
+EXPERTS_FACTOR = "experts"
+
+
+def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` merged into a copy of ``base``; nested mappings merge, everything else replaces."""
+    out = copy.deepcopy(dict(base))
+    for k, v in extra.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"'{dotted}' goes through '{p}', which is not a mapping")
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def load_recipe(path: Path) -> tuple[Recipe, YamlDocument]:
+    doc = read_yaml(path)
+    try:
+        return Recipe.model_validate(doc.data), doc
+    except ValidationError as err:
+        raise SpecError(issues_from_validation(err, Recipe, doc)) from None
+
+
+@dataclass(frozen=True)
+class TrialFactory:
+    """Builds TrialSpecs from the recipe, the search space's overrides and what a strategy varies."""
+
+    recipe: Recipe
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    expert_resolver: ExpertResolver | None = None
+
+    def base_dict(self) -> dict[str, Any]:
+        data = self.recipe.model_dump(mode="json", exclude={"name", "description", "scale"})
+        return deep_merge(data, self.overrides)
+
+    def make(self, experts: Sequence[ExpertSpec] | None = None, assignments: Mapping[str, Any] | None = None) -> TrialSpec:
+        """A TrialSpec; raises ``pydantic.ValidationError`` (loc relative to the trial) or ``ValueError``."""
+        data = self.base_dict()
+        for path, value in (assignments or {}).items():
+            if path == EXPERTS_FACTOR:
+                experts = [as_expert(ExpertSpec.model_validate(v) if isinstance(v, dict) else v) for v in value]
+            else:
+                set_path(data, path, value)
+        if experts is not None:
+            data["model"]["experts"] = [e.model_dump(mode="json") for e in experts]
+        trial = TrialSpec.model_validate(data)
+        resolved = tuple(self._resolve(e) for e in trial.model.experts)
+        return trial.model_copy(update={"model": trial.model.model_copy(update={"experts": resolved})})
+
+    def _resolve(self, expert: ExpertSpec) -> ExpertSpec:
+        if expert.preset is None:
+            expert = expert.model_copy(update={"preset": self.recipe.scale})
+        return self.expert_resolver(expert) if self.expert_resolver else expert
+
+
+@dataclass(frozen=True)
+class LoadedSearch:
+    """A validated search space with its recipe and a factory for its trials."""
+
+    path: Path
+    space: SearchSpace
+    recipe_path: Path
+    recipe: Recipe
+    factory: TrialFactory
+    doc: YamlDocument
+
+    @property
+    def name(self) -> str:
+        return self.space.name
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever the search space or its recipe changes semantically."""
+        payload = json.dumps(
+            {"space": self.space.model_dump(mode="json"), "recipe": self.recipe.model_dump(mode="json")},
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _resolve_recipe_path(space_path: Path, ref: str) -> tuple[Path | None, list[Path]]:
+    p = Path(ref)
+    tried = [p] if p.is_absolute() else [space_path.parent / p, space_path.parent.parent / p, Path.cwd() / p]
+    for cand in tried:
+        if cand.is_file():
+            return cand.resolve(), tried
+    return None, tried
+
+
+def grid_combinations(strategy: GridStrategySpec) -> Iterator[dict[str, Any]]:
+    """Every factor assignment of the full factorial, in declaration order, minus excluded ones."""
+    names = list(strategy.factors)
+    for values in itertools.product(*(strategy.factors[n] for n in names)):
+        combo = dict(zip(names, values, strict=True))
+        if any(all(combo[k] == v for k, v in rule.items()) for rule in strategy.exclude):
+            continue
+        yield combo
+
+
+def load_search_space(
+    path: str | Path,
+    known_experts: Collection[str] | None = None,
+    expert_resolver: ExpertResolver | None = None,
+) -> LoadedSearch:
+    """Parse and fully validate a search space. ``known_experts`` are the registry's names, if checked."""
+    path = Path(path)
+    doc = read_yaml(path)
+    try:
+        space = SearchSpace.model_validate(doc.data)
+    except ValidationError as err:
+        raise SpecError(issues_from_validation(err, SearchSpace, doc)) from None
+
+    recipe_path, tried = _resolve_recipe_path(path, space.recipe)
+    if recipe_path is None:
+        raise SpecError.single(
+            "recipe", f"recipe '{space.recipe}' not found; looked in: {', '.join(str(t) for t in tried)}",
+            file=path, line=doc.line_of(("recipe",)),
+        )
+    recipe, recipe_doc = load_recipe(recipe_path)
+
+    issues: list[SpecIssue] = []
+    if known_experts is not None:
+        issues += _unknown_experts(doc, recipe_doc, known_experts)
+    if issues:
+        raise SpecError(issues)
+
+    factory = TrialFactory(recipe=recipe, overrides=space.overrides, expert_resolver=expert_resolver)
+    loaded = LoadedSearch(path=path, space=space, recipe_path=recipe_path, recipe=recipe, factory=factory, doc=doc)
+    _check_trials(loaded, recipe_doc)
+    return loaded
+
+
+def _expert_refs(doc: YamlDocument, prefix: Loc) -> Iterator[tuple[Loc, str]]:
+    node: Any = doc.data
+    for p in prefix:
+        if isinstance(node, dict) and p in node:
+            node = node[p]
+        else:
+            return
+    if not isinstance(node, list):
+        return
+    for i, ref in enumerate(node):
+        name = ref.get("name") if isinstance(ref, dict) else ref
+        if isinstance(name, str):
+            yield prefix + (i,), name
+
+
+def _unknown_experts(doc: YamlDocument, recipe_doc: YamlDocument, known: Collection[str]) -> list[SpecIssue]:
+    places: list[tuple[YamlDocument, Loc, str]] = []
+    for prefix in [("strategy", "base"), ("strategy", "candidates"), ("overrides", "model", "experts")]:
+        places += [(doc, loc, name) for loc, name in _expert_refs(doc, prefix)]
+    factors = doc.data.get("strategy", {}).get("factors", {})
+    for j, _ in enumerate(factors.get(EXPERTS_FACTOR, []) if isinstance(factors, dict) else []):
+        places += [(doc, loc, n) for loc, n in _expert_refs(doc, ("strategy", "factors", EXPERTS_FACTOR, j))]
+    places += [(recipe_doc, loc, name) for loc, name in _expert_refs(recipe_doc, ("model", "experts"))]
+    allowed = ", ".join(sorted(known))
+    return [
+        SpecIssue(
+            field=".".join(str(p) for p in loc),
+            message=f"unknown expert '{name}'; registered experts: {allowed}",
+            file=d.path,
+            line=d.line_of(loc),
+        )
+        for d, loc, name in places
+        if name not in known
+    ]
+
+
+def _check_trials(loaded: LoadedSearch, recipe_doc: YamlDocument) -> None:
+    """Build every trial the strategy can reach (grid) or its first-round ones (greedy) to surface errors now."""
+    strategy = loaded.space.strategy
+    doc = loaded.doc
+
+    def attempt(build: Callable[[], TrialSpec], where: Loc) -> None:
+        try:
+            build()
+        except ValidationError as err:
+            issues = issues_from_validation(err, TrialSpec, None)
+            raise SpecError([
+                SpecIssue(field=i.field, message=f"{i.message} (in the trial built from this entry)",
+                          file=doc.path, line=doc.line_of(where))
+                for i in issues
+            ]) from None
+        except ValueError as err:
+            raise SpecError.single(".".join(map(str, where)), str(err), file=doc.path, line=doc.line_of(where)) from None
+
+    if isinstance(strategy, GreedyStrategySpec):
+        base = strategy.base_experts
+        attempt(lambda: loaded.factory.make(base), ("strategy", "base"))
+        for i, cand in enumerate(strategy.candidate_experts):
+            attempt(lambda c=cand: loaded.factory.make((*base, c)), ("strategy", "candidates", i))
+    else:
+        combos = list(grid_combinations(strategy))
+        if not combos:
+            raise SpecError.single("strategy.exclude", "every grid combination is excluded; nothing would run",
+                                   file=doc.path, line=doc.line_of(("strategy", "exclude")))
+        for combo in combos:
+            where: Loc = ("strategy", "factors", next(iter(combo)))
+            attempt(lambda c=combo: loaded.factory.make(assignments=c), where)
+        if strategy.baseline is not None and strategy.baseline not in [
+            {k: c[k] for k in strategy.baseline} for c in combos
+        ]:
+            raise SpecError.single("strategy.baseline", "baseline matches no grid combination",
+                                   file=doc.path, line=doc.line_of(("strategy", "baseline")))

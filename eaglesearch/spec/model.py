@@ -1,0 +1,91 @@
+"""What a trial's model is: experts, token grid, fusion, projector, language model, tokenizer."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from eaglesearch.spec.base import SpecModel
+
+Scale = Literal["tiny", "paper"]
+
+
+class ExpertSpec(SpecModel):
+    """One vision expert, by registry name. ``None`` fields take the registry preset's value."""
+
+    name: str = Field(description="registry name, e.g. clip, convnext, sam")
+    preset: Scale | None = Field(default=None, description="tiny (random init, CPU) or paper; default: recipe scale")
+    resolution: int | None = Field(default=None, gt=0, description="input side in pixels; default: the preset's")
+    freeze: bool = Field(default=False, description="keep the expert's weights fixed during training")
+    pretrained: bool = Field(default=False, description="load the preset's checkpoint (hub id or local path)")
+    checkpoint: str | None = Field(default=None, description="hub id or local path overriding the preset's")
+
+    @property
+    def label(self) -> str:
+        """Short human name, e.g. ``clip@128`` or ``sam*`` (frozen)."""
+        text = self.name if self.resolution is None else f"{self.name}@{self.resolution}"
+        return text + ("*" if self.freeze else "")
+
+
+class LanguageModelSpec(SpecModel):
+    """The causal LM. ``tiny_llama`` is built from config with random init; ``hf`` loads ``name_or_path``."""
+
+    kind: Literal["tiny_llama", "hf"] = "tiny_llama"
+    name_or_path: str | None = None
+    hidden_size: int = Field(default=128, gt=0)
+    num_layers: int = Field(default=2, gt=0)
+    num_heads: int = Field(default=4, gt=0)
+    num_kv_heads: int = Field(default=2, gt=0)
+    intermediate_size: int = Field(default=344, gt=0)
+    max_positions: int = Field(default=512, gt=0)
+    freeze: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> LanguageModelSpec:
+        if self.kind == "hf" and not self.name_or_path:
+            raise ValueError("kind 'hf' needs name_or_path (a hub id or a local folder)")
+        if self.kind == "tiny_llama" and self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads {self.num_heads} must be divisible by num_kv_heads {self.num_kv_heads}")
+        return self
+
+
+class TokenizerSpec(SpecModel):
+    """``offline_bpe`` trains a byte-level BPE on the training conversations; ``hf`` loads ``name_or_path``."""
+
+    kind: Literal["offline_bpe", "hf"] = "offline_bpe"
+    name_or_path: str | None = None
+    vocab_size: int = Field(default=400, ge=64)
+
+    @model_validator(mode="after")
+    def _check(self) -> TokenizerSpec:
+        if self.kind == "hf" and not self.name_or_path:
+            raise ValueError("kind 'hf' needs name_or_path (a hub id or a local folder)")
+        return self
+
+
+class ModelSpec(SpecModel):
+    """The whole Eagle model: experts → common token grid → fusion → projector → LM."""
+
+    experts: tuple[ExpertSpec, ...] = Field(min_length=1)
+    grid: int = Field(default=8, gt=0, description="side of the common visual token grid (grid² tokens)")
+    fusion: Literal["channel_concat"] = "channel_concat"
+    projector: Literal["mlp2x_gelu"] = "mlp2x_gelu"
+    freeze_projector: bool = False
+    lm: LanguageModelSpec = LanguageModelSpec()
+    tokenizer: TokenizerSpec = TokenizerSpec()
+
+    @field_validator("experts")
+    @classmethod
+    def _unique(cls, experts: tuple[ExpertSpec, ...]) -> tuple[ExpertSpec, ...]:
+        names = [e.name for e in experts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"each expert may appear once; repeated: {', '.join(dupes)}")
+        return experts
+
+    @property
+    def label(self) -> str:
+        return "+".join(e.label for e in self.experts)

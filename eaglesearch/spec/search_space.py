@@ -1,0 +1,105 @@
+"""A search space (``search_spaces/*.yaml``): a recipe, a strategy and the resources each trial gets."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from eaglesearch.spec.base import SpecModel
+from eaglesearch.spec.model import ExpertSpec
+
+ExpertRef = str | ExpertSpec
+
+
+def as_expert(ref: ExpertRef) -> ExpertSpec:
+    return ExpertSpec(name=ref) if isinstance(ref, str) else ref
+
+
+class GreedyStrategySpec(SpecModel):
+    """Greedy round-robin expert selection (Eagle §2.6): each round adds the pool expert that helps most."""
+
+    kind: Literal["greedy"]
+    base: tuple[ExpertRef, ...] = Field(min_length=1, description="experts every candidate starts from")
+    candidates: tuple[ExpertRef, ...] = Field(min_length=1, description="pool of experts to add, one per trial")
+    objective: str = Field(default="objective", description="metric the greedy choice maximizes (or minimizes)")
+    mode: Literal["max", "min"] = "max"
+    max_rounds: int | None = Field(default=None, gt=0, description="rounds of adding; default: until pool is empty")
+    stop_when_no_gain: bool = Field(default=False, description="stop when a round's best does not beat the incumbent")
+    min_gain: float = Field(default=0.0, ge=0, description="gain a round must exceed to count (with stop_when_no_gain)")
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> GreedyStrategySpec:
+        base = {as_expert(e).name for e in self.base}
+        pool = [as_expert(e).name for e in self.candidates]
+        overlap = sorted(base.intersection(pool))
+        if overlap:
+            raise ValueError(f"candidates already in base: {', '.join(overlap)}; remove them from one list")
+        dupes = sorted({n for n in pool if pool.count(n) > 1})
+        if dupes:
+            raise ValueError(f"candidates listed twice: {', '.join(dupes)}")
+        return self
+
+    @property
+    def base_experts(self) -> tuple[ExpertSpec, ...]:
+        return tuple(as_expert(e) for e in self.base)
+
+    @property
+    def candidate_experts(self) -> tuple[ExpertSpec, ...]:
+        return tuple(as_expert(e) for e in self.candidates)
+
+
+class GridStrategySpec(SpecModel):
+    """Full factorial over ``factors`` (``experts`` or dotted trial paths such as ``train.lr``), minus ``exclude``."""
+
+    kind: Literal["grid"]
+    factors: dict[str, list[Any]] = Field(min_length=1)
+    exclude: tuple[dict[str, Any], ...] = ()
+    objective: str = "objective"
+    mode: Literal["max", "min"] = "max"
+    baseline: dict[str, Any] | None = Field(default=None, description="factor values of the row deltas refer to")
+
+    @field_validator("factors")
+    @classmethod
+    def _non_empty(cls, factors: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for name, values in factors.items():
+            if not values:
+                raise ValueError(f"factor '{name}' has no values; give at least one")
+        return factors
+
+    @model_validator(mode="after")
+    def _known_factor_names(self) -> GridStrategySpec:
+        for i, rule in enumerate(self.exclude):
+            unknown = sorted(set(rule) - set(self.factors))
+            if unknown:
+                raise ValueError(f"exclude[{i}] names {', '.join(unknown)}, which are not factors "
+                                 f"(factors: {', '.join(self.factors)})")
+        if self.baseline is not None:
+            unknown = sorted(set(self.baseline) - set(self.factors))
+            if unknown:
+                raise ValueError(f"baseline names {', '.join(unknown)}, which are not factors")
+        return self
+
+
+StrategySpec = Annotated[GreedyStrategySpec | GridStrategySpec, Field(discriminator="kind")]
+
+
+class ResourcesSpec(SpecModel):
+    cpus_per_trial: float = Field(default=2, gt=0)
+    gpus_per_trial: float = Field(default=0, ge=0)
+    max_concurrent_trials: int = Field(default=1, gt=0)
+    max_failures: int = Field(default=1, ge=0, description="Ray retries after a crashed trial process")
+    threads_per_trial: int | None = Field(default=None, gt=0, description="torch threads; default: cpus_per_trial")
+
+    @property
+    def torch_threads(self) -> int:
+        return self.threads_per_trial or max(1, int(self.cpus_per_trial))
+
+
+class SearchSpace(SpecModel):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    recipe: str = Field(description="path of a recipe yaml, relative to this file or to the project root")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="nested values merged over the recipe")
+    strategy: StrategySpec
+    resources: ResourcesSpec = ResourcesSpec()
