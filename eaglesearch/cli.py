@@ -1,0 +1,175 @@
+"""The ``eaglesearch`` command: validate, plan, run, report, ui."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import eaglesearch  # noqa: F401  (environment defaults before torch loads)
+from eaglesearch.spec import LoadedSearch, SpecError, load_search_space
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True)
+
+SpacePath = Annotated[Path, typer.Argument(help="a search space yaml, e.g. search_spaces/demo_greedy.yaml")]
+TrackingOpt = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow store; default MLFLOW_TRACKING_URI "
+                                                 "or sqlite:///<cwd>/mlflow.db")]
+WorkdirOpt = Annotated[Path | None, typer.Option("--workdir", help="state folder (data, tokenizers, Ray "
+                                                 "experiments); default EAGLESEARCH_HOME or ./.eaglesearch")]
+ReportsOpt = Annotated[Path, typer.Option("--reports", help="folder for report tables")]
+
+
+def _load(path: Path) -> LoadedSearch:
+    from eaglesearch.model import expert_names, resolve_expert
+
+    try:
+        return load_search_space(path, known_experts=expert_names(), expert_resolver=resolve_expert)
+    except SpecError as e:
+        err.print(f"[bold red]invalid search space[/bold red]\n{e}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _uri(tracking_uri: str | None) -> str:
+    from eaglesearch.tracking import absolute_uri, default_tracking_uri
+
+    return absolute_uri(tracking_uri) if tracking_uri else default_tracking_uri()
+
+
+def _print_table(df, title: str) -> None:
+    table = Table(title=title)
+    for col in df.columns:
+        table.add_column(str(col), justify="right" if df[col].dtype.kind in "fi" else "left")
+    for _, row in df.iterrows():
+        cells = []
+        for col in df.columns:
+            value = row[col]
+            if isinstance(value, float):
+                cells.append("–" if value != value else (f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}"))
+            else:
+                cells.append("" if value is None else str(value))
+        table.add_row(*cells)
+    out.print(table)
+
+
+@app.command()
+def validate(path: SpacePath) -> None:
+    """Check a search space and its recipe; build every trial spec it can produce. Starts nothing."""
+    loaded = _load(path)
+    from eaglesearch.search import make_strategy
+
+    strategy = make_strategy(loaded)
+    out.print(f"[green]ok[/green] {path}: search '{loaded.name}', strategy {strategy.kind}, recipe "
+              f"{loaded.recipe.name} ({loaded.recipe_path}), up to {sum(strategy.expected_trials())} trials")
+
+
+@app.command()
+def plan(
+    path: SpacePath,
+    workdir: WorkdirOpt = None,
+    no_measure: Annotated[bool, typer.Option("--no-measure", help="skip building models to measure cost")] = False,
+) -> None:
+    """Trials per round (or grid size) and each model's size, tokens, FLOPs and estimated time. No training."""
+    from eaglesearch.execution.planner import make_plan
+    from eaglesearch.execution.workspace import Workspace
+
+    loaded = _load(path)
+    with err.status("measuring models (a forward pass and 3 timed optimizer steps each)"):
+        result = make_plan(loaded, Workspace.at(workdir), measure_costs=not no_measure)
+    rounds = ", ".join(f"round {i}: {n}" for i, n in enumerate(result.trials_per_round))
+    out.print(f"search [bold]{loaded.name}[/bold] ({result.strategy}): at most {result.total_trials} trials ({rounds})")
+    if result.costs:
+        table = Table(title="model cost (measured here, this machine)")
+        for col in ["model", "params", "trainable", "visual tokens", "fwd GFLOPs/sample", "s/step", "est. train s"]:
+            table.add_column(col, justify="left" if col == "model" else "right")
+        for c in result.costs:
+            table.add_row(c.label, f"{c.params_total:,}", f"{c.params_trainable:,}", str(c.visual_tokens),
+                          f"{c.forward_gflops_per_sample:.3f}", f"{c.step_s:.3f}", f"{c.est_train_s:,.0f}")
+        out.print(table)
+        per_trial = max(c.est_train_s for c in result.costs)
+        out.print(f"estimated training time: at most ~{per_trial * result.total_trials:,.0f}s for "
+                  f"{result.total_trials} trials (largest model × trial count; evaluation and start-up not included)")
+
+
+@app.command()
+def run(
+    path: SpacePath,
+    tracking_uri: TrackingOpt = None,
+    workdir: WorkdirOpt = None,
+    reports: ReportsOpt = Path("reports"),
+    executor: Annotated[str, typer.Option(help="ray (default) or inline (in this process, no Ray)")] = "ray",
+    address: Annotated[str | None, typer.Option(help="join an existing Ray cluster (else RAY_ADDRESS or local)")]
+    = None,
+    quiet: Annotated[bool, typer.Option(help="no live progress panel")] = False,
+) -> None:
+    """Run the search; trials already recorded are not retrained; ends by printing the ranked table."""
+    if executor not in ("ray", "inline"):
+        err.print(f"[red]--executor must be 'ray' or 'inline', not '{executor}'[/red]")
+        raise typer.Exit(2)
+    loaded = _load(path)
+    from eaglesearch.execution.controller import run_search
+
+    outcome = run_search(loaded, tracking_uri=_uri(tracking_uri), workdir=workdir, reports_dir=reports,
+                         executor=executor, address=address or os.environ.get("RAY_ADDRESS"),  # type: ignore[arg-type]
+                         show_progress=not quiet)
+    for d in outcome.decisions:
+        chosen = f"+{d.added}" if d.added else (d.chosen_label or "–")
+        value = f"{d.objective:.4f}" if d.objective is not None else "–"
+        note = f" (stopped: {d.stopped})" if d.stopped else ""
+        out.print(f"round {d.round}: chose {chosen} → {value}{note}")
+    _print_table(outcome.report.table, f"{loaded.name}: ranked by {loaded.space.strategy.objective}")
+    out.print(f"report: {outcome.report.markdown}  ·  MLflow parent run {outcome.parent_id}"
+              + ("  ·  resumed" if outcome.resumed else ""))
+    if not outcome.complete:
+        err.print("[yellow]the search did not complete; run the same command again to resume it[/yellow]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    search: Annotated[str, typer.Argument(help="search name (the 'name' in its yaml)")],
+    tracking_uri: TrackingOpt = None,
+    reports: ReportsOpt = Path("reports"),
+) -> None:
+    """Rebuild the ranked tables of a search's latest run from MLflow alone."""
+    from eaglesearch.report import write_report
+    from eaglesearch.tracking import TrackingStore
+
+    uri = _uri(tracking_uri)
+    try:
+        paths = write_report(TrackingStore(uri), search, reports)
+    except LookupError as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from None
+    _print_table(paths.table, f"{search}: ranked")
+    out.print(f"report: {paths.markdown}")
+
+
+@app.command()
+def ui(
+    tracking_uri: TrackingOpt = None,
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
+) -> None:
+    """Start the MLflow UI on 127.0.0.1 over the same store (one worker, no job runners)."""
+    uri = _uri(tracking_uri)
+    exe = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    out.print(f"MLflow UI on http://127.0.0.1:{port} over {uri} (Ctrl-C to stop)")
+    cmd = [exe, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

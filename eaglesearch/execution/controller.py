@@ -1,0 +1,82 @@
+"""Run a whole search: open the MLflow parent run, drive the strategy on an executor, write the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from eaglesearch.execution.dispatch import Dispatcher, RunContext
+from eaglesearch.execution.events import set_listener
+from eaglesearch.execution.inline_runner import replay, run_inline
+from eaglesearch.execution.progress import ConsoleProgress
+from eaglesearch.execution.workspace import Workspace
+from eaglesearch.report import ReportPaths, write_report
+from eaglesearch.search import RoundDecision, make_strategy
+from eaglesearch.spec import LoadedSearch
+from eaglesearch.tracking import TrackingStore, absolute_uri
+
+Executor = Literal["ray", "inline"]
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    parent_id: str
+    resumed: bool
+    complete: bool
+    decisions: list[RoundDecision]
+    report: ReportPaths
+
+
+def run_search(
+    loaded: LoadedSearch,
+    *,
+    tracking_uri: str,
+    workdir: Path | None = None,
+    reports_dir: Path = Path("reports"),
+    executor: Executor = "ray",
+    address: str | None = None,
+    show_progress: bool = True,
+) -> SearchOutcome:
+    space = loaded.space
+    uri = absolute_uri(tracking_uri)
+    workspace = Workspace.at(workdir)
+    store = TrackingStore(uri)
+    experiment_id = store.ensure_experiment(space.name)
+    tune_name = f"{space.name}-{loaded.fingerprint}"
+    strategy = make_strategy(loaded)
+    params = {"objective": space.strategy.objective, "mode": space.strategy.mode, "strategy": space.strategy.kind,
+              "recipe": loaded.recipe.name, "executor": executor}
+    parent_id, resumed = store.open_parent(space.name, loaded.fingerprint, tune_name, loaded.path.read_text(), params)
+    context = RunContext(search=space.name, parent_id=parent_id, experiment_id=experiment_id, tracking_uri=uri,
+                         workdir=str(workspace.root), threads=space.resources.torch_threads)
+    dispatcher = Dispatcher(strategy=strategy, context=context)
+
+    progress = ConsoleProgress(space.name, strategy, space.strategy.mode) if show_progress else None
+    set_listener(progress)
+    try:
+        if progress is not None:
+            progress.__enter__()
+        if executor == "inline":
+            run_inline(dispatcher)
+        else:
+            from eaglesearch.execution.ray_runner import mark_complete, run_with_ray
+
+            info = run_with_ray(dispatcher, space.resources, tune_name, workspace.ray_dir, address)
+            resumed = resumed or info.resumed
+    finally:
+        if progress is not None:
+            progress.__exit__(None, None, None)
+        set_listener(None)
+
+    # The record is the truth: replay the strategy on it to learn whether the search is complete and its path.
+    final = Dispatcher(strategy=make_strategy(loaded), context=context)
+    complete = replay(final)
+    if executor != "inline" and complete:
+        mark_complete(info)
+    store.close_parent(parent_id, "FINISHED" if complete else "FAILED")
+    baseline = final.strategy.baseline_key()
+    report = write_report(store, space.name, reports_dir, parent_id=parent_id, objective=space.strategy.objective,
+                          mode=space.strategy.mode, baseline_key=baseline)
+    return SearchOutcome(parent_id=parent_id, resumed=resumed, complete=complete,
+                         decisions=final.strategy.decisions(), report=report)

@@ -1,0 +1,94 @@
+"""The controller's side of a search: ask the strategy, answer from the record when possible, dispatch the rest.
+
+Shared by the Ray Tune searcher adapter and the inline executor, so both behave the same. Picklable: Ray Tune
+snapshots it inside the searcher; the tracking client is re-opened lazily after a restore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from eaglesearch.execution.events import listener
+from eaglesearch.execution.request import TrialRequest
+from eaglesearch.search import Proposal, Strategy
+from eaglesearch.spec import TrialResult
+from eaglesearch.tracking import TrackingStore
+
+
+@dataclass
+class RunContext:
+    """Where trials are recorded and how they run; identical for every trial of one search invocation."""
+
+    search: str
+    parent_id: str
+    experiment_id: str
+    tracking_uri: str
+    workdir: str
+    threads: int
+
+
+@dataclass
+class Dispatcher:
+    strategy: Strategy
+    context: RunContext
+    in_flight: dict[str, Proposal] = field(default_factory=dict)
+    _store: TrackingStore | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_store"] = None
+        return state
+
+    @property
+    def store(self) -> TrackingStore:
+        if self._store is None:
+            self._store = TrackingStore(self.context.tracking_uri)
+        return self._store
+
+    @property
+    def finished(self) -> bool:
+        return self.strategy.finished
+
+    def request_for(self, proposal: Proposal) -> TrialRequest:
+        c = self.context
+        return TrialRequest(
+            trial=proposal.trial, key=proposal.trial.key, search=c.search, strategy=self.strategy.kind,
+            round=proposal.round, role=proposal.role, added=proposal.added, label=proposal.label,
+            parent_id=c.parent_id, experiment_id=c.experiment_id, tracking_uri=c.tracking_uri, workdir=c.workdir,
+            threads=c.threads,
+        )
+
+    def next_request(self) -> TrialRequest | None:
+        """The next trial that needs a worker, or None (round in flight, or search finished).
+
+        Proposals whose key is already recorded are told to the strategy right here, without a worker.
+        """
+        from eaglesearch.execution.worker import lookup
+
+        while True:
+            proposal = self.strategy.ask()
+            if proposal is None:
+                return None
+            request = self.request_for(proposal)
+            listener().trial_started(proposal)
+            known = lookup(self.store, request)
+            if known is not None:
+                self.strategy.tell(request.key, known)
+                listener().trial_finished(proposal, known)
+                continue
+            self.in_flight[request.key] = proposal
+            return request
+
+    def complete(self, key: str, result: TrialResult) -> None:
+        proposal = self.in_flight.pop(key, None)
+        self.strategy.tell(key, result)
+        if proposal is not None:
+            listener().trial_finished(proposal, result)
+
+    def crashed(self, key: str, error: str) -> None:
+        """A worker died for good (after Ray's retries): record the run FAILED and tell the strategy."""
+        runs = self.store.trial_runs(self.context.parent_id)
+        if not runs.empty and "key" in runs:
+            for _, row in runs[(runs["key"] == key) & (runs["status"] == "RUNNING")].iterrows():
+                self.store.fail_trial(row["run_id"], error)
+        self.complete(key, TrialResult(key=key, status="failed", error=error))

@@ -1,0 +1,90 @@
+"""Run a search on Ray Tune: resources per trial, a concurrency limit, retries, and resume after interruption.
+
+The experiment lives at ``<workdir>/ray/<search>-<fingerprint>``. If that folder holds an interrupted run of the
+same search (same fingerprint), ``Tuner.restore`` continues it; a completed one is replaced by a fresh experiment
+whose trials are all answered from the record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from eaglesearch.execution.dispatch import Dispatcher
+from eaglesearch.execution.searcher import StrategySearcher
+from eaglesearch.execution.tune_entry import run_tune_trial
+from eaglesearch.spec import ResourcesSpec
+
+COMPLETE_MARKER = "eaglesearch_complete"
+
+
+@dataclass(frozen=True)
+class RayRunInfo:
+    resumed: bool
+    experiment_path: Path
+    errors: int
+
+
+def _init_ray(address: str | None, tracking_uri: str) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = {"OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false", "MLFLOW_TRACKING_URI": tracking_uri,
+           "RAY_CHDIR_TO_TRIAL_DIR": "0"}
+    kwargs: dict = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False,
+                    "runtime_env": {"env_vars": env}}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+
+
+def run_with_ray(
+    dispatcher: Dispatcher, resources: ResourcesSpec, tune_name: str, storage: Path, address: str | None = None
+) -> RayRunInfo:
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    from ray import tune
+
+    _init_ray(address, dispatcher.context.tracking_uri)
+    storage.mkdir(parents=True, exist_ok=True)
+    path = storage / tune_name
+    request = {"cpu": resources.cpus_per_trial}
+    if resources.gpus_per_trial:
+        request["gpu"] = resources.gpus_per_trial
+    trainable = tune.with_resources(run_tune_trial, request)
+
+    resumed = False
+    if path.exists() and not (path / COMPLETE_MARKER).exists() and tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+        resumed = True
+    else:
+        if path.exists():
+            shutil.rmtree(path)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=StrategySearcher(dispatcher),
+                num_samples=-1,
+                max_concurrent_trials=resources.max_concurrent_trials,
+                reuse_actors=False,
+            ),
+            run_config=tune.RunConfig(
+                name=tune_name,
+                storage_path=str(storage),
+                failure_config=tune.FailureConfig(max_failures=resources.max_failures),
+                verbose=0,
+            ),
+        )
+    grid = tuner.fit()
+    return RayRunInfo(resumed=resumed, experiment_path=path, errors=grid.num_errors)
+
+
+def mark_complete(info: RayRunInfo) -> None:
+    """Remember that this experiment ran to the end, so the next invocation starts fresh instead of restoring."""
+    (info.experiment_path / COMPLETE_MARKER).write_text("done\n")

@@ -1,0 +1,25 @@
+"""What the controller sends to a trial worker: the trial, where to record it, and how to run it."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from eaglesearch.spec import TrialSpec
+
+
+class TrialRequest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    trial: TrialSpec
+    key: str
+    search: str
+    strategy: str
+    round: int
+    role: str
+    added: str | None
+    label: str
+    parent_id: str
+    experiment_id: str
+    tracking_uri: str
+    workdir: str
+    threads: int

@@ -1,0 +1,75 @@
+"""The one Ray Tune ``Searcher`` adapter: any eaglesearch strategy, driven through the Dispatcher.
+
+``suggest`` returns ``None`` while a greedy round is in flight (Tune asks again later) and ``FINISHED`` when the
+strategy is done. Its whole state (strategy, in-flight trials) is pickled by Tune's experiment snapshots, so
+``Tuner.restore`` after an interruption continues the same rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from pathlib import Path
+from typing import Any
+
+from ray.tune.search import Searcher
+
+from eaglesearch.execution.dispatch import Dispatcher
+from eaglesearch.spec import TrialResult
+
+
+class StrategySearcher(Searcher):
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        super().__init__(metric="objective", mode="max")
+        self.dispatcher = dispatcher
+        self.live: dict[str, str] = {}  # Tune trial id → trial key
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        request = self.dispatcher.next_request()
+        if request is None:
+            return Searcher.FINISHED if self.dispatcher.finished else None
+        self.live[trial_id] = request.key
+        return {"request": request.model_dump(mode="json")}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        key = self.live.pop(trial_id, None)
+        if key is None:
+            return
+        if error or not result or "status" not in result:
+            self.dispatcher.crashed(key, "the trial process failed repeatedly (crash, OOM or kill); see the Ray logs")
+            return
+        self.dispatcher.complete(key, result_from_report(key, result))
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_bytes(pickle.dumps({"dispatcher": self.dispatcher, "live": self.live}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        state = pickle.loads(Path(checkpoint_path).read_bytes())
+        self.dispatcher, self.live = state["dispatcher"], state["live"]
+
+
+def report_from_result(result: TrialResult) -> dict[str, Any]:
+    """What a trial reports to Tune: flat scalars Tune can store, metrics as JSON."""
+    return {
+        "objective": result.objective if result.objective is not None else math.nan,
+        "status": result.status,
+        "error": result.error or "",
+        "run_id": result.run_id or "",
+        "metrics_json": json.dumps(result.metrics),
+    }
+
+
+def result_from_report(key: str, report: dict[str, Any]) -> TrialResult:
+    objective = report.get("objective")
+    return TrialResult(
+        key=key,
+        status=report["status"],
+        objective=None if objective is None or math.isnan(objective) else float(objective),
+        metrics=json.loads(report.get("metrics_json") or "{}"),
+        error=report.get("error") or None,
+        run_id=report.get("run_id") or None,
+    )

@@ -1,0 +1,139 @@
+"""Train and evaluate one Eagle model for a TrialSpec: data → tokenizer → model → SFT → benchmarks.
+
+Pure computation: no tracking, no Ray. The worker (``execution/worker.py``) wraps it with MLflow records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from eaglesearch.data import (
+    Sample,
+    TrainDataset,
+    collate_train,
+    read_llava_json,
+    write_synthetic,
+)
+from eaglesearch.evaluate import Prediction, evaluate, objective
+from eaglesearch.execution.threads import pin_threads
+from eaglesearch.execution.workspace import Workspace, file_lock
+from eaglesearch.model import build_eagle, load_tokenizer
+from eaglesearch.model.tokenizer import render_chat
+from eaglesearch.spec import DataSpec, TrialSpec
+from eaglesearch.train import batches, train
+
+ProgressFn = Callable[[str], None]
+
+
+@dataclass
+class TrialOutcome:
+    """Everything a finished trial measured."""
+
+    objective: float
+    metrics: dict[str, float]
+    loss_history: list[tuple[int, float]] = field(default_factory=list)
+    predictions: list[Prediction] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    train: list[Sample]
+    benchmarks: dict[str, list[Sample]]
+
+
+def _digest(payload: object) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def prepare_data(spec: DataSpec, workspace: Workspace) -> PreparedData:
+    """Read the LLaVA-format splits a trial trains and evaluates on, generating the synthetic ones first."""
+    if spec.source == "synthetic":
+        assert spec.synthetic is not None
+        root = workspace.data_dir / f"synthetic-{_digest(spec.synthetic.model_dump(mode='json'))}"
+        dataset = write_synthetic(spec.synthetic, root)
+        train_samples = read_llava_json(dataset.train_json, dataset.image_folder)
+        benchmarks = {task: read_llava_json(path, dataset.image_folder) for task, path in dataset.eval_json.items()}
+    else:
+        assert spec.train is not None
+        train_samples = read_llava_json(Path(spec.train.json_path), Path(spec.train.image_folder))
+        benchmarks = {
+            name: read_llava_json(Path(split.json_path), Path(split.image_folder)) for name, split in spec.eval.items()
+        }
+    if not train_samples:
+        raise ValueError("the training split is empty; check data.train.json_path or data.synthetic.train_per_task")
+    return PreparedData(train=train_samples, benchmarks=benchmarks)
+
+
+def prepare_tokenizer(trial: TrialSpec, data: PreparedData, workspace: Workspace):
+    """The trial's tokenizer; an offline BPE is trained once per (tokenizer, data) pair and cached on disk."""
+    spec = trial.model.tokenizer
+    if spec.kind == "hf":
+        return load_tokenizer(spec, corpus=None, cache_dir=None)
+    cache = workspace.tokenizer_dir / _digest({"tok": spec.model_dump(mode="json"),
+                                               "data": trial.data.model_dump(mode="json")})
+
+    def corpus():
+        return (render_chat(s.turns) for s in data.train)
+
+    with file_lock(cache.with_suffix(".lock")):
+        return load_tokenizer(spec, corpus=corpus, cache_dir=cache)
+
+
+def run_trial_core(
+    trial: TrialSpec, workspace: Workspace, threads: int, progress: ProgressFn | None = None
+) -> TrialOutcome:
+    """Build, train and evaluate the model ``trial`` describes. Deterministic for a fixed seed and thread count."""
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    pin_threads(threads)
+
+    say("preparing data")
+    data = prepare_data(trial.data, workspace)
+    tokenizer = prepare_tokenizer(trial, data, workspace)
+
+    say(f"building {trial.label}")
+    torch.manual_seed(trial.seed)
+    model = build_eagle(trial.model, tokenizer)
+    counts = model.param_counts()
+
+    dataset = TrainDataset(data.train, tokenizer, image_size=trial.data.image_size,
+                           num_visual_tokens=model.num_visual_tokens, max_length=trial.data.max_length)
+    stream = batches(dataset, trial.train.batch_size, lambda b: collate_train(b, tokenizer.pad_token_id), trial.seed)
+
+    history: list[tuple[int, float]] = []
+
+    def log_step(step: int, loss: float) -> None:
+        history.append((step, loss))
+        say(f"step {step + 1}/{trial.train.steps} loss {loss:.4f}")
+
+    stats = train(model, stream, trial.train, on_log=log_step)
+
+    say("evaluating")
+    outcome = evaluate(model, tokenizer, data.benchmarks, image_size=trial.data.image_size,
+                       batch_size=trial.eval.batch_size, max_new_tokens=trial.eval.max_new_tokens)
+    score = objective(outcome.scores, trial.eval)
+
+    metrics: dict[str, float] = {f"acc/{name}": value for name, value in outcome.scores.items()}
+    metrics.update({
+        "objective": score,
+        "train/loss_first": stats.loss_first,
+        "train/loss_final": stats.loss_final,
+        "train/samples_per_s": stats.samples_per_s,
+        "train/wall_s": stats.wall_s,
+        "eval/wall_s": outcome.wall_s,
+        "cost/params_total": float(counts["total"]),
+        "cost/params_trainable": float(counts["trainable"]),
+        "cost/visual_tokens": float(model.num_visual_tokens),
+    })
+    for name, value in counts.items():
+        if name.startswith("expert/"):
+            metrics[f"cost/params_{name}"] = float(value)
+    metrics["cost/wall_s"] = time.perf_counter() - started
+    return TrialOutcome(objective=score, metrics=metrics, loss_history=history, predictions=outcome.predictions)

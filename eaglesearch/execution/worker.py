@@ -1,0 +1,64 @@
+"""The trial entry point: serve a trial from the record when its key already finished, else train it and record it.
+
+Idempotent by key, which makes Ray Tune's at-least-once re-execution after a resume harmless: a trial already
+recorded under this search's parent run is returned as it is; one finished under any earlier search is copied
+as a ``cached`` child run; only the rest are trained. A trial that raises is recorded as a FAILED run with its
+traceback and reported as ``failed`` (it is not retried: the same spec would fail the same way). A process
+that dies (OOM, signal) is retried by Ray Tune's ``FailureConfig``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import traceback
+from pathlib import Path
+
+from eaglesearch.execution.request import TrialRequest
+from eaglesearch.execution.trial_core import ProgressFn, run_trial_core
+from eaglesearch.execution.workspace import Workspace
+from eaglesearch.spec import TrialResult
+from eaglesearch.tracking import TrackingStore
+
+
+def lookup(store: TrackingStore, req: TrialRequest) -> TrialResult | None:
+    """A result for ``req`` without training: already under this parent, or finished by any earlier search."""
+    existing = store.find_in_parent(req.parent_id, req.key)
+    if existing is not None:
+        return existing
+    source = store.find_finished(req.key)
+    if source is None:
+        return None
+    run_id = store.record_cached(
+        req.parent_id, req.experiment_id, req.trial, source, search=req.search, round=req.round, role=req.role,
+        added=req.added, strategy=req.strategy, label=req.label,
+    )
+    return source.model_copy(update={"status": "cached", "run_id": run_id})
+
+
+def execute_trial(req: TrialRequest, progress: ProgressFn | None = None) -> TrialResult:
+    store = TrackingStore(req.tracking_uri)
+    cached = lookup(store, req)
+    if cached is not None:
+        return cached
+    run_id = store.start_trial(
+        req.parent_id, req.experiment_id, req.trial, search=req.search, round=req.round, role=req.role,
+        added=req.added, strategy=req.strategy, label=req.label,
+    )
+    try:
+        outcome = run_trial_core(req.trial, Workspace.at(req.workdir), req.threads, progress)
+    except Exception as err:  # noqa: BLE001 - every trial error is recorded, the search goes on
+        summary = f"{type(err).__name__}: {err}"
+        store.fail_trial(run_id, f"{summary}\n\n{traceback.format_exc()}")
+        return TrialResult(key=req.key, status="failed", error=summary, run_id=run_id)
+
+    for step, loss in outcome.loss_history:
+        store.log_metrics(run_id, {"train/loss": loss}, step=step)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "predictions.jsonl"
+        path.write_text("".join(json.dumps(p.as_record()) + "\n" for p in outcome.predictions))
+        store.log_artifact(run_id, path)
+    result = TrialResult(key=req.key, status="finished", objective=outcome.objective, metrics=outcome.metrics,
+                         run_id=run_id)
+    store.finish_trial(run_id, result)
+    return result

@@ -1,0 +1,136 @@
+"""Compile a search's record into ``<out>/<search>/leaderboard.{md,csv}`` (+ ``rounds.md``) and log them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from eaglesearch.report.render import to_csv, to_markdown
+from eaglesearch.report.table import OK_STATUSES, ranked_table, round_table
+from eaglesearch.tracking import RunRecord, TrackingStore
+
+ARTIFACT_DIR = "report"
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    markdown: Path
+    csv: Path
+    rounds_markdown: Path | None
+    table: pd.DataFrame
+    parent_id: str
+
+
+def _settings(parent: RunRecord, objective: str | None, mode: str | None,
+              baseline_key: str | None) -> tuple[str, str, str | None]:
+    """Explicit arguments win; then the parent run's params ``objective``/``mode``/``baseline_key``."""
+    params = parent.params
+    objective = objective or params.get("objective") or "objective"
+    mode = mode or params.get("mode") or "max"
+    if baseline_key is None:
+        baseline_key = params.get("baseline_key") or None
+        if baseline_key in ("None", "null"):
+            baseline_key = None
+    return objective, mode, baseline_key
+
+
+def _is_greedy(runs: pd.DataFrame, parent: RunRecord) -> bool:
+    if "strategy" in runs.columns and (runs["strategy"] == "greedy").any():
+        return True
+    return parent.params.get("strategy") == "greedy"
+
+
+def _header(title: str, search: str, parent: RunRecord, store: TrackingStore) -> list[str]:
+    started = parent.start_time.strftime("%Y-%m-%d %H:%M UTC") if parent.start_time is not None else "–"
+    return [
+        f"# {title}: {search}",
+        "",
+        f"- search: `{search}`",
+        f"- parent run: `{parent.run_id}` ({parent.status.lower()}, `{parent.name}`)",
+        f"- started: {started}; report written {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- tracking: `{store.uri}`",
+    ]
+
+
+def leaderboard_markdown(table: pd.DataFrame, runs: pd.DataFrame, search: str, parent: RunRecord,
+                         store: TrackingStore) -> str:
+    objective, mode = table.attrs.get("objective", "objective"), table.attrs.get("mode", "max")
+    counts = table["status"].value_counts()
+    summary = ", ".join(f"{counts[s]} {s}" for s in ("finished", "cached", "failed") if s in counts)
+    base_key = table.attrs.get("baseline_key")
+    base = "none" if base_key is None else f"`{base_key}` ({_label_of(table, base_key)})"
+    lines = _header("Leaderboard", search, parent, store)
+    lines += [
+        f"- objective: `{objective}` ({mode}); delta is relative to the baseline: {base}",
+        f"- trials: {len(table)} ({summary or 'none recorded'})",
+        "",
+    ]
+    lines.append(to_markdown(table) if len(table) else "_No trials recorded under this parent run._\n")
+    failed = runs[_failed_mask(runs)] if len(runs) else runs
+    if len(failed):
+        lines += ["## Failed trials", ""]
+        for _, row in failed.iterrows():
+            error = str(row.get("error") or "no error recorded").strip()
+            lines.append(f"- **{row.get('label')}** (round {row.get('round')}, key `{row.get('key')}`, "
+                         f"run `{row.get('run_id')}`):")
+            lines += ["", "  ```", *(f"  {ln}" for ln in error.splitlines()), "  ```", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _failed_mask(runs: pd.DataFrame) -> pd.Series:
+    tag = runs["status_tag"] if "status_tag" in runs.columns else pd.Series(None, index=runs.index)
+    return tag.eq("failed") | (tag.isna() & runs.get("status", pd.Series("", index=runs.index)).eq("FAILED"))
+
+
+def _label_of(table: pd.DataFrame, key: str) -> str:
+    rows = table[table["key"] == key]
+    return str(rows["candidate"].iloc[0]) if len(rows) else "?"
+
+
+def rounds_markdown(rounds: pd.DataFrame, search: str, parent: RunRecord, store: TrackingStore,
+                    objective: str, mode: str) -> str:
+    lines = _header("Greedy rounds", search, parent, store)
+    lines += [f"- objective: `{objective}` ({mode}); gain is relative to the previous round's choice (✓)", ""]
+    for rnd, rows in rounds.groupby("round", sort=True):
+        ok = rows["status"].isin(OK_STATUSES).sum()
+        lines += [f"## Round {rnd} ({len(rows)} candidates, {ok} usable)", "", to_markdown(rows.drop(columns="round"))]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def write_report(store: TrackingStore, search: str, out_dir: Path, parent_id: str | None = None,
+                 objective: str | None = None, mode: str | None = None,
+                 baseline_key: str | None = None) -> ReportPaths:
+    """Write ``out_dir/<search>/leaderboard.md``, ``leaderboard.csv`` and, for greedy searches, ``rounds.md``;
+    log them on the parent run under ``report/``. ``parent_id=None`` takes the search's latest parent run.
+
+    ``objective``/``mode``/``baseline_key`` left as None default to the parent run's params of those names,
+    then to ``"objective"``/``"max"``/none.
+    """
+    if parent_id is None:
+        parent_id = store.latest_parent(search)
+        if parent_id is None:
+            raise LookupError(f"no search named '{search}' is recorded in {store.uri}; run it first "
+                              f"(eaglesearch run ...) or point MLFLOW_TRACKING_URI at the store that has it")
+    parent = store.get_run(parent_id)
+    objective, mode, baseline_key = _settings(parent, objective, mode, baseline_key)
+    runs = store.trial_runs(parent_id)
+    table = ranked_table(runs, objective=objective, mode=mode, baseline_key=baseline_key)
+
+    folder = Path(out_dir) / search
+    folder.mkdir(parents=True, exist_ok=True)
+    md_path, csv_path = folder / "leaderboard.md", folder / "leaderboard.csv"
+    md_path.write_text(leaderboard_markdown(table, runs, search, parent, store), encoding="utf-8")
+    csv_path.write_text(to_csv(table), encoding="utf-8")
+    rounds_path = None
+    if _is_greedy(runs, parent) and len(runs):
+        rounds_path = folder / "rounds.md"
+        rounds = round_table(runs, objective=objective, mode=mode)
+        rounds_path.write_text(rounds_markdown(rounds, search, parent, store, objective, mode), encoding="utf-8")
+    for path in (md_path, csv_path, rounds_path):
+        if path is not None:
+            store.log_artifact(parent_id, path, ARTIFACT_DIR)
+    return ReportPaths(markdown=md_path, csv=csv_path, rounds_markdown=rounds_path, table=table,
+                       parent_id=parent_id)

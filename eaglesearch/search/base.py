@@ -1,0 +1,122 @@
+"""The one ask/tell interface every search strategy implements, and the values it hands out.
+
+A strategy is a pure state machine: ``ask()`` hands out the next :class:`Proposal` (or ``None`` when it must wait
+for results or is done), ``tell(key, result)`` records what a proposed trial produced. It owns no I/O, no Ray and
+no randomness, holds only plain data (so the Ray Tune searcher that wraps it can be pickled), and answers a
+trial whose key it has already been told from that result instead of proposing it again.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Literal
+
+from eaglesearch.spec import TrialResult, TrialSpec
+
+Mode = Literal["max", "min"]
+Role = Literal["base", "candidate", "grid"]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One trial a strategy wants run, with the context a runner and a report need."""
+
+    trial: TrialSpec
+    round: int  # greedy: 0 = base, r = r-th adding round; grid: 0
+    label: str  # human name, e.g. "clip+convnext" or "clip lr=0.0005"
+    role: str  # "base" | "candidate" | "grid"
+    added: str | None = None  # greedy: the expert name this candidate adds; None otherwise
+    key: str = field(init=False, repr=False, compare=False)  # trial.key, computed once (it hashes the spec)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", self.trial.key)
+
+
+@dataclass(frozen=True)
+class RoundDecision:
+    """What one completed greedy round evaluated and decided.
+
+    ``candidates`` lists every trial of the round in proposal (pool) order as ``(label, key, objective, status)``.
+    ``chosen_*`` and ``added`` name the candidate the incumbent became (``None`` when the incumbent was kept).
+    ``objective`` is the round's best usable objective (``None`` when every trial failed), ``previous_objective``
+    the incumbent's before the round, and ``gain`` the improvement of ``objective`` over it in the search's
+    direction (positive = better, also in ``min`` mode). ``stopped`` is why the search ended here, else ``None``.
+    """
+
+    round: int
+    candidates: tuple[tuple[str, str, float | None, str], ...]
+    chosen_label: str | None
+    chosen_key: str | None
+    added: str | None
+    objective: float | None
+    previous_objective: float | None
+    gain: float | None
+    stopped: str | None = None
+
+
+def usable(result: TrialResult | None) -> bool:
+    """A result that may win: not failed, with a real (non-NaN) objective."""
+    return result is not None and result.ok and not math.isnan(result.objective)  # type: ignore[arg-type]
+
+
+def improvement(new: float, old: float, mode: str) -> float:
+    """How much ``new`` beats ``old`` in the search's direction (positive = better)."""
+    return new - old if mode == "max" else old - new
+
+
+def best_index(objectives: list[float | None], mode: str) -> int | None:
+    """Index of the best objective (``None`` entries skipped); the earliest wins a tie. ``None`` if all are None."""
+    best: int | None = None
+    for i, value in enumerate(objectives):
+        if value is None:
+            continue
+        if best is None or improvement(value, objectives[best], mode) >= 0:  # type: ignore[arg-type]
+            best = i
+    return best
+
+
+class Strategy(ABC):
+    """Ask/tell search strategy. Subclasses set ``kind``; ``metric`` and ``mode`` say what the results are ranked by."""
+
+    kind: str
+    metric: str
+    mode: str
+
+    @abstractmethod
+    def ask(self) -> Proposal | None:
+        """The next trial to run; ``None`` when waiting for results (a barrier) or finished."""
+
+    @abstractmethod
+    def tell(self, key: str, result: TrialResult) -> None:
+        """Record a proposed trial's result. Unknown keys raise ``ValueError``; repeats of a told key are ignored."""
+
+    @property
+    @abstractmethod
+    def finished(self) -> bool:
+        """True once nothing more will be proposed."""
+
+    @abstractmethod
+    def pending(self) -> set[str]:
+        """Keys handed out by ``ask`` and not yet told."""
+
+    @abstractmethod
+    def decisions(self) -> list[RoundDecision]:
+        """One per completed round (greedy); empty for strategies without rounds."""
+
+    @abstractmethod
+    def incumbent(self) -> Proposal | None:
+        """The best trial so far (greedy: the trial of the currently chosen expert set)."""
+
+    @abstractmethod
+    def expected_trials(self) -> list[int]:
+        """Trials per round if nothing fails and nothing stops early (what ``plan`` shows)."""
+
+    @abstractmethod
+    def baseline_key(self) -> str | None:
+        """Key of the trial deltas refer to (greedy: the base; grid: ``spec.baseline``'s combination)."""
+
+    @abstractmethod
+    def result(self, key: str) -> TrialResult | None:
+        """The result told for ``key``, if any."""

@@ -1,0 +1,175 @@
+"""Greedy round-robin expert selection (Eagle §2.6, ``reference/eagle.md`` §5(e)).
+
+Round 0 evaluates the base experts alone. Round r ≥ 1 evaluates ``incumbent ∪ {e}`` for every expert ``e`` still
+in the pool (pool order), waits for all of them (the barrier), and adopts the best usable one. Expert order in a
+trial is base order, then experts in the order they were added, then the candidate.
+
+The search stops when the pool is empty, after ``max_rounds`` adding rounds, when every trial of a round failed,
+when the base failed, or (``stop_when_no_gain``) when a round's best does not beat the incumbent by more than
+``min_gain``; the reason is the last :class:`RoundDecision`'s ``stopped``.
+"""
+
+from __future__ import annotations
+
+from eaglesearch.search.base import Proposal, RoundDecision, Strategy, best_index, improvement, usable
+from eaglesearch.spec import ExpertSpec, GreedyStrategySpec, TrialFactory, TrialResult
+
+BASE_FAILED = "base failed"
+ALL_FAILED = "all candidates failed"
+NO_GAIN = "no gain"
+POOL_EMPTY = "pool empty"
+MAX_ROUNDS = "max_rounds"
+
+
+class GreedyStrategy(Strategy):
+    kind = "greedy"
+
+    def __init__(self, spec: GreedyStrategySpec, factory: TrialFactory) -> None:
+        self.spec = spec
+        self.factory = factory
+        self.metric = spec.objective
+        self.mode = spec.mode
+        self._base: tuple[ExpertSpec, ...] = spec.base_experts
+        self._pool: list[ExpertSpec] = list(spec.candidate_experts)
+        self._added: list[ExpertSpec] = []
+        self._round = 0
+        self._proposals: list[Proposal] = []  # the current round's, in pool order
+        self._round_of: dict[str, int] = {}  # every key proposed in a round started so far
+        self._results: dict[str, TrialResult] = {}  # memo: every told result, by trial key
+        self._asked: set[str] = set()
+        self._pending: set[str] = set()
+        self._decisions: list[RoundDecision] = []
+        self._incumbent: Proposal | None = None
+        self._incumbent_objective: float | None = None
+        self._base_key: str | None = None
+        self._finished = False
+        self._start_round()
+
+    # -- ask / tell ---------------------------------------------------------------------------------------------
+
+    def ask(self) -> Proposal | None:
+        if self._finished:
+            return None
+        for p in self._proposals:
+            key = p.key
+            if key not in self._results and key not in self._asked:
+                self._asked.add(key)
+                self._pending.add(key)
+                return p
+        return None
+
+    def tell(self, key: str, result: TrialResult) -> None:
+        if key in self._results:
+            return  # at-least-once delivery: the first told result stands
+        if key not in self._round_of:
+            raise ValueError(f"greedy search was told about trial {key}, which it has not proposed "
+                             f"(known: rounds 0..{self._round})")
+        self._results[key] = result
+        self._pending.discard(key)
+        self._advance()
+
+    # -- queries ------------------------------------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @property
+    def round(self) -> int:
+        """The round in flight (or the last one, once finished)."""
+        return self._round
+
+    def pending(self) -> set[str]:
+        return set(self._pending)
+
+    def decisions(self) -> list[RoundDecision]:
+        return list(self._decisions)
+
+    def incumbent(self) -> Proposal | None:
+        return self._incumbent
+
+    def result(self, key: str) -> TrialResult | None:
+        return self._results.get(key)
+
+    def baseline_key(self) -> str | None:
+        return self._base_key
+
+    def chosen(self) -> tuple[str, ...]:
+        """Names of the experts chosen so far: the base, then the added ones in order."""
+        return tuple(e.name for e in (*self._base, *self._added))
+
+    def expected_trials(self) -> list[int]:
+        n = len(self.spec.candidates)
+        rounds = n if self.spec.max_rounds is None else min(n, self.spec.max_rounds)
+        return [1] + [n - r for r in range(rounds)]
+
+    # -- round machinery ----------------------------------------------------------------------------------------
+
+    def _start_round(self) -> None:
+        chosen = (*self._base, *self._added)
+        if self._round == 0:
+            trial = self.factory.make(chosen)
+            self._proposals = [Proposal(trial=trial, round=0, label=trial.label, role="base", added=None)]
+            self._base_key = trial.key
+        else:
+            self._proposals = []
+            for expert in self._pool:
+                trial = self.factory.make((*chosen, expert))
+                self._proposals.append(
+                    Proposal(trial=trial, round=self._round, label=trial.label, role="candidate", added=expert.name)
+                )
+        for p in self._proposals:
+            self._round_of.setdefault(p.key, self._round)
+
+    def _advance(self) -> None:
+        """Decide every round whose trials are all answered (told now, or earlier: pre-told or memoised)."""
+        while not self._finished and all(p.key in self._results for p in self._proposals):
+            self._decide()
+            if not self._finished:
+                self._round += 1
+                self._start_round()
+
+    def _decide(self) -> None:
+        results = [self._results[p.key] for p in self._proposals]
+        rows = tuple((p.label, p.key, r.objective, r.status) for p, r in zip(self._proposals, results))
+        objectives = [r.objective if usable(r) else None for r in results]
+        i = best_index(objectives, self.mode)
+        previous = self._incumbent_objective
+        best = objectives[i] if i is not None else None
+        gain = improvement(best, previous, self.mode) if best is not None and previous is not None else None
+
+        stopped: str | None = None
+        adopt = i is not None
+        if self._round == 0:
+            if i is None:
+                stopped = BASE_FAILED
+        elif i is None:
+            stopped = ALL_FAILED
+        elif self.spec.stop_when_no_gain and not (gain is not None and gain > self.spec.min_gain):
+            stopped, adopt = NO_GAIN, False
+
+        chosen: Proposal | None = self._proposals[i] if adopt and i is not None else None
+        if chosen is not None:
+            self._incumbent, self._incumbent_objective = chosen, best
+            if chosen.role == "candidate":
+                expert = next(e for e in self._pool if e.name == chosen.added)
+                self._pool.remove(expert)
+                self._added.append(expert)
+        if stopped is None and not self._pool:
+            stopped = POOL_EMPTY
+        if stopped is None and self.spec.max_rounds is not None and self._round >= self.spec.max_rounds:
+            stopped = MAX_ROUNDS
+
+        self._decisions.append(RoundDecision(
+            round=self._round,
+            candidates=rows,
+            chosen_label=chosen.label if chosen else None,
+            chosen_key=chosen.key if chosen else None,
+            added=chosen.added if chosen else None,
+            objective=best,
+            previous_objective=previous,
+            gain=gain,
+            stopped=stopped,
+        ))
+        if stopped is not None:
+            self._finished = True

@@ -1,0 +1,121 @@
+"""Grid ablation: every combination of the factors (minus ``exclude``), all proposable at once.
+
+Combinations that build the same TrialSpec (same key, e.g. differing only in a non-semantic field) are proposed
+once, under the first combination's label.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from eaglesearch.search.base import Proposal, RoundDecision, Strategy, best_index, usable
+from eaglesearch.spec import GridStrategySpec, TrialFactory, TrialResult, grid_combinations
+
+EXPERTS_FACTOR = "experts"
+
+
+def format_value(value: Any) -> str:
+    """A factor value as it reads in a label: ``0.0005``, ``true``, ``[1,2]``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def factor_labels(factors: list[str]) -> dict[str, str]:
+    """Short names of non-expert factors: the last dotted component, the full path where two would collide."""
+    names = [f for f in factors if f != EXPERTS_FACTOR]
+    counts = Counter(f.rsplit(".", 1)[-1] for f in names)
+    return {f: f.rsplit(".", 1)[-1] if counts[f.rsplit(".", 1)[-1]] == 1 else f for f in names}
+
+
+class GridStrategy(Strategy):
+    kind = "grid"
+
+    def __init__(self, spec: GridStrategySpec, factory: TrialFactory) -> None:
+        self.spec = spec
+        self.factory = factory
+        self.metric = spec.objective
+        self.mode = spec.mode
+        short = factor_labels(list(spec.factors))
+        self._proposals: list[Proposal] = []
+        self._combos: list[dict[str, Any]] = []  # parallel to _proposals: the first combination giving each key
+        self._index: dict[str, int] = {}
+        self._baseline_key: str | None = None
+        for combo in grid_combinations(spec):
+            trial = self.factory.make(assignments=combo)
+            key = trial.key
+            if self._baseline_key is None and spec.baseline is not None and _matches(combo, spec.baseline):
+                self._baseline_key = key
+            if key in self._index:
+                continue
+            extras = " ".join(f"{short[f]}={format_value(v)}" for f, v in combo.items() if f != EXPERTS_FACTOR)
+            label = f"{trial.label} {extras}" if extras else trial.label
+            self._index[key] = len(self._proposals)
+            self._proposals.append(Proposal(trial=trial, round=0, label=label, role="grid", added=None))
+            self._combos.append(dict(combo))
+        self._results: dict[str, TrialResult] = {}
+        self._asked: set[str] = set()
+        self._pending: set[str] = set()
+        self._cursor = 0  # proposals before it are asked or told
+
+    def ask(self) -> Proposal | None:
+        while self._cursor < len(self._proposals):
+            p = self._proposals[self._cursor]
+            self._cursor += 1
+            key = p.key
+            if key not in self._results and key not in self._asked:
+                self._asked.add(key)
+                self._pending.add(key)
+                return p
+        return None
+
+    def tell(self, key: str, result: TrialResult) -> None:
+        if key not in self._index:
+            raise ValueError(f"grid search was told about trial {key}, which is not one of its "
+                             f"{len(self._proposals)} combinations")
+        if key in self._results:
+            return  # at-least-once delivery: the first told result stands
+        self._results[key] = result
+        self._pending.discard(key)
+
+    @property
+    def finished(self) -> bool:
+        return len(self._results) == len(self._proposals)
+
+    def pending(self) -> set[str]:
+        return set(self._pending)
+
+    def decisions(self) -> list[RoundDecision]:
+        return []
+
+    def incumbent(self) -> Proposal | None:
+        told = [p for p in self._proposals if p.key in self._results]
+        objectives = [r.objective if usable(r := self._results[p.key]) else None for p in told]
+        i = best_index(objectives, self.mode)
+        return told[i] if i is not None else None
+
+    def result(self, key: str) -> TrialResult | None:
+        return self._results.get(key)
+
+    def baseline_key(self) -> str | None:
+        return self._baseline_key
+
+    def proposals(self) -> list[Proposal]:
+        """Every (deduplicated) proposal, in grid order."""
+        return list(self._proposals)
+
+    def assignments(self, key: str) -> dict[str, Any]:
+        """The factor values of the combination that produced ``key`` (the first, if several did)."""
+        return dict(self._combos[self._index[key]])
+
+    def expected_trials(self) -> list[int]:
+        return [len(self._proposals)]
+
+
+def _matches(combo: Mapping[str, Any], partial: Mapping[str, Any]) -> bool:
+    return all(k in combo and combo[k] == v for k, v in partial.items())

@@ -1,0 +1,266 @@
+"""TrackingStore: the one typed door to MLflow (experiments, parent search runs, child trial runs)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from eaglesearch.spec.trial import TrialResult, TrialSpec
+from eaglesearch.tracking import records as R
+from eaglesearch.tracking.uri import absolute_uri, sqlite_path
+
+_QUIET = ("alembic", "mlflow.store.db.utils", "mlflow.store.db", "mlflow.tracking._tracking_service")
+_PAGE = 1000
+_EXPERIMENTS_PER_QUERY = 100
+
+
+def _quiet_mlflow() -> None:
+    """Silence schema-migration chatter (``Creating initial MLflow database tables...``) and friends."""
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class TrackingStore:
+    """A thin wrapper around ``MlflowClient``: one experiment per search, a parent run per invocation, a child
+    run per trial. Every call is safe from any process (Ray workers) given an absolute URI."""
+
+    def __init__(self, uri: str) -> None:
+        _quiet_mlflow()
+        self.uri = absolute_uri(uri)
+        self._client = MlflowClient(tracking_uri=self.uri)
+
+    def __repr__(self) -> str:
+        return f"TrackingStore({self.uri!r})"
+
+    # ---------------------------------------------------------------- experiments and parent runs
+
+    def ensure_experiment(self, search: str) -> str:
+        """The id of the experiment named ``search``, created (or restored from deletion) if needed."""
+        exp = self._client.get_experiment_by_name(search)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                self._client.restore_experiment(exp.experiment_id)
+            return exp.experiment_id
+        try:
+            return self._client.create_experiment(search, artifact_location=self._artifact_location(search))
+        except MlflowException:  # created meanwhile by another process
+            exp = self._client.get_experiment_by_name(search)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def _artifact_location(self, search: str) -> str | None:
+        """Beside the database for sqlite stores (not in whatever the cwd is); the server's default otherwise."""
+        db = sqlite_path(self.uri)
+        return None if db is None else (db.parent / "mlartifacts" / search).as_uri()
+
+    def open_parent(self, search: str, fingerprint: str, tune_name: str, space_text: str,
+                    params: dict[str, str]) -> tuple[str, bool]:
+        """Resume the RUNNING parent with this ``tune_name`` (an interrupted invocation): ``(id, True)``;
+        else create a parent run, log ``search_space.yaml`` and ``params``: ``(id, False)``."""
+        exp_id = self.ensure_experiment(search)
+        live = self._search(
+            [exp_id], R.tag_filter({R.TAG_KIND: R.KIND_SEARCH, R.TAG_TUNE_NAME: tune_name}, status="RUNNING"),
+            order_by=["attributes.start_time DESC"], max_results=1)
+        if live:
+            return live[0].info.run_id, True
+        tags = {R.TAG_KIND: R.KIND_SEARCH, R.TAG_SEARCH: search, R.TAG_FINGERPRINT: fingerprint,
+                R.TAG_TUNE_NAME: tune_name}
+        name = f"{search}@{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        run_id = self._client.create_run(exp_id, run_name=name, tags=tags).info.run_id
+        self._log_params(run_id, params)
+        self._client.log_text(run_id, space_text, R.ARTIFACT_SEARCH_SPACE)
+        return run_id, False
+
+    def close_parent(self, run_id: str, status: str = "FINISHED") -> None:
+        RunStatus.from_string(status)  # fail early on a typo
+        self._client.set_terminated(run_id, status)
+
+    def latest_parent(self, search: str) -> str | None:
+        """The newest parent run of ``search``, FINISHED ones first; None if the search was never recorded."""
+        exp = self._client.get_experiment_by_name(search)
+        if exp is None or exp.lifecycle_stage == "deleted":
+            return None
+        for status in ("FINISHED", None):
+            found = self._search([exp.experiment_id], R.tag_filter({R.TAG_KIND: R.KIND_SEARCH}, status=status),
+                                 order_by=["attributes.start_time DESC"], max_results=1)
+            if found:
+                return found[0].info.run_id
+        return None
+
+    # ---------------------------------------------------------------- lookups
+
+    def find_finished(self, key: str) -> TrialResult | None:
+        """The most recent FINISHED trial run with this key in any experiment (not failed, not cached)."""
+        query = R.tag_filter({R.TAG_KEY: key, R.TAG_STATUS: R.STATUS_FINISHED, R.TAG_KIND: R.KIND_TRIAL},
+                             status="FINISHED")
+        best = None
+        for ids in _chunks(self._experiment_ids(), _EXPERIMENTS_PER_QUERY):
+            found = self._search(ids, query, order_by=["attributes.end_time DESC"], max_results=1)
+            if found and (best is None or (found[0].info.end_time or 0) > (best.info.end_time or 0)):
+                best = found[0]
+        return None if best is None else R.trial_result(best)
+
+    def find_in_parent(self, parent_id: str, key: str) -> TrialResult | None:
+        """A completed (finished, cached or failed) child of ``parent_id`` with this key, the latest one."""
+        exp_id = self._client.get_run(parent_id).info.experiment_id
+        runs = self._search([exp_id], R.tag_filter({R.TAG_PARENT: parent_id, R.TAG_KEY: key}))
+        done = [r for r in runs if r.info.status in ("FINISHED", "FAILED")
+                and r.data.tags.get(R.TAG_STATUS) in R.DONE_STATUSES]
+        return R.trial_result(max(done, key=R.run_priority)) if done else None
+
+    def trial_runs(self, parent_id: str) -> pd.DataFrame:
+        """One row per trial of the parent (duplicates of a key collapsed to the run that completed last)."""
+        exp_id = self._client.get_run(parent_id).info.experiment_id
+        runs = self._search([exp_id], R.tag_filter({R.TAG_PARENT: parent_id}))
+        return R.runs_frame(R.dedupe_by_key(runs))
+
+    def get_run(self, run_id: str) -> R.RunRecord:
+        """Params, tags, latest metrics and times of any run, as plain values."""
+        return R.run_record(self._client.get_run(run_id))
+
+    def metric_history(self, run_id: str, name: str) -> list[tuple[int, float]]:
+        history = self._client.get_metric_history(run_id, name)
+        return [(m.step, m.value) for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
+
+    # ---------------------------------------------------------------- trial runs
+
+    def start_trial(self, parent_id: str, experiment_id: str, trial: TrialSpec, *, search: str, round: int,
+                    role: str, added: str | None, strategy: str, label: str) -> str:
+        """Create the child run of a trial (status tag ``running``); RUNNING leftovers of the key are KILLED."""
+        return self._create_child(parent_id, experiment_id, trial, status=R.STATUS_RUNNING, search=search,
+                                  round=round, role=role, added=added, strategy=strategy, label=label)
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+        self._log_metrics(run_id, metrics, step)
+
+    def log_text(self, run_id: str, text: str, artifact_path: str) -> None:
+        self._client.log_text(run_id, text, artifact_path)
+
+    def log_artifact(self, run_id: str, local_path: str | Path, artifact_path: str | None = None) -> None:
+        self._client.log_artifact(run_id, str(local_path), artifact_path)
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
+        """Artifact paths of a run directly under ``path`` (folders included), sorted."""
+        return sorted(f.path for f in self._client.list_artifacts(run_id, path))
+
+    def finish_trial(self, run_id: str, result: TrialResult) -> None:
+        """Log the final metrics and status tag ``finished`` in one batch, then terminate FINISHED.
+
+        A result whose status is ``failed`` is recorded by :meth:`fail_trial` instead."""
+        if result.status == R.STATUS_FAILED:
+            self.fail_trial(run_id, result.error or "failed (no error text)")
+            return
+        self._log_metrics(run_id, _final_metrics(result), None, tags={R.TAG_STATUS: R.STATUS_FINISHED})
+        self._client.set_terminated(run_id, "FINISHED")
+
+    def fail_trial(self, run_id: str, error: str) -> None:
+        """Status tag ``failed``, the error's start as tag, the full text as ``error.txt``; terminate FAILED."""
+        self._log_batch(run_id, tags={R.TAG_STATUS: R.STATUS_FAILED, R.TAG_ERROR: error[:R.ERROR_TAG_CHARS]})
+        self._client.log_text(run_id, error, R.ARTIFACT_ERROR)
+        self._client.set_terminated(run_id, "FAILED")
+
+    def record_cached(self, parent_id: str, experiment_id: str, trial: TrialSpec, source: TrialResult, *,
+                      search: str, round: int, role: str, added: str | None, strategy: str, label: str) -> str:
+        """A FINISHED child run (status ``cached``) that copies ``source``'s final metrics, not its history."""
+        extra = {R.TAG_CACHED_FROM: source.run_id} if source.run_id else {}
+        run_id = self._create_child(parent_id, experiment_id, trial, status=R.STATUS_CACHED, search=search,
+                                    round=round, role=role, added=added, strategy=strategy, label=label,
+                                    extra_tags=extra)
+        self._log_metrics(run_id, _final_metrics(source), None)
+        self._client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+    # ---------------------------------------------------------------- internals
+
+    def _create_child(self, parent_id: str, experiment_id: str, trial: TrialSpec, *, status: str, search: str,
+                      round: int, role: str, added: str | None, strategy: str, label: str,
+                      extra_tags: dict[str, str] | None = None) -> str:
+        key = trial.key
+        self._kill_running(parent_id, experiment_id, key)
+        tags = {
+            R.TAG_PARENT: parent_id, R.TAG_KIND: R.KIND_TRIAL, R.TAG_KEY: key, R.TAG_SEARCH: search,
+            R.TAG_ROUND: str(int(round)), R.TAG_ROLE: role, R.TAG_LABEL: label, R.TAG_STRATEGY: strategy,
+            R.TAG_STATUS: status, **(extra_tags or {}),
+        }
+        if added is not None:
+            tags[R.TAG_ADDED] = added
+        run_id = self._client.create_run(experiment_id, run_name=label, tags=tags).info.run_id
+        self._log_params(run_id, trial.flat_params())
+        self._client.log_text(run_id, trial.model_dump_json(indent=2), R.ARTIFACT_TRIAL_SPEC)
+        return run_id
+
+    def _kill_running(self, parent_id: str, experiment_id: str, key: str) -> None:
+        """Runs of this key a killed worker left RUNNING under the parent are marked KILLED."""
+        query = R.tag_filter({R.TAG_PARENT: parent_id, R.TAG_KEY: key}, status="RUNNING")
+        for run in self._search([experiment_id], query):
+            self._client.set_terminated(run.info.run_id, "KILLED")
+
+    def _log_params(self, run_id: str, params: dict[str, str]) -> None:
+        items = [Param(str(k), str(v)[:R.MAX_PARAM_VALUE]) for k, v in params.items()]
+        for chunk in _chunks(items, R.PARAMS_PER_BATCH):
+            self._client.log_batch(run_id, params=chunk)
+
+    def _log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None,
+                     tags: dict[str, str] | None = None) -> None:
+        now = _now_ms()
+        items = [Metric(k, float(v), now, int(step or 0)) for k, v in metrics.items() if v is not None]
+        chunks = list(_chunks(items, R.METRICS_PER_BATCH)) or [[]]
+        for i, chunk in enumerate(chunks):
+            self._log_batch(run_id, metrics=chunk, tags=tags if i == 0 else None)
+
+    def _log_batch(self, run_id: str, metrics: Iterable[Metric] = (), tags: dict[str, str] | None = None) -> None:
+        run_tags = [RunTag(k, v) for k, v in (tags or {}).items()]
+        metrics = list(metrics)
+        if metrics or run_tags:
+            self._client.log_batch(run_id, metrics=metrics, tags=run_tags)
+
+    def _experiment_ids(self) -> list[str]:
+        ids: list[str] = []
+        token = None
+        while True:
+            page = self._client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=_PAGE,
+                                                   page_token=token)
+            ids.extend(e.experiment_id for e in page)
+            token = page.token
+            if not token:
+                return ids
+
+    def _search(self, experiment_ids: list[str], query: str, order_by: list[str] | None = None,
+                max_results: int | None = None) -> list[Any]:
+        """All runs matching ``query`` (paginated), or the first ``max_results``."""
+        out: list[Any] = []
+        token = None
+        while True:
+            want = _PAGE if max_results is None else min(_PAGE, max_results - len(out))
+            page = self._client.search_runs(experiment_ids, filter_string=query, run_view_type=ViewType.ACTIVE_ONLY,
+                                            max_results=want, order_by=order_by, page_token=token)
+            out.extend(page)
+            token = page.token
+            if not token or (max_results is not None and len(out) >= max_results):
+                return out
+
+
+def _final_metrics(result: TrialResult) -> dict[str, float]:
+    metrics = dict(result.metrics)
+    if result.objective is not None:
+        metrics["objective"] = result.objective
+    return metrics

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Create .venv (Python >= 3.11) and install eaglesearch with its test extras. Safe to re-run: it skips the
+# install when pyproject.toml has not changed since the last successful one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for cand in python3.11 python3.12 python3.13 python3; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      PY=$cand; break
+    fi
+  done
+fi
+[ -n "$PY" ] || { echo "bootstrap: need Python >= 3.11 on PATH (or set PYTHON=...)" >&2; exit 1; }
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=.venv/.eaglesearch-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+
+# torch + torchvision builds that install on this kind of machine (see README "Installing"): timm needs
+# torchvision, and PyPI's torchvision only imports beside the matching torch release.
+case "$(uname -m)" in
+  aarch64|arm64) TORCH="torch==2.9.1 torchvision==0.24.1" ;;
+  *)             TORCH="torch==2.14.1 torchvision==0.29.1" ;;
+esac
+.venv/bin/python -m pip install --quiet --upgrade pip
+# shellcheck disable=SC2086
+.venv/bin/python -m pip install --quiet $TORCH
+.venv/bin/python -m pip install --quiet -e ".[test]"
+echo "$want" > "$stamp"
