@@ -163,6 +163,12 @@ def test_a_failed_status_or_missing_objective_loses_even_with_a_big_number():
     assert s.decisions()[1].objective == 0.5
 
 
+def test_a_nan_objective_never_wins():
+    s = greedy(candidates=("b", "c"), max_rounds=1)
+    drive(s, lambda e: float("nan") if "b" in e else 1.0)
+    assert s.decisions()[1].added == "c"
+
+
 def test_a_round_where_every_candidate_failed_stops_and_keeps_the_incumbent():
     s = greedy(candidates=("b", "c"))
     drive(s, lambda e: 1.0 if e == {"a"} else None)
@@ -184,7 +190,7 @@ def test_base_failure_finishes_the_search():
 
 def test_no_trial_is_proposed_twice():
     s = greedy(candidates=("b", "c", "d", "e", "f"))
-    seen = drive(s, additive(dict(a=0, b=1, c=5, d=3, e=2, f=4)), random.Random(2))
+    seen = drive(s, additive({"a": 0, "b": 1, "c": 5, "d": 3, "e": 2, "f": 4}), random.Random(2))
     assert len(seen) == len({p.key for p in seen}) == 1 + 5 + 4 + 3 + 2 + 1
 
 
@@ -239,7 +245,7 @@ def test_stop_when_no_gain_stops_on_an_equal_objective():
 def test_max_rounds_caps_the_adding_rounds():
     s = greedy(max_rounds=2)
     assert s.expected_trials() == [1, 4, 3]
-    seen = drive(s, additive(dict(a=0, b=1, c=2, d=3, e=4)))
+    seen = drive(s, additive({"a": 0, "b": 1, "c": 2, "d": 3, "e": 4}))
     assert rounds(seen) == [1, 4, 3]
     assert s.decisions()[-1].stopped == "max_rounds"
     assert order(s.incumbent()) == ("a", "e", "d")
@@ -248,14 +254,14 @@ def test_max_rounds_caps_the_adding_rounds():
 def test_pool_of_one_stops_when_empty():
     s = greedy(candidates=("b",))
     assert s.expected_trials() == [1, 1]
-    drive(s, additive(dict(a=1, b=-1)))
+    drive(s, additive({"a": 1, "b": -1}))
     assert [x.stopped for x in s.decisions()] == [None, "pool empty"]
     assert s.decisions()[1].added == "b"  # without stop_when_no_gain the only candidate is taken, worse or not
 
 
 def test_min_mode_picks_the_lowest_and_counts_a_drop_as_gain():
     s = greedy(candidates=("b", "c", "d"), mode="min", stop_when_no_gain=True)
-    drive(s, additive(dict(a=10.0, b=-1.0, c=-3.0, d=2.0)))
+    drive(s, additive({"a": 10.0, "b": -1.0, "c": -3.0, "d": 2.0}))
     d = s.decisions()
     assert [x.added for x in d] == [None, "c", "b", None]
     assert d[1].gain == 3.0 and d[2].gain == 1.0
@@ -297,7 +303,7 @@ def test_ask_returns_none_while_a_round_is_in_flight():
 
 
 def test_pickled_mid_search_continues_identically():
-    table = additive(dict(a=0.0, b=0.5, c=2.0, d=1.0, e=1.5))
+    table = additive({"a": 0.0, "b": 0.5, "c": 2.0, "d": 1.0, "e": 1.5})
     factory = TrialFactory(recipe=Recipe(name="t"), expert_resolver=at_64)
     s = greedy(factory=factory)
     s.tell(s.ask().key, ok(key_of("a", factory=factory), 0.0))
@@ -359,12 +365,12 @@ def test_greedy_matches_brute_force_on_random_tables():
             subset = frozenset(base) | {pool[i] for i in range(n_pool) if mask >> i & 1}
             fails = rng.random() < 0.15
             table[subset] = None if fails else float(rng.randint(0, 3)) if ties else rng.uniform(-1, 1)
-        kw = dict(
-            mode=rng.choice(["max", "min"]),
-            max_rounds=rng.choice([None, 1, 2, 3]),
-            stop_when_no_gain=rng.random() < 0.5,
-            min_gain=rng.choice([0.0, 0.5]),
-        )
+        kw = {
+            "mode": rng.choice(["max", "min"]),
+            "max_rounds": rng.choice([None, 1, 2, 3]),
+            "stop_when_no_gain": rng.random() < 0.5,
+            "min_gain": rng.choice([0.0, 0.5]),
+        }
         s = greedy(base=base, candidates=pool, **kw)
         seen = drive(s, table, rng)
         path, why = _reference(base, pool, table, **kw)

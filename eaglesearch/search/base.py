@@ -11,12 +11,8 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Literal
 
 from eaglesearch.spec import TrialResult, TrialSpec
-
-Mode = Literal["max", "min"]
-Role = Literal["base", "candidate", "grid"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +68,7 @@ def best_index(objectives: list[float | None], mode: str) -> int | None:
     for i, value in enumerate(objectives):
         if value is None:
             continue
-        if best is None or improvement(value, objectives[best], mode) >= 0:  # type: ignore[arg-type]
+        if best is None or improvement(value, objectives[best], mode) > 0:  # type: ignore[arg-type]
             best = i
     return best
 

@@ -7,7 +7,7 @@ from eaglesearch.search.greedy import GreedyStrategy
 from eaglesearch.search.grid import GridStrategy
 from eaglesearch.spec import LoadedSearch
 
-STRATEGIES: dict[str, type[GreedyStrategy] | type[GridStrategy]] = {"greedy": GreedyStrategy, "grid": GridStrategy}
+STRATEGIES: dict[str, type[GreedyStrategy | GridStrategy]] = {"greedy": GreedyStrategy, "grid": GridStrategy}
 
 
 def make_strategy(loaded: LoadedSearch) -> Strategy:

@@ -131,7 +131,7 @@ class GreedyStrategy(Strategy):
 
     def _decide(self) -> None:
         results = [self._results[p.key] for p in self._proposals]
-        rows = tuple((p.label, p.key, r.objective, r.status) for p, r in zip(self._proposals, results))
+        rows = tuple((p.label, p.key, r.objective, r.status) for p, r in zip(self._proposals, results, strict=True))
         objectives = [r.objective if usable(r) else None for r in results]
         i = best_index(objectives, self.mode)
         previous = self._incumbent_objective
