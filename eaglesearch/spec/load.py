@@ -23,7 +23,7 @@ from eaglesearch.spec.pydantic_errors import issues_from_validation
 from eaglesearch.spec.recipe import Recipe
 from eaglesearch.spec.search_space import GreedyStrategySpec, GridStrategySpec, SearchSpace, as_expert
 from eaglesearch.spec.trial import TrialSpec
-from eaglesearch.spec.yaml_source import Loc, YamlDocument, read_yaml
+from eaglesearch.spec.yaml_source import Loc, YamlDocument, format_loc, read_yaml
 
 ExpertResolver = Callable[[ExpertSpec], ExpertSpec]
 EXPERTS_FACTOR = "experts"
@@ -193,7 +193,7 @@ def _unknown_experts(doc: YamlDocument, recipe_doc: YamlDocument, known: Collect
     allowed = ", ".join(sorted(known))
     return [
         SpecIssue(
-            field=".".join(str(p) for p in loc),
+            field=format_loc(loc),
             message=f"unknown expert '{name}'; registered experts: {allowed}",
             file=d.path,
             line=d.line_of(loc),
@@ -219,7 +219,7 @@ def _check_trials(loaded: LoadedSearch, recipe_doc: YamlDocument) -> None:
                 for i in issues
             ]) from None
         except ValueError as err:
-            raise SpecError.single(".".join(map(str, where)), str(err), file=doc.path, line=doc.line_of(where)) from None
+            raise SpecError.single(format_loc(where), str(err), file=doc.path, line=doc.line_of(where)) from None
 
     if isinstance(strategy, GreedyStrategySpec):
         base = strategy.base_experts

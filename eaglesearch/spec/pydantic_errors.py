@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from eaglesearch.spec.errors import SpecIssue
-from eaglesearch.spec.yaml_source import Loc, YamlDocument
+from eaglesearch.spec.yaml_source import Loc, YamlDocument, format_loc
 
 
 def _is_tag(part: Any) -> bool:
@@ -57,7 +57,7 @@ def issues_from_validation(
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not _is_tag(p))
         full = prefix + loc
-        field = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in full).replace(".[", "[")
+        field = format_loc(full)
         kind = e["type"]
         given = e.get("input")
         if kind == "extra_forbidden":
@@ -68,7 +68,8 @@ def issues_from_validation(
             message = "required, but not given"
         elif kind == "union_tag_invalid":
             ctx = e.get("ctx", {})
-            field = ".".join(str(p) for p in full + (ctx.get("discriminator", "'kind'").strip("'"),))
+            full = full + (str(ctx.get("discriminator", "'kind'")).strip("'"),)
+            field = format_loc(full)
             expected = str(ctx.get("expected_tags", "")).replace("'", "")
             message = f"unknown value '{ctx.get('tag')}'; allowed: {expected}"
         elif kind == "union_tag_not_found":

@@ -82,3 +82,11 @@ def _check_duplicate_keys(node: yaml.Node, path: Path, loc: Loc = ()) -> None:
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _check_duplicate_keys(item, path, loc + (i,))
+
+
+def format_loc(loc: Loc) -> str:
+    """``("strategy", "candidates", 1)`` → ``strategy.candidates[1]``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text

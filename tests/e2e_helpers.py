@@ -1,0 +1,55 @@
+"""Shared helpers for end-to-end tests: a very small recipe and search spaces written into a temp project."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+TINY_RECIPE = """\
+name: tiny_test
+scale: tiny
+seed: 0
+model:
+  grid: 4
+  lm: {kind: tiny_llama, hidden_size: 32, num_layers: 1, num_heads: 2, num_kv_heads: 1, intermediate_size: 64}
+  tokenizer: {kind: offline_bpe, vocab_size: 300}
+data:
+  source: synthetic
+  image_size: 64
+  max_length: 96
+  synthetic: {tasks: [count, color], train_per_task: 16, eval_per_task: 6, image_size: 64, seed: 0}
+train: {steps: 4, batch_size: 8, lr: 5.0e-4, log_every: 2}
+eval: {batch_size: 12, max_new_tokens: 3}
+"""
+
+
+def greedy_space(name: str, candidates: list[str], max_rounds: int = 2, cpus: int = 1, concurrent: int = 1) -> str:
+    return textwrap.dedent(f"""\
+    name: {name}
+    recipe: experiments/tiny_test.yaml
+    strategy:
+      kind: greedy
+      base: [{{name: clip, resolution: 64}}]
+      candidates: [{', '.join(candidates)}]
+      max_rounds: {max_rounds}
+    resources: {{cpus_per_trial: {cpus}, max_concurrent_trials: {concurrent}, max_failures: 1}}
+    """)
+
+
+def make_project(root: Path, spaces: dict[str, str]) -> Path:
+    (root / "experiments").mkdir(parents=True, exist_ok=True)
+    (root / "experiments" / "tiny_test.yaml").write_text(TINY_RECIPE)
+    (root / "search_spaces").mkdir(exist_ok=True)
+    for name, body in spaces.items():
+        (root / "search_spaces" / f"{name}.yaml").write_text(body)
+    return root
+
+
+def cli(root: Path, *args: str, timeout: float = 600, **popen) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db",
+               EAGLESEARCH_HOME=str(root / ".eaglesearch"))
+    return subprocess.run([sys.executable, "-m", "eaglesearch.cli", *args], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=timeout, **popen)
