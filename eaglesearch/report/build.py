@@ -96,7 +96,7 @@ def rounds_markdown(rounds: pd.DataFrame, search: str, parent: RunRecord, store:
     lines += [f"- objective: `{objective}` ({mode}); gain is relative to the previous round's choice (✓)", ""]
     for rnd, rows in rounds.groupby("round", sort=True):
         ok = rows["status"].isin(OK_STATUSES).sum()
-        lines += [f"## Round {rnd} ({len(rows)} candidates, {ok} usable)", "", to_markdown(rows.drop(columns="round"))]
+        lines += [f"## Round {rnd} ({len(rows)} trials, {ok} usable)", "", to_markdown(rows.drop(columns="round"))]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

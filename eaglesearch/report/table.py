@@ -49,7 +49,7 @@ def _status(runs: pd.DataFrame) -> pd.Series:
     """``finished``/``cached``/``failed`` from the status tag; a run without one falls back to MLflow's status."""
     tag = _column(runs, "status_tag").map(_text)
     mlflow_status = _column(runs, "status").map(_text).fillna("")
-    fallback = mlflow_status.str.lower().replace({"failed": "failed", "killed": "failed"})
+    fallback = mlflow_status.str.lower().replace({"killed": "failed"})
     return tag.where(tag.notna(), fallback)
 
 
