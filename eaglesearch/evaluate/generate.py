@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from eaglesearch.data import Sample, collate_prompts, encode_prompt, load_image, reference_answer
+from eaglesearch.data import Sample, build_eval_items, collate_prompts
 from eaglesearch.evaluate.exact_match import exact_match
 from eaglesearch.model import EagleModel
 
@@ -54,16 +54,13 @@ def evaluate(
         correct = 0.0
         for i in range(0, len(samples), batch_size):
             chunk = samples[i : i + batch_size]
-            items = [
-                {"images": load_image(s.image, image_size), "input_ids": encode_prompt(tokenizer, s, model.num_visual_tokens)}
-                for s in chunk
-            ]
+            items = build_eval_items(chunk, tokenizer, image_size, model.num_visual_tokens)
             batch = collate_prompts(items, pad_id)
             outputs = model.generate_greedy(batch["images"], batch["input_ids"], batch["attention_mask"],
                                             max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id)
-            for sample, ids in zip(chunk, outputs, strict=True):
+            for sample, item, ids in zip(chunk, items, outputs, strict=True):
                 text = tokenizer.decode(ids, skip_special_tokens=True)
-                ref = reference_answer(sample)
+                ref = item.answer
                 hit = exact_match(text, ref)
                 correct += hit
                 prompt = next(t for r, t in sample.turns if r == "user")

@@ -19,13 +19,13 @@ from eaglesearch.data import (
     TrainDataset,
     collate_train,
     read_llava_json,
+    training_corpus,
     write_synthetic,
 )
 from eaglesearch.evaluate import Prediction, evaluate, objective
 from eaglesearch.execution.threads import pin_threads
 from eaglesearch.execution.workspace import Workspace, file_lock
 from eaglesearch.model import build_eagle, load_tokenizer
-from eaglesearch.model.tokenizer import render_chat
 from eaglesearch.spec import DataSpec, TrialSpec
 from eaglesearch.train import batches, train
 
@@ -79,11 +79,8 @@ def prepare_tokenizer(trial: TrialSpec, data: PreparedData, workspace: Workspace
     cache = workspace.tokenizer_dir / _digest({"tok": spec.model_dump(mode="json"),
                                                "data": trial.data.model_dump(mode="json")})
 
-    def corpus():
-        return (render_chat(s.turns) for s in data.train)
-
     with file_lock(cache.with_suffix(".lock")):
-        return load_tokenizer(spec, corpus=corpus, cache_dir=cache)
+        return load_tokenizer(spec, corpus=lambda: training_corpus(data.train), cache_dir=cache)
 
 
 def run_trial_core(

@@ -11,16 +11,21 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from eaglesearch.spec import ExpertSpec
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".npz")
 
 
 @dataclass(frozen=True)
@@ -117,3 +122,74 @@ class TimmExpert(VisionExpert):
     def forward(self, pixels: Tensor) -> Tensor:
         (features,) = self.backbone.forward_intermediates(pixels, indices=1, norm=False, intermediates_only=True)
         return features
+
+    @classmethod
+    def from_spec(cls, spec: ExpertSpec, preset: ExpertPreset) -> TimmExpert:
+        """Build from a resolved spec: random init, the preset's hub weights, or ``checkpoint`` (file or hub id)."""
+        assert spec.resolution is not None, "resolve the spec with registry.resolve_expert first"
+        return cls(spec.name, spec.resolution, preset, create_timm_backbone(spec, preset))
+
+
+def looks_like_path(checkpoint: str) -> bool:
+    """A checkpoint naming a file (absolute/relative path or a weights suffix) rather than a hub repo id."""
+    return checkpoint.startswith(("/", "./", "../", "~")) or checkpoint.endswith(WEIGHT_SUFFIXES)
+
+
+def create_timm_backbone(spec: ExpertSpec, preset: ExpertPreset) -> nn.Module:
+    """The timm model for ``spec``; weights from a local file, the hub, or none (random init)."""
+    kwargs: dict[str, Any] = dict(preset.kwargs)
+    if preset.sized:
+        kwargs["img_size"] = spec.resolution
+    where = f"expert '{spec.name}' (preset '{spec.preset}', timm '{preset.architecture}')"
+    if not spec.pretrained:
+        return timm.create_model(preset.architecture, pretrained=False, **kwargs)
+    if spec.checkpoint and (looks_like_path(spec.checkpoint) or Path(spec.checkpoint).expanduser().exists()):
+        path = Path(spec.checkpoint).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{where}: checkpoint file {path} does not exist; fix the expert's "
+                                    "`checkpoint:` path or drop it to use the preset's hub weights")
+        try:
+            return timm.create_model(preset.architecture, pretrained=True,
+                                     pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise RuntimeError(f"{where}: checkpoint {path} does not fit this architecture ({err}); point "
+                               "`checkpoint:` at weights of the same model, or change the expert's preset") from None
+    if spec.checkpoint:
+        hub_id, model_name, overlay = spec.checkpoint, preset.architecture, {"hf_hub_id": spec.checkpoint,
+                                                                              "source": "hf-hub"}
+    elif preset.weights:
+        hub_id, model_name, overlay = timm.models.get_pretrained_cfg(preset.weights).hf_hub_id, preset.weights, None
+    else:
+        raise ValueError(f"{where}: preset '{spec.preset}' is random-init and has no published weights; use "
+                         "preset: paper, or set `checkpoint:` to a local weights file for this architecture")
+    _ensure_hub_reachable(hub_id, where)
+    try:
+        return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    except OSError as err:
+        raise RuntimeError(_offline_message(where, hub_id, err)) from None
+
+
+def _ensure_hub_reachable(hub_id: str, where: str) -> None:
+    """Fail before allocating a large model (ConvNeXt-XXL is 850 M parameters) when the hub repo is unreachable.
+
+    Offline, huggingface_hub retries for about 20 s first unless ``HF_HUB_OFFLINE=1`` is set.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        hf_hub_download(hub_id, "config.json")
+    except LocalEntryNotFoundError as err:  # not reachable and not cached
+        raise RuntimeError(_offline_message(where, hub_id, err)) from None
+    except EntryNotFoundError:
+        return  # the repo is reachable; it just has no config.json
+    except OSError as err:
+        raise RuntimeError(_offline_message(where, hub_id, err)) from None
+
+
+def _offline_message(where: str, hub_id: str, err: Exception) -> str:
+    return (f"{where}: could not fetch pretrained weights from the Hugging Face hub repo '{hub_id}' "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}). Without network "
+            f"access: download them on a connected machine (`huggingface-cli download {hub_id}`), copy the "
+            "weights file here and set this expert's `checkpoint:` to its local path (e.g. "
+            "`checkpoint: /data/weights/model.safetensors`), or point HF_HOME at a cache that already holds them.")

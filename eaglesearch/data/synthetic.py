@@ -1,0 +1,260 @@
+"""A seeded synthetic VQA benchmark written to disk in the LLaVA format (PNG images + conversation json).
+
+Tasks (every answer is one short word or digit; chance level in brackets):
+
+* ``count``  — "How many shapes are there?" over 1–5 non-overlapping shapes (20%);
+* ``color``  — "What color is the {shape}?" over 1–3 shapes of distinct kinds and colours (16.7%);
+* ``exist``  — "Is there a {color} {shape}?", POPE-like yes/no at 50/50; a negative always reuses a colour or a
+  shape kind that is present, so it cannot be answered from colour or shape alone (50%);
+* ``detail`` — "Is the small mark a plus or a cross?": one 5×5-pixel glyph ('+' or '×', 1-pixel strokes, at any
+  canvas size) drawn dark among 2–3 large coloured distractor shapes (50%). Both glyphs have the same ink
+  (9 pixels), centre and bounding box, so they differ only in fine detail: legible at the canvas resolution, but
+  an expert that sees the image downsampled 4× gets a 1–2 px grey blob either way (the two classes then differ
+  by a few grey levels at most). This is the task where an expert's input resolution is meant to matter.
+
+Train and eval images come from different seeds derived from ``spec.seed`` and eval scenes that repeat a train
+scene are redrawn, so the splits are disjoint. :func:`write_synthetic` is deterministic (byte-identical reruns),
+idempotent (a complete dataset for the same spec is reused) and atomic (written to a temporary folder, then
+renamed into place; a concurrent writer's identical result wins a race).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from eaglesearch.spec import SyntheticDataSpec
+
+GENERATOR_VERSION = 1
+MANIFEST = "manifest.json"
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (215, 35, 35), "green": (35, 160, 55), "blue": (35, 75, 215),
+    "yellow": (235, 195, 20), "purple": (135, 55, 175), "orange": (240, 125, 25),
+}
+SHAPES = ("circle", "square", "triangle")
+GLYPHS: dict[str, tuple[tuple[int, int], ...]] = {
+    "plus": tuple((2, i) for i in range(5)) + tuple((i, 2) for i in (0, 1, 3, 4)),
+    "cross": tuple((i, i) for i in range(5)) + tuple((i, 4 - i) for i in (0, 1, 3, 4)),
+}
+GLYPH_INK = (25, 25, 25)
+GLYPH_CELLS = 5
+
+
+@dataclass(frozen=True)
+class Shape:
+    kind: str
+    color: str
+    x: int
+    y: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Everything drawn in one image; ``glyph`` is ``(name, x, y)`` (top-left corner) for the detail task."""
+
+    background: tuple[int, int, int]
+    shapes: tuple[Shape, ...]
+    glyph: tuple[str, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class SyntheticDataset:
+    """Where a written dataset lives: one training json, one eval json per task, and the image folder."""
+
+    root: Path
+    train_json: Path
+    image_folder: Path
+    eval_json: dict[str, Path]
+
+
+Item = tuple[Scene, str, str]  # scene, question, answer
+
+
+def _boxes(rng: random.Random, canvas: int, sizes: list[int],
+           taken: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    """Top-left corners for squares of ``sizes`` that overlap neither each other nor ``taken`` (x, y, size)."""
+    margin = max(2, canvas // 32)
+    for _ in range(100):
+        placed = list(taken)
+        corners = []
+        for size in sizes:
+            for _ in range(50):
+                x, y = rng.randint(margin, canvas - size - margin), rng.randint(margin, canvas - size - margin)
+                if all(x + size + margin <= a or a + s + margin <= x or y + size + margin <= b or b + s + margin <= y
+                       for a, b, s in placed):
+                    placed.append((x, y, size))
+                    corners.append((x, y))
+                    break
+            else:
+                break
+        if len(corners) == len(sizes):
+            return corners
+    raise RuntimeError(f"could not place {len(sizes)} shapes on a {canvas}px canvas; use a larger image_size")
+
+
+def _shapes(rng: random.Random, canvas: int, kinds: list[str], colors: list[str],
+            taken: list[tuple[int, int, int]] | None = None) -> tuple[Shape, ...]:
+    sizes = [rng.randint(canvas * 14 // 100, canvas * 22 // 100) for _ in kinds]
+    corners = _boxes(rng, canvas, sizes, taken or [])
+    return tuple(Shape(k, c, x, y, s) for k, c, (x, y), s in zip(kinds, colors, corners, sizes, strict=True))
+
+
+def _background(rng: random.Random) -> tuple[int, int, int]:
+    return (rng.randint(215, 250), rng.randint(215, 250), rng.randint(215, 250))
+
+
+def _count(rng: random.Random, canvas: int) -> Item:
+    n = rng.randint(1, 5)
+    kinds = [rng.choice(SHAPES) for _ in range(n)]
+    colors = [rng.choice(list(COLORS)) for _ in range(n)]
+    return Scene(_background(rng), _shapes(rng, canvas, kinds, colors)), "How many shapes are there?", str(n)
+
+
+def _color(rng: random.Random, canvas: int) -> Item:
+    n = rng.randint(1, 3)
+    shapes = _shapes(rng, canvas, rng.sample(SHAPES, n), rng.sample(list(COLORS), n))
+    target = rng.choice(shapes)
+    return Scene(_background(rng), shapes), f"What color is the {target.kind}?", target.color
+
+
+def _exist(rng: random.Random, canvas: int) -> Item:
+    n = rng.randint(1, 3)
+    shapes = _shapes(rng, canvas, rng.sample(SHAPES, n), rng.sample(list(COLORS), n))
+    anchor = rng.choice(shapes)
+    if rng.random() < 0.5:
+        color, kind, answer = anchor.color, anchor.kind, "yes"
+    elif rng.random() < 0.5:  # keep a present colour, change the kind (kinds and colours are distinct per image)
+        color, kind, answer = anchor.color, rng.choice([k for k in SHAPES if k != anchor.kind]), "no"
+    else:  # keep a present kind, change the colour
+        color, kind, answer = rng.choice([c for c in COLORS if c != anchor.color]), anchor.kind, "no"
+    return Scene(_background(rng), shapes), f"Is there a {color} {kind}?", answer
+
+
+def _detail(rng: random.Random, canvas: int) -> Item:
+    name = rng.choice(sorted(GLYPHS))
+    (gx, gy), = _boxes(rng, canvas, [GLYPH_CELLS], [])
+    n = rng.randint(2, 3)
+    shapes = _shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
+                     taken=[(gx, gy, GLYPH_CELLS)])
+    return Scene(_background(rng), shapes, (name, gx, gy)), "Is the small mark a plus or a cross?", name
+
+
+TASKS: dict[str, Callable[[random.Random, int], Item]] = {
+    "count": _count, "color": _color, "exist": _exist, "detail": _detail,
+}
+
+
+def render(scene: Scene, canvas: int) -> Image.Image:
+    """Draw a scene as an RGB image of side ``canvas``."""
+    image = Image.new("RGB", (canvas, canvas), scene.background)
+    draw = ImageDraw.Draw(image)
+    for s in scene.shapes:
+        fill, box = COLORS[s.color], (s.x, s.y, s.x + s.size - 1, s.y + s.size - 1)
+        if s.kind == "circle":
+            draw.ellipse(box, fill=fill)
+        elif s.kind == "square":
+            draw.rectangle(box, fill=fill)
+        else:
+            draw.polygon([(s.x + s.size // 2, s.y), (s.x, s.y + s.size - 1), (s.x + s.size - 1, s.y + s.size - 1)],
+                         fill=fill)
+    if scene.glyph is not None:
+        name, gx, gy = scene.glyph
+        draw.point([(gx + col, gy + row) for col, row in GLYPHS[name]], fill=GLYPH_INK)
+    return image
+
+
+def spec_hash(spec: SyntheticDataSpec) -> str:
+    payload = json.dumps({"generator": GENERATOR_VERSION, "spec": spec.model_dump(mode="json")}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _layout(root: Path, spec: SyntheticDataSpec) -> SyntheticDataset:
+    return SyntheticDataset(root=root, train_json=root / "train.json", image_folder=root / "images",
+                            eval_json={task: root / "eval" / f"{task}.json" for task in spec.tasks})
+
+
+def _existing(root: Path, spec: SyntheticDataSpec) -> SyntheticDataset | None:
+    """The dataset at ``root`` if it is complete and for ``spec``; ``None`` if there is nothing there."""
+    manifest = root / MANIFEST
+    if manifest.is_file():
+        found = json.loads(manifest.read_text()).get("spec_hash")
+        if found == spec_hash(spec):
+            return _layout(root, spec)
+        raise ValueError(f"{root} holds a synthetic dataset for another spec (hash {found}, wanted "
+                         f"{spec_hash(spec)}); write to another folder or delete this one")
+    if root.is_dir() and any(root.iterdir()):
+        raise ValueError(f"{root} exists but is not a synthetic dataset (no {MANIFEST}); choose a new or empty folder")
+    return None
+
+
+def _write_split(out: Path, split: str, spec: SyntheticDataSpec, per_task: int,
+                 seen: set[tuple[str, Scene]]) -> dict[str, list[dict[str, object]]]:
+    """Render one split's images under ``out/images/<split>`` and return its LLaVA records per task."""
+    (out / "images" / split).mkdir(parents=True)
+    records: dict[str, list[dict[str, object]]] = {}
+    for task in spec.tasks:
+        rng = random.Random(f"eaglesearch.synthetic/{spec.seed}/{split}/{task}")
+        records[task] = []
+        for i in range(per_task):
+            scene, question, answer = TASKS[task](rng, spec.image_size)
+            while (task, scene) in seen:  # keeps train and eval disjoint
+                scene, question, answer = TASKS[task](rng, spec.image_size)
+            seen.add((task, scene))
+            name = f"{split}/{task}_{i:05d}.png"
+            render(scene, spec.image_size).save(out / "images" / name, format="PNG")
+            records[task].append({"id": f"{task}-{split}-{i:05d}", "image": name, "conversations": [
+                {"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}]})
+    return records
+
+
+def _dump(path: Path, records: list[dict[str, object]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+
+
+def write_synthetic(spec: SyntheticDataSpec, root: Path) -> SyntheticDataset:
+    """Write (or reuse) the synthetic dataset for ``spec`` at ``root``; see the module docstring."""
+    root = Path(root)
+    found = _existing(root, spec)
+    if found is not None:
+        return found
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        _write_all(tmp, spec)
+        try:
+            if root.is_dir():
+                root.rmdir()  # empty (checked by _existing); the rename needs the name free
+            os.rename(tmp, root)
+        except OSError:
+            if not (root / MANIFEST).is_file():
+                raise
+            # a concurrent writer finished first; its result is identical, so use it
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
+    return _existing(root, spec) or _layout(root, spec)
+
+
+def _write_all(out: Path, spec: SyntheticDataSpec) -> None:
+    """Images, train json (tasks shuffled together), one eval json per task, and the manifest (written last)."""
+    seen: set[tuple[str, Scene]] = set()
+    train = _write_split(out, "train", spec, spec.train_per_task, seen)
+    evals = _write_split(out, "eval", spec, spec.eval_per_task, seen)
+    mixed = [record for task in spec.tasks for record in train[task]]
+    random.Random(f"eaglesearch.synthetic/{spec.seed}/train/order").shuffle(mixed)
+    _dump(out / "train.json", mixed)
+    for task, records in evals.items():
+        _dump(out / "eval" / f"{task}.json", records)
+    manifest = {"spec_hash": spec_hash(spec), "generator": GENERATOR_VERSION, "spec": spec.model_dump(mode="json"),
+                "train": len(mixed), "eval": {task: len(r) for task, r in evals.items()}}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")

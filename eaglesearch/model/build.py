@@ -1,0 +1,47 @@
+"""Build an :class:`EagleModel` from a :class:`ModelSpec` (the only place model parts are wired together).
+
+Deterministic: call ``torch.manual_seed`` first and the same spec + tokenizer give identical parameters (timm and
+transformers both initialise from the global torch RNG; parts are built in a fixed order: experts in spec order,
+then the language model, then the projector).
+"""
+
+from __future__ import annotations
+
+from transformers import PreTrainedTokenizerBase
+
+from eaglesearch.model.eagle import EagleModel
+from eaglesearch.model.experts import VisionExpert, build_expert, resolve_expert
+from eaglesearch.model.fusion import build_fusion
+from eaglesearch.model.language import build_language_model
+from eaglesearch.model.projector import build_projector
+from eaglesearch.model.resample import grid_channels
+from eaglesearch.model.tokenizer import IMAGE_TOKEN
+from eaglesearch.spec import ModelSpec
+
+
+def build_eagle(spec: ModelSpec, tokenizer: PreTrainedTokenizerBase) -> EagleModel:
+    """The Eagle model for ``spec``, with every freeze flag applied (experts, LM, projector)."""
+    image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    if image_token_id is None or image_token_id == tokenizer.unk_token_id:
+        raise ValueError(f"the tokenizer has no '{IMAGE_TOKEN}' token; load it with "
+                         "eaglesearch.model.load_tokenizer, which adds it")
+
+    experts: dict[str, VisionExpert] = {}
+    for expert_spec in spec.experts:
+        resolved = resolve_expert(expert_spec)
+        expert = build_expert(resolved)
+        if resolved.freeze:
+            expert.freeze()
+        experts[resolved.name] = expert
+
+    lm = build_language_model(spec.lm, tokenizer)
+    if spec.lm.freeze:
+        lm.requires_grad_(False)
+
+    fusion = build_fusion(spec.fusion)
+    widths = [grid_channels(e.channels, e.native_grid, spec.grid) for e in experts.values()]
+    projector = build_projector(spec.projector, fusion.fused_width(widths), lm.config.hidden_size)
+    if spec.freeze_projector:
+        projector.requires_grad_(False)
+
+    return EagleModel(experts, fusion, projector, lm, image_token_id=image_token_id, grid=spec.grid)

@@ -1,0 +1,148 @@
+"""The Eagle model: experts → common token grid → fusion → projector → causal LM.
+
+Images enter as uint8 (B,3,S,S); every expert resizes and normalises them itself. The text side arrives already
+tokenised, with the ``<image>`` placeholder expanded to exactly ``num_visual_tokens`` image-token ids per sample
+(``eaglesearch.data.conversation`` does that); their embeddings are replaced by the projected visual tokens.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from eaglesearch.model.experts.base import VisionExpert
+from eaglesearch.model.fusion import Fusion
+from eaglesearch.model.resample import to_grid
+
+
+class EagleModel(nn.Module):
+    """A mixture-of-vision-experts multimodal LM (experts in spec order; channel-concat fusion in Eagle)."""
+
+    def __init__(
+        self,
+        experts: Mapping[str, VisionExpert],
+        fusion: Fusion,
+        projector: nn.Module,
+        lm: PreTrainedModel,
+        image_token_id: int,
+        grid: int,
+    ) -> None:
+        super().__init__()
+        if not experts:
+            raise ValueError("an Eagle model needs at least one vision expert")
+        self.experts = nn.ModuleDict(dict(experts))
+        self.fusion = fusion
+        self.projector = projector
+        self.lm = lm
+        self.image_token_id = image_token_id
+        self.grid = grid
+
+    @property
+    def num_visual_tokens(self) -> int:
+        return self.grid * self.grid
+
+    def encode_images(self, images: Tensor) -> Tensor:
+        """uint8 images (B,3,S,S) → visual tokens (B, grid², d_lm)."""
+        tokens = []
+        for expert in self.experts.values():
+            assert isinstance(expert, VisionExpert)
+            tokens.append(to_grid(expert(expert.preprocess(images)), self.grid))
+        return self.projector(self.fusion(tokens))
+
+    def embed(self, images: Tensor, input_ids: Tensor) -> Tensor:
+        """Text embeddings with every image-token position replaced by the sample's visual tokens, in order."""
+        if images.shape[0] != input_ids.shape[0]:
+            raise ValueError(f"got {images.shape[0]} images for {input_ids.shape[0]} token sequences; "
+                             "every sample needs exactly one image")
+        is_image = input_ids == self.image_token_id
+        counts = is_image.sum(dim=1)
+        wrong = (counts != self.num_visual_tokens).nonzero().flatten().tolist()
+        if wrong:
+            i = wrong[0]
+            raise ValueError(f"sample {i} of the batch has {int(counts[i])} image tokens but the model makes "
+                             f"{self.num_visual_tokens} visual tokens per image (grid {self.grid}²); expand the "
+                             "<image> placeholder with eaglesearch.data.conversation (num_visual_tokens="
+                             f"{self.num_visual_tokens})")
+        embeds = self.lm.get_input_embeddings()(input_ids)
+        visual = self.encode_images(images).to(embeds.dtype)
+        return embeds.masked_scatter(is_image.unsqueeze(-1), visual.reshape(-1, visual.shape[-1]))
+
+    def forward(
+        self,
+        images: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        labels: Tensor | None = None,
+    ) -> CausalLMOutputWithPast:
+        """The LM output for the multimodal sequence; ``.loss`` is set when ``labels`` (-100 = ignored) are given."""
+        embeds = self.embed(images, input_ids)
+        return self.lm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
+
+    @torch.no_grad()
+    def generate_greedy(
+        self,
+        images: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        max_new_tokens: int,
+        eos_token_id: int,
+    ) -> list[list[int]]:
+        """Greedy decoding with a KV cache for LEFT-padded prompts; per row, the ids before ``eos`` (excluded).
+
+        Positions are counted over real tokens only (``cumsum(mask) - 1``), so a prompt decodes the same alone
+        and inside a padded batch. Call ``model.eval()`` first if any module has dropout.
+        """
+        if max_new_tokens <= 0:
+            raise ValueError(f"max_new_tokens must be positive; got {max_new_tokens}")
+        if bool((attention_mask[:, -1] == 0).any()):
+            raise ValueError("generate_greedy needs LEFT-padded prompts (the last position of every row must be a "
+                             "real token); collate prompts with eaglesearch.data.dataset.collate_prompts")
+        mask = attention_mask.to(torch.long)
+        positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)
+        cache_name = _cache_argument(self.lm)
+        out = self.lm(inputs_embeds=self.embed(images, input_ids), attention_mask=mask, position_ids=positions,
+                      use_cache=True, logits_to_keep=1)
+        next_position = positions[:, -1:] + 1
+        batch = input_ids.shape[0]
+        generated: list[list[int]] = [[] for _ in range(batch)]
+        done = [False] * batch
+        for step in range(max_new_tokens):
+            tokens = out.logits[:, -1].argmax(dim=-1)
+            for row, token in enumerate(tokens.tolist()):
+                if done[row]:
+                    continue
+                if token == eos_token_id:
+                    done[row] = True
+                else:
+                    generated[row].append(token)
+            if all(done) or step == max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
+            out = self.lm(input_ids=tokens.unsqueeze(1), attention_mask=mask, position_ids=next_position,
+                          use_cache=True, **{cache_name: getattr(out, cache_name)})
+            next_position = next_position + 1
+        return generated
+
+    def param_counts(self) -> dict[str, int]:
+        """Parameter counts: ``total``, ``trainable``, ``expert/<name>`` per expert, ``projector``, ``lm``."""
+        counts = {"total": _count(self), "trainable": _count(self, trainable_only=True)}
+        for name, expert in self.experts.items():
+            counts[f"expert/{name}"] = _count(expert)
+        counts["projector"] = _count(self.projector)
+        counts["lm"] = _count(self.lm)
+        return counts
+
+
+def _cache_argument(lm: nn.Module) -> str:
+    """The LM's name for the KV cache, in its forward arguments and outputs (transformers 5.x: ``cache``)."""
+    return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
+
+
+def _count(module: nn.Module, trainable_only: bool = False) -> int:
+    """Parameters of ``module`` (shared/tied tensors counted once)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

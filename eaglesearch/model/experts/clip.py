@@ -1,0 +1,44 @@
+"""CLIP ViT expert (Eagle's expert A).
+
+``paper``: OpenAI CLIP ViT-L/14 (timm ``vit_large_patch14_clip_336.openai``) fed 448 px as the Eagle paper states
+(32×32 tokens × 1024 channels; the released Eagle code fed 336 px, see reference/eagle.md §1.6a). The position
+embedding is resampled to the input size. ``tiny``: the same architecture at width 128, depth 2, patch 16,
+random init; 128 px gives an 8×8 map. Features: last transformer block, prefix (CLS) token dropped, no final norm.
+"""
+
+from __future__ import annotations
+
+from eaglesearch.model.experts.base import CLIP_MEAN, CLIP_STD, ExpertPreset, TimmExpert
+from eaglesearch.model.experts.registry import ExpertFamily, register_expert
+
+FEATURE_LAYER = "last block output, CLS token dropped, no final LayerNorm (as Eagle)"
+
+PRESETS = {
+    "tiny": ExpertPreset(
+        architecture="vit_base_patch16_clip_224",
+        resolution=128,
+        stride=16,
+        mean=CLIP_MEAN,
+        std=CLIP_STD,
+        feature_layer=FEATURE_LAYER,
+        kwargs={"patch_size": 16, "embed_dim": 128, "depth": 2, "num_heads": 4, "num_classes": 0,
+                "dynamic_img_size": True},
+    ),
+    "paper": ExpertPreset(
+        architecture="vit_large_patch14_clip_336",
+        resolution=448,
+        stride=14,
+        mean=CLIP_MEAN,
+        std=CLIP_STD,
+        feature_layer=FEATURE_LAYER,
+        kwargs={"num_classes": 0, "dynamic_img_size": True},
+        weights="vit_large_patch14_clip_336.openai",
+    ),
+}
+
+CLIP = register_expert(ExpertFamily(
+    name="clip",
+    description="CLIP ViT (OpenAI ViT-L/14 in the paper)",
+    presets=PRESETS,
+    build=TimmExpert.from_spec,
+))

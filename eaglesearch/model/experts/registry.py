@@ -1,0 +1,92 @@
+"""The expert registry: every vision-expert family registers itself here by name.
+
+A family (one module per family: ``clip.py``, ``convnext.py``, ``sam.py``, ``faulty.py``) declares its presets
+(``tiny`` and ``paper``) and a builder. The rest of the code base only uses three functions:
+:func:`expert_names`, :func:`resolve_expert` (fill ``preset``/``resolution`` defaults and validate, without
+building anything — the spec layer calls it while checking a search space) and :func:`build_expert`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from eaglesearch.model.experts.base import ExpertPreset, VisionExpert
+from eaglesearch.spec import ExpertSpec
+
+DEFAULT_PRESET = "tiny"
+ExpertBuilder = Callable[[ExpertSpec, ExpertPreset], VisionExpert]
+
+
+@dataclass(frozen=True)
+class ExpertFamily:
+    """A named expert family: its presets (``tiny`` and ``paper``) and how to build one from a resolved spec."""
+
+    name: str
+    description: str
+    presets: Mapping[str, ExpertPreset]
+    build: ExpertBuilder
+
+
+_FAMILIES: dict[str, ExpertFamily] = {}
+
+
+def register_expert(family: ExpertFamily) -> ExpertFamily:
+    """Add ``family`` to the registry (each family module calls this at import). Names must be unique."""
+    if family.name in _FAMILIES:
+        raise ValueError(f"expert family '{family.name}' is registered twice; give one of them another name")
+    missing = {"tiny", "paper"} - set(family.presets)
+    if missing:
+        raise ValueError(f"expert family '{family.name}' must declare presets tiny and paper; "
+                         f"missing {sorted(missing)}")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def expert_names() -> list[str]:
+    """Sorted names of all registered expert families."""
+    return sorted(_FAMILIES)
+
+
+def get_family(name: str) -> ExpertFamily:
+    """The registered family ``name``; ``ValueError`` listing the known names otherwise."""
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown expert '{name}'; registered experts: {', '.join(expert_names())}") from None
+
+
+def get_preset(spec: ExpertSpec) -> ExpertPreset:
+    """The preset a spec refers to (``tiny`` when the spec leaves it unset)."""
+    family = get_family(spec.name)
+    preset = spec.preset or DEFAULT_PRESET
+    if preset not in family.presets:
+        raise ValueError(f"expert '{spec.name}' has no preset '{preset}'; choose one of {sorted(family.presets)}")
+    return family.presets[preset]
+
+
+def resolve_expert(spec: ExpertSpec) -> ExpertSpec:
+    """A copy of ``spec`` with ``preset`` and ``resolution`` filled in, validated against the family's preset."""
+    preset = get_preset(spec)
+    resolved = spec.model_copy(update={
+        "preset": spec.preset or DEFAULT_PRESET,
+        "resolution": spec.resolution if spec.resolution is not None else preset.resolution,
+    })
+    assert resolved.resolution is not None
+    if resolved.resolution % preset.stride:
+        lower = max(preset.stride, resolved.resolution // preset.stride * preset.stride)
+        raise ValueError(f"expert '{spec.name}': resolution {resolved.resolution} is not a multiple of its stride "
+                         f"{preset.stride}; use e.g. {lower} or {lower + preset.stride}")
+    if resolved.checkpoint and not resolved.pretrained:
+        raise ValueError(f"expert '{spec.name}': checkpoint '{resolved.checkpoint}' is set but pretrained is false; "
+                         "set `pretrained: true` to load it, or drop `checkpoint:`")
+    if resolved.pretrained and not resolved.checkpoint and preset.weights is None:
+        raise ValueError(f"expert '{spec.name}': preset '{resolved.preset}' is random-init and has no published "
+                         "weights; use `preset: paper`, or set `checkpoint:` to a weights file for this architecture")
+    return resolved
+
+
+def build_expert(spec: ExpertSpec) -> VisionExpert:
+    """Resolve ``spec`` and build its expert (random init unless ``pretrained``). Freezing is the caller's choice."""
+    resolved = resolve_expert(spec)
+    return get_family(resolved.name).build(resolved, get_preset(resolved))

@@ -1,0 +1,63 @@
+"""SAM image-encoder expert (Eagle's expert C): a ViT-Det backbone plus its convolutional neck.
+
+``paper``: SAM ViT-L (timm ``samvit_large_patch16.sa1b``) at 1024 px: the neck gives a 64×64 map × 256 channels,
+which the to-grid step pixel-unshuffles by 2 into 32×32 × 1024 (as Eagle's ``add_pixel_shuffle``). Eagle swaps
+SAM's neck for a shorter one (1×1 conv + LN); here timm's original neck is kept. ``tiny``: ViT-Det width 96,
+depth 2 (block 1 global, block 0 windowed with window 4), neck 128, random init; 256 px gives 16×16 × 128, which
+reaches an 8×8 grid by the same 2× pixel-unshuffle. Normalisation: ImageNet mean/std (SAM's own).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from eaglesearch.model.experts.base import IMAGENET_MEAN, IMAGENET_STD, ExpertPreset, TimmExpert
+from eaglesearch.model.experts.registry import ExpertFamily, register_expert
+
+FEATURE_LAYER = "neck output (after the last block), NCHW"
+
+
+class SamExpert(TimmExpert):
+    """SAM's features are the neck output, not a block output: keep the neck, read ``forward_features``."""
+
+    @staticmethod
+    def output_channels(backbone: nn.Module) -> int:
+        return int(backbone.num_features)
+
+    @staticmethod
+    def prepare(backbone: nn.Module) -> None:
+        backbone.reset_classifier(0)
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        return self.backbone.forward_features(pixels)
+
+
+PRESETS = {
+    "tiny": ExpertPreset(
+        architecture="samvit_base_patch16",
+        resolution=256,
+        stride=16,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        feature_layer=FEATURE_LAYER,
+        kwargs={"patch_size": 16, "embed_dim": 96, "depth": 2, "num_heads": 4, "global_attn_indexes": (1,),
+                "window_size": 4, "neck_chans": 128, "num_classes": 0},
+    ),
+    "paper": ExpertPreset(
+        architecture="samvit_large_patch16",
+        resolution=1024,
+        stride=16,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        feature_layer=FEATURE_LAYER,
+        kwargs={"num_classes": 0},
+        weights="samvit_large_patch16.sa1b",
+    ),
+}
+
+SAM = register_expert(ExpertFamily(
+    name="sam",
+    description="SAM ViT-Det image encoder (SAM ViT-L in the paper)",
+    presets=PRESETS,
+    build=SamExpert.from_spec,
+))

@@ -1,0 +1,147 @@
+"""End to end through the real CLI: validate/plan/run/report on tiny searches, with Ray and inline executors.
+
+Each test writes a temp project (recipe + search space) and its own MLflow store, so tests are independent.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from eaglesearch.tracking import TrackingStore
+from tests.e2e_helpers import cli, greedy_space, make_project
+
+pytestmark = pytest.mark.slow
+
+
+def store_of(root: Path) -> TrackingStore:
+    return TrackingStore(f"sqlite:///{root}/mlflow.db")
+
+
+def runs_of(root: Path, search: str) -> pd.DataFrame:
+    store = store_of(root)
+    parent = store.latest_parent(search)
+    assert parent is not None
+    return store.trial_runs(parent)
+
+
+def leaderboard(root: Path, search: str) -> pd.DataFrame:
+    return pd.read_csv(root / "reports" / search / "leaderboard.csv")
+
+
+def test_invalid_space_starts_nothing(tmp_path: Path) -> None:
+    root = make_project(tmp_path, {"bad": greedy_space("bad", ["convnext", "nosuchexpert"])})
+    for command in ("validate", "plan", "run"):
+        proc = cli(root, command, "search_spaces/bad.yaml")
+        assert proc.returncode == 2, proc.stderr
+        assert "strategy.candidates[1]" in proc.stderr and "nosuchexpert" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not (root / "mlflow.db").exists()
+    assert not (root / ".eaglesearch" / "ray").exists()
+
+
+def test_inline_greedy_with_failing_candidate(tmp_path: Path) -> None:
+    """A trial that raises is a FAILED run with its error; the search completes and the report marks it."""
+    root = make_project(tmp_path, {"g": greedy_space("inline-fail", ["{name: convnext, resolution: 128}", "faulty"])})
+    proc = cli(root, "run", "search_spaces/g.yaml", "--executor", "inline", "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = runs_of(root, "inline-fail")
+    by_label = {r["label"]: r for _, r in runs.iterrows()}
+    faulty = next(r for label, r in by_label.items() if "faulty" in label)
+    assert faulty["status"] == "FAILED" and faulty["status_tag"] == "failed"
+    assert "injected failure" in faulty["error"]
+    # Round 1 (convnext vs faulty) picks convnext; round 2 has only faulty left, which fails: 4 trials in all.
+    assert sorted(runs["round"].tolist()) == [0, 1, 1, 2]
+    board = leaderboard(root, "inline-fail")
+    failed_rows = board[board["status"] == "failed"]
+    assert len(failed_rows) == 2 and failed_rows["rank"].isna().all()
+    assert "injected failure" in (root / "reports" / "inline-fail" / "leaderboard.md").read_text()
+    assert "round 1: chose +convnext" in proc.stdout
+
+
+def test_ray_run_then_rerun_trains_nothing(tmp_path: Path) -> None:
+    root = make_project(tmp_path, {"g": greedy_space("ray-greedy", ["{name: convnext, resolution: 128}", "sam"])})
+    first = cli(root, "run", "search_spaces/g.yaml", "--quiet")
+    assert first.returncode == 0, first.stdout + first.stderr
+    runs = runs_of(root, "ray-greedy")
+    assert len(runs) == 4 and set(runs["status_tag"]) == {"finished"}
+    table = leaderboard(root, "ray-greedy")
+
+    started = time.monotonic()
+    second = cli(root, "run", "search_spaces/g.yaml", "--quiet")
+    elapsed = time.monotonic() - started
+    assert second.returncode == 0, second.stdout + second.stderr
+    again = runs_of(root, "ray-greedy")
+    assert len(again) == 4 and set(again["status_tag"]) == {"cached"}
+    pd.testing.assert_frame_equal(
+        leaderboard(root, "ray-greedy").drop(columns=["status", "train_s", "trial_s"]),
+        table.drop(columns=["status", "train_s", "trial_s"]),
+    )
+    # Nothing trained: every child copies a run of the first invocation.
+    assert set(again["cached_from"]) == set(runs["run_id"])
+    assert elapsed < 120, f"re-run took {elapsed:.0f}s"
+
+    report = cli(root, "report", "ray-greedy")
+    assert report.returncode == 0 and "ray-greedy" in report.stdout
+
+
+def trained_runs_per_key(db: Path) -> dict[str, int]:
+    """Count every child run that actually trained (finished, failed or killed mid-way), per trial key."""
+    con = sqlite3.connect(db)
+    rows = con.execute(
+        "select t.value, r.status, s.value from runs r join tags t on t.run_uuid = r.run_uuid and "
+        "t.key = 'eaglesearch.key' join tags s on s.run_uuid = r.run_uuid and s.key = 'eaglesearch.status'"
+    ).fetchall()
+    con.close()
+    counts: dict[str, int] = {}
+    for key, _status, tag in rows:
+        if tag != "cached":
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def test_sigkill_mid_search_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    space = greedy_space("killed", ["{name: convnext, resolution: 128}", "sam"])
+    ref_root = make_project(tmp_path / "ref", {"g": space})
+    ref = cli(ref_root, "run", "search_spaces/g.yaml", "--executor", "inline", "--quiet")
+    assert ref.returncode == 0, ref.stderr
+
+    root = make_project(tmp_path / "kill", {"g": space})
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db",
+               EAGLESEARCH_HOME=str(root / ".eaglesearch"))
+    proc = subprocess.Popen([sys.executable, "-m", "eaglesearch.cli", "run", "search_spaces/g.yaml", "--quiet"],
+                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    finished_before = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(1.0)
+        if (root / "mlflow.db").exists():
+            try:
+                finished_before = len([k for k, n in trained_runs_per_key(root / "mlflow.db").items() if n])
+            except sqlite3.OperationalError:
+                continue
+            if finished_before >= 2:
+                break
+    assert proc.poll() is None, "the search finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    subprocess.run(["pkill", "-9", "-f", str(root)], check=False)
+
+    resumed = cli(root, "run", "search_spaces/g.yaml", "--quiet")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    counts = trained_runs_per_key(root / "mlflow.db")
+    assert len(counts) == 4
+    assert max(counts.values()) <= 2, counts  # Tune is at-least-once: a trial killed mid-way may train twice
+    cols = ["rank", "candidate", "round", "objective", "delta", "params", "key"]
+    mine = leaderboard(root, "killed")[cols + [c for c in leaderboard(root, "killed") if c.startswith("acc/")]]
+    theirs = leaderboard(ref_root, "killed")[mine.columns]
+    pd.testing.assert_frame_equal(mine, theirs)
