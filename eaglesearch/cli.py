@@ -18,7 +18,10 @@ from eaglesearch.spec import LoadedSearch, SpecError, load_search_space
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 out = Console()
+if not out.is_terminal:
+    out = Console(width=200)
 err = Console(stderr=True)
+CONSOLE_COLUMNS = ("rank", "candidate", "round", "status", "objective", "delta", "params", "visual_tokens", "train_s")
 
 SpacePath = Annotated[Path, typer.Argument(help="a search space yaml, e.g. search_spaces/demo_greedy.yaml")]
 TrackingOpt = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow store; default MLFLOW_TRACKING_URI "
@@ -45,6 +48,10 @@ def _uri(tracking_uri: str | None) -> str:
 
 
 def _print_table(df, title: str) -> None:
+    """The ranked table for the terminal: the key columns and every accuracy (the files hold everything)."""
+    accs = sorted(c for c in df.columns if str(c).startswith("acc/"))
+    head, tail = CONSOLE_COLUMNS[:4], CONSOLE_COLUMNS[4:]
+    df = df[[c for c in head if c in df.columns] + accs + [c for c in tail if c in df.columns]]
     table = Table(title=title)
     for col in df.columns:
         table.add_column(str(col), justify="right" if df[col].dtype.kind in "fi" else "left")

@@ -43,11 +43,15 @@ def _init_ray(address: str | None, tracking_uri: str) -> None:
         ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
 
 
+def _trial_name(trial) -> str:
+    request = trial.config.get("request", {})
+    return f"r{request.get('round', 0)}-{request.get('key', trial.trial_id)}-{trial.trial_id}"
+
+
 def run_with_ray(
     dispatcher: Dispatcher, resources: ResourcesSpec, tune_name: str, storage: Path, address: str | None = None
 ) -> RayRunInfo:
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
 
@@ -73,6 +77,8 @@ def run_with_ray(
                 num_samples=-1,
                 max_concurrent_trials=resources.max_concurrent_trials,
                 reuse_actors=False,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
             ),
             run_config=tune.RunConfig(
                 name=tune_name,
