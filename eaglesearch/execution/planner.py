@@ -55,13 +55,16 @@ def _first_proposals(strategy: Strategy) -> list[TrialSpec]:
 
 
 def planned_trials(loaded: LoadedSearch) -> list[TrialSpec]:
-    """The trials whose cost the plan reports (first round, plus greedy's largest reachable model)."""
-    strategy = make_strategy(loaded)
-    trials = _first_proposals(strategy)
+    """The trials whose cost the plan reports: greedy's base, base + each candidate and the largest reachable
+    model; every grid trial."""
     spec = loaded.space.strategy
     if isinstance(spec, GreedyStrategySpec):
-        everything = loaded.factory.make((*spec.base_experts, *spec.candidate_experts))
-        trials.append(everything)
+        base = spec.base_experts
+        trials = [loaded.factory.make(base)]
+        trials += [loaded.factory.make((*base, c)) for c in spec.candidate_experts]
+        trials.append(loaded.factory.make((*base, *spec.candidate_experts)))
+    else:
+        trials = _first_proposals(make_strategy(loaded))
     seen: dict[str, TrialSpec] = {}
     for t in trials:
         seen.setdefault(t.key, t)
