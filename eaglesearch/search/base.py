@@ -52,9 +52,15 @@ class RoundDecision:
     stopped: str | None = None
 
 
-def usable(result: TrialResult | None) -> bool:
-    """A result that may win: not failed, with a real (non-NaN) objective."""
-    return result is not None and result.ok and not math.isnan(result.objective)  # type: ignore[arg-type]
+def score_of(result: TrialResult | None, metric: str) -> float | None:
+    """The value a result is ranked by (``objective`` or any recorded metric such as ``acc/count``); ``None``
+    when it may not win: missing, failed, or not a number."""
+    if result is None or result.status == "failed":
+        return None
+    value = result.objective if metric == "objective" else result.metrics.get(metric)
+    if value is None or math.isnan(value):
+        return None
+    return float(value)
 
 
 def improvement(new: float, old: float, mode: str) -> float:

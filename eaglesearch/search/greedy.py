@@ -11,7 +11,7 @@ when the base failed, or (``stop_when_no_gain``) when a round's best does not be
 
 from __future__ import annotations
 
-from eaglesearch.search.base import Proposal, RoundDecision, Strategy, best_index, improvement, usable
+from eaglesearch.search.base import Proposal, RoundDecision, Strategy, best_index, improvement, score_of
 from eaglesearch.spec import ExpertSpec, GreedyStrategySpec, TrialFactory, TrialResult
 
 BASE_FAILED = "base failed"
@@ -131,8 +131,9 @@ class GreedyStrategy(Strategy):
 
     def _decide(self) -> None:
         results = [self._results[p.key] for p in self._proposals]
-        rows = tuple((p.label, p.key, r.objective, r.status) for p, r in zip(self._proposals, results, strict=True))
-        objectives = [r.objective if usable(r) else None for r in results]
+        rows = tuple((p.label, p.key, score_of(r, self.metric), r.status)
+                     for p, r in zip(self._proposals, results, strict=True))
+        objectives = [score_of(r, self.metric) for r in results]
         i = best_index(objectives, self.mode)
         previous = self._incumbent_objective
         best = objectives[i] if i is not None else None

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from eaglesearch.search.base import Proposal, RoundDecision, Strategy, best_index, usable
+from eaglesearch.search.base import Proposal, RoundDecision, Strategy, best_index, score_of
 from eaglesearch.spec import GridStrategySpec, TrialFactory, TrialResult, grid_combinations
 
 EXPERTS_FACTOR = "experts"
@@ -95,7 +95,7 @@ class GridStrategy(Strategy):
 
     def incumbent(self) -> Proposal | None:
         told = [p for p in self._proposals if p.key in self._results]
-        objectives = [r.objective if usable(r := self._results[p.key]) else None for p in told]
+        objectives = [score_of(self._results[p.key], self.metric) for p in told]
         i = best_index(objectives, self.mode)
         return told[i] if i is not None else None
 
