@@ -26,6 +26,7 @@ from eaglesearch.spec.trial import TrialSpec
 from eaglesearch.spec.yaml_source import Loc, YamlDocument, format_loc, read_yaml
 
 ExpertResolver = Callable[[ExpertSpec], ExpertSpec]
+TrialValidator = Callable[[TrialSpec], None]
 EXPERTS_FACTOR = "experts"
 
 
@@ -65,6 +66,7 @@ class TrialFactory:
     recipe: Recipe
     overrides: Mapping[str, Any] = field(default_factory=dict)
     expert_resolver: ExpertResolver | None = None
+    trial_validator: TrialValidator | None = None  # raises ValueError for combinations the model can't build
 
     def base_dict(self) -> dict[str, Any]:
         data = self.recipe.model_dump(mode="json", exclude={"name", "description", "scale"})
@@ -82,7 +84,10 @@ class TrialFactory:
             data["model"]["experts"] = [e.model_dump(mode="json") for e in experts]
         trial = TrialSpec.model_validate(data)
         resolved = tuple(self._resolve(e) for e in trial.model.experts)
-        return trial.model_copy(update={"model": trial.model.model_copy(update={"experts": resolved})})
+        trial = trial.model_copy(update={"model": trial.model.model_copy(update={"experts": resolved})})
+        if self.trial_validator is not None:
+            self.trial_validator(trial)
+        return trial
 
     def _resolve(self, expert: ExpertSpec) -> ExpertSpec:
         if expert.preset is None:
@@ -138,8 +143,10 @@ def load_search_space(
     path: str | Path,
     known_experts: Collection[str] | None = None,
     expert_resolver: ExpertResolver | None = None,
+    trial_validator: TrialValidator | None = None,
 ) -> LoadedSearch:
-    """Parse and fully validate a search space. ``known_experts`` are the registry's names, if checked."""
+    """Parse and fully validate a search space. ``known_experts`` are the registry's names, if checked;
+    ``expert_resolver`` fills preset defaults; ``trial_validator`` rejects combinations the model can't build."""
     path = Path(path)
     doc = read_yaml(path)
     try:
@@ -161,7 +168,8 @@ def load_search_space(
     if issues:
         raise SpecError(issues)
 
-    factory = TrialFactory(recipe=recipe, overrides=space.overrides, expert_resolver=expert_resolver)
+    factory = TrialFactory(recipe=recipe, overrides=space.overrides, expert_resolver=expert_resolver,
+                           trial_validator=trial_validator)
     loaded = LoadedSearch(path=path, space=space, recipe_path=recipe_path, recipe=recipe, factory=factory, doc=doc)
     _check_trials(loaded, recipe_doc)
     return loaded

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from eaglesearch.spec.base import SpecModel
 
 Scale = Literal["tiny", "paper"]
+FusionName = Literal["channel_concat", "sequence_append", "llava_hr", "mini_gemini", "deformable"]
 
 
 class ExpertSpec(SpecModel):
@@ -18,14 +19,34 @@ class ExpertSpec(SpecModel):
     preset: Scale | None = Field(default=None, description="tiny (random init, CPU) or paper; default: recipe scale")
     resolution: int | None = Field(default=None, gt=0, description="input side in pixels; default: the preset's")
     freeze: bool = Field(default=False, description="keep the expert's weights fixed during training")
+    trainable_blocks: int | None = Field(
+        default=None, ge=1, description="with freeze: true, keep the last N blocks (ViT) / stages (ConvNeXt) trainable"
+    )
+    resize: Literal["interpolate", "tile"] = Field(
+        default="interpolate",
+        description="interpolate: resize the image to `resolution` (ViT position embeddings interpolated); "
+        "tile: tiles x tiles crops at `resolution` plus one global view, LLaVA-NeXT style",
+    )
+    tiles: int = Field(default=2, ge=1, le=8, description="tiles per side when resize is 'tile'")
     pretrained: bool = Field(default=False, description="load the preset's checkpoint (hub id or local path)")
     checkpoint: str | None = Field(default=None, description="hub id or local path overriding the preset's")
 
+    @model_validator(mode="after")
+    def _check(self) -> ExpertSpec:
+        if self.trainable_blocks is not None and not self.freeze:
+            raise ValueError("trainable_blocks only applies with freeze: true (frozen except the last N blocks)")
+        return self
+
     @property
     def label(self) -> str:
-        """Short human name, e.g. ``clip@128`` or ``sam*`` (frozen)."""
+        """Short human name, e.g. ``clip@128``, ``clip@336x2t`` (tiled), ``sam*`` (frozen), ``clip*2`` (frozen
+        except the last 2 blocks)."""
         text = self.name if self.resolution is None else f"{self.name}@{self.resolution}"
-        return text + ("*" if self.freeze else "")
+        if self.resize == "tile":
+            text += f"x{self.tiles}t"
+        if self.freeze:
+            text += "*" + (str(self.trainable_blocks) if self.trainable_blocks else "")
+        return text
 
 
 class LanguageModelSpec(SpecModel):
@@ -71,7 +92,9 @@ class ModelSpec(SpecModel):
 
     experts: tuple[ExpertSpec, ...] = Field(min_length=1)
     grid: int = Field(default=8, gt=0, description="side of the common visual token grid (grid² tokens)")
-    fusion: Literal["channel_concat"] = "channel_concat"
+    fusion: FusionName = "channel_concat"
+    fusion_heads: int = Field(default=4, gt=0, description="attention heads of mini_gemini / deformable fusion")
+    fusion_points: int = Field(default=4, gt=0, description="sampling points per head of deformable fusion")
     projector: Literal["mlp2x_gelu"] = "mlp2x_gelu"
     freeze_projector: bool = False
     lm: LanguageModelSpec = LanguageModelSpec()

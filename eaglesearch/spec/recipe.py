@@ -9,7 +9,7 @@ from pydantic import Field
 from eaglesearch.spec.base import SpecModel
 from eaglesearch.spec.data import DataSpec
 from eaglesearch.spec.evaluate import EvalSpec
-from eaglesearch.spec.model import ExpertSpec, LanguageModelSpec, TokenizerSpec
+from eaglesearch.spec.model import ExpertSpec, FusionName, LanguageModelSpec, TokenizerSpec
 from eaglesearch.spec.train import TrainSpec
 
 
@@ -18,7 +18,9 @@ class RecipeModelSpec(SpecModel):
 
     experts: tuple[ExpertSpec, ...] = ()
     grid: int = Field(default=8, gt=0)
-    fusion: Literal["channel_concat"] = "channel_concat"
+    fusion: FusionName = "channel_concat"
+    fusion_heads: int = Field(default=4, gt=0)
+    fusion_points: int = Field(default=4, gt=0)
     projector: Literal["mlp2x_gelu"] = "mlp2x_gelu"
     freeze_projector: bool = False
     lm: LanguageModelSpec = LanguageModelSpec()
