@@ -35,7 +35,7 @@ from eaglesearch.model import (  # noqa: E402
 )
 from eaglesearch.model.experts import get_preset  # noqa: E402
 from eaglesearch.model.experts.faulty import FAULTY_MESSAGE  # noqa: E402
-from eaglesearch.model.fusion import ChannelConcat, build_fusion  # noqa: E402
+from eaglesearch.model.fusions import ChannelConcat, build_fusion  # noqa: E402
 from eaglesearch.model.resample import grid_channels, to_grid  # noqa: E402
 from eaglesearch.spec import (  # noqa: E402
     ExpertSpec,
@@ -203,15 +203,15 @@ def test_to_grid_identity_unshuffle_bilinear() -> None:
     assert torch.allclose(up, F.interpolate(z, size=(8, 8), mode="bilinear", align_corners=True).flatten(2).mT)
 
 
-def test_channel_concat() -> None:
-    fusion = build_fusion("channel_concat")
-    assert isinstance(fusion, ChannelConcat) and fusion.fused_width([128, 512, 3]) == 643
-    out = fusion([torch.randn(2, 64, 128), torch.randn(2, 64, 512)])
+def test_channel_concat(model: EagleModel) -> None:
+    fusion = build_fusion(SPEC, list(model.experts.values()), TINY_LM.hidden_size)
+    assert isinstance(fusion, ChannelConcat) and fusion.out_dim == 128 + 512 and fusion.num_tokens == 64
+    images = torch.randint(0, 256, (2, 3, 96, 96), dtype=torch.uint8)
+    with torch.no_grad():
+        out = fusion(list(model.experts.values()), images, SPEC.grid)
     assert out.shape == (2, 64, 640)
-    with pytest.raises(ValueError, match="same number of tokens"):
-        fusion([torch.randn(2, 64, 4), torch.randn(2, 16, 4)])
     with pytest.raises(ValueError, match="unknown fusion"):
-        build_fusion("sequence_soup")
+        build_fusion(SPEC.model_copy(update={"fusion": "sequence_soup"}), list(model.experts.values()), 64)
 
 
 # ------------------------------------------------------------------------------------------- Eagle model
@@ -243,7 +243,7 @@ def test_gradients_respect_freezing(model: EagleModel, batch) -> None:
 
 def test_param_counts_follow_freeze_flags(model: EagleModel, tokenizer) -> None:
     counts = model.param_counts()
-    parts = counts["expert/clip"] + counts["expert/sam"] + counts["projector"] + counts["lm"]
+    parts = counts["expert/clip"] + counts["expert/sam"] + counts["fusion"] + counts["projector"] + counts["lm"]
     assert counts["total"] == parts
     assert counts["trainable"] == counts["total"] - counts["expert/sam"]
     # projector input = clip 128 (8x8) + sam 128*4 (16x16 unshuffled)

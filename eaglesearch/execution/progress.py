@@ -35,6 +35,7 @@ class ConsoleProgress:
         if self._live is not None:
             self._live.update(self.render())
             self._live.__exit__(*exc)
+            self.console.print()
 
     def _refresh(self) -> None:
         if self._live is not None:

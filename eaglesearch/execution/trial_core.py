@@ -26,6 +26,7 @@ from eaglesearch.evaluate import Prediction, evaluate, objective
 from eaglesearch.execution.threads import pin_threads
 from eaglesearch.execution.workspace import Workspace, file_lock
 from eaglesearch.model import build_eagle, load_tokenizer
+from eaglesearch.model.cost import measure_cost
 from eaglesearch.spec import DataSpec, TrialSpec
 from eaglesearch.train import batches, train
 
@@ -98,10 +99,11 @@ def run_trial_core(
     say(f"building {trial.label}")
     torch.manual_seed(trial.seed)
     model = build_eagle(trial.model, tokenizer)
-    counts = model.param_counts()
 
     dataset = TrainDataset(data.train, tokenizer, image_size=trial.data.image_size,
                            num_visual_tokens=model.num_visual_tokens, max_length=trial.data.max_length)
+    first = collate_train([dataset[0]], tokenizer.pad_token_id)
+    cost = measure_cost(model, first["images"], first)
     stream = batches(dataset, trial.train.batch_size, lambda b: collate_train(b, tokenizer.pad_token_id), trial.seed)
 
     history: list[tuple[int, float]] = []
@@ -125,12 +127,7 @@ def run_trial_core(
         "train/samples_per_s": stats.samples_per_s,
         "train/wall_s": stats.wall_s,
         "eval/wall_s": outcome.wall_s,
-        "cost/params_total": float(counts["total"]),
-        "cost/params_trainable": float(counts["trainable"]),
-        "cost/visual_tokens": float(model.num_visual_tokens),
+        **cost.as_metrics(),
     })
-    for name, value in counts.items():
-        if name.startswith("expert/"):
-            metrics[f"cost/params_{name}"] = float(value)
     metrics["cost/wall_s"] = time.perf_counter() - started
     return TrialOutcome(objective=score, metrics=metrics, loss_history=history, predictions=outcome.predictions)

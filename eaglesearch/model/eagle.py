@@ -1,6 +1,8 @@
-"""The Eagle model: experts → common token grid → fusion → projector → causal LM.
+"""The Eagle model: experts → fusion (on the common token grid) → projector → causal LM.
 
-Images enter as uint8 (B,3,S,S); every expert resizes and normalises them itself. The text side arrives already
+Images enter as uint8 (B,3,S,S); every expert resizes and normalises them itself, and the fusion decides how the
+experts are run and combined (reference/eagle.md §2); when it already maps to the LM width the projector is the
+identity. The text side arrives already
 tokenised, with the ``<image>`` placeholder expanded to exactly ``num_visual_tokens`` image-token ids per sample
 (``eaglesearch.data.conversation`` does that); their embeddings are replaced by the projected visual tokens.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -16,12 +19,14 @@ from transformers import PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from eaglesearch.model.experts.base import VisionExpert
-from eaglesearch.model.fusion import Fusion
-from eaglesearch.model.resample import to_grid
+from eaglesearch.model.fusions import Fusion
 
 
 class EagleModel(nn.Module):
-    """A mixture-of-vision-experts multimodal LM (experts in spec order; channel-concat fusion in Eagle)."""
+    """A mixture-of-vision-experts multimodal LM (experts in spec order; channel-concat fusion in Eagle).
+
+    The fusion gets the experts at every call and never owns them, so each parameter belongs to one part.
+    """
 
     def __init__(
         self,
@@ -44,15 +49,13 @@ class EagleModel(nn.Module):
 
     @property
     def num_visual_tokens(self) -> int:
-        return self.grid * self.grid
+        """Visual tokens per image: grid², or more for sequence_append and tiled experts (the fusion's count)."""
+        return self.fusion.num_tokens
 
     def encode_images(self, images: Tensor) -> Tensor:
-        """uint8 images (B,3,S,S) → visual tokens (B, grid², d_lm)."""
-        tokens = []
-        for expert in self.experts.values():
-            assert isinstance(expert, VisionExpert)
-            tokens.append(to_grid(expert(expert.preprocess(images)), self.grid))
-        return self.projector(self.fusion(tokens))
+        """uint8 images (B,3,S,S) → visual tokens (B, num_visual_tokens, d_lm)."""
+        experts = [cast(VisionExpert, e) for e in self.experts.values()]
+        return self.projector(self.fusion(experts, images, self.grid))
 
     def embed(self, images: Tensor, input_ids: Tensor) -> Tensor:
         """Text embeddings with every image-token position replaced by the sample's visual tokens, in order."""
@@ -65,7 +68,8 @@ class EagleModel(nn.Module):
         if wrong:
             i = wrong[0]
             raise ValueError(f"sample {i} of the batch has {int(counts[i])} image tokens but the model makes "
-                             f"{self.num_visual_tokens} visual tokens per image (grid {self.grid}²); expand the "
+                             f"{self.num_visual_tokens} visual tokens per image (grid {self.grid}, fusion "
+                             f"{type(self.fusion).__name__}); expand the "
                              "<image> placeholder with eaglesearch.data.conversation (num_visual_tokens="
                              f"{self.num_visual_tokens})")
         embeds = self.lm.get_input_embeddings()(input_ids)
@@ -129,10 +133,12 @@ class EagleModel(nn.Module):
         return generated
 
     def param_counts(self) -> dict[str, int]:
-        """Parameter counts: ``total``, ``trainable``, ``expert/<name>`` per expert, ``projector``, ``lm``."""
+        """Parameter counts: ``total``, ``trainable``, ``expert/<name>`` per expert, ``fusion`` (adapters, attention,
+        per-expert projectors of sequence_append), ``projector``, ``lm``; the parts add up to ``total``."""
         counts = {"total": _count(self), "trainable": _count(self, trainable_only=True)}
         for name, expert in self.experts.items():
             counts[f"expert/{name}"] = _count(expert)
+        counts["fusion"] = _count(self.fusion)
         counts["projector"] = _count(self.projector)
         counts["lm"] = _count(self.lm)
         return counts

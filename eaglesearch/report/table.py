@@ -13,6 +13,8 @@ COST_COLUMNS: dict[str, str] = {
     "params": "cost/params_total",
     "trainable": "cost/params_trainable",
     "visual_tokens": "cost/visual_tokens",
+    "vision_gflops": "cost/vision_gflops",
+    "gflops": "cost/gflops_per_sample",
     "train_s": "train/wall_s",
     "trial_s": "cost/wall_s",
 }
@@ -75,7 +77,7 @@ def _baseline(frame: pd.DataFrame, baseline_key: str | None) -> pd.Series | None
 def ranked_table(runs: pd.DataFrame, objective: str = "objective", mode: str = "max",
                  baseline_key: str | None = None) -> pd.DataFrame:
     """One row per trial, best first; columns ``rank, candidate, round, status, acc/*, objective, delta,
-    params, trainable, visual_tokens, train_s, trial_s, key, error``.
+    params, trainable, visual_tokens, vision_gflops, gflops, train_s, trial_s, key, error``.
 
     Ties share a rank (1, 2, 2, 4) and are ordered by round then label. Trials without a usable objective
     (failed ones above all) get no rank and sit at the bottom, failed last. ``delta`` is objective minus the

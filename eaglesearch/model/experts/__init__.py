@@ -1,7 +1,16 @@
 """Vision experts: the base interface, the registry, and one module per family (imported here to register)."""
 
-from eaglesearch.model.experts import clip, convnext, faulty, sam  # noqa: F401  (each registers its family)
-from eaglesearch.model.experts.base import ExpertPreset, TimmExpert, VisionExpert
+from eaglesearch.model.experts import (  # noqa: F401  (each registers its family)
+    clip,
+    convnext,
+    dinov2,
+    eva02,
+    faulty,
+    pix2struct,
+    sam,
+    siglip,
+)
+from eaglesearch.model.experts.base import ExpertPreset, VisionExpert
 from eaglesearch.model.experts.registry import (
     ExpertFamily,
     build_expert,
@@ -11,8 +20,9 @@ from eaglesearch.model.experts.registry import (
     register_expert,
     resolve_expert,
 )
+from eaglesearch.model.experts.timm_expert import TimmExpert, TimmViTExpert
 
 __all__ = [
-    "ExpertFamily", "ExpertPreset", "TimmExpert", "VisionExpert", "build_expert", "expert_names", "get_family",
-    "get_preset", "register_expert", "resolve_expert",
+    "ExpertFamily", "ExpertPreset", "TimmExpert", "TimmViTExpert", "VisionExpert", "build_expert", "expert_names",
+    "get_family", "get_preset", "register_expert", "resolve_expert",
 ]

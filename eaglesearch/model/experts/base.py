@@ -1,9 +1,16 @@
 """What a vision expert is: a module that turns uint8 images into one spatial feature map.
 
 A :class:`VisionExpert` declares everything the rest of the model needs to know without running it: its input
-``resolution``, its output ``channels`` and the side of its output map (``native_grid``), and its own pixel
-normalisation. :class:`TimmExpert` is the common implementation for experts backed by a timm model; each family
-module (``clip.py``, ``convnext.py``, ``sam.py``) only declares presets and how to read the feature map out.
+``resolution``, its output ``channels`` and the side of its output map (``native_grid``), how that map reaches the
+common token grid (``resample``), and its own pixel normalisation. It offers
+
+* the pipeline ``preprocess`` → ``forward`` → common grid as one call, :meth:`VisionExpert.grid_tokens`, with its
+  token count :meth:`VisionExpert.token_count` and width :meth:`VisionExpert.grid_channels`;
+* partial freezing, :meth:`VisionExpert.freeze` (``trainable_blocks``: frozen except the last N blocks/stages);
+* for plain ViTs (``is_vit``), stage access for fusions that work between blocks (LLaVA-HR): ``vit_embed``,
+  ``vit_blocks``, ``vit_to_map``, with ``forward(p) == vit_to_map(*run(vit_blocks, vit_embed(p)))``.
+
+The timm-backed implementation is in ``timm_expert.py``; each family module only declares presets.
 """
 
 from __future__ import annotations
@@ -11,30 +18,31 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from eaglesearch.spec import ExpertSpec
+from eaglesearch.model.resample import ResampleMode, grid_channels, to_grid
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".npz")
+SIGLIP_MEAN = (0.5, 0.5, 0.5)
+SIGLIP_STD = (0.5, 0.5, 0.5)
 
 
 @dataclass(frozen=True)
 class ExpertPreset:
     """One named configuration of an expert family (``tiny`` or ``paper``).
 
-    ``architecture`` is a timm model name and ``kwargs`` its constructor arguments (``img_size`` is filled from the
-    resolution when ``sized``). ``weights`` is the timm pretrained tag (``arch.tag``) whose hub checkpoint
-    ``pretrained: true`` loads; ``None`` means the preset has no published weights (random init only).
+    ``architecture`` is a timm model name (or a transformers model class name) and ``kwargs`` its constructor
+    arguments (``img_size`` is filled from the resolution when ``sized``). ``weights`` is what ``pretrained: true``
+    loads (a timm pretrained tag ``arch.tag``, or a hub repo id); ``None`` means random init only. ``resample`` is
+    how the feature map reaches the common grid (see ``eaglesearch.model.resample``) and ``blocks`` how many
+    transformer blocks (ConvNeXt: stages) ``trainable_blocks`` may leave trainable.
     """
 
     architecture: str
@@ -46,6 +54,8 @@ class ExpertPreset:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     weights: str | None = None
     sized: bool = True
+    resample: ResampleMode = "auto"
+    blocks: int = 0
 
 
 class VisionExpert(nn.Module, ABC):
@@ -59,137 +69,118 @@ class VisionExpert(nn.Module, ABC):
         native_grid: int,
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
+        resample: ResampleMode = "auto",
     ) -> None:
         super().__init__()
         self.frozen = False
+        self.trainable_blocks = 0
         self.name = name
         self.resolution = resolution
         self.channels = channels
         self.native_grid = native_grid
+        self.resample: ResampleMode = resample
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
+    # ------------------------------------------------------------------------------------- the pipeline
+
     def preprocess(self, images: Tensor) -> Tensor:
         """uint8 (B,3,S,S) → float (B,3,resolution,resolution), resized (bilinear, antialiased) and normalised."""
+        return (self.resize(images) - self.mean) / self.std
+
+    def resize(self, images: Tensor) -> Tensor:
+        """uint8 (B,3,H,W) → float in [0,1] at (resolution, resolution), bilinear with antialiasing."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expert '{self.name}' expects images shaped (B,3,H,W); got {tuple(images.shape)}")
         x = images.to(self.mean.dtype) / 255.0
         if x.shape[-2:] != (self.resolution, self.resolution):
             x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", antialias=True,
                               align_corners=False)
-        return (x - self.mean) / self.std
+        return x
 
     @abstractmethod
     def forward(self, pixels: Tensor) -> Tensor:
         """Preprocessed pixels (B,3,R,R) → feature map (B, channels, native_grid, native_grid)."""
 
-    def freeze(self) -> None:
-        """Stop training this expert: no gradients, and eval mode that ``model.train()`` does not undo."""
+    def grid_tokens(self, images: Tensor, grid: int) -> Tensor:
+        """uint8 images (B,3,S,S) → (B, token_count(grid), grid_channels(grid)) tokens on the common grid."""
+        return to_grid(self(self.preprocess(images)), grid, self.resample)
+
+    def token_count(self, grid: int) -> int:
+        """How many tokens :meth:`grid_tokens` gives per image: ``grid²``."""
+        return grid * grid
+
+    def grid_channels(self, grid: int) -> int:
+        """Width of one token from :meth:`grid_tokens` (``channels``, ×k² when pixel-unshuffled onto the grid)."""
+        return grid_channels(self.channels, self.native_grid, grid, self.resample)
+
+    # -------------------------------------------------------------------------------------- freezing
+
+    def freezable_blocks(self) -> list[nn.Module]:
+        """The blocks ``freeze(trainable_blocks=N)`` counts from the end, in order (none for this expert)."""
+        return []
+
+    def post_block_modules(self) -> list[nn.Module]:
+        """Modules after the last block on the feature path (e.g. SAM's neck): trainable with any N ≥ 1."""
+        return []
+
+    def freeze(self, trainable_blocks: int | None = None) -> None:
+        """Stop training this expert, except its last ``trainable_blocks`` blocks (and what follows them).
+
+        Frozen parameters get no gradients, and frozen modules stay in eval mode (``model.train()`` does not undo
+        it); the trainable blocks follow ``train()``/``eval()`` as usual.
+        """
+        blocks = self.freezable_blocks()
+        n = trainable_blocks or 0
+        if n < 0 or n > len(blocks):
+            allowed = f"use a value from 1 to {len(blocks)}, or" if blocks else "it has no blocks that can stay trainable;"
+            raise ValueError(f"expert '{self.name}': trainable_blocks={n} but it has {len(blocks)} blocks; {allowed} "
+                             "drop trainable_blocks to freeze the whole expert")
         self.requires_grad_(False)
         self.frozen = True
-        self.eval()
+        self.trainable_blocks = n
+        if n:
+            for module in [*blocks[len(blocks) - n:], *self.post_block_modules()]:
+                module.requires_grad_(True)
+        self.train(self.training)
+
+    def _trainable_modules(self) -> list[nn.Module]:
+        if not self.trainable_blocks:
+            return []
+        blocks = self.freezable_blocks()
+        return [*blocks[len(blocks) - self.trainable_blocks:], *self.post_block_modules()]
 
     def train(self, mode: bool = True) -> VisionExpert:
-        return super().train(mode and not self.frozen)
+        super().train(mode and not self.frozen)
+        if self.frozen:
+            for module in self._trainable_modules():
+                module.train(mode)
+        return self
+
+    # ------------------------------------------------------------------------------- ViT stage access
+
+    @property
+    def is_vit(self) -> bool:
+        """Whether this expert is a plain ViT offering ``vit_embed`` / ``vit_blocks`` / ``vit_to_map``."""
+        return False
+
+    def vit_embed(self, pixels: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """Preprocessed pixels → (input of block 0: (B, prefix + h·w, C) tokens, patch grid (h, w))."""
+        raise TypeError(self._not_vit("vit_embed"))
+
+    def vit_blocks(self) -> list[nn.Module]:
+        """The transformer blocks in order; each maps (B, N, C) tokens to (B, N, C)."""
+        raise TypeError(self._not_vit("vit_blocks"))
+
+    def vit_to_map(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
+        """Last block's tokens → (B, C, h, w) feature map (prefix tokens dropped), exactly as ``forward``."""
+        raise TypeError(self._not_vit("vit_to_map"))
+
+    def _not_vit(self, what: str) -> str:
+        return (f"expert '{self.name}' ({type(self).__name__}) is not a plain ViT, so it has no {what}; stage "
+                "access exists for clip, siglip, dinov2 and eva02 (check `expert.is_vit` first)")
 
     def extra_repr(self) -> str:
+        frozen = f"{self.frozen}" + (f" (last {self.trainable_blocks} blocks trainable)" if self.trainable_blocks else "")
         return (f"name={self.name}, resolution={self.resolution}, channels={self.channels}, "
-                f"native_grid={self.native_grid}, frozen={self.frozen}")
-
-
-class TimmExpert(VisionExpert):
-    """An expert wrapping a timm backbone; by default it reads the last block's output without the final norm."""
-
-    def __init__(self, name: str, resolution: int, preset: ExpertPreset, backbone: nn.Module) -> None:
-        info = backbone.feature_info[-1]
-        channels, stride = self.output_channels(backbone), int(info["reduction"])
-        if resolution % stride:
-            raise ValueError(f"expert '{name}': resolution {resolution} is not a multiple of its stride {stride}")
-        super().__init__(name, resolution, channels, resolution // stride, preset.mean, preset.std)
-        self.feature_layer = preset.feature_layer
-        self.prepare(backbone)
-        self.backbone = backbone
-
-    @staticmethod
-    def output_channels(backbone: nn.Module) -> int:
-        return int(backbone.feature_info[-1]["num_chs"])
-
-    @staticmethod
-    def prepare(backbone: nn.Module) -> None:
-        """Drop the layers after the feature layer (final norm, head) so every parameter is used."""
-        backbone.prune_intermediate_layers(indices=1, prune_norm=True, prune_head=True)
-
-    def forward(self, pixels: Tensor) -> Tensor:
-        (features,) = self.backbone.forward_intermediates(pixels, indices=1, norm=False, intermediates_only=True)
-        return features
-
-    @classmethod
-    def from_spec(cls, spec: ExpertSpec, preset: ExpertPreset) -> TimmExpert:
-        """Build from a resolved spec: random init, the preset's hub weights, or ``checkpoint`` (file or hub id)."""
-        assert spec.resolution is not None, "resolve the spec with registry.resolve_expert first"
-        return cls(spec.name, spec.resolution, preset, create_timm_backbone(spec, preset))
-
-
-def looks_like_path(checkpoint: str) -> bool:
-    """A checkpoint naming a file (absolute/relative path or a weights suffix) rather than a hub repo id."""
-    return checkpoint.startswith(("/", "./", "../", "~")) or checkpoint.endswith(WEIGHT_SUFFIXES)
-
-
-def create_timm_backbone(spec: ExpertSpec, preset: ExpertPreset) -> nn.Module:
-    """The timm model for ``spec``; weights from a local file, the hub, or none (random init)."""
-    kwargs: dict[str, Any] = dict(preset.kwargs)
-    if preset.sized:
-        kwargs["img_size"] = spec.resolution
-    where = f"expert '{spec.name}' (preset '{spec.preset}', timm '{preset.architecture}')"
-    if not spec.pretrained:
-        return timm.create_model(preset.architecture, pretrained=False, **kwargs)
-    if spec.checkpoint and (looks_like_path(spec.checkpoint) or Path(spec.checkpoint).expanduser().exists()):
-        path = Path(spec.checkpoint).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"{where}: checkpoint file {path} does not exist; fix the expert's "
-                                    "`checkpoint:` path or drop it to use the preset's hub weights")
-        try:
-            return timm.create_model(preset.architecture, pretrained=True,
-                                     pretrained_cfg_overlay={"file": str(path)}, **kwargs)
-        except (RuntimeError, KeyError, ValueError) as err:
-            raise RuntimeError(f"{where}: checkpoint {path} does not fit this architecture ({err}); point "
-                               "`checkpoint:` at weights of the same model, or change the expert's preset") from None
-    if spec.checkpoint:
-        hub_id, model_name, overlay = spec.checkpoint, preset.architecture, {"hf_hub_id": spec.checkpoint,
-                                                                              "source": "hf-hub"}
-    elif preset.weights:
-        hub_id, model_name, overlay = timm.models.get_pretrained_cfg(preset.weights).hf_hub_id, preset.weights, None
-    else:
-        raise ValueError(f"{where}: preset '{spec.preset}' is random-init and has no published weights; use "
-                         "preset: paper, or set `checkpoint:` to a local weights file for this architecture")
-    _ensure_hub_reachable(hub_id, where)
-    try:
-        return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
-    except OSError as err:
-        raise RuntimeError(_offline_message(where, hub_id, err)) from None
-
-
-def _ensure_hub_reachable(hub_id: str, where: str) -> None:
-    """Fail before allocating a large model (ConvNeXt-XXL is 850 M parameters) when the hub repo is unreachable.
-
-    Offline, huggingface_hub retries for about 20 s first unless ``HF_HUB_OFFLINE=1`` is set.
-    """
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
-
-    try:
-        hf_hub_download(hub_id, "config.json")
-    except LocalEntryNotFoundError as err:  # not reachable and not cached
-        raise RuntimeError(_offline_message(where, hub_id, err)) from None
-    except EntryNotFoundError:
-        return  # the repo is reachable; it just has no config.json
-    except OSError as err:
-        raise RuntimeError(_offline_message(where, hub_id, err)) from None
-
-
-def _offline_message(where: str, hub_id: str, err: Exception) -> str:
-    return (f"{where}: could not fetch pretrained weights from the Hugging Face hub repo '{hub_id}' "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}). Without network "
-            f"access: download them on a connected machine (`huggingface-cli download {hub_id}`), copy the "
-            "weights file here and set this expert's `checkpoint:` to its local path (e.g. "
-            "`checkpoint: /data/weights/model.safetensors`), or point HF_HOME at a cache that already holds them.")
+                f"native_grid={self.native_grid}, resample={self.resample}, frozen={frozen}")

@@ -4,12 +4,15 @@
 (32×32 tokens × 1024 channels; the released Eagle code fed 336 px, see reference/eagle.md §1.6a). The position
 embedding is resampled to the input size. ``tiny``: the same architecture at width 128, depth 2, patch 16,
 random init; 128 px gives an 8×8 map. Features: last transformer block, prefix (CLS) token dropped, no final norm.
+Reaches the common grid bilinearly (Eagle: 24 → 32 at 336 px; none needed at 448). A plain ViT: tileable, with
+stage access (``vit_embed``/``vit_blocks``/``vit_to_map``) for the LLaVA-HR fusion.
 """
 
 from __future__ import annotations
 
-from eaglesearch.model.experts.base import CLIP_MEAN, CLIP_STD, ExpertPreset, TimmExpert
+from eaglesearch.model.experts.base import CLIP_MEAN, CLIP_STD, ExpertPreset
 from eaglesearch.model.experts.registry import ExpertFamily, register_expert
+from eaglesearch.model.experts.timm_expert import TimmViTExpert
 
 FEATURE_LAYER = "last block output, CLS token dropped, no final LayerNorm (as Eagle)"
 
@@ -23,6 +26,8 @@ PRESETS = {
         feature_layer=FEATURE_LAYER,
         kwargs={"patch_size": 16, "embed_dim": 128, "depth": 2, "num_heads": 4, "num_classes": 0,
                 "dynamic_img_size": True},
+        resample="bilinear",
+        blocks=2,
     ),
     "paper": ExpertPreset(
         architecture="vit_large_patch14_clip_336",
@@ -33,6 +38,8 @@ PRESETS = {
         feature_layer=FEATURE_LAYER,
         kwargs={"num_classes": 0, "dynamic_img_size": True},
         weights="vit_large_patch14_clip_336.openai",
+        resample="bilinear",
+        blocks=24,
     ),
 }
 
@@ -40,5 +47,6 @@ CLIP = register_expert(ExpertFamily(
     name="clip",
     description="CLIP ViT (OpenAI ViT-L/14 in the paper)",
     presets=PRESETS,
-    build=TimmExpert.from_spec,
+    build=TimmViTExpert.from_spec,
+    tileable=True,
 ))

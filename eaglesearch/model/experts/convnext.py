@@ -4,15 +4,27 @@
 output at stride 32, a 32×32 map × 3072 channels. ``tiny``: ``convnext_atto`` with depths (1,1,2,1) and dims
 (32,64,96,128), random init; 256 px gives an 8×8 map × 128 channels. Features: last stage output, no head norm.
 Fully convolutional, so any resolution that is a multiple of 32 works. Normalisation: CLIP mean/std (the
-LAION CLIP checkpoint's).
+LAION CLIP checkpoint's). Reaches the common grid bilinearly (Eagle: none needed at 1024). ``trainable_blocks``
+counts stages (4). Not tileable.
 """
 
 from __future__ import annotations
 
-from eaglesearch.model.experts.base import CLIP_MEAN, CLIP_STD, ExpertPreset, TimmExpert
+from torch import nn
+
+from eaglesearch.model.experts.base import CLIP_MEAN, CLIP_STD, ExpertPreset
 from eaglesearch.model.experts.registry import ExpertFamily, register_expert
+from eaglesearch.model.experts.timm_expert import TimmExpert
 
 FEATURE_LAYER = "stage 4 output (stride 32), no head norm (as Eagle)"
+
+
+class ConvNeXtExpert(TimmExpert):
+    """ConvNeXt: its four stages are the blocks ``freeze(trainable_blocks=N)`` leaves trainable."""
+
+    def freezable_blocks(self) -> list[nn.Module]:
+        return list(self.backbone.stages)
+
 
 PRESETS = {
     "tiny": ExpertPreset(
@@ -24,6 +36,8 @@ PRESETS = {
         feature_layer=FEATURE_LAYER,
         kwargs={"depths": (1, 1, 2, 1), "dims": (32, 64, 96, 128), "num_classes": 0},
         sized=False,
+        resample="bilinear",
+        blocks=4,
     ),
     "paper": ExpertPreset(
         architecture="convnext_xxlarge",
@@ -35,6 +49,8 @@ PRESETS = {
         kwargs={"num_classes": 0},
         weights="convnext_xxlarge.clip_laion2b_soup",
         sized=False,
+        resample="bilinear",
+        blocks=4,
     ),
 }
 
@@ -42,5 +58,5 @@ CONVNEXT = register_expert(ExpertFamily(
     name="convnext",
     description="ConvNeXt (ConvNeXt-XXL LAION CLIP in the paper)",
     presets=PRESETS,
-    build=TimmExpert.from_spec,
+    build=ConvNeXtExpert.from_spec,
 ))

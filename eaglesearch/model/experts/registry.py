@@ -1,9 +1,11 @@
 """The expert registry: every vision-expert family registers itself here by name.
 
-A family (one module per family: ``clip.py``, ``convnext.py``, ``sam.py``, ``faulty.py``) declares its presets
-(``tiny`` and ``paper``) and a builder. The rest of the code base only uses three functions:
-:func:`expert_names`, :func:`resolve_expert` (fill ``preset``/``resolution`` defaults and validate, without
-building anything — the spec layer calls it while checking a search space) and :func:`build_expert`.
+A family (one module per family: ``clip.py``, ``convnext.py``, ``sam.py``, ``dinov2.py``, ``eva02.py``,
+``siglip.py``, ``pix2struct.py``, ``faulty.py``) declares its presets (``tiny`` and ``paper``), a builder, and
+whether it can be tiled. The rest of the code base only uses three functions: :func:`expert_names`,
+:func:`resolve_expert` (fill ``preset``/``resolution`` defaults and validate, without building anything — the spec
+layer calls it while checking a search space) and :func:`build_expert` (which wraps the expert in a
+:class:`~eaglesearch.model.tiling.TiledExpert` when the spec asks for ``resize: tile``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from eaglesearch.model.experts.base import ExpertPreset, VisionExpert
+from eaglesearch.model.tiling import TiledExpert
 from eaglesearch.spec import ExpertSpec
 
 DEFAULT_PRESET = "tiny"
@@ -20,12 +23,16 @@ ExpertBuilder = Callable[[ExpertSpec, ExpertPreset], VisionExpert]
 
 @dataclass(frozen=True)
 class ExpertFamily:
-    """A named expert family: its presets (``tiny`` and ``paper``) and how to build one from a resolved spec."""
+    """A named expert family: its presets (``tiny`` and ``paper``) and how to build one from a resolved spec.
+
+    ``tileable``: the family accepts ``resize: tile`` (plain ViTs, whose crops each go through the same encoder).
+    """
 
     name: str
     description: str
     presets: Mapping[str, ExpertPreset]
     build: ExpertBuilder
+    tileable: bool = False
 
 
 _FAMILIES: dict[str, ExpertFamily] = {}
@@ -83,10 +90,25 @@ def resolve_expert(spec: ExpertSpec) -> ExpertSpec:
     if resolved.pretrained and not resolved.checkpoint and preset.weights is None:
         raise ValueError(f"expert '{spec.name}': preset '{resolved.preset}' is random-init and has no published "
                          "weights; use `preset: paper`, or set `checkpoint:` to a weights file for this architecture")
+    if resolved.resize == "tile" and not get_family(spec.name).tileable:
+        tileable = ", ".join(n for n in expert_names() if _FAMILIES[n].tileable)
+        raise ValueError(f"expert '{spec.name}' cannot be tiled (resize: tile is for plain ViT experts: {tileable}); "
+                         "use `resize: interpolate` and raise its `resolution` instead")
+    if resolved.trainable_blocks is not None and resolved.trainable_blocks > preset.blocks:
+        fix = f"use 1 to {preset.blocks}, or" if preset.blocks else "it has none;"
+        raise ValueError(f"expert '{spec.name}' (preset '{resolved.preset}') has {preset.blocks} blocks (ConvNeXt: "
+                         f"stages) that can stay trainable and trainable_blocks={resolved.trainable_blocks} exceeds "
+                         f"that; {fix} drop trainable_blocks to freeze the whole expert")
     return resolved
 
 
 def build_expert(spec: ExpertSpec) -> VisionExpert:
-    """Resolve ``spec`` and build its expert (random init unless ``pretrained``). Freezing is the caller's choice."""
+    """Resolve ``spec`` and build its expert (random init unless ``pretrained``), tiled when ``resize: tile``.
+
+    Freezing is the caller's choice: ``expert.freeze(resolved.trainable_blocks)`` when ``resolved.freeze``.
+    """
     resolved = resolve_expert(spec)
-    return get_family(resolved.name).build(resolved, get_preset(resolved))
+    expert = get_family(resolved.name).build(resolved, get_preset(resolved))
+    if resolved.resize == "tile":
+        return TiledExpert(expert, resolved.tiles)
+    return expert

@@ -4,15 +4,19 @@
 which the to-grid step pixel-unshuffles by 2 into 32×32 × 1024 (as Eagle's ``add_pixel_shuffle``). Eagle swaps
 SAM's neck for a shorter one (1×1 conv + LN); here timm's original neck is kept. ``tiny``: ViT-Det width 96,
 depth 2 (block 1 global, block 0 windowed with window 4), neck 128, random init; 256 px gives 16×16 × 128, which
-reaches an 8×8 grid by the same 2× pixel-unshuffle. Normalisation: ImageNet mean/std (SAM's own).
+reaches an 8×8 grid by the same 2× pixel-unshuffle. Normalisation: ImageNet mean/std (SAM's own). Resample mode
+``auto``: pixel-unshuffle when the map side is a multiple of the grid (Eagle's 64 → 32), bilinear otherwise.
+``trainable_blocks`` counts ViT-Det blocks; the neck is trainable with any N ≥ 1. Not tileable and not a plain ViT
+(windowed attention and a conv neck): no ``vit_*`` stage access.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from eaglesearch.model.experts.base import IMAGENET_MEAN, IMAGENET_STD, ExpertPreset, TimmExpert
+from eaglesearch.model.experts.base import IMAGENET_MEAN, IMAGENET_STD, ExpertPreset
 from eaglesearch.model.experts.registry import ExpertFamily, register_expert
+from eaglesearch.model.experts.timm_expert import TimmExpert
 
 FEATURE_LAYER = "neck output (after the last block), NCHW"
 
@@ -31,6 +35,12 @@ class SamExpert(TimmExpert):
     def forward(self, pixels: Tensor) -> Tensor:
         return self.backbone.forward_features(pixels)
 
+    def freezable_blocks(self) -> list[nn.Module]:
+        return list(self.backbone.blocks)
+
+    def post_block_modules(self) -> list[nn.Module]:
+        return [self.backbone.neck]
+
 
 PRESETS = {
     "tiny": ExpertPreset(
@@ -42,6 +52,8 @@ PRESETS = {
         feature_layer=FEATURE_LAYER,
         kwargs={"patch_size": 16, "embed_dim": 96, "depth": 2, "num_heads": 4, "global_attn_indexes": (1,),
                 "window_size": 4, "neck_chans": 128, "num_classes": 0},
+        resample="auto",
+        blocks=2,
     ),
     "paper": ExpertPreset(
         architecture="samvit_large_patch16",
@@ -52,6 +64,8 @@ PRESETS = {
         feature_layer=FEATURE_LAYER,
         kwargs={"num_classes": 0},
         weights="samvit_large_patch16.sa1b",
+        resample="auto",
+        blocks=24,
     ),
 }
 
