@@ -133,18 +133,18 @@ class VisionExpert(nn.Module, ABC):
         blocks = self.freezable_blocks()
         n = trainable_blocks or 0
         if n < 0 or n > len(blocks):
-            allowed = f"use a value from 1 to {len(blocks)}, or" if blocks else "it has no blocks that can stay trainable;"
+            allowed = f"use a value from 1 to {len(blocks)}, or" if blocks else "none can stay trainable;"
             raise ValueError(f"expert '{self.name}': trainable_blocks={n} but it has {len(blocks)} blocks; {allowed} "
                              "drop trainable_blocks to freeze the whole expert")
         self.requires_grad_(False)
         self.frozen = True
         self.trainable_blocks = n
-        if n:
-            for module in [*blocks[len(blocks) - n:], *self.post_block_modules()]:
-                module.requires_grad_(True)
+        for module in self._trainable_modules():
+            module.requires_grad_(True)
         self.train(self.training)
 
     def _trainable_modules(self) -> list[nn.Module]:
+        """The last ``trainable_blocks`` blocks and the modules after them (none when fully frozen)."""
         if not self.trainable_blocks:
             return []
         blocks = self.freezable_blocks()
@@ -181,6 +181,8 @@ class VisionExpert(nn.Module, ABC):
                 "access exists for clip, siglip, dinov2 and eva02 (check `expert.is_vit` first)")
 
     def extra_repr(self) -> str:
-        frozen = f"{self.frozen}" + (f" (last {self.trainable_blocks} blocks trainable)" if self.trainable_blocks else "")
+        frozen = str(self.frozen)
+        if self.trainable_blocks:
+            frozen += f" (last {self.trainable_blocks} blocks trainable)"
         return (f"name={self.name}, resolution={self.resolution}, channels={self.channels}, "
                 f"native_grid={self.native_grid}, resample={self.resample}, frozen={frozen}")
