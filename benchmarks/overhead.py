@@ -31,8 +31,8 @@ from eaglesearch.data import TrainDataset, collate_train  # noqa: E402
 from eaglesearch.execution.controller import run_search  # noqa: E402
 from eaglesearch.execution.trial_core import prepare_data, prepare_tokenizer  # noqa: E402
 from eaglesearch.execution.workspace import Workspace  # noqa: E402
-from eaglesearch.model import build_eagle, expert_names, resolve_expert  # noqa: E402
-from eaglesearch.spec import load_search_space  # noqa: E402
+from eaglesearch.model import build_eagle, resolve_expert  # noqa: E402
+from eaglesearch.model.validate import load_checked_search  # noqa: E402
 from eaglesearch.tracking import TrackingStore  # noqa: E402
 from eaglesearch.train import batches, build_optimizer, train  # noqa: E402
 
@@ -77,7 +77,7 @@ def orchestration(root: Path, trials: int, executor: str) -> dict[str, float]:
             seed: [{seeds}]
         resources: {{cpus_per_trial: 2, max_concurrent_trials: 1}}
         """))
-    loaded = load_search_space(space, known_experts=expert_names(), expert_resolver=resolve_expert)
+    loaded = load_checked_search(space)
     uri = f"sqlite:///{root}/mlflow-{executor}.db"
     ray_start = 0.0
     if executor == "ray":

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 import eaglesearch  # noqa: F401  (environment defaults before torch loads)
-from eaglesearch.spec import LoadedSearch, SpecError, load_search_space
+from eaglesearch.spec import LoadedSearch, SpecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 out = Console()
@@ -32,10 +32,10 @@ ReportsOpt = Annotated[Path, typer.Option("--reports", help="folder for report t
 
 
 def _load(path: Path) -> LoadedSearch:
-    from eaglesearch.model import expert_names, resolve_expert
+    from eaglesearch.model.validate import load_checked_search
 
     try:
-        return load_search_space(path, known_experts=expert_names(), expert_resolver=resolve_expert)
+        return load_checked_search(path)
     except SpecError as e:
         err.print(f"[bold red]invalid search space[/bold red]\n{e}", highlight=False)
         raise typer.Exit(2) from None

@@ -13,7 +13,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from eaglesearch.data import TrainDataset, collate_train, read_llava_json, training_corpus, write_synthetic  # noqa: E402
+from eaglesearch.data import (  # noqa: E402
+    TrainDataset,
+    collate_train,
+    read_llava_json,
+    training_corpus,
+    write_synthetic,
+)
 from eaglesearch.model import EagleModel, build_eagle, build_expert, load_tokenizer, validate_model  # noqa: E402
 from eaglesearch.model.experts import VisionExpert  # noqa: E402
 from eaglesearch.model.fusions import (  # noqa: E402
@@ -143,7 +149,7 @@ def test_trains_and_gradients_reach_exactly_the_unfrozen_experts(fusion: str, to
         loss = model(**batch).loss
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0], losses
 
     optimizer.zero_grad(set_to_none=True)
@@ -198,6 +204,20 @@ def test_deformable_starts_as_the_query_tokens(tokenizer) -> None:
         assert not torch.allclose(fusion(experts, images, GRID), query, atol=1e-3)
 
 
+def test_deformable_samples_each_query_at_its_cell_centre(tokenizer) -> None:
+    """With zero offsets every head reads its own channels of the auxiliary map at the query's cell centre: on a map
+    twice the grid's side that is the mean of the 2×2 window under the cell."""
+    model = build(spec("deformable", CLIP, CONVNEXT), tokenizer)
+    fusion = model.fusion
+    assert isinstance(fusion, DeformableAttention)
+    fusion.value = torch.nn.Identity()  # look at the raw map (aux and query widths are both 128 here)
+    aux = torch.randn(2, 128, 2 * GRID, 2 * GRID)
+    with torch.no_grad():
+        sampled = fusion.sample(torch.randn(2, GRID**2, 128), aux)
+    expected = torch.nn.functional.avg_pool2d(aux, 2).flatten(2).transpose(1, 2)
+    assert torch.allclose(sampled, expected, atol=1e-5)
+
+
 def test_adapter_positions_split_blocks_into_quarters() -> None:
     assert adapter_positions(24) == [6, 12, 18]
     assert adapter_positions(4) == [1, 2, 3]
@@ -214,6 +234,18 @@ def test_windows_are_co_located_with_grid_tokens() -> None:
     assert torch.equal(w[0, 5], x[0, :, 2:4, 2:4].flatten(1).T)  # cell (1,1)
     with pytest.raises(ValueError, match="cannot be cut"):
         windows(torch.randn(1, 3, 9, 9), 4)
+
+
+def test_mini_gemini_queries_attend_only_their_own_window(tokenizer) -> None:
+    fusion = build(spec("mini_gemini", CLIP, CONVNEXT), tokenizer).fusion
+    assert isinstance(fusion, MiniGemini)
+    tokens, aux = torch.randn(1, GRID**2, 128), torch.randn(1, 128, 2 * GRID, 2 * GRID)
+    changed = aux.clone()
+    changed[0, :, :2, :2] = torch.randn(128, 2, 2)  # the window of cell (0, 0) only
+    with torch.no_grad():
+        before, after = fusion.attend(tokens, windows(aux, GRID)), fusion.attend(tokens, windows(changed, GRID))
+    assert not torch.allclose(before[0, 0], after[0, 0])
+    assert torch.equal(before[0, 1:], after[0, 1:])
 
 
 def test_mini_gemini_window_side_is_a_multiple_of_the_grid(tokenizer) -> None:

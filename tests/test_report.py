@@ -16,7 +16,8 @@ from eaglesearch.tracking import TrackingStore
 NAN = float("nan")
 
 EXPECTED_COLUMNS = ["rank", "candidate", "round", "status", "acc/color", "acc/count", "objective", "delta",
-                    "params", "trainable", "visual_tokens", "train_s", "trial_s", "key", "error"]
+                    "params", "trainable", "visual_tokens", "vision_gflops", "gflops", "train_s", "trial_s", "key",
+                    "error"]
 
 
 def runs_frame() -> pd.DataFrame:
@@ -38,6 +39,7 @@ def runs_frame() -> pd.DataFrame:
             "status_tag": status, "error": error, "cached_from": None, "param.model.grid": "8",
             "acc/count": obj, "acc/color": obj / 2 if not math.isnan(obj) else NAN, "objective": obj,
             "cost/params_total": 1_000_000.0 + i, "cost/params_trainable": 500.0, "cost/visual_tokens": 64.0,
+            "cost/vision_gflops": 0.5 + i, "cost/gflops_per_sample": 2.0 + i,
             "train/wall_s": 12.5, "cost/wall_s": 20.25, "train/loss_final": 1.0,
         })
     return pd.DataFrame(data)

@@ -38,7 +38,7 @@ def build_eagle(spec: ModelSpec, tokenizer: PreTrainedTokenizerBase) -> EagleMod
         resolved = resolve_expert(expert_spec)
         expert = build_expert(resolved)
         if resolved.freeze:
-            expert.freeze()
+            expert.freeze(resolved.trainable_blocks)
         experts[resolved.name] = expert
 
     lm = build_language_model(spec.lm, tokenizer)

@@ -16,8 +16,10 @@ built, with the same kind of message.
 
 from __future__ import annotations
 
-from eaglesearch.model.experts.registry import resolve_expert
-from eaglesearch.spec import ExpertSpec, ModelSpec
+from pathlib import Path
+
+from eaglesearch.model.experts.registry import expert_names, resolve_expert
+from eaglesearch.spec import ExpertSpec, LoadedSearch, ModelSpec, TrialSpec, load_search_space
 
 # Expert families that are plain ViTs (patch embedding + a stack of global-attention blocks), by family name.
 # SAM is a ViT-Det with windowed attention and a conv neck, so it is not in the set.
@@ -56,3 +58,16 @@ def _check_injection(fusion: str, experts: list[ExpertSpec], got: str, tiled: li
         raise ValueError(f"fusion '{fusion}' needs every expert after the first to see a higher resolution than "
                          f"{first.label}; not so for {', '.join(low)} in {got} — raise their resolution or lower "
                          f"{first.name}'s")
+
+
+def validate_trial(trial: TrialSpec) -> None:
+    """``validate_model`` for a whole trial: the search-space loader's ``trial_validator`` (module-level, so the
+    TrialFactory that holds it stays picklable for Ray Tune)."""
+    validate_model(trial.model)
+
+
+def load_checked_search(path: str | Path) -> LoadedSearch:
+    """Load a search space checked against this model registry: expert names, preset defaults, and every
+    combination the model layer can't build (``validate_model``). Raises ``SpecError``."""
+    return load_search_space(path, known_experts=expert_names(), expert_resolver=resolve_expert,
+                             trial_validator=validate_trial)

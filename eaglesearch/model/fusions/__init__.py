@@ -39,8 +39,6 @@ def build_fusion(spec: ModelSpec, experts: Sequence[VisionExpert], lm_dim: int) 
     ``lm_dim``."""
     if spec.fusion not in FUSIONS:
         raise ValueError(f"unknown fusion '{spec.fusion}'; available: {', '.join(sorted(FUSIONS))}")
-    if lm_dim <= 0:
-        raise ValueError(f"the language model width must be positive; got {lm_dim}")
     return FUSIONS[spec.fusion](spec, experts, lm_dim)
 
 

@@ -2,9 +2,8 @@
 
 A :class:`Fusion` turns uint8 images into one sequence of visual tokens, running the experts itself: channel
 concatenation and sequence append only need each expert's tokens on the common grid (:func:`expert_tokens`, i.e.
-``VisionExpert.grid_tokens``, which also handles tiled experts), while
-the injection strategies (LLaVA-HR, Mini-Gemini, deformable attention) need the experts' raw feature maps or even
-the ViT blocks one by one. The experts stay owned by :class:`~eaglesearch.model.eagle.EagleModel`: a fusion gets
+``VisionExpert.grid_tokens``, which also handles tiled experts), while the injection strategies (LLaVA-HR,
+Mini-Gemini, deformable attention) need the experts' raw feature maps or even the ViT blocks one by one. The experts stay owned by :class:`~eaglesearch.model.eagle.EagleModel`: a fusion gets
 them as an argument of ``forward`` and never registers them, so their parameters are counted once.
 
 Every fusion is built as ``cls(spec, experts, lm_dim)`` and declares up front how many tokens it makes
@@ -36,19 +35,25 @@ def token_width(expert: VisionExpert, grid: int) -> int:
 
 
 class Fusion(nn.Module, ABC):
-    """Experts + uint8 images → (B, ``num_tokens``, ``out_dim``) visual tokens on a ``grid`` × ``grid`` grid."""
+    """Experts + uint8 images → (B, ``num_tokens``, ``out_dim``) visual tokens on a ``grid`` × ``grid`` grid.
+
+    Subclasses are built as ``cls(spec, experts, lm_dim)``; after ``super().__init__`` they set ``num_tokens`` and
+    ``out_dim`` and create their layers.
+    """
 
     owns_projection: ClassVar[bool] = False
+    num_tokens: int  # visual tokens per image
+    out_dim: int  # width of a fused token (lm_dim when owns_projection)
 
-    def __init__(self, spec: ModelSpec, experts: Sequence[VisionExpert], num_tokens: int, out_dim: int) -> None:
+    def __init__(self, spec: ModelSpec, experts: Sequence[VisionExpert], lm_dim: int) -> None:
         super().__init__()
         if len(experts) != len(spec.experts):
             raise ValueError(f"fusion '{spec.fusion}' was given {len(experts)} experts for a spec with "
                              f"{len(spec.experts)} ({spec.label}); pass the experts built from spec.experts, in order")
+        if lm_dim <= 0:
+            raise ValueError(f"the language model width must be positive; got {lm_dim}")
         self.grid = spec.grid
         self.num_experts = len(experts)
-        self.num_tokens = num_tokens
-        self.out_dim = out_dim
 
     @abstractmethod
     def fuse(self, experts: Sequence[VisionExpert], images: Tensor) -> Tensor:

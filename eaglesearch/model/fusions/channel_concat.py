@@ -26,8 +26,9 @@ class ChannelConcat(Fusion):
             raise ValueError(f"channel_concat needs the same number of tokens from every expert; {spec.label} gives "
                              f"{sorted(counts)} (tiled and untiled experts mixed) — use fusion sequence_append, or "
                              "tile only a single expert")
-        super().__init__(spec, experts, num_tokens=counts.pop(),
-                         out_dim=sum(token_width(e, spec.grid) for e in experts))
+        super().__init__(spec, experts, lm_dim)
+        self.num_tokens = counts.pop()
+        self.out_dim = sum(token_width(e, spec.grid) for e in experts)
 
     def fuse(self, experts: Sequence[VisionExpert], images: Tensor) -> Tensor:
         tokens = [expert_tokens(e, images, self.grid) for e in experts]

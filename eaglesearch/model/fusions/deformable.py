@@ -40,7 +40,8 @@ class DeformableAttention(Fusion):
         split = QueryAuxSplit.of(spec, experts)
         width = split.query_width
         check_heads(spec.fusion, width, spec.fusion_heads)
-        super().__init__(spec, experts, num_tokens=spec.grid**2, out_dim=width)
+        super().__init__(spec, experts, lm_dim)
+        self.num_tokens, self.out_dim = spec.grid**2, width
         self.heads, self.points = spec.fusion_heads, spec.fusion_points
         self.aux_side = split.aux_side
         self.query = nn.LayerNorm(width)

@@ -88,7 +88,8 @@ class LlavaHR(Fusion):
         split = QueryAuxSplit.of(spec, experts)
         check_vit(experts[0])
         width = experts[0].channels
-        super().__init__(spec, experts, num_tokens=spec.grid**2, out_dim=width)
+        super().__init__(spec, experts, lm_dim)
+        self.num_tokens, self.out_dim = spec.grid**2, width
         self.positions = adapter_positions(len(experts[0].vit_blocks()))
         self.slow_side = split.aux_side
         self.adapters = nn.ModuleList(MRAdapter(width, split.aux_width) for _ in self.positions)

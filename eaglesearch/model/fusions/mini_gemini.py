@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from eaglesearch.model.experts.base import VisionExpert
@@ -30,7 +29,8 @@ class MiniGemini(Fusion):
         split = QueryAuxSplit.of(spec, experts)
         width = split.query_width
         check_heads(spec.fusion, width, spec.fusion_heads)
-        super().__init__(spec, experts, num_tokens=spec.grid**2, out_dim=width)
+        super().__init__(spec, experts, lm_dim)
+        self.num_tokens, self.out_dim = spec.grid**2, width
         self.heads = spec.fusion_heads
         self.window = max(split.aux_side // spec.grid, 2)  # p: the side of each query's window
         self.query = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width))

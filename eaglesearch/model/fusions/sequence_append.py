@@ -27,7 +27,9 @@ class SequenceAppend(Fusion):
 
     def __init__(self, spec: ModelSpec, experts: Sequence[VisionExpert], lm_dim: int) -> None:
         grid = spec.grid
-        super().__init__(spec, experts, num_tokens=sum(e.token_count(grid) for e in experts), out_dim=lm_dim)
+        super().__init__(spec, experts, lm_dim)
+        self.num_tokens = sum(e.token_count(grid) for e in experts)
+        self.out_dim = lm_dim
         self.projectors = nn.ModuleDict({
             e.name: build_projector(spec.projector, token_width(e, grid), lm_dim) for e in experts
         })
