@@ -8,6 +8,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network here: fail hub lookups at once instead of retrying
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

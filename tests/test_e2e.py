@@ -189,3 +189,50 @@ def test_ui_serves_the_store(tmp_path: Path) -> None:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+FUSION_RECIPE = """\
+name: tiny_fixed_batch
+scale: tiny
+seed: 0
+model:
+  grid: 4
+  lm: {kind: tiny_llama, hidden_size: 32, num_layers: 1, num_heads: 2, num_kv_heads: 1, intermediate_size: 64}
+  tokenizer: {kind: offline_bpe, vocab_size: 300}
+data:
+  source: synthetic
+  image_size: 64
+  max_length: 96
+  synthetic: {tasks: [count, color], train_per_task: 4, eval_per_task: 4, image_size: 64, seed: 0}
+train: {steps: 10, batch_size: 8, lr: 1.0e-3, warmup_ratio: 0.0, log_every: 1}
+eval: {batch_size: 8, max_new_tokens: 2}
+"""
+
+FUSION_SPACE = """\
+name: fusions
+recipe: experiments/tiny_fixed_batch.yaml
+strategy:
+  kind: grid
+  factors:
+    model.fusion: [channel_concat, sequence_append, llava_hr, mini_gemini, deformable]
+    experts: [[{name: clip, resolution: 64}, {name: convnext, resolution: 128}]]
+  baseline: {model.fusion: channel_concat}
+"""
+
+
+def test_every_fusion_trains_through_the_trial_path_and_reports_cost(tmp_path: Path) -> None:
+    """8 training samples at batch 8: every step sees the same batch, so the loss must go down for each fusion."""
+    root = make_project(tmp_path, {"f": FUSION_SPACE})
+    (root / "experiments" / "tiny_fixed_batch.yaml").write_text(FUSION_RECIPE)
+    proc = cli(root, "run", "search_spaces/f.yaml", "--executor", "inline", "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = runs_of(root, "fusions")
+    assert len(runs) == 5 and set(runs["status_tag"]) == {"finished"}
+    for _, run in runs.iterrows():
+        assert run["train/loss_final"] < run["train/loss_first"], run["label"]
+    board = leaderboard(root, "fusions")
+    assert board["vision_gflops"].notna().all() and board["gflops"].notna().all()
+    assert board["vision_gflops"].nunique() == 5  # each fusion costs something different, measured
+    by_fusion = {row["param.model.fusion"]: row for _, row in runs.iterrows()}
+    assert by_fusion["sequence_append"]["cost/visual_tokens"] == 2 * by_fusion["channel_concat"]["cost/visual_tokens"]
+    assert by_fusion["llava_hr"]["cost/params_fusion"] > 0 and by_fusion["channel_concat"]["cost/params_fusion"] == 0

@@ -66,7 +66,7 @@ def tiny(name: str, seed: int = 0, **fields: object) -> VisionExpert:
 
 def paper_on_meta(name: str, **fields: object) -> VisionExpert:
     with torch.device("meta"):
-        return build_expert(ExpertSpec(name=name, preset="paper", **fields))
+        return build_expert(ExpertSpec(name=name, preset="paper", **{"pretrained": False, **fields}))
 
 
 def trainable(module: torch.nn.Module) -> int:
@@ -371,3 +371,11 @@ def test_pretrained_offline_names_hub_id_and_checkpoint(
     assert f"'{hub_id}'" in str(err.value) and "`checkpoint:`" in str(err.value)
     with pytest.raises(ValueError, match="no published weights"):
         resolve_expert(ExpertSpec(name=name, pretrained=True))
+
+
+def test_pretrained_defaults_follow_the_preset() -> None:
+    """Paper presets load their published weights unless told not to; tiny presets are random-init."""
+    assert resolve_expert(ExpertSpec(name="clip", preset="paper")).pretrained is True
+    assert resolve_expert(ExpertSpec(name="clip", preset="paper", pretrained=False)).pretrained is False
+    assert resolve_expert(ExpertSpec(name="clip", preset="tiny")).pretrained is False
+    assert resolve_expert(ExpertSpec(name="clip", preset="tiny", checkpoint="/w/clip.pt")).pretrained is True

@@ -140,7 +140,7 @@ def test_paper_presets_match_eagle_channels() -> None:
     widths = {}
     with torch.device("meta"):
         for name in ("clip", "convnext", "sam"):
-            expert = build_expert(ExpertSpec(name=name, preset="paper"))
+            expert = build_expert(ExpertSpec(name=name, preset="paper", pretrained=False))
             widths[name] = (expert.native_grid, grid_channels(expert.channels, expert.native_grid, 32))
     assert widths == {"clip": (32, 1024), "convnext": (32, 3072), "sam": (64, 1024)}
 

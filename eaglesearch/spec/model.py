@@ -28,7 +28,11 @@ class ExpertSpec(SpecModel):
         "tile: tiles x tiles crops at `resolution` plus one global view, LLaVA-NeXT style",
     )
     tiles: int = Field(default=2, ge=1, le=8, description="tiles per side when resize is 'tile'")
-    pretrained: bool = Field(default=False, description="load the preset's checkpoint (hub id or local path)")
+    pretrained: bool | None = Field(
+        default=None,
+        description="load the preset's checkpoint (hub id or local path); default: true when the preset has "
+        "published weights (paper) or a checkpoint is given, false for random-init presets (tiny)",
+    )
     checkpoint: str | None = Field(default=None, description="hub id or local path overriding the preset's")
 
     @model_validator(mode="after")

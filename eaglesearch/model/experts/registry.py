@@ -73,11 +73,16 @@ def get_preset(spec: ExpertSpec) -> ExpertPreset:
 
 
 def resolve_expert(spec: ExpertSpec) -> ExpertSpec:
-    """A copy of ``spec`` with ``preset`` and ``resolution`` filled in, validated against the family's preset."""
+    """A copy of ``spec`` with ``preset``, ``resolution`` and ``pretrained`` filled in, validated against the
+    family's preset (paper presets load their published weights unless ``pretrained: false``)."""
     preset = get_preset(spec)
+    pretrained = spec.pretrained
+    if pretrained is None:
+        pretrained = bool(spec.checkpoint) or preset.weights is not None
     resolved = spec.model_copy(update={
         "preset": spec.preset or DEFAULT_PRESET,
         "resolution": spec.resolution if spec.resolution is not None else preset.resolution,
+        "pretrained": pretrained,
     })
     assert resolved.resolution is not None
     if resolved.resolution % preset.stride:
