@@ -89,21 +89,31 @@ def plan(
     from eaglesearch.execution.workspace import Workspace
 
     loaded = _load(path)
-    with err.status("measuring models (a forward pass and 3 timed optimizer steps each)"):
+    with err.status("measuring models (FLOP-counted forward passes; 3 timed optimizer steps at tiny scale)"):
         result = make_plan(loaded, Workspace.at(workdir), measure_costs=not no_measure)
     rounds = ", ".join(f"round {i}: {n}" for i, n in enumerate(result.trials_per_round))
     out.print(f"search [bold]{loaded.name}[/bold] ({result.strategy}): at most {result.total_trials} trials ({rounds})")
-    if result.costs:
-        table = Table(title="model cost (measured here, this machine)")
-        for col in ["model", "params", "trainable", "visual tokens", "fwd GFLOPs/sample", "s/step", "est. train s"]:
-            table.add_column(col, justify="left" if col == "model" else "right")
-        for c in result.costs:
-            table.add_row(c.label, f"{c.params_total:,}", f"{c.params_trainable:,}", str(c.visual_tokens),
-                          f"{c.forward_gflops_per_sample:.3f}", f"{c.step_s:.3f}", f"{c.est_train_s:,.0f}")
+    if result.models:
+        table = Table(title="model cost: FLOPs counted on a real forward pass (2 per multiply-add); 'meta' = built "
+                      "from config only, nothing allocated")
+        columns = ["model", "built", "params", "trainable", "vision params", "visual tokens", "vision GFLOPs/img",
+                   "GFLOPs/sample", "s/step", "est. train s"]
+        for col in columns:
+            table.add_column(col, justify="left" if col in ("model", "built") else "right")
+        for m in result.models:
+            table.add_row(
+                m.label, m.scale, f"{m.params_total:,}", f"{m.params_trainable:,}", f"{m.params_vision:,}",
+                f"{m.visual_tokens:,}", f"{m.vision_gflops_per_image:,.3f}",
+                "–" if m.gflops_per_sample is None else f"{m.gflops_per_sample:,.3f}",
+                "–" if m.step_s is None else f"{m.step_s:.3f}",
+                "–" if m.est_train_s is None else f"{m.est_train_s:,.0f}",
+            )
         out.print(table)
-        per_trial = max(c.est_train_s for c in result.costs)
-        out.print(f"estimated training time: at most ~{per_trial * result.total_trials:,.0f}s for "
-                  f"{result.total_trials} trials (largest model × trial count; evaluation and start-up not included)")
+        timed = [m.est_train_s for m in result.models if m.est_train_s is not None]
+        if timed:
+            out.print(f"estimated training time: at most ~{max(timed) * result.total_trials:,.0f}s for "
+                      f"{result.total_trials} trials (largest model x trial count; evaluation and start-up not "
+                      "included)")
 
 
 @app.command()

@@ -1,9 +1,15 @@
-"""``eaglesearch plan``: what a search will run and what it will cost, measured without training it.
+"""``eaglesearch plan``: what a search will run and what each model costs, without training anything.
 
-For every distinct model the strategy can reach in its first round (and, for greedy, the largest model it could
-end with), the planner builds the model exactly as a trial would, counts parameters and visual tokens, measures
-forward FLOPs per sample with ``torch.utils.flop_counter``, and times two optimizer steps on a real batch to
-estimate the training time (estimate = median step time × steps). Nothing is trained or recorded.
+For every distinct model the strategy can reach first (greedy: the base, base + each candidate, and the largest
+reachable set; grid: every trial), the planner builds the model as a trial would and reports parameters (total,
+trainable, vision side), visual tokens and forward FLOPs measured by ``torch.utils.flop_counter`` (vision per
+image, whole model per sample).
+
+* Models that fit here (tiny scale) are built on the CPU from the trial's real data and tokenizer, and two timed
+  optimizer steps give the estimated training time (fastest step × steps).
+* Paper-scale models (paper presets, hub LMs) are built on the ``meta`` device from their configs: no weights
+  are loaded or allocated, so a 7B model is sized in seconds; the LM comes from its local config if present, else
+  from the dimensions declared in the recipe. Step time is not estimated there (it depends on the GPUs).
 """
 
 from __future__ import annotations
@@ -12,35 +18,40 @@ import time
 from dataclasses import dataclass
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from eaglesearch.data import TrainDataset, collate_train
 from eaglesearch.execution.threads import pin_threads
 from eaglesearch.execution.trial_core import prepare_data, prepare_tokenizer
 from eaglesearch.execution.workspace import Workspace
-from eaglesearch.model import build_eagle
+from eaglesearch.model import IMAGE_TOKEN, build_eagle
+from eaglesearch.model.cost import count_flops, measure_cost
 from eaglesearch.search import Strategy, make_strategy
-from eaglesearch.spec import LoadedSearch, TrialSpec
+from eaglesearch.spec import LoadedSearch, ModelSpec, TrialSpec
 from eaglesearch.spec.search_space import GreedyStrategySpec
 from eaglesearch.train import build_optimizer
 
+META_TEXT_TOKENS = 128  # text tokens per sample assumed for the whole-model FLOPs of a paper-scale plan
+
 
 @dataclass(frozen=True)
-class ModelCost:
+class ModelPlan:
     label: str
+    scale: str  # "measured here" or "meta (config only)"
     params_total: int
     params_trainable: int
+    params_vision: int
     visual_tokens: int
-    forward_gflops_per_sample: float
-    step_s: float
-    est_train_s: float
+    vision_gflops_per_image: float
+    gflops_per_sample: float | None
+    step_s: float | None
+    est_train_s: float | None
 
 
 @dataclass(frozen=True)
 class Plan:
     strategy: str
     trials_per_round: list[int]
-    costs: list[ModelCost]
+    models: list[ModelPlan]
 
     @property
     def total_trials(self) -> int:
@@ -71,21 +82,27 @@ def planned_trials(loaded: LoadedSearch) -> list[TrialSpec]:
     return list(seen.values())
 
 
-def measure(trial: TrialSpec, workspace: Workspace, threads: int) -> ModelCost:
+def needs_meta(trial: TrialSpec) -> bool:
+    """True for models that can't be built here: paper presets, hub LMs or tokenizers, llava-format data."""
+    model = trial.model
+    return (any(e.preset == "paper" for e in model.experts) or model.lm.kind == "hf"
+            or model.tokenizer.kind == "hf" or trial.data.source != "synthetic")
+
+
+def _vision_params(counts: dict[str, int]) -> int:
+    return sum(v for k, v in counts.items() if k.startswith("expert/")) + counts["fusion"] + counts["projector"]
+
+
+def measure_here(trial: TrialSpec, workspace: Workspace, threads: int) -> ModelPlan:
     pin_threads(threads)
     data = prepare_data(trial.data, workspace)
     tokenizer = prepare_tokenizer(trial, data, workspace)
     torch.manual_seed(trial.seed)
     model = build_eagle(trial.model, tokenizer)
-    counts = model.param_counts()
     dataset = TrainDataset(data.train[: trial.train.batch_size], tokenizer, image_size=trial.data.image_size,
                            num_visual_tokens=model.num_visual_tokens, max_length=trial.data.max_length)
     batch = collate_train([dataset[i] for i in range(len(dataset))], tokenizer.pad_token_id)
-    one = {k: v[:1] for k, v in batch.items()}
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(one["images"], one["input_ids"], one["attention_mask"], labels=one["labels"])
-    flops = counter.get_total_flops()
+    cost = measure_cost(model, batch["images"], batch)
     model.train()
     optimizer = build_optimizer(model, trial.train)
     times = []
@@ -96,16 +113,71 @@ def measure(trial: TrialSpec, workspace: Workspace, threads: int) -> ModelCost:
         loss.backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
-    step_s = sorted(times[1:])[0]  # first step pays one-off allocation costs
-    return ModelCost(
-        label=trial.label, params_total=counts["total"], params_trainable=counts["trainable"],
-        visual_tokens=model.num_visual_tokens, forward_gflops_per_sample=flops / 1e9, step_s=step_s,
-        est_train_s=step_s * trial.train.steps,
+    step_s = min(times[1:])  # the first step pays one-off allocation costs
+    return ModelPlan(
+        label=trial.label, scale="measured here", params_total=cost.params["total"],
+        params_trainable=cost.params["trainable"], params_vision=_vision_params(cost.params),
+        visual_tokens=cost.visual_tokens, vision_gflops_per_image=cost.vision_flops_per_image / 1e9,
+        gflops_per_sample=(cost.flops_per_sample or 0) / 1e9, step_s=step_s, est_train_s=step_s * trial.train.steps,
+    )
+
+
+class _Vocabulary:
+    """Just enough of a tokenizer for building a model on ``meta``: a size and the special-token ids."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.pad_token_id, self.eos_token_id, self.unk_token_id = 0, 1, None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def convert_tokens_to_ids(self, token: str) -> int | None:
+        return self.size - 1 if token == IMAGE_TOKEN else None
+
+
+def _architecture_only(spec: ModelSpec) -> ModelSpec:
+    """The same architecture with nothing to download: experts unpretrained, the LM from config dimensions."""
+    experts = tuple(e.model_copy(update={"pretrained": False, "checkpoint": None}) for e in spec.experts)
+    lm = spec.lm
+    if lm.kind == "hf":
+        dims = {}
+        try:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(lm.name_or_path, local_files_only=True)
+            dims = {"hidden_size": config.hidden_size, "num_layers": config.num_hidden_layers,
+                    "num_heads": config.num_attention_heads, "intermediate_size": config.intermediate_size,
+                    "num_kv_heads": getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
+                    "tie_embeddings": bool(getattr(config, "tie_word_embeddings", False))}
+        except (OSError, ValueError, AttributeError):
+            pass  # not on disk: the recipe's declared dimensions describe the checkpoint
+        lm = lm.model_copy(update={"kind": "tiny_llama", "name_or_path": None, **dims})
+    return spec.model_copy(update={"experts": experts, "lm": lm})
+
+
+def measure_on_meta(trial: TrialSpec) -> ModelPlan:
+    spec = _architecture_only(trial.model)
+    with torch.device("meta"):
+        model = build_eagle(spec, _Vocabulary(trial.model.tokenizer.vocab_size))
+        image = torch.empty(1, 3, trial.data.image_size, trial.data.image_size, dtype=torch.uint8)
+        vision = count_flops(model.encode_images, image)
+        embeds = torch.empty(1, model.num_visual_tokens + META_TEXT_TOKENS, model.lm.config.hidden_size)
+        lm_flops = count_flops(model.lm, inputs_embeds=embeds)
+    counts = model.param_counts()
+    return ModelPlan(
+        label=trial.label, scale="meta (config only)", params_total=counts["total"],
+        params_trainable=counts["trainable"], params_vision=_vision_params(counts),
+        visual_tokens=model.num_visual_tokens, vision_gflops_per_image=vision / 1e9,
+        gflops_per_sample=(vision + lm_flops) / 1e9, step_s=None, est_train_s=None,
     )
 
 
 def make_plan(loaded: LoadedSearch, workspace: Workspace, measure_costs: bool = True) -> Plan:
     strategy = make_strategy(loaded)
-    costs = [measure(t, workspace, loaded.space.resources.torch_threads) for t in planned_trials(loaded)] \
-        if measure_costs else []
-    return Plan(strategy=strategy.kind, trials_per_round=strategy.expected_trials(), costs=costs)
+    models: list[ModelPlan] = []
+    if measure_costs:
+        threads = loaded.space.resources.torch_threads
+        for trial in planned_trials(loaded):
+            models.append(measure_on_meta(trial) if needs_meta(trial) else measure_here(trial, workspace, threads))
+    return Plan(strategy=strategy.kind, trials_per_round=strategy.expected_trials(), models=models)

@@ -23,7 +23,7 @@ def build_language_model(spec: LanguageModelSpec, tokenizer: PreTrainedTokenizer
             num_attention_heads=spec.num_heads,
             num_key_value_heads=spec.num_kv_heads,
             max_position_embeddings=spec.max_positions,
-            tie_word_embeddings=True,
+            tie_word_embeddings=spec.tie_embeddings,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
             bos_token_id=None,

@@ -64,6 +64,7 @@ class LanguageModelSpec(SpecModel):
     num_kv_heads: int = Field(default=2, gt=0)
     intermediate_size: int = Field(default=344, gt=0)
     max_positions: int = Field(default=512, gt=0)
+    tie_embeddings: bool = Field(default=True, description="share input and output embeddings (tiny_llama)")
     freeze: bool = False
 
     @model_validator(mode="after")
