@@ -317,3 +317,16 @@ def test_tokenizer_image_token_and_answers(tokenizer, data, tmp_path: Path) -> N
     assert reloaded.get_vocab() == cached.get_vocab() and reloaded.chat_template == cached.chat_template
     with pytest.raises(ValueError, match="needs a training corpus"):
         load_tokenizer(TokenizerSpec(), None, cache_dir=None)
+
+
+def test_build_eagle_applies_frozen_except_last_blocks(tokenizer) -> None:
+    """``freeze: true, trainable_blocks: 1`` from the spec reaches the built expert: only its last block trains."""
+    clip = ExpertSpec(name="clip", resolution=64, freeze=True, trainable_blocks=1)
+    torch.manual_seed(0)
+    model = build_eagle(ModelSpec(experts=(clip,), grid=4), tokenizer)
+    expert = model.experts["clip"]
+    blocks = expert.freezable_blocks()
+    assert all(p.requires_grad for p in blocks[-1].parameters())
+    assert not any(p.requires_grad for b in blocks[:-1] for p in b.parameters())
+    counts = model.param_counts()
+    assert 0 < counts["trainable"] - counts["lm"] - counts["projector"] < counts["expert/clip"]
