@@ -330,3 +330,40 @@ def test_build_eagle_applies_frozen_except_last_blocks(tokenizer) -> None:
     assert not any(p.requires_grad for b in blocks[:-1] for p in b.parameters())
     counts = model.param_counts()
     assert 0 < counts["trainable"] - counts["lm"] - counts["projector"] < counts["expert/clip"]
+
+
+# ----------------------------------------------------------------------------------------- likelihood scoring
+
+
+def test_candidate_logprobs_match_single_sequence_forward(lively_model, tokenizer, prompts) -> None:
+    """Batched scoring (shared visual tokens, right padding) equals scoring each candidate on its own."""
+    from eaglesearch.evaluate.likelihood import candidate_logprobs
+
+    items = prompts[:3]
+    images = torch.stack([item.image for item in items])
+    words = ["1", "2", "red", "yes"]
+    cands = [[tokenizer(w, add_special_tokens=False)["input_ids"] for w in words] for _ in items]
+    scores = candidate_logprobs(lively_model, images, [i.prompt_ids for i in items], cands, tokenizer.pad_token_id)
+    for i, item in enumerate(items):
+        for j, cand in enumerate(cands[i]):
+            ids = torch.tensor([list(item.prompt_ids) + cand])
+            with torch.no_grad():
+                logits = lively_model(images[i : i + 1], ids, torch.ones_like(ids)).logits
+            logp = F.log_softmax(logits[0, :-1].float(), dim=-1)
+            n = len(item.prompt_ids)
+            expected = sum(float(logp[n - 1 + k, t]) for k, t in enumerate(cand))
+            assert scores[i][j] == pytest.approx(expected, abs=1e-4)
+
+
+def test_likelihood_pick_agrees_with_greedy_first_token(lively_model, tokenizer, prompts) -> None:
+    """Among single-token candidates, the most likely one is the token greedy decoding emits first."""
+    from eaglesearch.evaluate.likelihood import candidate_logprobs, pick
+
+    batch = collate_prompts(prompts[:3], tokenizer.pad_token_id)
+    first = [g[0] for g in lively_model.generate_greedy(batch["images"], batch["input_ids"], batch["attention_mask"],
+                                                       max_new_tokens=1, eos_token_id=-1)]
+    vocab = len(tokenizer)
+    cands = [[[t], [(t + 7) % vocab], [(t + 101) % vocab]] for t in first]
+    scores = candidate_logprobs(lively_model, batch["images"], [p.prompt_ids for p in prompts[:3]], cands,
+                                tokenizer.pad_token_id)
+    assert [pick(s) for s in scores] == [0, 0, 0]

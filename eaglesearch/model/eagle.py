@@ -57,10 +57,15 @@ class EagleModel(nn.Module):
         experts = [cast(VisionExpert, e) for e in self.experts.values()]
         return self.projector(self.fusion(experts, images, self.grid))
 
-    def embed(self, images: Tensor, input_ids: Tensor) -> Tensor:
-        """Text embeddings with every image-token position replaced by the sample's visual tokens, in order."""
-        if images.shape[0] != input_ids.shape[0]:
-            raise ValueError(f"got {images.shape[0]} images for {input_ids.shape[0]} token sequences; "
+    def embed(self, images: Tensor | None, input_ids: Tensor, visual: Tensor | None = None) -> Tensor:
+        """Text embeddings with every image-token position replaced by the sample's visual tokens, in order.
+
+        ``visual`` (B, num_visual_tokens, d_lm), when given, is used instead of encoding ``images`` (so several
+        sequences can share one image's tokens, as in likelihood scoring of answer candidates).
+        """
+        rows = visual.shape[0] if visual is not None else (images.shape[0] if images is not None else -1)
+        if rows != input_ids.shape[0]:
+            raise ValueError(f"got {rows} images for {input_ids.shape[0]} token sequences; "
                              "every sample needs exactly one image")
         is_image = input_ids == self.image_token_id
         counts = is_image.sum(dim=1)
@@ -73,7 +78,10 @@ class EagleModel(nn.Module):
                              "<image> placeholder with eaglesearch.data.conversation (num_visual_tokens="
                              f"{self.num_visual_tokens})")
         embeds = self.lm.get_input_embeddings()(input_ids)
-        visual = self.encode_images(images).to(embeds.dtype)
+        if visual is None:
+            assert images is not None
+            visual = self.encode_images(images)
+        visual = visual.to(embeds.dtype)
         return embeds.masked_scatter(is_image.unsqueeze(-1), visual.reshape(-1, visual.shape[-1]))
 
     def forward(
