@@ -1,15 +1,12 @@
 """Exact-match accuracy for short answers: the synthetic benchmark's metric.
 
 Normalization (pinned): strip whitespace, lowercase, drop one trailing period. Nothing else: "two" ≠ "2".
+The implementation lives in :mod:`eaglesearch.evaluate.metrics.exact` (one implementation per metric); this
+module re-exports it for existing callers.
 """
 
 from __future__ import annotations
 
+from eaglesearch.evaluate.metrics.exact import exact_match, normalize_answer
 
-def normalize_answer(text: str) -> str:
-    text = text.strip().lower()
-    return text[:-1].rstrip() if text.endswith(".") else text
-
-
-def exact_match(prediction: str, reference: str) -> float:
-    return float(normalize_answer(prediction) == normalize_answer(reference))
+__all__ = ["exact_match", "normalize_answer"]

@@ -162,6 +162,10 @@ class TrackingStore:
         """Artifact paths of a run directly under ``path`` (folders included), sorted."""
         return sorted(f.path for f in self._client.list_artifacts(run_id, path))
 
+    def download_artifact(self, run_id: str, path: str, dst_dir: str | Path) -> Path:
+        """Copy one artifact of ``run_id`` (e.g. ``predictions.jsonl``) into ``dst_dir``; its local path."""
+        return Path(self._client.download_artifacts(run_id, path, str(dst_dir)))
+
     def finish_trial(self, run_id: str, result: TrialResult) -> None:
         """Log the final metrics and status tag ``finished`` in one batch, then terminate FINISHED.
 
