@@ -49,7 +49,7 @@ def _uri(tracking_uri: str | None) -> str:
 
 def _print_table(df, title: str) -> None:
     """The ranked table for the terminal: the key columns and every accuracy (the files hold everything)."""
-    accs = sorted(c for c in df.columns if str(c).startswith("acc/"))
+    accs = sorted(c for c in df.columns if str(c).startswith("score/"))
     head, tail = CONSOLE_COLUMNS[:4], CONSOLE_COLUMNS[4:]
     df = df[[c for c in head if c in df.columns] + accs + [c for c in tail if c in df.columns]]
     table = Table(title=title)
@@ -168,6 +168,31 @@ def report(
         raise typer.Exit(1) from None
     _print_table(paths.table, f"{search}: ranked")
     out.print(f"report: {paths.markdown}")
+
+
+@app.command()
+def rescore(
+    search: Annotated[str, typer.Argument(help="search name (the 'name' in its yaml)")],
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Recompute every metric of a search's finished trials from their saved predictions (no model needed)."""
+    from eaglesearch.execution.rescore import rescore_search
+    from eaglesearch.tracking import TrackingStore
+
+    try:
+        results = rescore_search(TrackingStore(_uri(tracking_uri)), search)
+    except LookupError as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from None
+    table = Table(title=f"{search}: re-scored from predictions")
+    for col in ("trial", "objective (logged)", "objective (re-scored)", "numbers compared", "identical"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(r.label, f"{r.logged.get('objective', float('nan')):.6f}", f"{r.rescored['objective']:.6f}",
+                      str(len(r.rescored)), "yes" if r.identical else "[red]no[/red]: " + ", ".join(r.differences))
+    out.print(table)
+    if not all(r.identical for r in results):
+        raise typer.Exit(1)
 
 
 @app.command()

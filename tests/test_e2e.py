@@ -66,6 +66,16 @@ def test_inline_greedy_with_failing_candidate(tmp_path: Path) -> None:
     assert "injected failure" in (root / "reports" / "inline-fail" / "leaderboard.md").read_text()
     assert "round 1: chose +convnext" in proc.stdout
 
+    # Predictions persisted with every trial re-score offline to the identical numbers (and intervals).
+    from eaglesearch.execution.rescore import rescore_search
+
+    rescored = rescore_search(store_of(root), "inline-fail")
+    assert len(rescored) == 2 and all(r.identical for r in rescored), [r.differences for r in rescored]
+    assert all("score_low/count" in r.rescored and "objective_high" in r.rescored for r in rescored), \
+        [sorted(r.rescored) for r in rescored]
+    cli_rescore = cli(root, "rescore", "inline-fail")
+    assert cli_rescore.returncode == 0 and "identical" in cli_rescore.stdout
+
 
 def test_ray_run_then_rerun_trains_nothing(tmp_path: Path) -> None:
     root = make_project(tmp_path, {"g": greedy_space("ray-greedy", ["{name: convnext, resolution: 128}", "sam"])})
@@ -148,7 +158,7 @@ def test_sigkill_mid_search_then_resume_matches_uninterrupted(tmp_path: Path) ->
     assert max(counts.values()) <= 2, counts  # Tune is at-least-once: a trial killed mid-way may train twice
     assert all(counts[k] == 1 for k in finished_before), (finished_before, counts)  # completed: never again
     cols = ["rank", "candidate", "round", "objective", "delta", "params", "key"]
-    mine = leaderboard(root, "killed")[cols + [c for c in leaderboard(root, "killed") if c.startswith("acc/")]]
+    mine = leaderboard(root, "killed")[cols + [c for c in leaderboard(root, "killed") if c.startswith("score/")]]
     theirs = leaderboard(ref_root, "killed")[mine.columns]
     pd.testing.assert_frame_equal(mine, theirs)
 

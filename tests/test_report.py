@@ -15,7 +15,8 @@ from eaglesearch.tracking import TrackingStore
 
 NAN = float("nan")
 
-EXPECTED_COLUMNS = ["rank", "candidate", "round", "status", "acc/color", "acc/count", "objective", "delta",
+EXPECTED_COLUMNS = ["rank", "candidate", "round", "status", "score/color", "score/count", "objective", "objective_low",
+                    "objective_high", "delta",
                     "params", "trainable", "visual_tokens", "vision_gflops", "gflops", "train_s", "trial_s", "key",
                     "error"]
 
@@ -37,7 +38,7 @@ def runs_frame() -> pd.DataFrame:
             "run_id": f"r{i}", "status": "FAILED" if status == "failed" else "FINISHED", "key": f"k{i}",
             "round": rnd, "role": "base" if rnd == 0 else "candidate", "label": label, "strategy": "greedy",
             "status_tag": status, "error": error, "cached_from": None, "param.model.grid": "8",
-            "acc/count": obj, "acc/color": obj / 2 if not math.isnan(obj) else NAN, "objective": obj,
+            "score/count": obj, "score/color": obj / 2 if not math.isnan(obj) else NAN, "objective": obj,
             "cost/params_total": 1_000_000.0 + i, "cost/params_trainable": 500.0, "cost/visual_tokens": 64.0,
             "cost/vision_gflops": 0.5 + i, "cost/gflops_per_sample": 2.0 + i,
             "train/wall_s": 12.5, "cost/wall_s": 20.25, "train/loss_final": 1.0,
@@ -60,7 +61,7 @@ def test_ranked_table_ranks_ties_failed_and_delta() -> None:
     assert table["error"].iloc[:5].isna().all()
     assert table["params"].iloc[0] == 1_000_003 and str(table["params"].dtype) == "Int64"
     assert table["train_s"].iloc[0] == 12.5 and table["trial_s"].iloc[0] == 20.25
-    assert table["acc/color"].iloc[0] == pytest.approx(0.4)
+    assert table["score/color"].iloc[0] == pytest.approx(0.4)
 
 
 def test_ranked_table_baseline_key_and_min_mode() -> None:
@@ -74,7 +75,7 @@ def test_ranked_table_baseline_key_and_min_mode() -> None:
                                       "clip+eva"]
     assert list(low["rank"].iloc[:5]) == [1, 2, 3, 3, 5]
 
-    by_acc = ranked_table(runs, objective="acc/color")
+    by_acc = ranked_table(runs, objective="score/color")
     assert by_acc["objective"].iloc[0] == pytest.approx(0.4)
 
     with pytest.raises(ValueError, match="mode"):
@@ -146,7 +147,7 @@ def _record_search(store: TrackingStore, params: dict[str, str]) -> tuple[str, d
         if objective is None:
             store.fail_trial(rid, "ValueError: expert 'eva' has no tiny preset\nTraceback (most recent call last)")
         else:
-            metrics = {"acc/count": objective, "acc/color": objective, "cost/params_total": 4096.0,
+            metrics = {"score/count": objective, "score/color": objective, "cost/params_total": 4096.0,
                        "cost/visual_tokens": 64.0, "cost/wall_s": 3.5, "train/wall_s": 2.5}
             store.finish_trial(rid, TrialResult(key=trial.key, status="finished", objective=objective,
                                                 metrics=metrics))

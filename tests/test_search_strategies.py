@@ -511,18 +511,18 @@ def test_make_strategy_on_the_demo_search_space():
 
 def test_greedy_ranks_by_the_configured_metric_not_the_objective():
     """``objective: acc/count`` picks by that metric even when the recipe's objective disagrees."""
-    s = greedy(candidates=("b", "c"), objective="acc/count", max_rounds=1)
+    s = greedy(candidates=("b", "c"), objective="score/count", max_rounds=1)
     base = batch(s)
-    s.tell(base[0].key, TrialResult(key=base[0].key, status="finished", objective=0.5, metrics={"acc/count": 0.1}))
+    s.tell(base[0].key, TrialResult(key=base[0].key, status="finished", objective=0.5, metrics={"score/count": 0.1}))
     by_added = {p.added: p for p in batch(s)}
     s.tell(by_added["b"].key, TrialResult(key=by_added["b"].key, status="finished", objective=0.9,
-                                          metrics={"acc/count": 0.2}))
+                                          metrics={"score/count": 0.2}))
     s.tell(by_added["c"].key, TrialResult(key=by_added["c"].key, status="finished", objective=0.1,
-                                          metrics={"acc/count": 0.7}))
+                                          metrics={"score/count": 0.7}))
     assert s.finished and s.decisions()[-1].added == "c"
     assert s.decisions()[-1].objective == pytest.approx(0.7)
     # A result without the metric cannot win.
-    s2 = greedy(candidates=("b",), objective="acc/missing", max_rounds=1)
+    s2 = greedy(candidates=("b",), objective="score/missing", max_rounds=1)
     p = batch(s2)[0]
     s2.tell(p.key, TrialResult(key=p.key, status="finished", objective=0.5))
     assert s2.finished and s2.decisions()[0].stopped == "base failed"

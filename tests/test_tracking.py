@@ -17,7 +17,7 @@ def make_trial(*names: str, seed: int = 0) -> TrialSpec:
 
 
 def result(trial: TrialSpec, objective: float, **extra: float) -> TrialResult:
-    metrics = {"acc/count": objective, "acc/color": objective / 2, "cost/params_total": 1234.0, **extra}
+    metrics = {"score/count": objective, "score/color": objective / 2, "cost/params_total": 1234.0, **extra}
     return TrialResult(key=trial.key, status="finished", objective=objective, metrics=metrics)
 
 
@@ -83,7 +83,7 @@ def test_store_uri_survives_chdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_open_parent_resumes_running_then_creates_after_close(store: TrackingStore) -> None:
     exp = store.ensure_experiment("s")
     assert store.ensure_experiment("s") == exp
-    first, resumed = store.open_parent("s", "fp1", "tune-a", "name: s\n", {"objective": "acc/count"})
+    first, resumed = store.open_parent("s", "fp1", "tune-a", "name: s\n", {"objective": "score/count"})
     assert resumed is False
     again, resumed = store.open_parent("s", "fp1", "tune-a", "name: s\n", {})
     assert (again, resumed) == (first, True)
@@ -94,7 +94,7 @@ def test_open_parent_resumes_running_then_creates_after_close(store: TrackingSto
     assert rec.tags["eaglesearch.kind"] == "search"
     assert rec.tags["eaglesearch.fingerprint"] == "fp1"
     assert rec.tags["eaglesearch.tune_name"] == "tune-a"
-    assert rec.params == {"objective": "acc/count"}
+    assert rec.params == {"objective": "score/count"}
     assert rec.name.startswith("s@")
     assert "search_space.yaml" in store.list_artifacts(first)
 
@@ -135,7 +135,7 @@ def test_finished_trial_is_found_by_key_across_experiments(store: TrackingStore,
     found = store.find_finished(trial.key)
     assert found is not None
     assert (found.status, found.objective, found.run_id, found.key) == ("finished", 0.75, rid, trial.key)
-    assert found.metrics["acc/count"] == 0.75 and found.metrics["acc/color"] == 0.375
+    assert found.metrics["score/count"] == 0.75 and found.metrics["score/color"] == 0.375
     assert found.metrics["train/loss_final"] == 1.5 and found.metrics["objective"] == 0.75
     assert store.get_run(rid).status == "FINISHED"
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from eaglesearch.evaluate.items import BenchmarkItem, ScoredItem
 
+PREDICTIONS = "predictions.jsonl"  # the artifact name on every trial run
+
 
 @dataclass(frozen=True)
 class PredictionRecord:

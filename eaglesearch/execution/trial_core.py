@@ -9,7 +9,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -22,7 +22,10 @@ from eaglesearch.data import (
     training_corpus,
     write_synthetic,
 )
-from eaglesearch.evaluate import Prediction, evaluate, objective
+from eaglesearch.evaluate.benchmarks import BENCHMARK_KINDS, load_benchmark
+from eaglesearch.evaluate.items import BenchmarkItem
+from eaglesearch.evaluate.predictions import PredictionRecord
+from eaglesearch.evaluate.run import Benchmark, evaluate_benchmarks, summarize, summary_metrics
 from eaglesearch.execution.threads import pin_threads
 from eaglesearch.execution.workspace import Workspace, file_lock
 from eaglesearch.model import build_eagle, load_tokenizer
@@ -40,13 +43,24 @@ class TrialOutcome:
     objective: float
     metrics: dict[str, float]
     loss_history: list[tuple[int, float]] = field(default_factory=list)
-    predictions: list[Prediction] = field(default_factory=list)
+    predictions: list[PredictionRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class PreparedData:
     train: list[Sample]
-    benchmarks: dict[str, list[Sample]]
+    benchmarks: list[Benchmark]
+
+
+def make_benchmark(name: str, kind: str, items: list[BenchmarkItem], scoring: str | None = None) -> Benchmark:
+    """A benchmark scored with its kind's metric, in its kind's mode unless ``scoring`` overrides it."""
+    spec = BENCHMARK_KINDS[kind]
+    items = [item if item.benchmark == name else replace(item, benchmark=name) for item in items]
+    mode = scoring or spec.mode
+    candidates = {item.id: spec.candidates(item) for item in items} if mode == "likelihood" else {}
+    if mode == "likelihood" and not all(candidates.values()):
+        raise ValueError(f"benchmark '{name}' ({kind}) has no answer candidates to rank; use scoring: generate")
+    return Benchmark(name=name, metric=spec.metric, scoring=mode, items=items, candidates=candidates)
 
 
 def _digest(payload: object) -> str:
@@ -60,13 +74,17 @@ def prepare_data(spec: DataSpec, workspace: Workspace) -> PreparedData:
         root = workspace.data_dir / f"synthetic-{_digest(spec.synthetic.model_dump(mode='json'))}"
         dataset = write_synthetic(spec.synthetic, root)
         train_samples = read_llava_json(dataset.train_json, dataset.image_folder)
-        benchmarks = {task: read_llava_json(path, dataset.image_folder) for task, path in dataset.eval_json.items()}
+        benchmarks = [make_benchmark(task, "synthetic", load_benchmark("synthetic", path, dataset.image_folder))
+                      for task, path in dataset.eval_json.items()]
     else:
         assert spec.train is not None
         train_samples = read_llava_json(Path(spec.train.json_path), Path(spec.train.image_folder))
-        benchmarks = {
-            name: read_llava_json(Path(split.json_path), Path(split.image_folder)) for name, split in spec.eval.items()
-        }
+        benchmarks = [
+            make_benchmark(name, split.kind, load_benchmark(
+                split.kind, Path(split.path), Path(split.image_folder) if split.image_folder else None,
+                limit=split.limit, prompt=split.prompt), split.scoring)
+            for name, split in spec.eval.items()
+        ]
     if not train_samples:
         raise ValueError("the training split is empty; check data.train.json_path or data.synthetic.train_per_task")
     return PreparedData(train=train_samples, benchmarks=benchmarks)
@@ -115,19 +133,18 @@ def run_trial_core(
     stats = train(model, stream, trial.train, on_log=log_step)
 
     say("evaluating")
-    outcome = evaluate(model, tokenizer, data.benchmarks, image_size=trial.data.image_size,
-                       batch_size=trial.eval.batch_size, max_new_tokens=trial.eval.max_new_tokens)
-    score = objective(outcome.scores, trial.eval)
+    records, eval_s = evaluate_benchmarks(model, tokenizer, data.benchmarks, image_size=trial.data.image_size,
+                                          batch_size=trial.eval.batch_size, max_new_tokens=trial.eval.max_new_tokens)
+    summary = summarize(records, trial.eval, seed=trial.seed)
 
-    metrics: dict[str, float] = {f"acc/{name}": value for name, value in outcome.scores.items()}
+    metrics: dict[str, float] = summary_metrics(summary)
     metrics.update({
-        "objective": score,
         "train/loss_first": stats.loss_first,
         "train/loss_final": stats.loss_final,
         "train/samples_per_s": stats.samples_per_s,
         "train/wall_s": stats.wall_s,
-        "eval/wall_s": outcome.wall_s,
+        "eval/wall_s": eval_s,
         **cost.as_metrics(),
     })
     metrics["cost/wall_s"] = time.perf_counter() - started
-    return TrialOutcome(objective=score, metrics=metrics, loss_history=history, predictions=outcome.predictions)
+    return TrialOutcome(objective=summary.objective, metrics=metrics, loss_history=history, predictions=records)

@@ -9,11 +9,11 @@ that dies (OOM, signal) is retried by Ray Tune's ``FailureConfig``.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import traceback
 from pathlib import Path
 
+from eaglesearch.evaluate.predictions import PREDICTIONS, write_predictions
 from eaglesearch.execution.request import TrialRequest
 from eaglesearch.execution.trial_core import ProgressFn, run_trial_core
 from eaglesearch.execution.workspace import Workspace
@@ -55,9 +55,7 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None) -> Tria
     for step, loss in outcome.loss_history:
         store.log_metrics(run_id, {"train/loss": loss}, step=step)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "predictions.jsonl"
-        path.write_text("".join(json.dumps(p.as_record()) + "\n" for p in outcome.predictions))
-        store.log_artifact(run_id, path)
+        store.log_artifact(run_id, write_predictions(Path(tmp) / PREDICTIONS, outcome.predictions))
     result = TrialResult(key=req.key, status="finished", objective=outcome.objective, metrics=outcome.metrics,
                          run_id=run_id)
     store.finish_trial(run_id, result)

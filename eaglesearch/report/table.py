@@ -76,7 +76,7 @@ def _baseline(frame: pd.DataFrame, baseline_key: str | None) -> pd.Series | None
 
 def ranked_table(runs: pd.DataFrame, objective: str = "objective", mode: str = "max",
                  baseline_key: str | None = None) -> pd.DataFrame:
-    """One row per trial, best first; columns ``rank, candidate, round, status, acc/*, objective, delta,
+    """One row per trial, best first; columns ``rank, candidate, round, status, score/*, objective, objective_low, objective_high, delta,
     params, trainable, visual_tokens, vision_gflops, gflops, train_s, trial_s, key, error``.
 
     Ties share a rank (1, 2, 2, 4) and are ordered by round then label. Trials without a usable objective
@@ -89,10 +89,13 @@ def ranked_table(runs: pd.DataFrame, objective: str = "objective", mode: str = "
     frame["candidate"] = _column(runs, "label").map(_text)
     frame["round"] = pd.to_numeric(_column(runs, "round"), errors="coerce").astype("Int64")
     frame["status"] = _status(runs)
-    accs = sorted(c for c in runs.columns if isinstance(c, str) and c.startswith("acc/"))
+    accs = sorted(c for c in runs.columns if isinstance(c, str) and c.startswith("score/"))
     for name in accs:
         frame[name] = _numeric(runs, name)
     frame["objective"] = _numeric(runs, objective)
+    # The 95% interval is recorded for the recipe's objective; a ranking by another metric has none.
+    frame["objective_low"] = _numeric(runs, "objective_low") if objective == "objective" else math.nan
+    frame["objective_high"] = _numeric(runs, "objective_high") if objective == "objective" else math.nan
     frame["key"] = _column(runs, "key").map(_text)
     frame["error"] = _column(runs, "error").map(short_error)
     frame["_role"] = _column(runs, "role").map(_text)
@@ -112,7 +115,8 @@ def ranked_table(runs: pd.DataFrame, objective: str = "objective", mode: str = "
     frame["_label"] = frame["candidate"].fillna("")
     frame = frame.sort_values(["_group", "rank", "round", "_label"], na_position="last", kind="stable")
 
-    columns = ["rank", "candidate", "round", "status", *accs, "objective", "delta", *COST_COLUMNS, "key", "error"]
+    columns = ["rank", "candidate", "round", "status", *accs, "objective", "objective_low", "objective_high", "delta",
+               *COST_COLUMNS, "key", "error"]
     out = frame[columns].reset_index(drop=True)
     for name in INT_COLUMNS:
         out[name] = pd.to_numeric(out[name], errors="coerce").round().astype("Int64")
@@ -147,6 +151,9 @@ def round_table(runs: pd.DataFrame, objective: str = "objective", mode: str = "m
     frame["added"] = _column(runs, "added").map(_text)
     frame["status"] = _status(runs)
     frame["objective"] = _numeric(runs, objective)
+    # The 95% interval is recorded for the recipe's objective; a ranking by another metric has none.
+    frame["objective_low"] = _numeric(runs, "objective_low") if objective == "objective" else math.nan
+    frame["objective_high"] = _numeric(runs, "objective_high") if objective == "objective" else math.nan
     frame["gain"] = math.nan
     frame["chosen"] = ""
     frame["key"] = _column(runs, "key").map(_text)

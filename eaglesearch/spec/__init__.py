@@ -1,6 +1,6 @@
 """Typed, validated declarations: recipes, search spaces, trials. Imports nothing else of eaglesearch."""
 
-from eaglesearch.spec.data import DataSpec, LlavaSplitSpec, SyntheticDataSpec
+from eaglesearch.spec.data import BenchmarkSplitSpec, DataSpec, LlavaSplitSpec, SyntheticDataSpec
 from eaglesearch.spec.errors import SpecError, SpecIssue
 from eaglesearch.spec.evaluate import EvalSpec
 from eaglesearch.spec.load import LoadedSearch, TrialFactory, grid_combinations, load_recipe, load_search_space
@@ -11,7 +11,7 @@ from eaglesearch.spec.train import TrainSpec
 from eaglesearch.spec.trial import TrialResult, TrialSpec
 
 __all__ = [
-    "DataSpec", "EvalSpec", "ExpertSpec", "GreedyStrategySpec", "GridStrategySpec", "LanguageModelSpec",
+    "BenchmarkSplitSpec", "DataSpec", "EvalSpec", "ExpertSpec", "GreedyStrategySpec", "GridStrategySpec", "LanguageModelSpec",
     "LlavaSplitSpec", "LoadedSearch", "ModelSpec", "Recipe", "ResourcesSpec", "SearchSpace", "SpecError",
     "SpecIssue", "SyntheticDataSpec", "TokenizerSpec", "TrainSpec", "TrialFactory", "TrialResult", "TrialSpec",
     "grid_combinations", "load_recipe", "load_search_space",

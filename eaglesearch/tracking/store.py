@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -10,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in logs
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
 
 from eaglesearch.spec.trial import TrialResult, TrialSpec
 from eaglesearch.tracking import records as R

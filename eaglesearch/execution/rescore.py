@@ -1,0 +1,69 @@
+"""Re-score finished trials from their persisted predictions alone (no model, no GPU): ``eaglesearch rescore``.
+
+For every finished (or cached) trial of a search's run, the trial's ``predictions.jsonl`` and ``trial_spec.json``
+artifacts are downloaded, every per-item value is recomputed from the predictions with today's pinned metrics, and
+the benchmark scores, intervals and objective are compared with what the trial logged.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from eaglesearch.evaluate.predictions import PREDICTIONS, read_predictions
+from eaglesearch.evaluate.run import summarize, summary_metrics
+from eaglesearch.spec import TrialSpec
+from eaglesearch.tracking import TrackingStore
+
+TRIAL_SPEC = "trial_spec.json"
+
+
+@dataclass(frozen=True)
+class Rescored:
+    label: str
+    run_id: str
+    source_run_id: str
+    logged: dict[str, float]
+    rescored: dict[str, float]
+
+    @property
+    def differences(self) -> dict[str, tuple[float | None, float]]:
+        out = {}
+        for name, value in self.rescored.items():
+            old = self.logged.get(name)
+            if old is None or not (old == value or (math.isnan(old) and math.isnan(value))):
+                out[name] = (old, value)
+        return out
+
+    @property
+    def identical(self) -> bool:
+        return not self.differences
+
+
+def rescore_run(store: TrackingStore, run_id: str, source_run_id: str, label: str, logged: dict[str, float]) \
+        -> Rescored:
+    with tempfile.TemporaryDirectory() as tmp:
+        predictions = store.download_artifact(source_run_id, PREDICTIONS, tmp)
+        spec = store.download_artifact(source_run_id, TRIAL_SPEC, tmp)
+        trial = TrialSpec.model_validate_json(Path(spec).read_text())
+        summary = summarize(read_predictions(Path(predictions)), trial.eval, rescore=True, seed=trial.seed)
+    return Rescored(label=label, run_id=run_id, source_run_id=source_run_id, logged=logged,
+                    rescored=summary_metrics(summary))
+
+
+def rescore_search(store: TrackingStore, search: str, parent_id: str | None = None) -> list[Rescored]:
+    parent = parent_id or store.latest_parent(search)
+    if parent is None:
+        raise LookupError(f"no run of search '{search}' is recorded in {store.uri}")
+    runs = store.trial_runs(parent)
+    out = []
+    for _, row in runs.iterrows():
+        if row.get("status_tag") not in ("finished", "cached"):
+            continue
+        source = row.get("cached_from") or row["run_id"]
+        logged = {c: float(row[c]) for c in runs.columns
+                  if isinstance(c, str) and (c.startswith("score") or c.startswith("objective")) and row[c] == row[c]}
+        out.append(rescore_run(store, row["run_id"], source, row.get("label") or "", logged))
+    return out
