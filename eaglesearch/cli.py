@@ -21,7 +21,8 @@ out = Console()
 if not out.is_terminal:
     out = Console(width=200)
 err = Console(stderr=True)
-CONSOLE_COLUMNS = ("rank", "candidate", "round", "status", "objective", "delta", "params", "visual_tokens", "train_s")
+CONSOLE_COLUMNS = ("rank", "tie", "candidate", "round", "status", "objective", "objective_low", "objective_high",
+                   "delta", "params", "vision_gflops", "train_s")
 
 SpacePath = Annotated[Path, typer.Argument(help="a search space yaml, e.g. search_spaces/demo_greedy.yaml")]
 TrackingOpt = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow store; default MLFLOW_TRACKING_URI "
@@ -50,7 +51,7 @@ def _uri(tracking_uri: str | None) -> str:
 def _print_table(df, title: str) -> None:
     """The ranked table for the terminal: the key columns and every accuracy (the files hold everything)."""
     accs = sorted(c for c in df.columns if str(c).startswith("score/"))
-    head, tail = CONSOLE_COLUMNS[:4], CONSOLE_COLUMNS[4:]
+    head, tail = CONSOLE_COLUMNS[:5], CONSOLE_COLUMNS[5:]
     df = df[[c for c in head if c in df.columns] + accs + [c for c in tail if c in df.columns]]
     table = Table(title=title)
     for col in df.columns:
@@ -157,12 +158,13 @@ def report(
     reports: ReportsOpt = Path("reports"),
 ) -> None:
     """Rebuild the ranked tables of a search's latest run from MLflow alone."""
+    from eaglesearch.execution.ties import tie_labels
     from eaglesearch.report import write_report
     from eaglesearch.tracking import TrackingStore
 
-    uri = _uri(tracking_uri)
+    store = TrackingStore(_uri(tracking_uri))
     try:
-        paths = write_report(TrackingStore(uri), search, reports)
+        paths = write_report(store, search, reports, ties=lambda table, runs: tie_labels(store, table, runs))
     except LookupError as e:
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(1) from None

@@ -75,6 +75,11 @@ def test_inline_greedy_with_failing_candidate(tmp_path: Path) -> None:
         [sorted(r.rescored) for r in rescored]
     cli_rescore = cli(root, "rescore", "inline-fail")
     assert cli_rescore.returncode == 0 and "identical" in cli_rescore.stdout
+    # Scores come with 95% intervals, and the two finished trials get a paired test for the tie column.
+    ranked = board[board["rank"].notna()]
+    assert (ranked["objective_low"] <= ranked["objective"]).all()
+    assert (ranked["objective"] <= ranked["objective_high"]).all()
+    assert ranked["tie"].iloc[0] == "1" and ranked["tie"].iloc[1] in {"2", "=1"}
 
 
 def test_ray_run_then_rerun_trains_nothing(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from eaglesearch.execution.dispatch import Dispatcher, RunContext
 from eaglesearch.execution.events import set_listener
 from eaglesearch.execution.inline_runner import replay, run_inline
 from eaglesearch.execution.progress import ConsoleProgress
+from eaglesearch.execution.ties import tie_labels
 from eaglesearch.execution.workspace import Workspace
 from eaglesearch.report import ReportPaths, write_report
 from eaglesearch.search import RoundDecision, make_strategy
@@ -77,6 +78,7 @@ def run_search(
     store.close_parent(parent_id, "FINISHED" if complete else "FAILED")
     baseline = final.strategy.baseline_key()
     report = write_report(store, space.name, reports_dir, parent_id=parent_id, objective=space.strategy.objective,
-                          mode=space.strategy.mode, baseline_key=baseline)
+                          mode=space.strategy.mode, baseline_key=baseline,
+                          ties=lambda table, runs: tie_labels(store, table, runs))
     return SearchOutcome(parent_id=parent_id, resumed=resumed, complete=complete,
                          decisions=final.strategy.decisions(), report=report)

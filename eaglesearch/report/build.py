@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from eaglesearch.report.table import OK_STATUSES, ranked_table, round_table
 from eaglesearch.tracking import RunRecord, TrackingStore
 
 ARTIFACT_DIR = "report"
+TieFunction = Callable[[pd.DataFrame, pd.DataFrame], Mapping[str, str]]  # (table, runs) -> key -> "1" / "=1"
 
 
 @dataclass(frozen=True)
@@ -102,12 +104,13 @@ def rounds_markdown(rounds: pd.DataFrame, search: str, parent: RunRecord, store:
 
 def write_report(store: TrackingStore, search: str, out_dir: Path, parent_id: str | None = None,
                  objective: str | None = None, mode: str | None = None,
-                 baseline_key: str | None = None) -> ReportPaths:
+                 baseline_key: str | None = None, ties: TieFunction | None = None) -> ReportPaths:
     """Write ``out_dir/<search>/leaderboard.md``, ``leaderboard.csv`` and, for greedy searches, ``rounds.md``;
     log them on the parent run under ``report/``. ``parent_id=None`` takes the search's latest parent run.
 
     ``objective``/``mode``/``baseline_key`` left as None default to the parent run's params of those names,
-    then to ``"objective"``/``"max"``/none.
+    then to ``"objective"``/``"max"``/none. ``ties(table, runs)``, when given, returns trial key → rank label with
+    statistical ties marked (``"=1"``); it fills a ``tie`` column next to ``rank``.
     """
     if parent_id is None:
         parent_id = store.latest_parent(search)
@@ -118,6 +121,9 @@ def write_report(store: TrackingStore, search: str, out_dir: Path, parent_id: st
     objective, mode, baseline_key = _settings(parent, objective, mode, baseline_key)
     runs = store.trial_runs(parent_id)
     table = ranked_table(runs, objective=objective, mode=mode, baseline_key=baseline_key)
+    if ties is not None and objective == "objective" and len(table):
+        labels = ties(table, runs)
+        table.insert(1, "tie", table["key"].map(lambda k: labels.get(str(k), "")))
 
     folder = Path(out_dir) / search
     folder.mkdir(parents=True, exist_ok=True)
