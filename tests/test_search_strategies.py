@@ -526,3 +526,40 @@ def test_greedy_ranks_by_the_configured_metric_not_the_objective():
     p = batch(s2)[0]
     s2.tell(p.key, TrialResult(key=p.key, status="finished", objective=0.5))
     assert s2.finished and s2.decisions()[0].stopped == "base failed"
+
+
+def with_interval(key: str, objective: float, half_width: float) -> TrialResult:
+    return TrialResult(key=key, status="finished", objective=objective,
+                       metrics={"objective_low": objective - half_width, "objective_high": objective + half_width})
+
+
+def test_add_seeds_retrains_the_best_two_when_their_intervals_overlap():
+    s = greedy(candidates=("b", "c", "d"), max_rounds=1, on_tie="add_seeds", tie_seeds=2)
+    base = batch(s)[0]
+    s.tell(base.key, with_interval(base.key, 0.3, 0.05))
+    first = {p.added: p for p in batch(s)}
+    s.tell(first["b"].key, with_interval(first["b"].key, 0.60, 0.05))  # b and c overlap: not separated
+    s.tell(first["c"].key, with_interval(first["c"].key, 0.58, 0.05))
+    s.tell(first["d"].key, with_interval(first["d"].key, 0.20, 0.05))
+    assert not s.finished
+    reseeds = batch(s)
+    assert sorted((p.added, p.trial.seed) for p in reseeds) == [("b", 1), ("b", 2), ("c", 1), ("c", 2)]
+    assert all(p.role == "reseed" and p.round == 1 for p in reseeds)
+    values = {("b", 1): 0.50, ("b", 2): 0.52, ("c", 1): 0.62, ("c", 2): 0.60}  # c is better on average
+    for p in reseeds:
+        s.tell(p.key, with_interval(p.key, values[(p.added, p.trial.seed)], 0.05))
+    assert s.finished
+    decision = s.decisions()[-1]
+    assert decision.added == "c"
+    assert decision.objective == pytest.approx((0.58 + 0.62 + 0.60) / 3)
+    assert len(decision.candidates) == 7  # 3 candidates + 4 extra-seed trials, all in the round's record
+
+
+def test_add_seeds_does_nothing_when_the_best_two_are_separated():
+    s = greedy(candidates=("b", "c"), max_rounds=1, on_tie="add_seeds")
+    base = batch(s)[0]
+    s.tell(base.key, with_interval(base.key, 0.3, 0.05))
+    first = {p.added: p for p in batch(s)}
+    s.tell(first["b"].key, with_interval(first["b"].key, 0.80, 0.05))
+    s.tell(first["c"].key, with_interval(first["c"].key, 0.50, 0.05))
+    assert s.finished and s.decisions()[-1].added == "b"

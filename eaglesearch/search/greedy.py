@@ -7,9 +7,15 @@ trial is base order, then experts in the order they were added, then the candida
 The search stops when the pool is empty, after ``max_rounds`` adding rounds, when every trial of a round failed,
 when the base failed, or (``stop_when_no_gain``) when a round's best does not beat the incumbent by more than
 ``min_gain``; the reason is the last :class:`RoundDecision`'s ``stopped``.
+
+With ``on_tie: add_seeds``, a round whose best two candidates are not separated (their recorded 95% intervals of
+the ranking metric overlap) is extended before it is decided: both are trained again with ``tie_seeds`` more
+seeds, and every candidate's value becomes the mean over its seeds.
 """
 
 from __future__ import annotations
+
+import math
 
 from eaglesearch.search.base import Proposal, RoundDecision, Strategy, best_index, improvement, score_of
 from eaglesearch.spec import ExpertSpec, GreedyStrategySpec, TrialFactory, TrialResult
@@ -43,6 +49,8 @@ class GreedyStrategy(Strategy):
         self._incumbent_objective: float | None = None
         self._base_key: str | None = None
         self._finished = False
+        self._seeds: dict[str, list[str]] = {}  # candidate key → keys of its extra-seed trials (add_seeds)
+        self._reseeded: set[int] = set()  # rounds already extended with extra seeds
         self._start_round()
 
     # -- ask / tell ---------------------------------------------------------------------------------------------
@@ -124,16 +132,71 @@ class GreedyStrategy(Strategy):
     def _advance(self) -> None:
         """Decide every round whose trials are all answered (told now, or earlier: pre-told or memoised)."""
         while not self._finished and all(p.key in self._results for p in self._proposals):
+            if self._extend_with_seeds():
+                continue
             self._decide()
             if not self._finished:
                 self._round += 1
                 self._start_round()
 
+    def _interval(self, key: str) -> tuple[float, float] | None:
+        """The recorded 95% interval of the ranking metric for a trial, if the result carries one."""
+        result = self._results.get(key)
+        if result is None:
+            return None
+        if self.metric == "objective":
+            names = ("objective_low", "objective_high")
+        elif self.metric.startswith("score/"):
+            bench = self.metric.removeprefix("score/")
+            names = (f"score_low/{bench}", f"score_high/{bench}")
+        else:
+            return None
+        low, high = (result.metrics.get(n) for n in names)
+        return None if low is None or high is None else (low, high)
+
+    def _value(self, p: Proposal) -> float | None:
+        """A candidate's value: its score, or the mean over its seeds once it was re-trained (add_seeds)."""
+        first = score_of(self._results[p.key], self.metric)
+        if first is None or p.key not in self._seeds:
+            return first
+        values = [score_of(self._results[k], self.metric) for k in self._seeds[p.key]]
+        usable = [first, *(v for v in values if v is not None)]
+        return math.fsum(usable) / len(usable)
+
+    def _extend_with_seeds(self) -> bool:
+        """With add_seeds, propose extra seeds for the round's best two when their intervals overlap (once per
+        round). True when new proposals were added (the round must wait for them)."""
+        if self.spec.on_tie != "add_seeds" or self._round == 0 or self._round in self._reseeded:
+            return False
+        self._reseeded.add(self._round)
+        originals = [p for p in self._proposals if p.role == "candidate"]
+        values = [score_of(self._results[p.key], self.metric) for p in originals]
+        order = sorted((i for i, v in enumerate(values) if v is not None),
+                       key=lambda i: (-values[i] if self.mode == "max" else values[i], i))  # type: ignore[operator]
+        if len(order) < 2:
+            return False
+        first, second = (originals[i] for i in order[:2])
+        a, b = self._interval(first.key), self._interval(second.key)
+        if a is None or b is None or a[1] < b[0] or b[1] < a[0]:
+            return False  # separated (or no interval to judge by): decide as usual
+        for p in (first, second):
+            keys = []
+            for extra in range(1, self.spec.tie_seeds + 1):
+                seed = p.trial.seed + extra
+                trial = p.trial.model_copy(update={"seed": seed})
+                reseed = Proposal(trial=trial, round=self._round, label=f"{p.label} seed={seed}", role="reseed",
+                                  added=p.added)
+                self._proposals.append(reseed)
+                self._round_of.setdefault(reseed.key, self._round)
+                keys.append(reseed.key)
+            self._seeds[p.key] = keys
+        return True
+
     def _decide(self) -> None:
-        results = [self._results[p.key] for p in self._proposals]
-        rows = tuple((p.label, p.key, score_of(r, self.metric), r.status)
-                     for p, r in zip(self._proposals, results, strict=True))
-        objectives = [score_of(r, self.metric) for r in results]
+        rows = tuple((p.label, p.key, score_of(self._results[p.key], self.metric), self._results[p.key].status)
+                     for p in self._proposals)
+        originals = [p for p in self._proposals if p.role != "reseed"]
+        objectives = [self._value(p) for p in originals]
         i = best_index(objectives, self.mode)
         previous = self._incumbent_objective
         best = objectives[i] if i is not None else None
@@ -149,7 +212,7 @@ class GreedyStrategy(Strategy):
         elif self.spec.stop_when_no_gain and not (gain is not None and gain > self.spec.min_gain):
             stopped, adopt = NO_GAIN, False
 
-        chosen: Proposal | None = self._proposals[i] if adopt and i is not None else None
+        chosen: Proposal | None = originals[i] if adopt and i is not None else None
         if chosen is not None:
             self._incumbent, self._incumbent_objective = chosen, best
             if chosen.role == "candidate":

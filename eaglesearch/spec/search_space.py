@@ -27,6 +27,12 @@ class GreedyStrategySpec(SpecModel):
     max_rounds: int | None = Field(default=None, gt=0, description="rounds of adding; default: until pool is empty")
     stop_when_no_gain: bool = Field(default=False, description="stop when a round's best does not beat the incumbent")
     min_gain: float = Field(default=0.0, ge=0, description="gain a round must exceed to count (with stop_when_no_gain)")
+    on_tie: Literal["pick", "add_seeds"] = Field(
+        default="pick",
+        description="when the round's best two are not separated (their 95% intervals overlap): pick the higher "
+        "(pick) or train both again with `tie_seeds` more seeds and decide on the mean over seeds (add_seeds)",
+    )
+    tie_seeds: int = Field(default=2, ge=1, le=8, description="extra seeds per tied candidate with add_seeds")
 
     @model_validator(mode="after")
     def _disjoint(self) -> GreedyStrategySpec:
