@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -123,6 +124,8 @@ def run_trial_core(
     first = collate_train([dataset[0]], tokenizer.pad_token_id)
     cost = measure_cost(model, first["images"], first)
     stream = batches(dataset, trial.train.batch_size, lambda b: collate_train(b, tokenizer.pad_token_id), trial.seed)
+    # In-trial checkpoints: a rerun of this trial (Tune retry, rerun search) continues where this process died.
+    checkpoints = workspace.scratch_dir / "trials" / trial.key
 
     history: list[tuple[int, float]] = []
 
@@ -130,7 +133,7 @@ def run_trial_core(
         history.append((step, loss))
         say(f"step {step + 1}/{trial.train.steps} loss {loss:.4f}")
 
-    stats = train(model, stream, trial.train, on_log=log_step)
+    stats = train(model, stream, trial.train, on_log=log_step, checkpoint_dir=checkpoints)
 
     say("evaluating")
     records, eval_s = evaluate_benchmarks(model, tokenizer, data.benchmarks, image_size=trial.data.image_size,
@@ -143,8 +146,10 @@ def run_trial_core(
         "train/loss_final": stats.loss_final,
         "train/samples_per_s": stats.samples_per_s,
         "train/wall_s": stats.wall_s,
+        "train/resumed_from_step": float(stats.resumed_from),
         "eval/wall_s": eval_s,
         **cost.as_metrics(),
     })
     metrics["cost/wall_s"] = time.perf_counter() - started
+    shutil.rmtree(checkpoints, ignore_errors=True)  # done: kept only while the trial may be retried
     return TrialOutcome(objective=summary.objective, metrics=metrics, loss_history=history, predictions=records)

@@ -16,3 +16,6 @@ class TrainSpec(SpecModel):
     warmup_ratio: float = Field(default=0.05, ge=0, le=1)
     grad_clip: float = Field(default=1.0, gt=0)
     log_every: int = Field(default=10, gt=0, description="steps between logged losses (not part of the trial key)")
+    checkpoint_every: int = Field(
+        default=50, ge=0,
+        description="steps between in-trial checkpoints (0: only at the end of the stage); not part of the trial key")

@@ -15,7 +15,7 @@ from eaglesearch.spec.model import ModelSpec
 from eaglesearch.spec.train import TrainSpec
 
 # Fields that change how a trial is logged, not what it computes; they are left out of the key.
-NON_SEMANTIC: dict[str, Any] = {"train": {"log_every"}}
+NON_SEMANTIC: dict[str, Any] = {"train": {"log_every", "checkpoint_every"}}
 
 
 class TrialSpec(SpecModel):

@@ -1,7 +1,11 @@
 """The supervised fine-tuning loop: one stage, a fixed number of optimizer steps, deterministic per seed.
 
 Kept deliberately lean (``benchmarks/overhead.py`` holds it to within 10% of a hand-written PyTorch loop): the only
-extra work per step is reading the loss as a float and calling ``on_log`` every ``log_every`` steps.
+extra work per step is reading the loss as a float, calling ``on_log`` every ``log_every`` steps and, when a
+checkpoint folder is given, writing a checkpoint every ``checkpoint_every`` steps.
+
+With ``checkpoint_dir`` a stage survives its process: a rerun restores ``checkpoint_dir/last.pt`` (weights,
+optimizer, scheduler, RNG states, data position, losses) and continues bit-identically to an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -9,16 +13,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from eaglesearch.spec import TrainSpec
+from eaglesearch.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_checkpoint, save_checkpoint
 from eaglesearch.train.optim import build_optimizer
 from eaglesearch.train.schedule import warmup_cosine
 
 StepLogger = Callable[[int, float], None]
+Position = tuple[int, int]
+
+# TrainSpec fields that do not change what a stage computes: a checkpoint is valid across changes to them.
+_NOT_COMPUTED = {"log_every", "checkpoint_every"}
 
 
 @dataclass
@@ -27,6 +37,9 @@ class TrainStats:
     losses: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     samples: int = 0
+    resumed_from: int = 0
+    """Steps restored from a checkpoint (0: trained from scratch). ``losses``, ``samples`` and ``wall_s`` cover the
+    whole stage, the interrupted processes included."""
 
     @property
     def loss_first(self) -> float:
@@ -43,15 +56,95 @@ class TrainStats:
         return self.samples / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def batches(dataset: Dataset, batch_size: int, collate: Callable, seed: int) -> Iterator[dict[str, torch.Tensor]]:
-    """Endless shuffled batches; epoch ``e`` uses the permutation of ``torch.Generator`` seeded ``seed + e``."""
-    epoch = 0
-    while True:
-        generator = torch.Generator().manual_seed(seed + epoch)
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator,
-                            collate_fn=collate, drop_last=len(dataset) >= batch_size)
-        yield from loader
-        epoch += 1
+class BatchStream:
+    """Endless shuffled batches with a resumable position.
+
+    Epoch ``e`` visits the dataset in the order a ``DataLoader(shuffle=True)`` draws from a ``torch.Generator``
+    seeded ``seed + e`` (the last partial batch is dropped unless the dataset is smaller than one batch).
+    ``position`` is ``(epoch, batches consumed in that epoch)`` of the next batch; a stream started (or
+    :meth:`seek`-ed) there yields exactly the batches an uninterrupted stream would, without loading the skipped ones.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, collate: Callable, seed: int,
+                 start: Position = (0, 0)) -> None:
+        size = len(dataset)  # type: ignore[arg-type]
+        if size == 0:
+            raise ValueError("the training dataset is empty; check the training split")
+        self.dataset, self.batch_size, self.collate, self.seed = dataset, batch_size, collate, seed
+        self._drop_last = size >= batch_size
+        self.batches_per_epoch = size // batch_size if self._drop_last else 1
+        self._order: list[list[int]] | None = None
+        self.seek(start)
+
+    @property
+    def position(self) -> Position:
+        if self._offset >= self.batches_per_epoch:
+            return (self._epoch + 1, 0)
+        return (self._epoch, self._offset)
+
+    def seek(self, position: Position) -> None:
+        epoch, offset = (int(v) for v in position)
+        if epoch < 0 or not 0 <= offset <= self.batches_per_epoch:
+            raise ValueError(f"data position {position} is outside the stream (epochs have "
+                             f"{self.batches_per_epoch} batches)")
+        self._epoch, self._offset, self._order = epoch, offset, None
+
+    def _epoch_order(self, epoch: int) -> list[list[int]]:
+        # Shuffle indices, not samples, with the exact sampler a DataLoader over the dataset would use.
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        everything = range(len(self.dataset))  # type: ignore[arg-type]
+        indices = DataLoader(everything, batch_size=self.batch_size, shuffle=True,  # type: ignore[arg-type]
+                             generator=generator, collate_fn=list, drop_last=self._drop_last)
+        return list(indices)
+
+    def __iter__(self) -> BatchStream:
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        if self._offset >= self.batches_per_epoch:
+            self._epoch, self._offset, self._order = self._epoch + 1, 0, None
+        if self._order is None:
+            self._order = self._epoch_order(self._epoch)
+        chosen = self._order[self._offset]
+        self._offset += 1
+        return self.collate([self.dataset[i] for i in chosen])
+
+
+def batches(dataset: Dataset, batch_size: int, collate: Callable, seed: int,
+            start: Position = (0, 0)) -> BatchStream:
+    """Endless shuffled batches from ``start`` = ``(epoch, offset)``; see :class:`BatchStream`."""
+    return BatchStream(dataset, batch_size, collate, seed, start)
+
+
+def _computed(spec: TrainSpec) -> dict:
+    return spec.model_dump(mode="json", exclude=_NOT_COMPUTED)
+
+
+def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.LRScheduler, data: Iterator, spec: TrainSpec,
+            stats: TrainStats) -> int:
+    """Restore ``path`` if it exists; returns the number of steps already done (0 without a checkpoint)."""
+    checkpoint = load_checkpoint(path)
+    if checkpoint is None:
+        return 0
+    saved = checkpoint.meta.get("train")
+    if saved != _computed(spec):
+        changed = sorted(k for k in {*(saved or {}), *_computed(spec)}
+                         if (saved or {}).get(k) != _computed(spec).get(k))
+        raise checkpoint.fail(f"was written with other training settings ({', '.join(changed)})")
+    if not 0 < checkpoint.step <= spec.steps or len(checkpoint.losses) != checkpoint.step:
+        raise checkpoint.fail(f"is inconsistent (step {checkpoint.step}, {len(checkpoint.losses)} losses)")
+    restore_checkpoint(checkpoint, model, optimizer, scheduler)
+    if isinstance(data, BatchStream) and checkpoint.data_state is not None:
+        data.seek(checkpoint.data_state)
+    else:  # a plain iterator: replay it (deterministic streams only)
+        for _ in range(checkpoint.step):
+            next(data)
+    stats.losses = list(checkpoint.losses)
+    stats.samples = int(checkpoint.meta.get("samples", 0))
+    stats.wall_s = float(checkpoint.meta.get("wall_s", 0.0))
+    stats.resumed_from = checkpoint.step
+    return checkpoint.step
 
 
 def train(
@@ -59,16 +152,33 @@ def train(
     data: Iterator[dict[str, torch.Tensor]],
     spec: TrainSpec,
     on_log: StepLogger | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> TrainStats:
-    """Run ``spec.steps`` AdamW steps with warmup+cosine and gradient clipping. Returns per-step losses."""
+    """Run ``spec.steps`` AdamW steps with warmup+cosine and gradient clipping. Returns per-step losses.
+
+    With ``checkpoint_dir``: resume from ``checkpoint_dir/last.pt`` when it exists (``on_log`` is first called for
+    the restored steps, so a caller's log equals an uninterrupted run's), write it every ``spec.checkpoint_every``
+    steps and at the end. ``data`` should be a :class:`BatchStream` (positioned directly); any other iterator is
+    advanced past the restored steps. The caller removes the folder once it no longer needs it.
+    """
     optimizer = build_optimizer(model, spec)
     warmup = int(round(spec.warmup_ratio * spec.steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, spec.steps, warmup))
     params = [p for p in model.parameters() if p.requires_grad]
     stats = TrainStats(steps=spec.steps)
+    first, every, path = 0, 0, None
+    if checkpoint_dir is not None:
+        path = Path(checkpoint_dir) / CHECKPOINT_NAME
+        every = spec.checkpoint_every or spec.steps
+        first = _resume(path, model, optimizer, scheduler, data, spec, stats)
+        if on_log is not None:
+            for step, value in enumerate(stats.losses):
+                if step % spec.log_every == 0 or step == spec.steps - 1:
+                    on_log(step, value)
     model.train()
+    wall_before = stats.wall_s
     start = time.perf_counter()
-    for step in range(spec.steps):
+    for step in range(first, spec.steps):
         batch = next(data)
         out = model(batch["images"], batch["input_ids"], batch["attention_mask"], labels=batch["labels"])
         loss = out.loss
@@ -82,7 +192,13 @@ def train(
         value = loss.item()
         stats.losses.append(value)
         stats.samples += batch["input_ids"].shape[0]
+        if every and ((step + 1) % every == 0 or step == spec.steps - 1):
+            stats.wall_s = wall_before + time.perf_counter() - start
+            save_checkpoint(path, step=step + 1, model=model, optimizer=optimizer,  # type: ignore[arg-type]
+                            scheduler=scheduler, data_state=data.position if isinstance(data, BatchStream) else None,
+                            losses=stats.losses,
+                            meta={"train": _computed(spec), "samples": stats.samples, "wall_s": stats.wall_s})
         if on_log is not None and (step % spec.log_every == 0 or step == spec.steps - 1):
             on_log(step, value)
-    stats.wall_s = time.perf_counter() - start
+    stats.wall_s = wall_before + time.perf_counter() - start
     return stats

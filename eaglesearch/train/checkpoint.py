@@ -1,0 +1,175 @@
+"""In-trial checkpoints: everything a training stage needs to continue bit-identically after its process died.
+
+One file per stage (``last.pt``), replaced atomically (temp file in the same folder, then ``os.replace``), so a kill
+at any moment leaves either the previous checkpoint or the new one, never a torn file. It holds
+
+* the weights that training changes: every parameter with ``requires_grad`` and every persistent buffer. Frozen
+  parameters are *not* saved: they are rebuilt bit-identically from the spec and seed (pretrained or seeded random
+  init, see ``reference/tiny_cpu.md`` §5), which keeps a checkpoint of a 7B model with frozen experts small. Loading
+  checks that the model being resumed has exactly these tensors with these shapes and dtypes;
+* optimizer and LR-scheduler state;
+* the process RNG states: torch CPU (and CUDA when available), Python ``random``, numpy;
+* the data position ``(epoch, batches consumed in that epoch)`` of a :class:`~eaglesearch.train.loop.BatchStream`;
+* the losses so far, ``meta`` (a small JSON-like dict the caller owns) and a format version.
+
+Files are read with ``torch.load(weights_only=True)``: nothing but tensors and plain containers is unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+FORMAT_VERSION = 1
+CHECKPOINT_NAME = "last.pt"
+_REQUIRED = ("format_version", "step", "model", "optimizer", "scheduler", "rng", "data_state", "losses", "meta")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be used: unreadable, another format version, or written for another model."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    step: int
+    """Optimizer steps completed; training continues with 0-based step ``step``."""
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: dict[str, Any]
+    data_state: tuple[int, int] | None
+    losses: list[float]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def fail(self, problem: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {self.path} {problem}; delete it to start over")
+
+
+def trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The part of ``model.state_dict()`` a checkpoint stores: trainable parameters and persistent buffers."""
+    keep = {name for name, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
+    keep.update(name for name, _ in model.named_buffers(remove_duplicate=False))
+    return {name: tensor for name, tensor in model.state_dict().items() if name in keep}
+
+
+def _rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_checkpoint(
+    path: Path,
+    *,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    data_state: tuple[int, int] | None,
+    losses: list[float],
+    meta: Mapping[str, Any] | None = None,
+) -> None:
+    """Write the checkpoint after ``step`` completed steps to ``path`` atomically (the RNG states are read now)."""
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "step": int(step),
+        "model": trained_state(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": _rng_state(),
+        "data_state": None if data_state is None else [int(data_state[0]), int(data_state[1])],
+        "losses": [float(v) for v in losses],
+        "meta": dict(meta or {}),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> Checkpoint | None:
+    """The checkpoint at ``path``; None when there is none. Raises :class:`CheckpointError` naming the file when it
+    is unreadable or of another format version."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch.load fails in many ways on a torn or foreign file
+        detail = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+        raise CheckpointError(f"checkpoint {path} is unreadable ({detail}); delete it to start over") from err
+    if not isinstance(payload, dict) or any(k not in payload for k in _REQUIRED):
+        raise CheckpointError(f"checkpoint {path} is not an eaglesearch training checkpoint; delete it to start over")
+    if payload["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {payload['format_version']}, this eaglesearch "
+                              f"reads version {FORMAT_VERSION}; delete it to start over")
+    data_state = payload["data_state"]
+    return Checkpoint(path=path, step=int(payload["step"]), model=payload["model"], optimizer=payload["optimizer"],
+                      scheduler=payload["scheduler"], rng=payload["rng"],
+                      data_state=None if data_state is None else (int(data_state[0]), int(data_state[1])),
+                      losses=list(payload["losses"]), meta=dict(payload["meta"]))
+
+
+def restore_checkpoint(
+    checkpoint: Checkpoint,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> None:
+    """Load weights, optimizer, scheduler and RNG states into freshly built objects; the data position and the
+    losses are the caller's. Raises :class:`CheckpointError` when the model does not match the checkpoint."""
+    expected = trained_state(model)
+    missing = sorted(set(expected) - set(checkpoint.model))
+    unexpected = sorted(set(checkpoint.model) - set(expected))
+    if missing or unexpected:
+        parts = [f"{label} {', '.join(names[:3])}{' …' if len(names) > 3 else ''}"
+                 for label, names in (("lacks", missing), ("has extra", unexpected)) if names]
+        raise checkpoint.fail(f"was written for another model (it {'; '.join(parts)})")
+    for name, tensor in checkpoint.model.items():
+        target = expected[name]
+        if tensor.shape != target.shape or tensor.dtype != target.dtype:
+            raise checkpoint.fail(f"was written for another model ({name}: {tuple(tensor.shape)} {tensor.dtype} "
+                                  f"there, {tuple(target.shape)} {target.dtype} here)")
+    model.load_state_dict(checkpoint.model, strict=False)
+    try:
+        optimizer.load_state_dict(checkpoint.optimizer)
+        scheduler.load_state_dict(checkpoint.scheduler)
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise checkpoint.fail(f"has optimizer state for another model ({err})") from err
+    _set_rng_state(checkpoint.rng)

@@ -1,0 +1,115 @@
+"""A real trial process SIGKILLed mid-training resumes from its in-trial checkpoint and ends where an uninterrupted
+run of the same search ends, to the last bit of the objective."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from eaglesearch.tracking import TrackingStore
+from eaglesearch.train.checkpoint import CheckpointError, load_checkpoint
+from tests.e2e_helpers import cli
+
+pytestmark = pytest.mark.slow
+
+STEPS = 40
+RECIPE = f"""\
+name: ckpt_test
+scale: tiny
+seed: 0
+model:
+  grid: 4
+  lm: {{kind: tiny_llama, hidden_size: 32, num_layers: 1, num_heads: 2, num_kv_heads: 1, intermediate_size: 64}}
+  tokenizer: {{kind: offline_bpe, vocab_size: 300}}
+data:
+  source: synthetic
+  image_size: 64
+  max_length: 96
+  synthetic: {{tasks: [count, color], train_per_task: 16, eval_per_task: 6, image_size: 64, seed: 0}}
+train: {{steps: {STEPS}, batch_size: 8, lr: 1.0e-3, log_every: 5, checkpoint_every: 5}}
+eval: {{batch_size: 12, max_new_tokens: 3}}
+"""
+SPACE = textwrap.dedent("""\
+    name: ckpt-kill
+    recipe: experiments/ckpt_test.yaml
+    strategy:
+      kind: grid
+      factors:
+        experts: [[{name: clip, resolution: 64}]]
+    resources: {cpus_per_trial: 1, max_concurrent_trials: 1}
+    """)
+
+
+def project(root: Path) -> Path:
+    (root / "experiments").mkdir(parents=True)
+    (root / "experiments" / "ckpt_test.yaml").write_text(RECIPE)
+    (root / "search_spaces").mkdir()
+    (root / "search_spaces" / "kill.yaml").write_text(SPACE)
+    return root
+
+
+def the_trial(root: Path) -> pd.Series:
+    store = TrackingStore(f"sqlite:///{root}/mlflow.db")
+    parent = store.latest_parent("ckpt-kill")
+    assert parent is not None
+    runs = store.trial_runs(parent)
+    assert len(runs) == 1, runs
+    return runs.iloc[0]
+
+
+def checkpointed_step(root: Path) -> int:
+    """The step of the newest in-trial checkpoint under the project's workspace (0 when there is none yet)."""
+    steps = [0]
+    for path in (root / ".eaglesearch" / "scratch" / "trials").glob("*/last.pt"):
+        try:
+            found = load_checkpoint(path)
+        except (CheckpointError, FileNotFoundError):  # removed under us when the trial just finished
+            continue
+        steps.append(found.step if found is not None else 0)
+    return max(steps)
+
+
+def test_sigkilled_trial_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    ref_root = project(tmp_path / "ref")
+    ref = cli(ref_root, "run", "search_spaces/kill.yaml", "--executor", "inline", "--quiet")
+    assert ref.returncode == 0, ref.stdout + ref.stderr
+    reference = the_trial(ref_root)
+    assert reference["train/resumed_from_step"] == 0
+    assert not list((ref_root / ".eaglesearch" / "scratch" / "trials").glob("*")), "checkpoints left after success"
+
+    root = project(tmp_path / "kill")
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db",
+               EAGLESEARCH_HOME=str(root / ".eaglesearch"))
+    proc = subprocess.Popen([sys.executable, "-m", "eaglesearch.cli", "run", "search_spaces/kill.yaml",
+                             "--executor", "inline", "--quiet"], cwd=root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline, killed_after = time.monotonic() + 300, 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        killed_after = checkpointed_step(root)
+        if 0 < killed_after < STEPS:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert 0 < killed_after < STEPS, "the trial finished before it could be interrupted"
+    assert checkpointed_step(root) >= killed_after  # the kill left a usable checkpoint behind
+
+    resumed = cli(root, "run", "search_spaces/kill.yaml", "--executor", "inline", "--quiet")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    trial = the_trial(root)
+    assert trial["status_tag"] == "finished"
+    assert trial["train/resumed_from_step"] >= killed_after > 0
+    assert trial["key"] == reference["key"]
+    assert trial["objective"] == reference["objective"]  # exact: the resumed stage is bit-identical
+    assert trial["train/loss_final"] == reference["train/loss_final"]
+    assert TrackingStore(f"sqlite:///{root}/mlflow.db").metric_history(trial["run_id"], "train/loss") == \
+        TrackingStore(f"sqlite:///{ref_root}/mlflow.db").metric_history(reference["run_id"], "train/loss")
+    assert not list((root / ".eaglesearch" / "scratch" / "trials").glob("*")), "checkpoints left after success"
