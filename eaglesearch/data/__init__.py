@@ -1,4 +1,5 @@
-"""Data: LLaVA-format conversations, the synthetic task generator, tokenisation with label masking, collation."""
+"""Data: LLaVA-format conversations, the synthetic task generator, conversation templates, tokenisation with
+label masking, problem-sample policies, collation."""
 
 from eaglesearch.data.conversation import (
     IGNORE_INDEX,
@@ -15,11 +16,21 @@ from eaglesearch.data.dataset import (
     collate_train,
     load_image,
 )
-from eaglesearch.data.llava import Sample, read_llava_json
+from eaglesearch.data.llava import DataProblem, Sample, read_llava_json, read_llava_records
+from eaglesearch.data.policy import (
+    DataReport,
+    EncodedSample,
+    load_training_samples,
+    prepare_training_samples,
+    read_training_samples,
+)
 from eaglesearch.data.synthetic import SyntheticDataset, write_synthetic
+from eaglesearch.data.templates import TEMPLATES, ChatTemplate, get_template
 
 __all__ = [
-    "IGNORE_INDEX", "EvalBatchItem", "Sample", "SyntheticDataset", "TrainDataset", "build_eval_items",
-    "collate_prompts", "collate_train", "encode_for_training", "encode_prompt", "load_image", "read_llava_json",
+    "IGNORE_INDEX", "TEMPLATES", "ChatTemplate", "DataProblem", "DataReport", "EncodedSample", "EvalBatchItem",
+    "Sample", "SyntheticDataset", "TrainDataset", "build_eval_items", "collate_prompts", "collate_train",
+    "encode_for_training", "encode_prompt", "get_template", "load_image", "load_training_samples",
+    "prepare_training_samples", "read_llava_json", "read_llava_records", "read_training_samples",
     "reference_answer", "training_corpus", "write_synthetic",
 ]

@@ -17,8 +17,14 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from eaglesearch.data.conversation import IGNORE_INDEX, encode_for_training, encode_prompt, reference_answer
+from eaglesearch.data.conversation import (
+    IGNORE_INDEX,
+    TemplateArg,
+    encode_prompt,
+    reference_answer,
+)
 from eaglesearch.data.llava import Sample
+from eaglesearch.data.policy import DataReport, OnProblem, prepare_training_samples
 
 
 def load_image(path: Path, size: int) -> Tensor:
@@ -32,31 +38,44 @@ def load_image(path: Path, size: int) -> Tensor:
 
 def _require_image(sample: Sample) -> Path:
     if sample.image is None:
-        raise ValueError(f"sample {sample.id!r} has no image; text-only samples are not supported — remove them "
-                         "from the split")
+        raise ValueError(f"{sample.name} has no image; every evaluation prompt needs one — remove it from the split")
     return sample.image
 
 
 class TrainDataset(Dataset[dict[str, Tensor]]):
-    """Tokenised conversations with their images; every sample is encoded (and length-checked) up front.
+    """Tokenised conversations with their images; every sample is checked and encoded up front.
 
+    Samples with a problem (:mod:`eaglesearch.data.policy`) raise or are skipped per ``on_problem``; ``report``
+    counts what was skipped (log ``report.summary()``), ``samples`` and ``encoded`` hold the kept ones. Text-only
+    samples are a ``text_only`` problem unless ``allow_text_only`` (for a model that trains rows without visual
+    tokens — EagleModel does not yet): they then get a blank (zero) image and no image tokens, so a model tells
+    them apart by their image-token count (0 instead of ``num_visual_tokens``).
     With ``preload`` (default) all images are decoded once into memory; otherwise each item reads its image.
     """
 
     def __init__(self, samples: Sequence[Sample], tokenizer: PreTrainedTokenizerBase, image_size: int,
-                 num_visual_tokens: int, max_length: int, preload: bool = True) -> None:
-        self.samples = list(samples)
+                 num_visual_tokens: int, max_length: int, preload: bool = True, *, template: TemplateArg = "chatml",
+                 on_problem: OnProblem = "error", allow_text_only: bool = False,
+                 report: DataReport | None = None) -> None:
+        encoded, self.report = prepare_training_samples(
+            samples, tokenizer, num_visual_tokens=num_visual_tokens, max_length=max_length, template=template,
+            on_problem=on_problem, allow_text_only=allow_text_only, report=report)
+        self.samples = [e.sample for e in encoded]
+        self.encoded = [(e.input_ids, e.labels) for e in encoded]
         self.image_size = image_size
-        self.paths = [_require_image(s) for s in self.samples]
-        self.encoded = [encode_for_training(tokenizer, s, num_visual_tokens, max_length) for s in self.samples]
-        self.images = [load_image(p, image_size) for p in self.paths] if preload else None
+        self.images = [self._image(s) for s in self.samples] if preload else None
+
+    def _image(self, sample: Sample) -> Tensor:
+        if sample.image is None:
+            return torch.zeros((3, self.image_size, self.image_size), dtype=torch.uint8)
+        return load_image(sample.image, self.image_size)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         ids, labels = self.encoded[index]
-        image = self.images[index] if self.images is not None else load_image(self.paths[index], self.image_size)
+        image = self.images[index] if self.images is not None else self._image(self.samples[index])
         return {"images": image, "input_ids": torch.tensor(ids, dtype=torch.long),
                 "labels": torch.tensor(labels, dtype=torch.long)}
 
@@ -85,10 +104,10 @@ class EvalBatchItem:
 
 
 def build_eval_items(samples: Sequence[Sample], tokenizer: PreTrainedTokenizerBase, image_size: int,
-                     num_visual_tokens: int) -> list[EvalBatchItem]:
+                     num_visual_tokens: int, *, template: TemplateArg = "chatml") -> list[EvalBatchItem]:
     """Prompts (all turns but the final answer) and references for generation-based evaluation."""
     return [EvalBatchItem(id=s.id, image=load_image(_require_image(s), image_size),
-                          prompt_ids=tuple(encode_prompt(tokenizer, s, num_visual_tokens)),
+                          prompt_ids=tuple(encode_prompt(tokenizer, s, num_visual_tokens, template=template)),
                           answer=reference_answer(s))
             for s in samples]
 

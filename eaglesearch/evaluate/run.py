@@ -62,10 +62,10 @@ def item_image(item: BenchmarkItem, size: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).contiguous()
 
 
-def _prompt_ids(tokenizer, item: BenchmarkItem, visual_tokens: int) -> list[int]:
+def _prompt_ids(tokenizer, item: BenchmarkItem, visual_tokens: int, template: str) -> list[int]:
     image = item.image if isinstance(item.image, Path) else EMBEDDED
     sample = Sample(id=item.id, image=image, turns=(("user", item.prompt),))
-    return encode_prompt(tokenizer, sample, visual_tokens)
+    return encode_prompt(tokenizer, sample, visual_tokens, template=template)
 
 
 def _answer_ids(tokenizer, text: str) -> list[int]:
@@ -74,7 +74,8 @@ def _answer_ids(tokenizer, text: str) -> list[int]:
 
 @torch.inference_mode()
 def predict(
-    model: EagleModel, tokenizer, benchmark: Benchmark, *, image_size: int, batch_size: int, max_new_tokens: int
+    model: EagleModel, tokenizer, benchmark: Benchmark, *, image_size: int, batch_size: int, max_new_tokens: int,
+    template: str = "chatml",
 ) -> list[PredictionRecord]:
     """The model's prediction for every item of ``benchmark``, scored by its metric."""
     model.eval()
@@ -83,7 +84,7 @@ def predict(
     items = list(benchmark.items)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        prompts = [_prompt_ids(tokenizer, item, model.num_visual_tokens) for item in chunk]
+        prompts = [_prompt_ids(tokenizer, item, model.num_visual_tokens, template) for item in chunk]
         images = torch.stack([item_image(item, image_size) for item in chunk])
         if benchmark.scoring == "likelihood":
             options = [benchmark.candidates[item.id] for item in chunk]
@@ -105,13 +106,13 @@ def predict(
 
 def evaluate_benchmarks(
     model: EagleModel, tokenizer, benchmarks: Sequence[Benchmark], *, image_size: int, batch_size: int,
-    max_new_tokens: int,
+    max_new_tokens: int, template: str = "chatml",
 ) -> tuple[list[PredictionRecord], float]:
     start = time.perf_counter()
     records: list[PredictionRecord] = []
     for benchmark in benchmarks:
         records += predict(model, tokenizer, benchmark, image_size=image_size, batch_size=batch_size,
-                           max_new_tokens=max_new_tokens)
+                           max_new_tokens=max_new_tokens, template=template)
     return records, time.perf_counter() - start
 
 

@@ -20,9 +20,11 @@ from eaglesearch.data import (
     TrainDataset,
     collate_train,
     read_llava_json,
+    read_training_samples,
     training_corpus,
     write_synthetic,
 )
+from eaglesearch.data.policy import DataReport
 from eaglesearch.evaluate.benchmarks import BENCHMARK_KINDS, load_benchmark
 from eaglesearch.evaluate.items import BenchmarkItem
 from eaglesearch.evaluate.predictions import PredictionRecord
@@ -51,6 +53,7 @@ class TrialOutcome:
 class PreparedData:
     train: list[Sample]
     benchmarks: list[Benchmark]
+    report: DataReport | None = None  # what the data policy skipped while reading (llava source)
 
 
 def make_benchmark(name: str, kind: str, items: list[BenchmarkItem], scoring: str | None = None) -> Benchmark:
@@ -70,6 +73,7 @@ def _digest(payload: object) -> str:
 
 def prepare_data(spec: DataSpec, workspace: Workspace) -> PreparedData:
     """Read the LLaVA-format splits a trial trains and evaluates on, generating the synthetic ones first."""
+    report: DataReport | None = None
     if spec.source == "synthetic":
         assert spec.synthetic is not None
         root = workspace.data_dir / f"synthetic-{_digest(spec.synthetic.model_dump(mode='json'))}"
@@ -79,7 +83,8 @@ def prepare_data(spec: DataSpec, workspace: Workspace) -> PreparedData:
                       for task, path in dataset.eval_json.items()]
     else:
         assert spec.train is not None
-        train_samples = read_llava_json(Path(spec.train.json_path), Path(spec.train.image_folder))
+        train_samples, report = read_training_samples(Path(spec.train.json_path), Path(spec.train.image_folder),
+                                                      on_problem=spec.on_problem)
         benchmarks = [
             make_benchmark(name, split.kind, load_benchmark(
                 split.kind, Path(split.path), Path(split.image_folder) if split.image_folder else None,
@@ -88,7 +93,7 @@ def prepare_data(spec: DataSpec, workspace: Workspace) -> PreparedData:
         ]
     if not train_samples:
         raise ValueError("the training split is empty; check data.train.json_path or data.synthetic.train_per_task")
-    return PreparedData(train=train_samples, benchmarks=benchmarks)
+    return PreparedData(train=train_samples, benchmarks=benchmarks, report=report)
 
 
 def prepare_tokenizer(trial: TrialSpec, data: PreparedData, workspace: Workspace):
@@ -100,7 +105,8 @@ def prepare_tokenizer(trial: TrialSpec, data: PreparedData, workspace: Workspace
                                                "data": trial.data.model_dump(mode="json")})
 
     with file_lock(cache.with_suffix(".lock")):
-        return load_tokenizer(spec, corpus=lambda: training_corpus(data.train), cache_dir=cache)
+        return load_tokenizer(spec, corpus=lambda: training_corpus(data.train, template=trial.data.template),
+                              cache_dir=cache)
 
 
 def run_trial_core(
@@ -120,7 +126,10 @@ def run_trial_core(
     model = build_eagle(trial.model, tokenizer)
 
     dataset = TrainDataset(data.train, tokenizer, image_size=trial.data.image_size,
-                           num_visual_tokens=model.num_visual_tokens, max_length=trial.data.max_length)
+                           num_visual_tokens=model.num_visual_tokens, max_length=trial.data.max_length,
+                           template=trial.data.template, on_problem=trial.data.on_problem, report=data.report)
+    if dataset.report.skipped:
+        say(dataset.report.summary())
     first = collate_train([dataset[0]], tokenizer.pad_token_id)
     cost = measure_cost(model, first["images"], first)
     stream = batches(dataset, trial.train.batch_size, lambda b: collate_train(b, tokenizer.pad_token_id), trial.seed)
@@ -137,7 +146,8 @@ def run_trial_core(
 
     say("evaluating")
     records, eval_s = evaluate_benchmarks(model, tokenizer, data.benchmarks, image_size=trial.data.image_size,
-                                          batch_size=trial.eval.batch_size, max_new_tokens=trial.eval.max_new_tokens)
+                                          batch_size=trial.eval.batch_size, max_new_tokens=trial.eval.max_new_tokens,
+                                          template=trial.data.template)
     summary = summarize(records, trial.eval, seed=trial.seed)
 
     metrics: dict[str, float] = summary_metrics(summary)
@@ -149,6 +159,7 @@ def run_trial_core(
         "train/resumed_from_step": float(stats.resumed_from),
         "eval/wall_s": eval_s,
         **cost.as_metrics(),
+        **dataset.report.as_metrics(),
     })
     metrics["cost/wall_s"] = time.perf_counter() - started
     shutil.rmtree(checkpoints, ignore_errors=True)  # done: kept only while the trial may be retried

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -14,7 +14,7 @@ SYNTHETIC_TASKS = ("count", "color", "exist", "detail")
 class SyntheticDataSpec(SpecModel):
     """The seeded synthetic generator; it writes LLaVA-format json + PNG images."""
 
-    tasks: tuple[Literal["count", "color", "exist", "detail", "grating", "color_solo"], ...] = Field(
+    tasks: tuple[Literal["count", "color", "exist", "detail", "grating", "grating_coarse", "color_solo"], ...] = Field(
         default=SYNTHETIC_TASKS, min_length=1)
     train_per_task: int = Field(default=400, gt=0)
     eval_per_task: int = Field(default=100, gt=0)
@@ -43,6 +43,45 @@ class BenchmarkSplitSpec(SpecModel):
     )
 
 
+TemplateName = Literal["chatml", "plain", "vicuna_v1", "llama3"]
+ProblemAction = Literal["error", "skip"]
+ProblemKind = Literal["malformed", "missing_image", "unreadable_image", "no_answer", "template", "text_only",
+                      "too_long", "no_target"]
+PROBLEM_KINDS: tuple[ProblemKind, ...] = get_args(ProblemKind)
+
+
+class OnProblemSpec(SpecModel):
+    """What to do with a training sample that has a problem: ``error`` (stop, naming it) or ``skip`` (drop and count).
+
+    ``default`` applies to every kind not set here. In YAML, a bare ``on_problem: skip`` is ``{default: skip}``;
+    a per-kind value equal to ``default`` is dropped, so equivalent policies compare (and hash) equal.
+    """
+
+    default: ProblemAction = "error"
+    malformed: ProblemAction | None = Field(default=None, description="record is not a valid LLaVA conversation")
+    missing_image: ProblemAction | None = Field(default=None, description="the image file does not exist")
+    unreadable_image: ProblemAction | None = Field(default=None, description="the image file cannot be decoded")
+    no_answer: ProblemAction | None = Field(default=None, description="no assistant turn ends the conversation")
+    template: ProblemAction | None = Field(default=None, description="the conversation does not fit the template")
+    text_only: ProblemAction | None = Field(default=None, description="no image, and text-only is unsupported")
+    too_long: ProblemAction | None = Field(default=None, description="longer than max_length (never truncated)")
+    no_target: ProblemAction | None = Field(default=None, description="nothing to learn: no answer text supervised")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: object) -> object:
+        if isinstance(data, str):
+            return {"default": data}
+        if isinstance(data, dict):
+            default = data.get("default", "error")
+            return {k: v for k, v in data.items() if k == "default" or v != default}
+        return data
+
+    def action(self, kind: ProblemKind) -> ProblemAction:
+        value = getattr(self, kind)
+        return self.default if value is None else value
+
+
 class DataSpec(SpecModel):
     source: Literal["synthetic", "llava"] = "synthetic"
     synthetic: SyntheticDataSpec | None = None
@@ -50,6 +89,11 @@ class DataSpec(SpecModel):
     eval: dict[str, BenchmarkSplitSpec] = Field(default_factory=dict, description="benchmark name → benchmark file")
     image_size: int = Field(default=128, ge=32, description="images are loaded as square uint8 tensors of this side")
     max_length: int = Field(default=256, gt=0)
+    template: TemplateName = Field(
+        default="chatml", description="conversation template: chatml, plain (LLaVA pre-training), vicuna_v1, llama3")
+    on_problem: OnProblemSpec = Field(
+        default_factory=OnProblemSpec, description="error or skip (and count) problem samples; one action for all "
+        "kinds, or per kind: {default: error, too_long: skip}")
 
     @model_validator(mode="before")
     @classmethod
