@@ -25,6 +25,7 @@ class RunContext:
     tracking_uri: str
     workdir: str
     threads: int
+    workers: int = 1
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Dispatcher:
             trial=proposal.trial, key=proposal.trial.key, search=c.search, strategy=self.strategy.kind,
             round=proposal.round, role=proposal.role, added=proposal.added, label=proposal.label,
             parent_id=c.parent_id, experiment_id=c.experiment_id, tracking_uri=c.tracking_uri, workdir=c.workdir,
-            threads=c.threads,
+            threads=c.threads, workers=c.workers,
         )
 
     def next_request(self) -> TrialRequest | None:

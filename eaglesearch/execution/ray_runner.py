@@ -58,9 +58,13 @@ def run_with_ray(
     _init_ray(address, dispatcher.context.tracking_uri)
     storage.mkdir(parents=True, exist_ok=True)
     path = storage / tune_name
-    request = {"cpu": resources.cpus_per_trial}
-    if resources.gpus_per_trial:
-        request["gpu"] = resources.gpus_per_trial
+    if dispatcher.context.workers > 1:
+        # The Tune trial is only a driver: its TorchTrainer workers hold the CPUs/GPUs (Train V2 pattern).
+        request: dict[str, float] = {"cpu": 0.01}
+    else:
+        request = {"cpu": resources.cpus_per_trial}
+        if resources.gpus_per_trial:
+            request["gpu"] = resources.gpus_per_trial
     trainable = tune.with_resources(run_tune_trial, request)
 
     resumed = False

@@ -23,3 +23,4 @@ class TrialRequest(BaseModel):
     tracking_uri: str
     workdir: str
     threads: int
+    workers: int = 1  # data-parallel workers for this trial (Ray Train TorchTrainer when > 1)

@@ -35,6 +35,7 @@ from eaglesearch.model import build_eagle, load_tokenizer
 from eaglesearch.model.cost import measure_cost
 from eaglesearch.spec import DataSpec, TrialSpec
 from eaglesearch.train import batches, train
+from eaglesearch.train.distributed import WorldInfo, broadcast_parameters, prepare_model, training_device
 
 ProgressFn = Callable[[str], None]
 
@@ -110,12 +111,23 @@ def prepare_tokenizer(trial: TrialSpec, data: PreparedData, workspace: Workspace
 
 
 def run_trial_core(
-    trial: TrialSpec, workspace: Workspace, threads: int, progress: ProgressFn | None = None
-) -> TrialOutcome:
-    """Build, train and evaluate the model ``trial`` describes. Deterministic for a fixed seed and thread count."""
+    trial: TrialSpec, workspace: Workspace, threads: int, progress: ProgressFn | None = None,
+    world: WorldInfo | None = None,
+) -> TrialOutcome | None:
+    """Build, train and evaluate the model ``trial`` describes. Deterministic for a fixed seed and thread count.
+
+    With ``world`` (one rank of a data-parallel trial, see ``execution/multi_worker.py``) every rank trains its
+    shard of each global batch on its device; rank 0 evaluates and returns the outcome, the others return None.
+    """
     say = progress or (lambda _msg: None)
+    main = world is None or world.is_main
+    if not main:
+        say = lambda _msg: None  # noqa: E731 - only rank 0 reports progress
     started = time.perf_counter()
     pin_threads(threads)
+    if world is not None and trial.train.batch_size % world.world_size:
+        raise ValueError(f"train.batch_size={trial.train.batch_size} does not divide by {world.world_size} workers; "
+                         "use a multiple of the worker count")
 
     say("preparing data")
     data = prepare_data(trial.data, workspace)
@@ -131,7 +143,11 @@ def run_trial_core(
     if dataset.report.skipped:
         say(dataset.report.summary())
     first = collate_train([dataset[0]], tokenizer.pad_token_id)
-    cost = measure_cost(model, first["images"], first)
+    cost = measure_cost(model, first["images"], first) if main else None
+    device = training_device()
+    if world is not None:
+        model = prepare_model(model.to(device))
+        broadcast_parameters(model)
     stream = batches(dataset, trial.train.batch_size, lambda b: collate_train(b, tokenizer.pad_token_id), trial.seed)
     # In-trial checkpoints: a rerun of this trial (Tune retry, rerun search) continues where this process died.
     checkpoints = workspace.scratch_dir / "trials" / trial.key
@@ -142,9 +158,12 @@ def run_trial_core(
         history.append((step, loss))
         say(f"step {step + 1}/{trial.train.steps} loss {loss:.4f}")
 
-    stats = train(model, stream, trial.train, on_log=log_step, checkpoint_dir=checkpoints)
+    stats = train(model, stream, trial.train, on_log=log_step, checkpoint_dir=checkpoints, world=world)
+    if not main:
+        return None
 
     say("evaluating")
+    model = model.cpu() if device.type != "cpu" else model
     records, eval_s = evaluate_benchmarks(model, tokenizer, data.benchmarks, image_size=trial.data.image_size,
                                           batch_size=trial.eval.batch_size, max_new_tokens=trial.eval.max_new_tokens,
                                           template=trial.data.template)
@@ -157,8 +176,9 @@ def run_trial_core(
         "train/samples_per_s": stats.samples_per_s,
         "train/wall_s": stats.wall_s,
         "train/resumed_from_step": float(stats.resumed_from),
+        "train/workers": float(world.world_size if world is not None else 1),
         "eval/wall_s": eval_s,
-        **cost.as_metrics(),
+        **(cost.as_metrics() if cost is not None else {}),
         **dataset.report.as_metrics(),
     })
     metrics["cost/wall_s"] = time.perf_counter() - started

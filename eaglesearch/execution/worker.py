@@ -46,7 +46,12 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None) -> Tria
         added=req.added, strategy=req.strategy, label=req.label,
     )
     try:
-        outcome = run_trial_core(req.trial, Workspace.at(req.workdir), req.threads, progress)
+        if req.workers > 1:
+            from eaglesearch.execution.multi_worker import run_trial_multi_worker
+
+            outcome = run_trial_multi_worker(req.trial, Workspace.at(req.workdir), req.threads, req.workers)
+        else:
+            outcome = run_trial_core(req.trial, Workspace.at(req.workdir), req.threads, progress)
     except Exception as err:  # noqa: BLE001 - every trial error is recorded, the search goes on
         summary = f"{type(err).__name__}: {err}"
         store.fail_trial(run_id, f"{summary}\n\n{traceback.format_exc()}")

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from eaglesearch.spec import TrainSpec
+from eaglesearch.train import distributed
 from eaglesearch.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_checkpoint, save_checkpoint
 from eaglesearch.train.optim import build_optimizer
 from eaglesearch.train.schedule import warmup_cosine
@@ -153,6 +154,7 @@ def train(
     spec: TrainSpec,
     on_log: StepLogger | None = None,
     checkpoint_dir: Path | None = None,
+    world: distributed.WorldInfo | None = None,
 ) -> TrainStats:
     """Run ``spec.steps`` AdamW steps with warmup+cosine and gradient clipping. Returns per-step losses.
 
@@ -160,6 +162,11 @@ def train(
     the restored steps, so a caller's log equals an uninterrupted run's), write it every ``spec.checkpoint_every``
     steps and at the end. ``data`` should be a :class:`BatchStream` (positioned directly); any other iterator is
     advanced past the restored steps. The caller removes the folder once it no longer needs it.
+
+    With ``world`` (data-parallel, see :mod:`eaglesearch.train.distributed`): ``data`` yields the *global* batch on
+    every rank, each rank trains on its contiguous rows and gradients are summed across ranks so losses and weights
+    equal a 1-process run's; only rank 0 writes checkpoints (all ranks read them on resume, so ``checkpoint_dir``
+    must be shared). ``world=None`` is the plain single-process loop, unchanged.
     """
     optimizer = build_optimizer(model, spec)
     warmup = int(round(spec.warmup_ratio * spec.steps))
@@ -180,19 +187,24 @@ def train(
     start = time.perf_counter()
     for step in range(first, spec.steps):
         batch = next(data)
-        out = model(batch["images"], batch["input_ids"], batch["attention_mask"], labels=batch["labels"])
-        loss = out.loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower train.lr or check the data")
+        if world is None:
+            out = model(batch["images"], batch["input_ids"], batch["attention_mask"], labels=batch["labels"])
+            loss = shown = out.loss
+        else:
+            loss, shown = distributed.sharded_loss(model, batch, world)
+        if not torch.isfinite(shown):
+            raise FloatingPointError(f"loss became {shown.item()} at step {step}; lower train.lr or check the data")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if world is not None:
+            distributed.all_reduce_gradients(params, world)
         torch.nn.utils.clip_grad_norm_(params, spec.grad_clip)
         optimizer.step()
         scheduler.step()
-        value = loss.item()
+        value = shown.item()
         stats.losses.append(value)
         stats.samples += batch["input_ids"].shape[0]
-        if every and ((step + 1) % every == 0 or step == spec.steps - 1):
+        if every and ((step + 1) % every == 0 or step == spec.steps - 1) and (world is None or world.is_main):
             stats.wall_s = wall_before + time.perf_counter() - start
             save_checkpoint(path, step=step + 1, model=model, optimizer=optimizer,  # type: ignore[arg-type]
                             scheduler=scheduler, data_state=data.position if isinstance(data, BatchStream) else None,

@@ -1,0 +1,214 @@
+"""Data-parallel training of one stage over several processes (one per CPU worker or GPU).
+
+Every rank draws the same global batch from the same seeded :class:`~eaglesearch.train.loop.BatchStream`, keeps
+the contiguous rows ``rank*k:(rank+1)*k`` (``k = batch_size / world_size``), and gradients are summed with one
+``all_reduce`` per step (manual bucketing, no ``DistributedDataParallel`` wrapper: frozen experts and parameters
+unused in a step need no ``find_unused_parameters`` and the arithmetic stays explicit).
+
+Exact loss. The causal-LM loss of one process is the mean over the *answer tokens of the whole batch*. The mean
+of per-rank means differs from it when micro-batches hold different numbers of answer tokens, so each rank
+computes its **summed** token loss and divides it by the **global** answer-token count (known to every rank,
+because every rank holds the collated global batch before slicing it). Summing those gradients over ranks gives
+exactly the gradient of the 1-process mean loss; the reported loss is the all-reduced sum over the global count.
+Up to float rounding, a k-worker run therefore reproduces the 1-worker loss curve and parameters.
+
+Device policy (GPU only, not testable on CPU): when the model sits on CUDA, the forward pass runs under
+``torch.autocast("cuda", dtype=torch.bfloat16)`` and :func:`prepare_model` turns on the LM's gradient
+checkpointing. Both are decided by the device, not by ``TrainSpec``; on CPU nothing changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class WorldInfo:
+    """This process's place among the data-parallel workers of one trial."""
+
+    rank: int
+    world_size: int
+
+    def __post_init__(self) -> None:
+        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
+            raise ValueError(f"invalid rank {self.rank} for world size {self.world_size}")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def current(cls) -> WorldInfo:
+        """The initialized default process group's rank and size (1 process when none is initialized)."""
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size())
+        return cls(0, 1)
+
+
+# ------------------------------------------------------------------------------------------- process group
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def default_backend() -> str:
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def init_process_group(rank: int, world_size: int, *, addr: str = "127.0.0.1", port: int | None = None,
+                       backend: str | None = None) -> WorldInfo:
+    """Join the default process group (gloo on CPU, nccl on GPU) by TCP rendezvous at ``addr:port``."""
+    world = WorldInfo(rank, world_size)
+    port = port if port is not None else int(os.environ.get("MASTER_PORT", "0")) or None
+    if port is None:
+        raise ValueError("init_process_group needs a port shared by all ranks (pass port= or set MASTER_PORT)")
+    backend = backend or default_backend()
+    if backend == "nccl":
+        torch.cuda.set_device(rank % torch.cuda.device_count())
+    dist.init_process_group(backend, init_method=f"tcp://{addr}:{port}", rank=rank, world_size=world_size)
+    return world
+
+
+def destroy_process_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------------------------------------ batches
+
+def shard_batch(batch: dict[str, torch.Tensor], world: WorldInfo) -> dict[str, torch.Tensor]:
+    """The rank's contiguous rows ``rank*k:(rank+1)*k`` of a collated global batch (every tensor sliced on dim 0)."""
+    rows = {int(v.shape[0]) for v in batch.values() if isinstance(v, torch.Tensor)}
+    if len(rows) != 1:
+        raise ValueError(f"batch tensors disagree on the number of rows: {sorted(rows)}")
+    size = rows.pop()
+    if size % world.world_size:
+        raise ValueError(f"the global batch of {size} rows does not divide by the {world.world_size} workers; "
+                         f"set train.batch_size to a multiple of the worker count")
+    k = size // world.world_size
+    lo, hi = world.rank * k, (world.rank + 1) * k
+    return {name: value[lo:hi] if isinstance(value, torch.Tensor) else value for name, value in batch.items()}
+
+
+def answer_tokens(labels: torch.Tensor) -> int:
+    """Tokens the causal-LM loss averages over: positions whose *next* label is not ignored."""
+    return int((labels[:, 1:] != IGNORE_INDEX).sum())
+
+
+def summed_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Sum of next-token cross-entropies over answer tokens (float32), as HF's causal-LM loss before its mean."""
+    shift_logits = logits[:, :-1, :].float().reshape(-1, logits.shape[-1])
+    shift_labels = labels[:, 1:].reshape(-1).to(shift_logits.device)
+    return F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+# ------------------------------------------------------------------------------------------------- device
+
+def on_cuda(model: nn.Module) -> bool:
+    param = next(model.parameters(), None)
+    return param is not None and param.is_cuda
+
+
+def autocast_for(model: nn.Module) -> contextlib.AbstractContextManager:
+    """bf16 autocast when the model is on CUDA; a no-op context on CPU."""
+    if torch.cuda.is_available() and on_cuda(model):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare_model(model: nn.Module) -> nn.Module:
+    """Device-decided memory savers: gradient checkpointing of the LM on GPU (nothing on CPU)."""
+    lm = getattr(model, "lm", None)
+    if torch.cuda.is_available() and on_cuda(model) and hasattr(lm, "gradient_checkpointing_enable"):
+        lm.gradient_checkpointing_enable()  # type: ignore[union-attr]
+        if hasattr(lm, "config"):
+            lm.config.use_cache = False  # type: ignore[union-attr]
+    return model
+
+
+def broadcast_parameters(model: nn.Module, src: int = 0) -> None:
+    """Make every rank start from rank ``src``'s weights (a guard; seeded builds are already identical)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        for tensor in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(tensor.data, src)
+
+
+# ---------------------------------------------------------------------------------------------- the step
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def sharded_loss(model: nn.Module, batch: dict[str, torch.Tensor],
+                 world: WorldInfo) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss to backward on this rank, global mean loss)`` for a collated global ``batch``.
+
+    The first is this rank's summed token loss over the global answer-token count; backpropagating it on every
+    rank and summing the gradients (:func:`all_reduce_gradients`) yields the 1-process gradient. The second (no
+    grad) is all-reduced: every rank gets the 1-process loss value.
+    """
+    total = answer_tokens(batch["labels"])
+    device = next(model.parameters()).device
+    local = _to(shard_batch(batch, world), device)
+    with autocast_for(model):
+        out = model(local["images"], local["input_ids"], local["attention_mask"])
+    summed = summed_lm_loss(out.logits, local["labels"])
+    loss = summed / max(total, 1)
+    value = loss.detach().clone()
+    if world.world_size > 1:
+        dist.all_reduce(value)
+    if total == 0:  # no answer token anywhere: HF's mean would be nan; keep the same signal
+        value = value * float("nan")
+    return loss, value
+
+
+def all_reduce_gradients(params: list[nn.Parameter], world: WorldInfo) -> None:
+    """Sum gradients over ranks in one flat bucket per dtype/device.
+
+    Parameters without a gradient (unused this step) are left at ``None`` exactly as in 1 process, so AdamW skips
+    them the same way; every rank runs the same graph, so the set is the same on all ranks (checked).
+    """
+    if world.world_size == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    count = torch.tensor([len(grads)], dtype=torch.int64, device=grads[0].device if grads else "cpu")
+    low = count.clone()
+    dist.all_reduce(count, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    if int(count) != int(low):
+        raise RuntimeError(f"ranks disagree on which parameters got gradients ({int(low)} vs {int(count)})")
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for g in grads:
+        groups.setdefault((g.dtype, g.device), []).append(g)
+    for bucket in groups.values():
+        flat = torch.cat([g.reshape(-1) for g in bucket])
+        dist.all_reduce(flat)
+        offset = 0
+        for g in bucket:
+            n = g.numel()
+            g.copy_(flat[offset:offset + n].view_as(g))
+            offset += n
+
+
+def training_device() -> torch.device:
+    """The device a trial trains on: this Ray Train worker's GPU, else ``cuda`` when available, else the CPU."""
+    if torch.cuda.is_available():
+        try:
+            from ray.train.torch import get_device
+
+            return get_device()
+        except Exception:  # noqa: BLE001 - not inside a Ray Train worker
+            return torch.device("cuda")
+    return torch.device("cpu")
