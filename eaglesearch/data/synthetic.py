@@ -12,6 +12,30 @@ Tasks (every answer is one short word or digit; chance level in brackets):
   an expert that sees the image downsampled 4× gets a 1–2 px grey blob either way (the two classes then differ
   by a few grey levels at most). This is the task where an expert's input resolution is meant to matter.
 
+Planted tasks (``benchmarks/planted.py``): each is built so that one design choice must win, by construction of the
+pixels rather than by hope, and each is learnable by the tiny CPU recipe (``experiments/tiny_planted.yaml``).
+
+* ``grating`` — "Are the stripes horizontal or vertical?": one large soft-edged disc (radius 30–42% of the canvas)
+  filled with a 1-pixel-on / 1-pixel-off grating (period 2 px, the canvas's Nyquist frequency), horizontal or
+  vertical, grey levels mid ± amp with random mid, amp, phase, position and background (50%). Both classes have
+  the same mean, the same histogram and the same disc; only the stripe direction differs. An expert that sees the
+  canvas at full resolution (clip@128 on a 128 px canvas: every 16×16 patch holds eight stripe periods) reads the
+  direction from any patch; an expert that sees it downsampled 2× or more (clip@64, clip@32: bilinear with
+  antialiasing, as every expert resizes) gets the same flat grey disc for both classes (the residual difference is
+  below one grey level, tested in tests/test_planted_data.py). **Planted effect: resolution ≥ canvas wins,
+  resolution ≤ canvas/2 is at chance** — also: tiling (``resize: tile``) at canvas/2 recovers native pixels.
+* ``grating_coarse`` — the same question and disc with period-4 stripes (2-pixel bands, phase 0–3). Downsampled 2×
+  (clip@64 on a 128 px canvas), phases 0 and 2 keep half the stripe contrast while phases 1 and 3 average to grey
+  (up to a residue of a few grey levels in the fade ring); downsampled 4× (clip@32) every phase is grey.
+  **Planted effect, graded: full resolution ≈ 100% > half resolution ≤ ~75% (half the items legible) > quarter
+  resolution = chance.**
+* ``color_solo`` — "What color is the shape?": one large shape (35–55% of the canvas) in one of four
+  ISOLUMINANT colours (red, green, blue, purple: identical 8-bit luma, so they collapse to one grey under a
+  grayscale conversion) on a random light background (25%). Colour survives any downsampling, so every expert
+  resolution solves it: in the planted searches it is the **control** (every design far above chance; measured
+  1.00 at 64 and 128 px, 0.83–0.92 at 32 px, where 2×2 patches learn more slowly in 250 steps). A colour-blind
+  (grayscale) input could not beat chance: its four classes are pixel-identical in luma.
+
 Train and eval images come from different seeds derived from ``spec.seed`` and eval scenes that repeat a train
 scene are redrawn, so the splits are disjoint. :func:`write_synthetic` is deterministic (byte-identical reruns),
 idempotent (a complete dataset for the same spec is reused) and atomic (written to a temporary folder, then
@@ -30,6 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from eaglesearch.spec import SyntheticDataSpec
@@ -47,24 +72,50 @@ GLYPHS: dict[str, tuple[tuple[int, int], ...]] = {
 }
 GLYPH_INK = (25, 25, 25)
 GLYPH_CELLS = 5
+# color_solo: four hues of identical luma (PIL "L" = 120 for each), so a grayscale view cannot tell them apart.
+ISO_COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (255, 63, 63), "green": (44, 174, 44), "blue": (70, 120, 255), "purple": (198, 60, 228),
+}
+ORIENTATIONS = ("horizontal", "vertical")
 
 
 @dataclass(frozen=True)
 class Shape:
+    """A filled shape; ``rgb`` overrides the fill ``COLORS[color]`` (the isoluminant palette of ``color_solo``)."""
+
     kind: str
     color: str
     x: int
     y: int
     size: int
+    rgb: tuple[int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Grating:
+    """A disc of stripes: grey ``mid ± amp`` in bands of ``period / 2`` pixel rows (horizontal) or columns
+    (vertical), ``+amp`` where ``((row or column) + phase) // (period / 2)`` is even; full contrast out to half the
+    radius, then a raised-cosine fade to the background at ``radius`` (no hard edge to alias)."""
+
+    orientation: str
+    cx: int
+    cy: int
+    radius: int
+    mid: int
+    amp: int
+    phase: int
+    period: int = 2
 
 
 @dataclass(frozen=True)
 class Scene:
-    """Everything drawn in one image; ``glyph`` is ``(name, x, y)`` (top-left corner) for the detail task."""
+    """Everything drawn in one image; ``glyph`` is ``(name, x, y)`` (top-left corner) for the detail task,
+    ``grating`` the striped disc of the grating task (drawn over the shapes)."""
 
     background: tuple[int, int, int]
     shapes: tuple[Shape, ...]
     glyph: tuple[str, int, int] | None = None
+    grating: Grating | None = None
 
 
 @dataclass(frozen=True)
@@ -149,9 +200,43 @@ def _detail(rng: random.Random, canvas: int) -> Item:
     return Scene(_background(rng), shapes, (name, gx, gy)), "Is the small mark a plus or a cross?", name
 
 
+def _grating_of_period(period: int) -> Callable[[random.Random, int], Item]:
+    def task(rng: random.Random, canvas: int) -> Item:
+        orientation = rng.choice(ORIENTATIONS)
+        radius = rng.randint(canvas * 30 // 100, canvas * 42 // 100)
+        cx, cy = rng.randint(radius, canvas - radius), rng.randint(radius, canvas - radius)
+        grating = Grating(orientation, cx, cy, radius, mid=rng.randint(105, 150), amp=rng.randint(75, 100),
+                          phase=rng.randint(0, period - 1), period=period)
+        return Scene(_background(rng), (), grating=grating), "Are the stripes horizontal or vertical?", orientation
+    return task
+
+
+def _color_solo(rng: random.Random, canvas: int) -> Item:
+    color = rng.choice(sorted(ISO_COLORS))
+    size = rng.randint(canvas * 35 // 100, canvas * 55 // 100)
+    (x, y), = _boxes(rng, canvas, [size], [])
+    shape = Shape(rng.choice(SHAPES), color, x, y, size, rgb=ISO_COLORS[color])
+    return Scene(_background(rng), (shape,)), "What color is the shape?", color
+
+
 TASKS: dict[str, Callable[[random.Random, int], Item]] = {
     "count": _count, "color": _color, "exist": _exist, "detail": _detail,
+    "grating": _grating_of_period(2), "grating_coarse": _grating_of_period(4), "color_solo": _color_solo,
 }
+
+
+def _draw_grating(image: Image.Image, g: Grating) -> Image.Image:
+    side = image.size[0]
+    ys, xs = np.mgrid[0:side, 0:side].astype(np.float64)
+    r = np.hypot(xs + 0.5 - g.cx, ys + 0.5 - g.cy)
+    inner = g.radius / 2
+    fade = np.clip((g.radius - r) / (g.radius - inner), 0.0, 1.0)
+    weight = (0.5 - 0.5 * np.cos(np.pi * fade))[..., None]
+    line = ys if g.orientation == "horizontal" else xs
+    band = (line.astype(np.int64) + g.phase) // (g.period // 2)
+    stripes = np.where(band % 2 == 0, g.mid + g.amp, g.mid - g.amp)[..., None]
+    pixels = np.asarray(image, dtype=np.float64) * (1.0 - weight) + stripes * weight
+    return Image.fromarray(np.rint(pixels).clip(0, 255).astype(np.uint8))
 
 
 def render(scene: Scene, canvas: int) -> Image.Image:
@@ -159,7 +244,7 @@ def render(scene: Scene, canvas: int) -> Image.Image:
     image = Image.new("RGB", (canvas, canvas), scene.background)
     draw = ImageDraw.Draw(image)
     for s in scene.shapes:
-        fill, box = COLORS[s.color], (s.x, s.y, s.x + s.size - 1, s.y + s.size - 1)
+        fill, box = s.rgb or COLORS[s.color], (s.x, s.y, s.x + s.size - 1, s.y + s.size - 1)
         if s.kind == "circle":
             draw.ellipse(box, fill=fill)
         elif s.kind == "square":
@@ -170,6 +255,8 @@ def render(scene: Scene, canvas: int) -> Image.Image:
     if scene.glyph is not None:
         name, gx, gy = scene.glyph
         draw.point([(gx + col, gy + row) for col, row in GLYPHS[name]], fill=GLYPH_INK)
+    if scene.grating is not None:
+        image = _draw_grating(image, scene.grating)
     return image
 
 

@@ -9,13 +9,14 @@ from pydantic import Field, model_validator
 from eaglesearch.spec.base import SpecModel
 
 SYNTHETIC_TASKS = ("count", "color", "exist", "detail")
+# Planted-effect tasks (see eaglesearch/data/synthetic.py): grating / grating_coarse need resolution, color_solo color.
+SyntheticTask = Literal["count", "color", "exist", "detail", "grating", "grating_coarse", "color_solo"]
 
 
 class SyntheticDataSpec(SpecModel):
     """The seeded synthetic generator; it writes LLaVA-format json + PNG images."""
 
-    tasks: tuple[Literal["count", "color", "exist", "detail", "grating", "grating_coarse", "color_solo"], ...] = Field(
-        default=SYNTHETIC_TASKS, min_length=1)
+    tasks: tuple[SyntheticTask, ...] = Field(default=SYNTHETIC_TASKS, min_length=1)
     train_per_task: int = Field(default=400, gt=0)
     eval_per_task: int = Field(default=100, gt=0)
     image_size: int = Field(default=128, ge=32, description="side of the square canvas in pixels")
