@@ -274,3 +274,10 @@ def records(table: Table, id_fields: Sequence[str]) -> list[Record]:
     """The table's rows as records, keyed by the first usable id field (see :func:`choose_id_field`)."""
     field = choose_id_field(table.rows, id_fields)
     return [Record(table, i, scalar_text(row[field]) if field else str(i), row) for i, row in enumerate(table.rows)]
+
+
+def split_from_file_name(path: Path, splits: tuple[str, ...]) -> str | None:
+    """The one split name that occurs in the file's name (e.g. ``coco_pope_adversarial.jsonl``), else None."""
+    name = path.name.lower()
+    found = [split for split in splits if split in name]
+    return found[0] if len(found) == 1 else None

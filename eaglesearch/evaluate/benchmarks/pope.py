@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eaglesearch.evaluate.benchmarks.formats import Record
+from eaglesearch.evaluate.benchmarks.formats import Record, split_from_file_name
 from eaglesearch.evaluate.benchmarks.images import record_image
 from eaglesearch.evaluate.benchmarks.prompts import SHORT_ANSWER, clean_question
 from eaglesearch.evaluate.items import BenchmarkItem
@@ -38,9 +38,7 @@ class POPELoader:
 
     def __init__(self, ctx: LoadContext) -> None:
         self.ctx = ctx
-        name = ctx.table.path.name.lower()
-        found = [split for split in POPE_SPLITS if split in name]
-        self.file_split = found[0] if len(found) == 1 else None
+        self.file_split = split_from_file_name(ctx.table.path, POPE_SPLITS)
 
     def keep(self, record: Record) -> bool:
         return True

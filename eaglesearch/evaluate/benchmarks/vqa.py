@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eaglesearch.evaluate.benchmarks.formats import Record
+from eaglesearch.evaluate.benchmarks.formats import Record, split_from_file_name
 from eaglesearch.evaluate.benchmarks.images import record_image
 from eaglesearch.evaluate.benchmarks.prompts import (
     OCR_REFERENCE,
@@ -112,9 +112,7 @@ class ChartQALoader:
 
     def __init__(self, ctx: LoadContext) -> None:
         self.ctx = ctx
-        name = ctx.table.path.name.lower()
-        found = [split for split in CHARTQA_SPLITS if split in name]
-        self.file_split = found[0] if len(found) == 1 else None
+        self.file_split = split_from_file_name(ctx.table.path, CHARTQA_SPLITS)
 
     def keep(self, record: Record) -> bool:
         return True
