@@ -367,3 +367,22 @@ def test_likelihood_pick_agrees_with_greedy_first_token(lively_model, tokenizer,
     scores = candidate_logprobs(lively_model, batch["images"], [p.prompt_ids for p in prompts[:3]], cands,
                                 tokenizer.pad_token_id)
     assert [pick(s) for s in scores] == [0, 0, 0]
+
+
+def test_text_only_rows_train_beside_image_rows(data, tokenizer, model) -> None:
+    """A row without image tokens (a text-only sample) gets no visual tokens; its loss ignores the image slot."""
+    samples = read_llava_json(data.train_json, data.image_folder)[:2]
+    text_only = Sample("text", None, (("user", "Say two."), ("assistant", "2")))
+    ds = TrainDataset([*samples, text_only], tokenizer, 128, model.num_visual_tokens, max_length=128,
+                      allow_text_only=True)
+    batch = collate_train([ds[i] for i in range(len(ds))], tokenizer.pad_token_id)
+    assert int((batch["input_ids"][2] == model.image_token_id).sum()) == 0
+    model.eval()
+    with torch.no_grad():
+        out = model(batch["images"], batch["input_ids"], batch["attention_mask"], labels=batch["labels"])
+        noisy = batch["images"].clone()
+        noisy[2] = torch.randint(0, 256, noisy[2].shape, dtype=torch.uint8)  # the text-only row's image slot
+        logits_a = model(batch["images"], batch["input_ids"], batch["attention_mask"]).logits[2]
+        logits_b = model(noisy, batch["input_ids"], batch["attention_mask"]).logits[2]
+    assert torch.isfinite(out.loss)
+    assert torch.equal(logits_a, logits_b)

@@ -48,7 +48,7 @@ class TrainDataset(Dataset[dict[str, Tensor]]):
     Samples with a problem (:mod:`eaglesearch.data.policy`) raise or are skipped per ``on_problem``; ``report``
     counts what was skipped (log ``report.summary()``), ``samples`` and ``encoded`` hold the kept ones. Text-only
     samples are a ``text_only`` problem unless ``allow_text_only`` (for a model that trains rows without visual
-    tokens — EagleModel does not yet): they then get a blank (zero) image and no image tokens, so a model tells
+    tokens, as EagleModel does): they then get a blank (zero) image and no image tokens, so a model tells
     them apart by their image-token count (0 instead of ``num_visual_tokens``).
     With ``preload`` (default) all images are decoded once into memory; otherwise each item reads its image.
     """

@@ -180,8 +180,8 @@ def prepare_training_samples(
     """Check and encode ``samples`` under the policy; the kept ones with their ids and labels, and the report.
 
     With ``report`` (from :func:`read_training_samples`) its counts continue; otherwise a new report counts
-    ``samples``. ``allow_text_only`` is for a model that can train rows without visual tokens (EagleModel cannot
-    yet). Raises ``ValueError`` if samples were given and every one was skipped.
+    ``samples``. ``allow_text_only`` is for a model that can train rows without visual tokens (EagleModel does:
+    a row with no image tokens is never given visual tokens). Raises ``ValueError`` if samples were given and every one was skipped.
     """
     samples = list(samples)
     if report is None:

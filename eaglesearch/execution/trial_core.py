@@ -139,7 +139,8 @@ def run_trial_core(
 
     dataset = TrainDataset(data.train, tokenizer, image_size=trial.data.image_size,
                            num_visual_tokens=model.num_visual_tokens, max_length=trial.data.max_length,
-                           template=trial.data.template, on_problem=trial.data.on_problem, report=data.report)
+                           template=trial.data.template, on_problem=trial.data.on_problem, report=data.report,
+                           allow_text_only=True)
     if dataset.report.skipped:
         say(dataset.report.summary())
     first = collate_train([dataset[0]], tokenizer.pad_token_id)

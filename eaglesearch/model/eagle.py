@@ -60,16 +60,18 @@ class EagleModel(nn.Module):
     def embed(self, images: Tensor | None, input_ids: Tensor, visual: Tensor | None = None) -> Tensor:
         """Text embeddings with every image-token position replaced by the sample's visual tokens, in order.
 
-        ``visual`` (B, num_visual_tokens, d_lm), when given, is used instead of encoding ``images`` (so several
-        sequences can share one image's tokens, as in likelihood scoring of answer candidates).
+        A row holds either exactly ``num_visual_tokens`` image tokens (an image sample) or none (a text-only
+        sample, whose image slot is ignored and never encoded). ``visual`` (B, num_visual_tokens, d_lm), when
+        given, is used instead of encoding ``images`` (so several sequences can share one image's tokens, as in
+        likelihood scoring of answer candidates).
         """
         rows = visual.shape[0] if visual is not None else (images.shape[0] if images is not None else -1)
         if rows != input_ids.shape[0]:
             raise ValueError(f"got {rows} images for {input_ids.shape[0]} token sequences; "
-                             "every sample needs exactly one image")
+                             "every sample needs an image slot (text-only samples carry a blank one)")
         is_image = input_ids == self.image_token_id
         counts = is_image.sum(dim=1)
-        wrong = (counts != self.num_visual_tokens).nonzero().flatten().tolist()
+        wrong = ((counts != self.num_visual_tokens) & (counts != 0)).nonzero().flatten().tolist()
         if wrong:
             i = wrong[0]
             raise ValueError(f"sample {i} of the batch has {int(counts[i])} image tokens but the model makes "
@@ -78,9 +80,15 @@ class EagleModel(nn.Module):
                              "<image> placeholder with eaglesearch.data.conversation (num_visual_tokens="
                              f"{self.num_visual_tokens})")
         embeds = self.lm.get_input_embeddings()(input_ids)
+        with_image = counts > 0
+        if not bool(with_image.any()):
+            return embeds
+        everyone = bool(with_image.all())
         if visual is None:
             assert images is not None
-            visual = self.encode_images(images)
+            visual = self.encode_images(images if everyone else images[with_image])
+        elif not everyone:
+            visual = visual[with_image]
         visual = visual.to(embeds.dtype)
         return embeds.masked_scatter(is_image.unsqueeze(-1), visual.reshape(-1, visual.shape[-1]))
 
