@@ -55,7 +55,8 @@ def _print_table(df, title: str) -> None:
     df = df[[c for c in head if c in df.columns] + accs + [c for c in tail if c in df.columns]]
     table = Table(title=title)
     for col in df.columns:
-        table.add_column(str(col), justify="right" if df[col].dtype.kind in "fi" else "left")
+        table.add_column(str(col), justify="right" if df[col].dtype.kind in "fi" else "left",
+                         overflow="fold", min_width=len(str(col)) if col != "candidate" else 24)
     for _, row in df.iterrows():
         cells = []
         for col in df.columns:
