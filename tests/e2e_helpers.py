@@ -8,22 +8,30 @@ import sys
 import textwrap
 from pathlib import Path
 
-TINY_RECIPE = """\
-name: tiny_test
+def tiny_recipe(name: str = "tiny_test", *, train_per_task: int = 16, eval_per_task: int = 6,
+                train: str = "{steps: 4, batch_size: 8, lr: 5.0e-4, log_every: 2}",
+                eval: str = "{batch_size: 12, max_new_tokens: 3}") -> str:
+    """A very small recipe (1-layer LM, 4x4 grid, 64 px synthetic count/color) for end-to-end tests."""
+    return f"""\
+name: {name}
 scale: tiny
 seed: 0
 model:
   grid: 4
-  lm: {kind: tiny_llama, hidden_size: 32, num_layers: 1, num_heads: 2, num_kv_heads: 1, intermediate_size: 64}
-  tokenizer: {kind: offline_bpe, vocab_size: 300}
+  lm: {{kind: tiny_llama, hidden_size: 32, num_layers: 1, num_heads: 2, num_kv_heads: 1, intermediate_size: 64}}
+  tokenizer: {{kind: offline_bpe, vocab_size: 300}}
 data:
   source: synthetic
   image_size: 64
   max_length: 96
-  synthetic: {tasks: [count, color], train_per_task: 16, eval_per_task: 6, image_size: 64, seed: 0}
-train: {steps: 4, batch_size: 8, lr: 5.0e-4, log_every: 2}
-eval: {batch_size: 12, max_new_tokens: 3}
+  synthetic:
+    {{tasks: [count, color], train_per_task: {train_per_task}, eval_per_task: {eval_per_task}, image_size: 64, seed: 0}}
+train: {train}
+eval: {eval}
 """
+
+
+TINY_RECIPE = tiny_recipe()
 
 
 def greedy_space(name: str, candidates: list[str], max_rounds: int = 2, cpus: int = 1, concurrent: int = 1) -> str:

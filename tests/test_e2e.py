@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from eaglesearch.tracking import TrackingStore
-from tests.e2e_helpers import cli, greedy_space, make_project
+from tests.e2e_helpers import cli, greedy_space, make_project, tiny_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -206,22 +206,9 @@ def test_ui_serves_the_store(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-FUSION_RECIPE = """\
-name: tiny_fixed_batch
-scale: tiny
-seed: 0
-model:
-  grid: 4
-  lm: {kind: tiny_llama, hidden_size: 32, num_layers: 1, num_heads: 2, num_kv_heads: 1, intermediate_size: 64}
-  tokenizer: {kind: offline_bpe, vocab_size: 300}
-data:
-  source: synthetic
-  image_size: 64
-  max_length: 96
-  synthetic: {tasks: [count, color], train_per_task: 4, eval_per_task: 4, image_size: 64, seed: 0}
-train: {steps: 10, batch_size: 8, lr: 1.0e-3, warmup_ratio: 0.0, log_every: 1}
-eval: {batch_size: 8, max_new_tokens: 2}
-"""
+FUSION_RECIPE = tiny_recipe("tiny_fixed_batch", train_per_task=4, eval_per_task=4,
+                            train="{steps: 10, batch_size: 8, lr: 1.0e-3, warmup_ratio: 0.0, log_every: 1}",
+                            eval="{batch_size: 8, max_new_tokens: 2}")
 
 FUSION_SPACE = """\
 name: fusions

@@ -12,7 +12,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from eaglesearch.spec import TrialResult, TrialSpec
+from eaglesearch.spec import GreedyStrategySpec, GridStrategySpec, TrialFactory, TrialResult, TrialSpec
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,12 @@ class Strategy(ABC):
     kind: str
     metric: str
     mode: str
+
+    def __init__(self, spec: GreedyStrategySpec | GridStrategySpec, factory: TrialFactory) -> None:
+        self.spec = spec
+        self.factory = factory
+        self.metric = spec.objective
+        self.mode = spec.mode
 
     @abstractmethod
     def ask(self) -> Proposal | None:

@@ -31,10 +31,8 @@ class GreedyStrategy(Strategy):
     kind = "greedy"
 
     def __init__(self, spec: GreedyStrategySpec, factory: TrialFactory) -> None:
-        self.spec = spec
-        self.factory = factory
-        self.metric = spec.objective
-        self.mode = spec.mode
+        super().__init__(spec, factory)
+        self.spec: GreedyStrategySpec = spec
         self._base: tuple[ExpertSpec, ...] = spec.base_experts
         self._pool: list[ExpertSpec] = list(spec.candidate_experts)
         self._added: list[ExpertSpec] = []

@@ -37,10 +37,8 @@ class GridStrategy(Strategy):
     kind = "grid"
 
     def __init__(self, spec: GridStrategySpec, factory: TrialFactory) -> None:
-        self.spec = spec
-        self.factory = factory
-        self.metric = spec.objective
-        self.mode = spec.mode
+        super().__init__(spec, factory)
+        self.spec: GridStrategySpec = spec
         short = factor_labels(list(spec.factors))
         self._proposals: list[Proposal] = []
         self._combos: list[dict[str, Any]] = []  # parallel to _proposals: the first combination giving each key
