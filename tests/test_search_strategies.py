@@ -408,7 +408,7 @@ def test_grid_exclude_rules_remove_combinations():
     s = grid(FACTORS, exclude=({"train.lr": 1e-4, "seed": 1}, {"experts": ["b"]}))
     seen = drive(s, lambda e: 1.0)
     assert len(seen) == 12 - 3 - 4 + 1
-    assert not any(p.trial.train.lr == 1e-4 and p.trial.seed == 1 for p in seen)
+    assert not any(p.trial.train.stages[0].lr == 1e-4 and p.trial.seed == 1 for p in seen)
     assert not any(order(p) == ("b",) for p in seen)
 
 
@@ -476,7 +476,7 @@ def test_grid_pickled_mid_search_continues_identically():
     s = grid(FACTORS, factory=TrialFactory(recipe=Recipe(name="t"), expert_resolver=at_64))
     first = [s.ask() for _ in range(5)]
     for p in first[:3]:
-        s.tell(p.key, ok(p.key, p.trial.train.lr))
+        s.tell(p.key, ok(p.key, p.trial.train.stages[0].lr))
     t = pickle.loads(pickle.dumps(s))
     for x in (s, t):
         for p in first[3:]:

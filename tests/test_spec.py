@@ -50,7 +50,7 @@ def error_of(path: Path) -> SpecError:
 def test_valid_greedy_loads_and_resolves_recipe_relative_to_project(tmp_path: Path) -> None:
     loaded = load_search_space(write(tmp_path, GREEDY), known_experts=KNOWN)
     trial = loaded.factory.make(loaded.space.strategy.base_experts)
-    assert trial.model.grid == 4 and trial.train.steps == 3
+    assert trial.model.grid == 4 and trial.train.stages[0].steps == 3
     assert trial.model.experts[0].preset == "tiny"
 
 
@@ -115,7 +115,9 @@ def test_grid_exclude_and_bad_factor_value(tmp_path: Path) -> None:
     combos = list(grid_combinations(loaded.space.strategy))
     assert len(combos) == 3
     err = error_of(write(tmp_path, body.replace("0.0005]", "-1]")))
-    assert err.issues[0].field.endswith("train.lr") and "greater than 0" in str(err)
+    # train.lr is a shorthand for every stage's lr: the issue names the stage and points at the factor's line
+    assert err.issues[0].field == "train.stages[0].lr" and "greater than 0" in str(err)
+    assert err.issues[0].line == 6
     err = error_of(write(tmp_path, body.replace("train.lr: 0.001}", "train.lrr: 0.001}")))
     assert "not factors" in str(err)
 

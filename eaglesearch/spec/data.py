@@ -87,6 +87,10 @@ class DataSpec(SpecModel):
     source: Literal["synthetic", "llava"] = "synthetic"
     synthetic: SyntheticDataSpec | None = None
     train: LlavaSplitSpec | None = None
+    caption: LlavaSplitSpec | None = Field(
+        default=None, description="image-caption pairs (LLaVA pre-training format, like blip_laion_cc_sbu_558k.json: "
+        "a human turn '<image>', a gpt turn with the caption) for train stages with data: caption; source llava "
+        "only (the synthetic generator writes its own captions.json)")
     eval: dict[str, BenchmarkSplitSpec] = Field(default_factory=dict, description="benchmark name → benchmark file")
     image_size: int = Field(default=128, ge=32, description="images are loaded as square uint8 tensors of this side")
     max_length: int = Field(default=256, gt=0)
@@ -105,6 +109,9 @@ class DataSpec(SpecModel):
 
     @model_validator(mode="after")
     def _check(self) -> DataSpec:
+        if self.source == "synthetic" and self.caption is not None:
+            raise ValueError("data.caption is for source 'llava'; with source 'synthetic' the generator writes the "
+                             "caption pairs itself (captions.json, one per training image): remove data.caption")
         if self.source == "llava":
             if self.train is None:
                 raise ValueError("source 'llava' needs train: {json_path, image_folder}")

@@ -30,24 +30,56 @@ TrialValidator = Callable[[TrialSpec], None]
 EXPERTS_FACTOR = "experts"
 
 
+def _named(items: Any) -> dict[str, dict[str, Any]] | None:
+    """``{name: item}`` when ``items`` is a list of mappings that each have a unique ``name`` (e.g. training stages)."""
+    if not isinstance(items, list) or not all(isinstance(i, Mapping) and isinstance(i.get("name"), str) for i in items):
+        return None
+    by_name = {i["name"]: i for i in items}
+    return by_name if len(by_name) == len(items) else None
+
+
 def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """``extra`` merged into a copy of ``base``; nested mappings merge, everything else replaces."""
+    """``extra`` merged into a copy of ``base``; nested mappings merge, everything else replaces.
+
+    A mapping merged into a list of named mappings (``train.stages``) merges into the items by name:
+    ``{stages: {sft: {lr: 1e-4}}}`` changes the ``sft`` stage's lr. Unknown names are errors.
+    """
     out = copy.deepcopy(dict(base))
     for k, v in extra.items():
+        named = _named(out.get(k))
         if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
             out[k] = deep_merge(out[k], v)
+        elif isinstance(v, Mapping) and named is not None:
+            unknown = sorted(set(v) - set(named))
+            if unknown:
+                raise ValueError(f"'{k}' has no item named {', '.join(map(repr, unknown))}; "
+                                 f"names: {', '.join(named)}")
+            out[k] = [deep_merge(item, v[item["name"]]) if item["name"] in v else item for item in out[k]]
         else:
             out[k] = copy.deepcopy(v)
     return out
 
 
 def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data[a][b][c] = value`` for ``a.b.c``; in a list of named mappings a segment picks the item by name
+    (``train.stages.prealign.enabled``)."""
     parts = dotted.split(".")
-    node = data
+    node: Any = data
     for p in parts[:-1]:
-        node = node.setdefault(p, {})
+        named = _named(node)
+        if named is not None:
+            if p not in named:
+                raise ValueError(f"'{dotted}': no item named '{p}'; names: {', '.join(named)}")
+            node = named[p]
+            continue
         if not isinstance(node, dict):
             raise ValueError(f"'{dotted}' goes through '{p}', which is not a mapping")
+        node = node.setdefault(p, {})
+    named = _named(node)
+    if named is not None:
+        raise ValueError(f"'{dotted}' ends at a whole item of a list; set one of its fields instead")
+    if not isinstance(node, dict):
+        raise ValueError(f"'{dotted}' goes through a value that is not a mapping")
     node[parts[-1]] = copy.deepcopy(value)
 
 
@@ -121,7 +153,11 @@ class LoadedSearch:
 
 
 def _resolve_recipe_path(space_path: Path, ref: str) -> tuple[Path | None, list[Path]]:
+    """A recipe path (relative to the space's folder, its parent or the working directory), or a recipe name such as
+    ``tiny-eagle-prealign``: ``experiments/tiny_eagle_prealign.yaml`` in those places."""
     p = Path(ref)
+    if p.suffix not in (".yaml", ".yml") and len(p.parts) == 1:
+        p = Path("experiments") / f"{ref.replace('-', '_')}.yaml"
     tried = [p] if p.is_absolute() else [space_path.parent / p, space_path.parent.parent / p, Path.cwd() / p]
     for cand in tried:
         if cand.is_file():

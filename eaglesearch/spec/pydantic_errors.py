@@ -47,7 +47,23 @@ def allowed_keys(root: type[BaseModel], loc: Loc) -> list[str]:
     names: list[str] = []
     for model in candidates:
         names.extend(n for n in model.model_fields if n not in names)
+        names.extend(n for n in getattr(model, "yaml_shorthands", ()) if n not in names)
     return names
+
+
+def _source_loc(loc: Loc, doc: YamlDocument | None) -> Loc:
+    """Where in the YAML a validated location came from: a stage setting written with the ``train:`` shorthand
+    (one flat stage, or a setting next to ``stages`` for all of them) sits at ``train.<field>``, not in a stage."""
+    if doc is None:
+        return loc
+    for i in range(len(loc) - 2):
+        if loc[i] == "train" and loc[i + 1] == "stages" and isinstance(loc[i + 2], int):
+            node: Any = doc.data
+            for part in loc[:i + 1]:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and ("stages" not in node or (len(loc) > i + 3 and loc[i + 3] in node)):
+                return loc[:i + 1] + loc[i + 3:]
+    return loc
 
 
 def issues_from_validation(
@@ -56,7 +72,7 @@ def issues_from_validation(
     issues = []
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not _is_tag(p))
-        full = prefix + loc
+        full = _source_loc(prefix + loc, doc)
         field = format_loc(full)
         kind = e["type"]
         given = e.get("input")

@@ -105,7 +105,8 @@ class ResourcesSpec(SpecModel):
 class SearchSpace(SpecModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
-    recipe: str = Field(description="path of a recipe yaml, relative to this file or to the project root")
+    recipe: str = Field(description="path of a recipe yaml, relative to this file or to the project root, or a "
+                        "recipe name: llava, eagle-prealign, tiny-llava, tiny-eagle-prealign (experiments/<name>.yaml)")
     overrides: dict[str, Any] = Field(default_factory=dict, description="nested values merged over the recipe")
     strategy: StrategySpec
     resources: ResourcesSpec = ResourcesSpec()

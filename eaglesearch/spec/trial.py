@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from eaglesearch.spec.base import SpecModel
 from eaglesearch.spec.data import DataSpec
@@ -14,8 +14,6 @@ from eaglesearch.spec.evaluate import EvalSpec
 from eaglesearch.spec.model import ModelSpec
 from eaglesearch.spec.train import TrainSpec
 
-# Fields that change how a trial is logged, not what it computes; they are left out of the key.
-NON_SEMANTIC: dict[str, Any] = {"train": {"log_every", "checkpoint_every"}}
 
 
 class TrialSpec(SpecModel):
@@ -27,9 +25,20 @@ class TrialSpec(SpecModel):
     eval: EvalSpec = EvalSpec()
     seed: int = 0
 
+    @model_validator(mode="after")
+    def _caption_source(self) -> TrialSpec:
+        readers = [s.name for s in self.train.active if s.data == "caption"]
+        if readers and self.data.source == "llava" and self.data.caption is None:
+            raise ValueError(f"stage {', '.join(readers)} trains on caption pairs but data.caption is not set; give "
+                             "data.caption: {json_path, image_folder} (LLaVA pre-training json, e.g. "
+                             "blip_laion_cc_sbu_558k.json)")
+        return self
+
     def canonical_json(self) -> str:
-        """Sorted, compact JSON of the semantic fields: the input of :attr:`key`."""
-        payload = self.model_dump(mode="json", exclude=NON_SEMANTIC)
+        """Sorted, compact JSON of the semantic fields (no logging cadence, no disabled stage): the input of
+        :attr:`key`."""
+        payload = self.model_dump(mode="json", exclude={"train"})
+        payload["train"] = self.train.semantic()
         return json.dumps(payload, sort_keys=True, separators=(",", ":"))
 
     @property
@@ -52,6 +61,8 @@ class TrialSpec(SpecModel):
                 out[prefix] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
 
         data = self.model_dump(mode="json")
+        data["train"] = {s.pop("name"): s for s in data["train"]["stages"]}  # train.<stage>.<field>
+        out["train.stages"] = self.train.label
         experts = data["model"].pop("experts")
         out["model.experts"] = self.model.label
         for e in experts:
