@@ -30,6 +30,7 @@ from eaglesearch.spec import (  # noqa: E402
     TokenizerSpec,
     TrainSpec,
 )
+from eaglesearch.spec.train import StageSpec  # noqa: E402
 from eaglesearch.train.checkpoint import (  # noqa: E402
     CHECKPOINT_NAME,
     CheckpointError,
@@ -43,7 +44,7 @@ torch.set_num_threads(1)
 TINY_LM = LanguageModelSpec(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
 SPEC = ModelSpec(experts=(ExpertSpec(name="clip", resolution=64),), grid=4, lm=TINY_LM)
 # 40 samples in batches of 8: 5 per epoch, so checkpoints at steps 4 and 8 sit mid-epoch ((0, 4) and (1, 3)).
-TRAIN = TrainSpec(steps=12, batch_size=8, lr=1e-3, warmup_ratio=0.25, log_every=1, checkpoint_every=4)
+TRAIN = TrainSpec(steps=12, batch_size=8, lr=1e-3, warmup_ratio=0.25, log_every=1, checkpoint_every=4).stages[0]
 SEED = 0
 
 
@@ -78,7 +79,7 @@ def fresh(tokenizer, dataset, spec: ModelSpec = SPEC):
     return model, stream
 
 
-def run(tokenizer, dataset, checkpoint_dir: Path | None = None, kill_at: int | None = None, spec: TrainSpec = TRAIN,
+def run(tokenizer, dataset, checkpoint_dir: Path | None = None, kill_at: int | None = None, spec: StageSpec = TRAIN,
         model_spec: ModelSpec = SPEC) -> tuple[TrainStats, dict[str, torch.Tensor], list[tuple[int, float]]]:
     model, stream = fresh(tokenizer, dataset, model_spec)
     logged: list[tuple[int, float]] = []
@@ -184,6 +185,14 @@ def test_end_only_checkpoint_and_changed_settings(tmp_path: Path, tokenizer, dat
     with pytest.raises(CheckpointError, match="written for another model") as err:
         run(tokenizer, dataset, tmp_path, spec=short, model_spec=other)
     assert str(tmp_path / CHECKPOINT_NAME) in str(err.value) and "delete it to start over" in str(err.value)
+
+
+def test_stage_in_epochs_must_be_resolved(tokenizer, dataset) -> None:
+    by_epochs = TRAIN.model_copy(update={"steps": None, "epochs": 0.4})
+    model, stream = fresh(tokenizer, dataset)
+    with pytest.raises(ValueError, match=r"with_steps\(stage.total_steps"):
+        train(model, stream, by_epochs)
+    assert by_epochs.with_steps(by_epochs.total_steps(len(dataset))).steps == 2
 
 
 def test_corrupt_checkpoint_names_the_file(tmp_path: Path, tokenizer, dataset) -> None:

@@ -1,4 +1,5 @@
-"""Data-parallel training (eaglesearch.train.distributed): k workers reproduce the 1-worker run exactly."""
+"""Data-parallel training (eaglesearch.train.distributed): k workers, with or without gradient accumulation,
+reproduce the 1-worker full-batch run exactly."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from eaglesearch.spec import (  # noqa: E402
     TokenizerSpec,
     TrainSpec,
 )
+from eaglesearch.spec.train import StageSpec  # noqa: E402
 from eaglesearch.train import batches, train  # noqa: E402
 from eaglesearch.train.distributed import (  # noqa: E402
     WorldInfo,
@@ -36,7 +38,8 @@ torch.set_num_threads(1)
 
 TINY_LM = LanguageModelSpec(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128)
 SPEC = ModelSpec(experts=(ExpertSpec(name="clip"), ExpertSpec(name="sam", freeze=True)), grid=8, lm=TINY_LM)
-TRAIN = TrainSpec(steps=4, batch_size=8, lr=1e-3, warmup_ratio=0.0, log_every=1)
+TRAIN = TrainSpec(steps=4, batch_size=8, lr=1e-3, warmup_ratio=0.0, log_every=1).stages[0]
+MICRO = TRAIN.model_copy(update={"micro_batch_size": 2})
 SEED = 3
 
 
@@ -51,7 +54,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root / "ds", root / "tok"
 
 
-def _run(ds_root: Path, tok_dir: Path, world: WorldInfo | None) -> tuple[list[float], dict[str, torch.Tensor]]:
+def _run(ds_root: Path, tok_dir: Path, world: WorldInfo | None,
+         spec: StageSpec = TRAIN) -> tuple[list[float], dict[str, torch.Tensor]]:
     torch.set_num_threads(1)
     data = write_synthetic(SyntheticDataSpec(tasks=("count", "color"), train_per_task=20, eval_per_task=2,
                                              image_size=128), ds_root)  # already there: just the paths
@@ -60,8 +64,8 @@ def _run(ds_root: Path, tok_dir: Path, world: WorldInfo | None) -> tuple[list[fl
     torch.manual_seed(0)
     model = build_eagle(SPEC, tokenizer)
     dataset = TrainDataset(samples, tokenizer, 128, model.num_visual_tokens, max_length=128)
-    stream = batches(dataset, TRAIN.batch_size, lambda b: collate_train(b, tokenizer.pad_token_id), SEED)
-    stats = train(model, _uneven(stream), TRAIN, world=world)
+    stream = batches(dataset, spec.batch_size, lambda b: collate_train(b, tokenizer.pad_token_id), SEED)
+    stats = train(model, _uneven(stream), spec, world=world)
     return stats.losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -81,6 +85,8 @@ def _worker(rank: int, world_size: int, port: int, ds_root: Path, tok_dir: Path,
     try:
         losses, state = _run(ds_root, tok_dir, world)
         torch.save({"losses": losses, "state": state}, out / f"rank{rank}.pt")
+        losses, state = _run(ds_root, tok_dir, world, MICRO)  # each rank's 4 rows as 2 micro-batches of 2
+        torch.save({"losses": losses, "state": state}, out / f"micro{rank}.pt")
     finally:
         destroy_process_group()
 
@@ -89,7 +95,7 @@ def test_two_workers_reproduce_one_worker(setup, tmp_path: Path) -> None:
     ds_root, tok_dir = setup
     mp.spawn(_worker, args=(2, free_port(), ds_root, tok_dir, tmp_path), nprocs=2, join=True)
     ref_losses, ref_state = _run(ds_root, tok_dir, None)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    ranks = [torch.load(tmp_path / f"{kind}{r}.pt") for kind in ("rank", "micro") for r in range(2)]
 
     assert len(ref_losses) == TRAIN.steps
     for got in ranks:  # every rank reports the global loss and holds the same weights
@@ -102,6 +108,7 @@ def test_two_workers_reproduce_one_worker(setup, tmp_path: Path) -> None:
             torch.testing.assert_close(got["state"][name], ref, rtol=1e-5, atol=5e-6, msg=name)
     for name, value in ranks[0]["state"].items():  # summed gradients are bitwise the same on every rank
         assert torch.equal(value, ranks[1]["state"][name]), name
+        assert torch.equal(ranks[2]["state"][name], ranks[3]["state"][name]), name
 
 
 def test_shard_batch_rows_and_indivisible_error() -> None:
@@ -120,7 +127,7 @@ def test_shard_batch_rows_and_indivisible_error() -> None:
 def test_gpu_autocast_and_gradient_checkpointing(setup) -> None:
     from eaglesearch.train.distributed import autocast_for, prepare_model
 
-    ds_root, tok_dir = setup
+    _, tok_dir = setup
     tokenizer = load_tokenizer(TokenizerSpec(vocab_size=400), None, cache_dir=tok_dir)
     torch.manual_seed(0)
     model = prepare_model(build_eagle(SPEC, tokenizer).cuda())

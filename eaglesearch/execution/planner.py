@@ -28,7 +28,7 @@ from eaglesearch.model.cost import count_flops, measure_cost
 from eaglesearch.search import Strategy, make_strategy
 from eaglesearch.spec import LoadedSearch, ModelSpec, TrialSpec
 from eaglesearch.spec.search_space import GreedyStrategySpec
-from eaglesearch.train import build_optimizer
+from eaglesearch.train import apply_trainable, build_optimizer
 
 META_TEXT_TOKENS = 128  # text tokens per sample assumed for the whole-model FLOPs of a paper-scale plan
 
@@ -97,14 +97,16 @@ def measure_here(trial: TrialSpec, workspace: Workspace, threads: int) -> ModelP
     pin_threads(threads)
     data = prepare_data(trial.data, workspace)
     tokenizer = prepare_tokenizer(trial, data, workspace)
+    stage = trial.train.joint_stages[-1]  # the final stage: what the trial's model trains last
     torch.manual_seed(trial.seed)
     model = build_eagle(trial.model, tokenizer)
-    dataset = TrainDataset(data.train[: trial.train.batch_size], tokenizer, image_size=trial.data.image_size,
+    apply_trainable(model, stage.trainable, trial.model)
+    dataset = TrainDataset(data.train[: stage.batch_size], tokenizer, image_size=trial.data.image_size,
                            num_visual_tokens=model.num_visual_tokens, max_length=trial.data.max_length)
     batch = collate_train([dataset[i] for i in range(len(dataset))], tokenizer.pad_token_id)
     cost = measure_cost(model, batch["images"], batch)
     model.train()
-    optimizer = build_optimizer(model, trial.train)
+    optimizer = build_optimizer(model, stage)
     times = []
     for _ in range(3):
         start = time.perf_counter()
@@ -114,11 +116,14 @@ def measure_here(trial: TrialSpec, workspace: Workspace, threads: int) -> ModelP
         optimizer.step()
         times.append(time.perf_counter() - start)
     step_s = min(times[1:])  # the first step pays one-off allocation costs
+    # Every stage's steps at the final stage's step time (per-expert stages run once per expert): an estimate.
+    steps = sum(s.total_steps(len(data.train)) * (len(trial.model.experts) if s.per_expert else 1)
+                for s in trial.train.active)
     return ModelPlan(
         label=trial.label, scale="measured here", params_total=cost.params["total"],
         params_trainable=cost.params["trainable"], params_vision=_vision_params(cost.params),
         visual_tokens=cost.visual_tokens, vision_gflops_per_image=cost.vision_flops_per_image / 1e9,
-        gflops_per_sample=(cost.flops_per_sample or 0) / 1e9, step_s=step_s, est_train_s=step_s * trial.train.steps,
+        gflops_per_sample=(cost.flops_per_sample or 0) / 1e9, step_s=step_s, est_train_s=step_s * steps,
     )
 
 
@@ -160,6 +165,7 @@ def measure_on_meta(trial: TrialSpec) -> ModelPlan:
     spec = _architecture_only(trial.model)
     with torch.device("meta"):
         model = build_eagle(spec, _Vocabulary(trial.model.tokenizer.vocab_size))
+        apply_trainable(model, trial.train.joint_stages[-1].trainable, spec)
         image = torch.empty(1, 3, trial.data.image_size, trial.data.image_size, dtype=torch.uint8)
         vision = count_flops(model.encode_images, image)
         embeds = torch.empty(1, model.num_visual_tokens + META_TEXT_TOKENS, model.lm.config.hidden_size)

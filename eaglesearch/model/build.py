@@ -1,12 +1,19 @@
 """Build an :class:`EagleModel` from a :class:`ModelSpec` (the only place model parts are wired together).
 
-Deterministic: call ``torch.manual_seed`` first and the same spec + tokenizer give identical parameters (timm and
-transformers both initialise from the global torch RNG; parts are built in a fixed order: experts in spec order,
-then the language model, then the fusion, then the projector).
+Deterministic: with ``seed``, every part is initialised from its own generator state, derived from the seed and the
+part's name (``expert/<name>``, ``lm``, ``fusion``, ``projector``). An expert therefore starts from the same weights
+whichever experts sit beside it, and the LM is the same in a one-expert pre-alignment model and in the full model
+(the stage pipeline relies on it). Without ``seed`` the parts draw from the global torch RNG in a fixed order
+(experts in spec order, then the LM, the fusion, the projector).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+from collections.abc import Iterator
+
+import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
@@ -20,7 +27,23 @@ from eaglesearch.model.validate import validate_model
 from eaglesearch.spec import ModelSpec
 
 
-def build_eagle(spec: ModelSpec, tokenizer: PreTrainedTokenizerBase) -> EagleModel:
+def part_seed(seed: int, part: str) -> int:
+    """The torch seed of one model part: a stable hash of the trial seed and the part's name."""
+    digest = hashlib.sha256(f"eaglesearch/{seed}/{part}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None, part: str) -> Iterator[None]:
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(part_seed(seed, part))
+        yield
+
+
+def build_eagle(spec: ModelSpec, tokenizer: PreTrainedTokenizerBase, seed: int | None = None) -> EagleModel:
     """The Eagle model for ``spec``, with every freeze flag applied (experts, LM, projector).
 
     ``freeze_projector`` freezes everything between the experts and the LM: the projector and the fusion's own
@@ -36,18 +59,23 @@ def build_eagle(spec: ModelSpec, tokenizer: PreTrainedTokenizerBase) -> EagleMod
     experts: dict[str, VisionExpert] = {}
     for expert_spec in spec.experts:
         resolved = resolve_expert(expert_spec)
-        expert = build_expert(resolved)
+        with _seeded(seed, f"expert/{resolved.name}"):
+            expert = build_expert(resolved)
         if resolved.freeze:
             expert.freeze(resolved.trainable_blocks)
         experts[resolved.name] = expert
 
-    lm = build_language_model(spec.lm, tokenizer)
+    with _seeded(seed, "lm"):
+        lm = build_language_model(spec.lm, tokenizer)
     if spec.lm.freeze:
         lm.requires_grad_(False)
 
     lm_dim = lm.config.hidden_size
-    fusion = build_fusion(spec, list(experts.values()), lm_dim)
-    projector = nn.Identity() if fusion.owns_projection else build_projector(spec.projector, fusion.out_dim, lm_dim)
+    with _seeded(seed, "fusion"):
+        fusion = build_fusion(spec, list(experts.values()), lm_dim)
+    with _seeded(seed, "projector"):
+        projector = nn.Identity() if fusion.owns_projection else build_projector(spec.projector, fusion.out_dim,
+                                                                                  lm_dim)
     if spec.freeze_projector:
         fusion.requires_grad_(False)
         projector.requires_grad_(False)

@@ -62,7 +62,8 @@ def trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor for name, tensor in model.state_dict().items() if name in keep}
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
+    """This process's RNG states (torch CPU and CUDA, Python ``random``, numpy) as tensors and plain values."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -75,7 +76,8 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
-def _set_rng_state(state: Mapping[str, Any]) -> None:
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     n = state["numpy"]
@@ -104,7 +106,7 @@ def save_checkpoint(
         "model": trained_state(model),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "rng": _rng_state(),
+        "rng": rng_state(),
         "data_state": None if data_state is None else [int(data_state[0]), int(data_state[1])],
         "losses": [float(v) for v in losses],
         "meta": dict(meta or {}),
@@ -172,4 +174,4 @@ def restore_checkpoint(
         scheduler.load_state_dict(checkpoint.scheduler)
     except (ValueError, KeyError, RuntimeError) as err:
         raise checkpoint.fail(f"has optimizer state for another model ({err})") from err
-    _set_rng_state(checkpoint.rng)
+    set_rng_state(checkpoint.rng)

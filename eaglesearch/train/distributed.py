@@ -1,4 +1,5 @@
-"""Data-parallel training of one stage over several processes (one per CPU worker or GPU).
+"""Data-parallel training of one stage over several processes (one per CPU worker or GPU), and gradient
+accumulation.
 
 Every rank draws the same global batch from the same seeded :class:`~eaglesearch.train.loop.BatchStream`, keeps
 the contiguous rows ``rank*k:(rank+1)*k`` (``k = batch_size / world_size``), and gradients are summed with one
@@ -6,15 +7,20 @@ the contiguous rows ``rank*k:(rank+1)*k`` (``k = batch_size / world_size``), and
 unused in a step need no ``find_unused_parameters`` and the arithmetic stays explicit).
 
 Exact loss. The causal-LM loss of one process is the mean over the *answer tokens of the whole batch*. The mean
-of per-rank means differs from it when micro-batches hold different numbers of answer tokens, so each rank
-computes its **summed** token loss and divides it by the **global** answer-token count (known to every rank,
-because every rank holds the collated global batch before slicing it). Summing those gradients over ranks gives
-exactly the gradient of the 1-process mean loss; the reported loss is the all-reduced sum over the global count.
-Up to float rounding, a k-worker run therefore reproduces the 1-worker loss curve and parameters.
+of per-rank means differs from it when shares hold different numbers of answer tokens, so each rank computes its
+**summed** token loss and divides it by the **global** answer-token count (known to every rank, because every rank
+holds the collated global batch before slicing it). Summing those gradients over ranks gives exactly the gradient
+of the 1-process mean loss; the reported loss is the all-reduced sum over the global count. Up to float rounding,
+a k-worker run therefore reproduces the 1-worker loss curve and parameters.
+
+Gradient accumulation (a stage's ``micro_batch_size``) is the same arithmetic one level down: a rank's share is cut
+into micro-batches, each backpropagates its summed loss over the same global count, and the gradients add up in
+``.grad`` before the one ``all_reduce`` of the step (:func:`accumulate_gradients`). In one process too it equals
+the full-batch step.
 
 Device policy (GPU only, not testable on CPU): when the model sits on CUDA, the forward pass runs under
 ``torch.autocast("cuda", dtype=torch.bfloat16)`` and :func:`prepare_model` turns on the LM's gradient
-checkpointing. Both are decided by the device, not by ``TrainSpec``; on CPU nothing changes.
+checkpointing. Both are decided by the device, not by the stage spec; on CPU nothing changes.
 """
 
 from __future__ import annotations
@@ -151,27 +157,46 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def sharded_loss(model: nn.Module, batch: dict[str, torch.Tensor],
-                 world: WorldInfo) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(loss to backward on this rank, global mean loss)`` for a collated global ``batch``.
+def micro_batches(share: dict[str, torch.Tensor], micro_batch_size: int | None) -> list[dict[str, torch.Tensor]]:
+    """A rank's ``share`` of the global batch cut into consecutive micro-batches of ``micro_batch_size`` rows
+    (one micro-batch, the whole share, when it is ``None`` or not smaller than the share)."""
+    rows = int(share["labels"].shape[0])
+    if micro_batch_size is None or micro_batch_size >= rows:
+        return [share]
+    if rows % micro_batch_size:
+        divisors = [d for d in range(1, rows + 1) if rows % d == 0]
+        raise ValueError(f"each worker's share of the global batch is {rows} rows, which does not split into "
+                         f"micro-batches of {micro_batch_size}; set train micro_batch_size to one of "
+                         f"{', '.join(map(str, divisors))} (or adjust batch_size)")
+    return [{name: value[lo:lo + micro_batch_size] if isinstance(value, torch.Tensor) else value
+             for name, value in share.items()} for lo in range(0, rows, micro_batch_size)]
 
-    The first is this rank's summed token loss over the global answer-token count; backpropagating it on every
-    rank and summing the gradients (:func:`all_reduce_gradients`) yields the 1-process gradient. The second (no
-    grad) is all-reduced: every rank gets the 1-process loss value.
+
+def accumulate_gradients(model: nn.Module, batch: dict[str, torch.Tensor], world: WorldInfo | None = None,
+                         micro_batch_size: int | None = None) -> torch.Tensor:
+    """Backpropagate this rank's share of a collated global ``batch``, one micro-batch at a time; returns the global
+    mean loss (no grad, the same value on every rank).
+
+    Each micro-batch backpropagates its summed token loss over the *global* answer-token count, so the gradients
+    accumulated in ``.grad`` (zero them first), summed over ranks (:func:`all_reduce_gradients`), are exactly the
+    1-process full-batch gradient, whatever the micro-batch size. ``world=None`` is one process.
     """
+    world = world or WorldInfo(0, 1)
     total = answer_tokens(batch["labels"])
     device = next(model.parameters()).device
-    local = _to(shard_batch(batch, world), device)
-    with autocast_for(model):
-        out = model(local["images"], local["input_ids"], local["attention_mask"])
-    summed = summed_lm_loss(out.logits, local["labels"])
-    loss = summed / max(total, 1)
-    value = loss.detach().clone()
+    value = torch.zeros((), device=device)
+    for micro in micro_batches(shard_batch(batch, world), micro_batch_size):
+        micro = _to(micro, device)
+        with autocast_for(model):
+            out = model(micro["images"], micro["input_ids"], micro["attention_mask"])
+        loss = summed_lm_loss(out.logits, micro["labels"]) / max(total, 1)
+        loss.backward()
+        value += loss.detach()
     if world.world_size > 1:
         dist.all_reduce(value)
     if total == 0:  # no answer token anywhere: HF's mean would be nan; keep the same signal
         value = value * float("nan")
-    return loss, value
+    return value
 
 
 def all_reduce_gradients(params: list[nn.Parameter], world: WorldInfo) -> None:

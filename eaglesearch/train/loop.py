@@ -1,8 +1,12 @@
-"""The supervised fine-tuning loop: one stage, a fixed number of optimizer steps, deterministic per seed.
+"""The training loop of one stage: a fixed number of optimizer steps, deterministic per seed.
 
-Kept deliberately lean (``benchmarks/overhead.py`` holds it to within 10% of a hand-written PyTorch loop): the only
-extra work per step is reading the loss as a float, calling ``on_log`` every ``log_every`` steps and, when a
-checkpoint folder is given, writing a checkpoint every ``checkpoint_every`` steps.
+What trains is decided before the call (``requires_grad``, see :mod:`eaglesearch.train.trainable`); the stage
+spec gives the optimizer (:mod:`~eaglesearch.train.optim`), the schedule (:mod:`~eaglesearch.train.schedule`),
+clipping, the length and the micro-batch size (gradient accumulation, see :mod:`~eaglesearch.train.distributed`).
+
+Kept deliberately lean (``benchmarks/overhead.py`` holds it to within 10% of a hand-written PyTorch loop): in one
+process without accumulation the only extra work per step is reading the loss as a float, calling ``on_log`` every
+``log_every`` steps and, when a checkpoint folder is given, writing a checkpoint every ``checkpoint_every`` steps.
 
 With ``checkpoint_dir`` a stage survives its process: a rerun restores ``checkpoint_dir/last.pt`` (weights,
 optimizer, scheduler, RNG states, data position, losses) and continues bit-identically to an uninterrupted run.
@@ -19,17 +23,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from eaglesearch.spec import TrainSpec
+from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec
 from eaglesearch.train import distributed
 from eaglesearch.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_checkpoint, save_checkpoint
 from eaglesearch.train.optim import build_optimizer
-from eaglesearch.train.schedule import warmup_cosine
+from eaglesearch.train.schedule import lr_multiplier
 
 StepLogger = Callable[[int, float], None]
 Position = tuple[int, int]
-
-# TrainSpec fields that do not change what a stage computes: a checkpoint is valid across changes to them.
-_NOT_COMPUTED = {"log_every", "checkpoint_every"}
 
 
 @dataclass
@@ -117,12 +118,13 @@ def batches(dataset: Dataset, batch_size: int, collate: Callable, seed: int,
     return BatchStream(dataset, batch_size, collate, seed, start)
 
 
-def _computed(spec: TrainSpec) -> dict:
-    return spec.model_dump(mode="json", exclude=_NOT_COMPUTED)
+def _computed(spec: StageSpec) -> dict:
+    """The stage settings a checkpoint is valid for (logging and checkpoint cadence may change between runs)."""
+    return spec.model_dump(mode="json", exclude=set(STAGE_NON_SEMANTIC))
 
 
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-            scheduler: torch.optim.lr_scheduler.LRScheduler, data: Iterator, spec: TrainSpec,
+            scheduler: torch.optim.lr_scheduler.LRScheduler, data: Iterator, spec: StageSpec,
             stats: TrainStats) -> int:
     """Restore ``path`` if it exists; returns the number of steps already done (0 without a checkpoint)."""
     checkpoint = load_checkpoint(path)
@@ -133,6 +135,7 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
         changed = sorted(k for k in {*(saved or {}), *_computed(spec)}
                          if (saved or {}).get(k) != _computed(spec).get(k))
         raise checkpoint.fail(f"was written with other training settings ({', '.join(changed)})")
+    assert spec.steps is not None
     if not 0 < checkpoint.step <= spec.steps or len(checkpoint.losses) != checkpoint.step:
         raise checkpoint.fail(f"is inconsistent (step {checkpoint.step}, {len(checkpoint.losses)} losses)")
     restore_checkpoint(checkpoint, model, optimizer, scheduler)
@@ -151,12 +154,14 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
 def train(
     model: nn.Module,
     data: Iterator[dict[str, torch.Tensor]],
-    spec: TrainSpec,
+    spec: StageSpec,
     on_log: StepLogger | None = None,
     checkpoint_dir: Path | None = None,
     world: distributed.WorldInfo | None = None,
 ) -> TrainStats:
-    """Run ``spec.steps`` AdamW steps with warmup+cosine and gradient clipping. Returns per-step losses.
+    """Run the stage's ``spec.steps`` optimizer steps (warmup + schedule, gradient clipping) on the parameters
+    that have ``requires_grad``. Returns per-step losses. ``spec.steps`` must be resolved: for a stage given in
+    epochs pass ``stage.with_steps(stage.total_steps(len(dataset)))``.
 
     With ``checkpoint_dir``: resume from ``checkpoint_dir/last.pt`` when it exists (``on_log`` is first called for
     the restored steps, so a caller's log equals an uninterrupted run's), write it every ``spec.checkpoint_every``
@@ -166,11 +171,20 @@ def train(
     With ``world`` (data-parallel, see :mod:`eaglesearch.train.distributed`): ``data`` yields the *global* batch on
     every rank, each rank trains on its contiguous rows and gradients are summed across ranks so losses and weights
     equal a 1-process run's; only rank 0 writes checkpoints (all ranks read them on resume, so ``checkpoint_dir``
-    must be shared). ``world=None`` is the plain single-process loop, unchanged.
+    must be shared).
+
+    ``data`` always yields the global batch (``spec.batch_size`` rows). With ``spec.micro_batch_size`` smaller than
+    a worker's share, the share is run in micro-batches whose gradients accumulate before the optimizer step; loss
+    and update equal the full-batch step's up to float rounding. ``world=None`` without accumulation is the plain
+    single-process loop.
     """
+    if spec.steps is None:
+        raise ValueError(f"stage '{spec.name}' has no resolved step count (epochs={spec.epochs}); pass "
+                         "stage.with_steps(stage.total_steps(len(dataset))) to train()")
+    total_steps, warmup, kind = spec.steps, round(spec.warmup_ratio * spec.steps), spec.schedule
     optimizer = build_optimizer(model, spec)
-    warmup = int(round(spec.warmup_ratio * spec.steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, spec.steps, warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, total_steps, warmup, kind))
+    plain = world is None and (spec.micro_batch_size is None or spec.micro_batch_size >= spec.batch_size)
     params = [p for p in model.parameters() if p.requires_grad]
     stats = TrainStats(steps=spec.steps)
     first, every, path = 0, 0, None
@@ -187,17 +201,20 @@ def train(
     start = time.perf_counter()
     for step in range(first, spec.steps):
         batch = next(data)
-        if world is None:
+        if plain:
             out = model(batch["images"], batch["input_ids"], batch["attention_mask"], labels=batch["labels"])
             loss = shown = out.loss
+            if not torch.isfinite(shown):
+                raise FloatingPointError(f"loss became {shown.item()} at step {step}; lower lr or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         else:
-            loss, shown = distributed.sharded_loss(model, batch, world)
-        if not torch.isfinite(shown):
-            raise FloatingPointError(f"loss became {shown.item()} at step {step}; lower train.lr or check the data")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if world is not None:
-            distributed.all_reduce_gradients(params, world)
+            optimizer.zero_grad(set_to_none=True)
+            shown = distributed.accumulate_gradients(model, batch, world, spec.micro_batch_size)
+            if not torch.isfinite(shown):
+                raise FloatingPointError(f"loss became {shown.item()} at step {step}; lower lr or check the data")
+            if world is not None:
+                distributed.all_reduce_gradients(params, world)
         torch.nn.utils.clip_grad_norm_(params, spec.grad_clip)
         optimizer.step()
         scheduler.step()

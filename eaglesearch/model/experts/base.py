@@ -6,7 +6,8 @@ common token grid (``resample``), and its own pixel normalisation. It offers
 
 * the pipeline ``preprocess`` → ``forward`` → common grid as one call, :meth:`VisionExpert.grid_tokens`, with its
   token count :meth:`VisionExpert.token_count` and width :meth:`VisionExpert.grid_channels`;
-* partial freezing, :meth:`VisionExpert.freeze` (``trainable_blocks``: frozen except the last N blocks/stages);
+* partial freezing, :meth:`VisionExpert.freeze` (``trainable_blocks``: frozen except the last N blocks/stages), and
+  :meth:`VisionExpert.unfreeze`;
 * for plain ViTs (``is_vit``), stage access for fusions that work between blocks (LLaVA-HR): ``vit_embed``,
   ``vit_blocks``, ``vit_to_map``, with ``forward(p) == vit_to_map(*run(vit_blocks, vit_embed(p)))``.
 
@@ -141,6 +142,17 @@ class VisionExpert(nn.Module, ABC):
         self.trainable_blocks = n
         for module in self._trainable_modules():
             module.requires_grad_(True)
+        self.train(self.training)
+
+    def unfreeze(self) -> None:
+        """Train the whole expert again (undoes :meth:`freeze`).
+
+        The expert keeps its current mode until the next ``train()``/``eval()`` call, as after :meth:`freeze`
+        (a frozen expert reports eval mode, so call ``train()`` on it or its model to resume training mode).
+        """
+        self.frozen = False
+        self.trainable_blocks = 0
+        self.requires_grad_(True)
         self.train(self.training)
 
     def _trainable_modules(self) -> list[nn.Module]:

@@ -1,0 +1,343 @@
+"""The stage pipeline: run a trial's training stages in order, reusing stage artifacts other trials already built.
+
+A trial's ``train.stages`` (see :mod:`eaglesearch.spec.train`) split in two groups:
+
+1. **Per-expert stages** (Eagle's pre-alignment, ``per_expert: true``). For each expert of the trial, a one-expert
+   model (that expert, a projector of its own, the trial's LM) trains on the stage's data. The trained expert is a
+   *stage artifact*, content-addressed by everything it depends on (:func:`per_expert_payload`) and kept in an
+   :class:`~eaglesearch.train.artifacts.ArtifactStore`: a later trial, round or search that needs the same
+   pre-aligned expert loads it instead of training it, and concurrent trials train it once (a claim in the store).
+   Chained per-expert stages key each artifact on the previous one's key.
+2. **Joint stages** (``per_expert: false``): the full model, its experts loaded from their artifacts, trains stage
+   after stage, each with its own trainable parts, data, optimizer and length.
+
+Every part of a model is initialised from its own seed (``build_eagle(..., seed=)``), so the LM a per-expert stage
+aligns to is the very LM of the full model, and an expert's initial weights do not depend on its neighbours.
+
+Resumability: a stage checkpoints into ``scratch`` (``<scratch>/stages/<artifact key>`` for a per-expert stage,
+shared by every trial that may build it; ``<scratch>/trials/<trial key>/<stage>`` for a joint stage). A joint stage
+that finished writes ``done.pt`` (the weights it trained, and the RNG state), so a trial killed in stage 3 restores
+stages 1-2 from their results and resumes stage 3 from its last checkpoint: the final weights equal an
+uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch.utils.data import Dataset
+
+from eaglesearch.model import EagleModel, build_eagle
+from eaglesearch.spec import ExpertSpec, ModelSpec, TrialSpec
+from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec
+from eaglesearch.train import distributed
+from eaglesearch.train.artifacts import ArtifactStore, WaitState, artifact_key
+from eaglesearch.train.checkpoint import rng_state, set_rng_state, trained_state
+from eaglesearch.train.loop import TrainStats, batches, train
+from eaglesearch.train.trainable import apply_trainable
+
+STAGE_VERSION = "stages-1"
+"""Part of every stage-artifact key: bump it when a code change alters what a stage computes."""
+
+PREALIGNED = "prealigned_expert"
+"""Artifact kind of a per-expert stage's result."""
+
+EXPERT_FILE, PROJECTOR_FILE, RECORD_FILE, DONE_FILE = "expert.pt", "projector.pt", "stage.json", "done.pt"
+
+DatasetFor = Callable[[StageSpec, int], Dataset]
+"""``(stage, visual tokens per image) -> training dataset`` of that stage (the caller reads and caches the data)."""
+Collate = Callable[[list[dict[str, torch.Tensor]]], dict[str, torch.Tensor]]
+Say = Callable[[str], None]
+
+
+@dataclass
+class StageRecord:
+    """What one stage did in a trial: trained here, or reused from the artifact store (``losses`` are then the
+    curve of the run that built it)."""
+
+    stage: str
+    index: int
+    data: str
+    status: Literal["trained", "reused"]
+    steps: int
+    expert: str | None = None
+    artifact_key: str | None = None
+    resumed_from: int = 0
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    loss_final: float | None = None
+    wall_s: float = 0.0
+    samples: int = 0
+    trainable: dict[str, int] = field(default_factory=dict)
+    trainable_label: str = ""
+
+    @property
+    def name(self) -> str:
+        """``prealign/clip`` for a per-expert stage, ``sft`` for a joint one."""
+        return f"{self.stage}/{self.expert}" if self.expert else self.stage
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StageRecord:
+        data = dict(data)
+        data["losses"] = [(int(s), float(v)) for s, v in data.get("losses", [])]
+        return cls(**data)
+
+
+@dataclass
+class PipelineResult:
+    model: EagleModel
+    stages: list[StageRecord]
+    final: TrainStats | None  # the last joint stage's stats (None when it was restored from done.pt)
+
+
+def stage_seed(seed: int, stage: StageSpec) -> int:
+    """The data-order seed of a stage: independent of the stage's position and of the other stages."""
+    from eaglesearch.model.build import part_seed
+
+    return part_seed(seed, f"data/{stage.name}") % (2**31)
+
+
+def stage_fields(stage: StageSpec) -> dict[str, Any]:
+    """The stage settings a result depends on (no name, switch or logging cadence)."""
+    return stage.model_dump(mode="json", exclude={"name", "enabled", *STAGE_NON_SEMANTIC})
+
+
+def prealign_model(spec: ModelSpec, expert: ExpertSpec) -> ModelSpec:
+    """The one-expert model a per-expert stage trains: the expert, channel concatenation (a projector of its own)
+    and the trial's LM and tokenizer."""
+    return spec.model_copy(update={"experts": (expert,), "fusion": "channel_concat", "freeze_projector": False})
+
+
+def per_expert_payload(trial: TrialSpec, expert: ExpertSpec, stage: StageSpec, previous: str | None) -> dict[str, Any]:
+    """Everything a pre-aligned expert depends on; its :func:`~eaglesearch.train.artifacts.artifact_key` names it.
+
+    Freeze flags the stage overrides are left out (a stage that trains the whole expert gives the same result for a
+    frozen or a trainable expert spec), so the freeze ablations of a search share one artifact. The evaluation
+    benchmarks are left out too.
+    """
+    trainable = stage.trainable
+    expert_dump = expert.model_dump(mode="json")
+    if trainable.expert_setting(expert.name) != "spec":
+        expert_dump.pop("freeze"), expert_dump.pop("trainable_blocks")
+    lm_dump = trial.model.lm.model_dump(mode="json")
+    if trainable.lm != "spec":
+        lm_dump.pop("freeze")
+    return {
+        "version": STAGE_VERSION,
+        "kind": PREALIGNED,
+        "expert": expert_dump,
+        "model": {"grid": trial.model.grid, "projector": trial.model.projector, "lm": lm_dump,
+                  "tokenizer": trial.model.tokenizer.model_dump(mode="json")},
+        "data": trial.data.model_dump(mode="json", exclude={"eval"}),
+        "stage": stage_fields(stage),
+        "seed": trial.seed,
+        "after": previous,
+    }
+
+
+class StagePipeline:
+    """Runs one trial's stages; see the module docstring."""
+
+    def __init__(self, trial: TrialSpec, tokenizer: Any, dataset_for: DatasetFor, collate: Collate, *,
+                 store: ArtifactStore, scratch: Path, world: distributed.WorldInfo | None = None,
+                 device: torch.device | None = None, say: Say | None = None,
+                 on_model: Callable[[EagleModel], EagleModel] | None = None) -> None:
+        self.trial, self.tokenizer, self.dataset_for, self.collate = trial, tokenizer, dataset_for, collate
+        self.store, self.scratch, self.world = store, Path(scratch), world
+        self.device = device or torch.device("cpu")
+        self.say: Say = say or (lambda _msg: None)
+        self.on_model = on_model or (lambda model: model)
+        self.main = world is None or world.is_main
+        self.records: list[StageRecord] = []
+        stages = trial.train.active
+        self.index = {s.name: i + 1 for i, s in enumerate(stages)}
+        self.count = len(stages)
+
+    # ----------------------------------------------------------------------------------------- the run
+
+    def run(self) -> PipelineResult:
+        experts: dict[str, dict[str, torch.Tensor]] = {}
+        for expert in self.trial.model.experts:
+            state = self._per_expert(expert)
+            if state is not None:
+                experts[expert.name] = state
+        model = build_eagle(self.trial.model, self.tokenizer, seed=self.trial.seed)
+        for name, state in experts.items():
+            model.experts[name].load_state_dict(state)
+        model = self.on_model(model.to(self.device))
+        final: TrainStats | None = None
+        for stage in self.trial.train.joint_stages:
+            final = self._joint(model, stage)
+        return PipelineResult(model=model, stages=self.records, final=final)
+
+    # ---------------------------------------------------------------------------------- per-expert stages
+
+    def _per_expert(self, expert: ExpertSpec) -> dict[str, torch.Tensor] | None:
+        """Obtain the expert's per-expert stages in order; its final weights (None without such stages)."""
+        previous: str | None = None
+        folder: Path | None = None
+        for stage in self.trial.train.per_expert_stages:
+            payload = per_expert_payload(self.trial, expert, stage, previous)
+            key = artifact_key(payload)
+            built: list[StageRecord] = []
+
+            def build(out: Path | None, stage: StageSpec = stage, key: str = key, after: Path | None = folder,
+                      built: list[StageRecord] = built) -> None:
+                built.append(self._train_expert(expert, stage, key, after, out))
+
+            folder = self._obtain(key, payload, build, f"{stage.name}/{expert.name}")
+            if built:
+                self.records.append(built[0])
+            else:
+                record = StageRecord.from_json(json.loads((folder / RECORD_FILE).read_text())["record"])
+                # The builder's curve and counts; this trial's stage name and position (names are not in the key).
+                record.status, record.resumed_from = "reused", 0
+                record.stage, record.index = stage.name, self.index[stage.name]
+                self.records.append(record)
+                self.say(f"stage {self.index[stage.name]}/{self.count} {stage.name}/{expert.name}: "
+                         f"reused artifact {key}")
+            previous = key
+        if folder is None:
+            return None
+        return torch.load(folder / EXPERT_FILE, map_location="cpu", weights_only=True)
+
+    def _obtain(self, key: str, payload: dict[str, Any], build: Callable[[Path | None], None], what: str) -> Path:
+        """The artifact's folder, built here when nobody has; every rank of a data-parallel trial joins the build."""
+
+        def waiting(state: WaitState) -> None:
+            holder = state.holder.describe() if state.holder else "another process"
+            self.say(f"{what}: waiting {state.waited_s:.0f}s for {holder} to finish building artifact {key}")
+
+        world = self.world
+        if world is None or world.world_size == 1:
+            return self.store.obtain(PREALIGNED, key, payload, build, on_wait=waiting)
+        import torch.distributed as dist
+
+        if world.is_main:
+            def build_with_all(out: Path | None) -> None:
+                dist.broadcast_object_list(["build"], src=0)
+                build(out)
+
+            folder = self.store.obtain(PREALIGNED, key, payload, build_with_all, on_wait=waiting)
+            dist.broadcast_object_list(["done"], src=0)
+            return folder
+        while True:
+            message: list[Any] = [None]
+            dist.broadcast_object_list(message, src=0)
+            if message[0] != "build":
+                break
+            build(None)  # train alongside rank 0; only rank 0 writes the artifact
+        found = self.store.get(PREALIGNED, key)
+        if found is None:
+            raise RuntimeError(f"artifact {PREALIGNED}/{key} is not readable from this worker at {self.store.url}; "
+                               "data-parallel workers on several machines need a shared artifact root")
+        return found
+
+    def _train_expert(self, expert: ExpertSpec, stage: StageSpec, key: str, after: Path | None,
+                      out: Path | None) -> StageRecord:
+        spec = prealign_model(self.trial.model, expert)
+        model = build_eagle(spec, self.tokenizer, seed=self.trial.seed)
+        if after is not None:  # chained per-expert stages continue from the previous one's result
+            model.experts[expert.name].load_state_dict(
+                torch.load(after / EXPERT_FILE, map_location="cpu", weights_only=True))
+            model.projector.load_state_dict(torch.load(after / PROJECTOR_FILE, map_location="cpu",
+                                                       weights_only=True))
+        model = self.on_model(model.to(self.device))
+        record, _stats = self._train(model, spec, stage, self.scratch / "stages" / f"{PREALIGNED}-{key}",
+                                     expert=expert.name, key=key)
+        if out is not None:
+            inner = _unwrap(model)
+            torch.save(_cpu(inner.experts[expert.name].state_dict()), out / EXPERT_FILE)
+            torch.save(_cpu(inner.projector.state_dict()), out / PROJECTOR_FILE)
+            payload = per_expert_payload(self.trial, expert, stage, None)
+            (out / RECORD_FILE).write_text(json.dumps({"record": record.to_json(), "stage": payload["stage"]},
+                                                      indent=1) + "\n")
+        if self.main:
+            shutil.rmtree(self.scratch / "stages" / f"{PREALIGNED}-{key}", ignore_errors=True)
+        return record
+
+    # -------------------------------------------------------------------------------------- joint stages
+
+    def _joint(self, model: EagleModel, stage: StageSpec) -> TrainStats | None:
+        folder = self.scratch / "trials" / self.trial.key / stage.name
+        done = folder / DONE_FILE
+        if done.is_file():  # finished before this process started: restore its result, skip the work
+            saved = torch.load(done, map_location="cpu", weights_only=True)
+            apply_trainable(_unwrap(model), stage.trainable, self.trial.model)
+            _unwrap(model).load_state_dict(saved["model"], strict=False)
+            set_rng_state(saved["rng"])
+            record = StageRecord.from_json(json.loads(saved["record"]))
+            self.records.append(record)
+            self.say(f"stage {self.index[stage.name]}/{self.count} {stage.name}: restored (finished earlier)")
+            return None
+        record, stats = self._train(model, self.trial.model, stage, folder, expert=None, key=None)
+        if self.main:
+            _save_atomic(done, {"model": _cpu(trained_state(_unwrap(model))), "rng": rng_state(),
+                                "record": json.dumps(record.to_json())})
+            (folder / "last.pt").unlink(missing_ok=True)
+        if self.world is not None and self.world.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        self.records.append(record)
+        return stats
+
+    # ---------------------------------------------------------------------------------------- one stage
+
+    def _train(self, model: EagleModel, spec: ModelSpec, stage: StageSpec, checkpoints: Path, *,
+               expert: str | None, key: str | None) -> tuple[StageRecord, TrainStats]:
+        inner = _unwrap(model)
+        counts = apply_trainable(inner, stage.trainable, spec)
+        dataset = self.dataset_for(stage, inner.num_visual_tokens)
+        steps = stage.total_steps(len(dataset))  # type: ignore[arg-type]
+        if self.world is not None and stage.batch_size % self.world.world_size:
+            raise ValueError(f"stage '{stage.name}': batch_size {stage.batch_size} does not divide by "
+                             f"{self.world.world_size} workers; use a multiple of the worker count")
+        stream = batches(dataset, stage.batch_size, self.collate, stage_seed(self.trial.seed, stage))
+        label = f"{stage.name}/{expert}" if expert else stage.name
+        position = f"stage {self.index[stage.name]}/{self.count} {label}"
+        self.say(f"{position}: {steps} steps on {stage.data} data, trains {stage.trainable.label} "
+                 f"({counts.get('total', 0):,} parameters)")
+        logged: list[tuple[int, float]] = []
+
+        def on_log(step: int, loss: float) -> None:
+            logged.append((step, loss))
+            self.say(f"{position} step {step + 1}/{steps} loss {loss:.4f}")
+
+        stats = train(model, stream, stage.with_steps(steps), on_log=on_log, checkpoint_dir=checkpoints,
+                      world=self.world)
+        record = StageRecord(stage=stage.name, index=self.index[stage.name], data=stage.data, status="trained",
+                             steps=steps, expert=expert, artifact_key=key, resumed_from=stats.resumed_from,
+                             losses=logged, loss_final=stats.loss_final, wall_s=stats.wall_s, samples=stats.samples,
+                             trainable=counts, trainable_label=stage.trainable.label)
+        return record, stats
+
+
+def _unwrap(model: Any) -> EagleModel:
+    return getattr(model, "module", model)
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
+def _save_atomic(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
