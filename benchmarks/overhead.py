@@ -135,15 +135,16 @@ def loop_throughput(root: Path, steps: int, repeats: int) -> dict[str, float]:
     ds = TrainDataset(data.train, tok, image_size=trial.data.image_size, num_visual_tokens=model.num_visual_tokens,
                       max_length=trial.data.max_length)
     # Both loops read from pre-collated batches so the comparison is the loop, not the data loader.
-    pregen = batches(ds, trial.train.batch_size, lambda b: collate_train(b, tok.pad_token_id), 0)
+    stage = trial.train.joint_stages[-1]
+    pregen = batches(ds, stage.batch_size, lambda b: collate_train(b, tok.pad_token_id), 0)
     cached = [next(pregen) for _ in range(steps)]
     samples = sum(b["input_ids"].shape[0] for b in cached)
     ours, base = [], []
-    hand_written_loop(model, iter(cached), min(steps, 5), trial.train.lr)  # warm-up
+    hand_written_loop(model, iter(cached), min(steps, 5), stage.lr)  # warm-up
     for _ in range(repeats):
-        stats = train(model, iter(cached), trial.train)
+        stats = train(model, iter(cached), stage)
         ours.append(samples / stats.wall_s)
-        base.append(samples / hand_written_loop(model, iter(cached), steps, trial.train.lr))
+        base.append(samples / hand_written_loop(model, iter(cached), steps, stage.lr))
     return {"ours_samples_per_s": statistics.median(ours), "hand_written_samples_per_s": statistics.median(base),
             "ratio": statistics.median(ours) / statistics.median(base)}
 

@@ -29,6 +29,10 @@ TrackingOpt = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow 
                                                  "or sqlite:///<cwd>/mlflow.db")]
 WorkdirOpt = Annotated[Path | None, typer.Option("--workdir", help="state folder (data, tokenizers, Ray "
                                                  "experiments); default EAGLESEARCH_HOME or ./.eaglesearch")]
+ArtifactsOpt = Annotated[str | None, typer.Option("--artifacts", help="root of the stage-artifact store (pre-aligned "
+                                                   "experts): a folder or fsspec URL shared by searches and machines; "
+                                                   "default EAGLESEARCH_ARTIFACTS or <workdir>/artifacts; "
+                                                   "'per-trial' disables reuse")]
 ReportsOpt = Annotated[Path, typer.Option("--reports", help="folder for report tables")]
 
 
@@ -123,6 +127,7 @@ def run(
     path: SpacePath,
     tracking_uri: TrackingOpt = None,
     workdir: WorkdirOpt = None,
+    artifacts: ArtifactsOpt = None,
     reports: ReportsOpt = Path("reports"),
     executor: Annotated[str, typer.Option(help="ray (default) or inline (in this process, no Ray)")] = "ray",
     address: Annotated[str | None, typer.Option(help="join an existing Ray cluster (else RAY_ADDRESS or local)")]
@@ -136,8 +141,8 @@ def run(
     loaded = _load(path)
     from eaglesearch.execution.controller import run_search
 
-    outcome = run_search(loaded, tracking_uri=_uri(tracking_uri), workdir=workdir, reports_dir=reports,
-                         executor=executor, address=address or os.environ.get("RAY_ADDRESS"),  # type: ignore[arg-type]
+    outcome = run_search(loaded, tracking_uri=_uri(tracking_uri), workdir=workdir, artifacts=artifacts,
+                         reports_dir=reports, executor=executor, address=address or os.environ.get("RAY_ADDRESS"),  # type: ignore[arg-type]
                          show_progress=not quiet)
     for d in outcome.decisions:
         chosen = f"+{d.added}" if d.added else (d.chosen_label or "–")

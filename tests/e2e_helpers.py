@@ -10,7 +10,7 @@ from pathlib import Path
 
 def tiny_recipe(name: str = "tiny_test", *, train_per_task: int = 16, eval_per_task: int = 6,
                 train: str = "{steps: 4, batch_size: 8, lr: 5.0e-4, log_every: 2}",
-                eval: str = "{batch_size: 12, max_new_tokens: 3}") -> str:
+                eval: str = "{batch_size: 12, max_new_tokens: 3}", max_length: int = 96) -> str:
     """A very small recipe (1-layer LM, 4x4 grid, 64 px synthetic count/color) for end-to-end tests."""
     return f"""\
 name: {name}
@@ -23,12 +23,22 @@ model:
 data:
   source: synthetic
   image_size: 64
-  max_length: 96
+  max_length: {max_length}
   synthetic:
     {{tasks: [count, color], train_per_task: {train_per_task}, eval_per_task: {eval_per_task}, image_size: 64, seed: 0}}
 train: {train}
 eval: {eval}
 """
+
+
+# Eagle's three stages at test size: per-expert pre-alignment, projector alignment on captions, SFT.
+PREALIGN_STAGES = """
+  stages:
+    - {name: prealign, per_expert: true, trainable: {experts: all, projector: true, lm: none}, steps: 3,
+       batch_size: 8, lr: 1.0e-3, log_every: 1}
+    - {name: align, data: caption, template: plain, trainable: {experts: none, projector: true, lm: none},
+       steps: 2, batch_size: 8, lr: 1.0e-3, log_every: 1}
+    - {name: sft, steps: 3, batch_size: 8, lr: 5.0e-4, log_every: 1}"""
 
 
 TINY_RECIPE = tiny_recipe()

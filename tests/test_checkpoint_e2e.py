@@ -48,9 +48,9 @@ SPACE = textwrap.dedent("""\
     """)
 
 
-def project(root: Path) -> Path:
+def project(root: Path, recipe: str = RECIPE) -> Path:
     (root / "experiments").mkdir(parents=True)
-    (root / "experiments" / "ckpt_test.yaml").write_text(RECIPE)
+    (root / "experiments" / "ckpt_test.yaml").write_text(recipe)
     (root / "search_spaces").mkdir()
     (root / "search_spaces" / "kill.yaml").write_text(SPACE)
     return root
@@ -65,10 +65,12 @@ def the_trial(root: Path) -> pd.Series:
     return runs.iloc[0]
 
 
-def checkpointed_step(root: Path) -> int:
-    """The step of the newest in-trial checkpoint under the project's workspace (0 when there is none yet)."""
+def checkpointed_step(root: Path, pattern: str = "trials/*/*/last.pt") -> int:
+    """The step of the newest in-trial checkpoint under the project's workspace (0 when there is none yet):
+    ``trials/<trial key>/<stage>/last.pt`` for the combined model's stages, ``stages/<artifact>/last.pt`` for
+    per-expert stages."""
     steps = [0]
-    for path in (root / ".eaglesearch" / "scratch" / "trials").glob("*/last.pt"):
+    for path in (root / ".eaglesearch" / "scratch").glob(pattern):
         try:
             found = load_checkpoint(path)
         except (CheckpointError, FileNotFoundError):  # removed under us when the trial just finished
@@ -113,3 +115,53 @@ def test_sigkilled_trial_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert TrackingStore(f"sqlite:///{root}/mlflow.db").metric_history(trial["run_id"], "train/loss") == \
         TrackingStore(f"sqlite:///{ref_root}/mlflow.db").metric_history(reference["run_id"], "train/loss")
     assert not list((root / ".eaglesearch" / "scratch" / "trials").glob("*")), "checkpoints left after success"
+
+
+PREALIGN_RECIPE = RECIPE.replace(
+    f"train: {{steps: {STEPS}, batch_size: 8, lr: 1.0e-3, log_every: 5, checkpoint_every: 5}}",
+    "train:\n  stages:\n"
+    "    - {name: prealign, per_expert: true, trainable: {experts: all, projector: true, lm: none}, "
+    f"steps: {STEPS}, batch_size: 8, lr: 1.0e-3, log_every: 5, checkpoint_every: 5}}\n"
+    "    - {name: sft, steps: 6, batch_size: 8, lr: 1.0e-3, log_every: 1}\n")
+
+
+def test_sigkilled_per_expert_stage_resumes_and_its_claim_is_taken_over(tmp_path: Path) -> None:
+    """Killed while building a pre-aligned expert: the rerun takes over the dead process's claim on the artifact,
+    resumes the stage from its checkpoint, and ends bit-identical to an uninterrupted run."""
+    assert "prealign" in PREALIGN_RECIPE
+    ref_root = project(tmp_path / "ref", PREALIGN_RECIPE)
+    ref = cli(ref_root, "run", "search_spaces/kill.yaml", "--executor", "inline", "--quiet")
+    assert ref.returncode == 0, ref.stdout + ref.stderr
+    reference = the_trial(ref_root)
+
+    root = project(tmp_path / "kill", PREALIGN_RECIPE)
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db",
+               EAGLESEARCH_HOME=str(root / ".eaglesearch"))
+    proc = subprocess.Popen([sys.executable, "-m", "eaglesearch.cli", "run", "search_spaces/kill.yaml",
+                             "--executor", "inline", "--quiet"], cwd=root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline, killed_after = time.monotonic() + 300, 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        killed_after = checkpointed_step(root, "stages/*/last.pt")
+        if 0 < killed_after < STEPS:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert 0 < killed_after < STEPS, "the stage finished before it could be interrupted"
+    claims = list((root / ".eaglesearch" / "artifacts" / "prealigned_expert").glob("*.claim"))
+    assert len(claims) == 1, "the killed builder's claim is still there"
+
+    resumed = cli(root, "run", "search_spaces/kill.yaml", "--executor", "inline", "--quiet")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    trial = the_trial(root)
+    assert trial["status_tag"] == "finished" and trial["objective"] == reference["objective"]
+    store = TrackingStore(f"sqlite:///{root}/mlflow.db")
+    stage = store.stage_runs("ckpt-kill", trial_run_id=trial["run_id"]).set_index("stage").loc["prealign"]
+    assert stage["status"] == "trained"
+    assert store.get_run(stage["run_id"]).metrics["stage/resumed_from_step"] >= killed_after
+    ref_store = TrackingStore(f"sqlite:///{ref_root}/mlflow.db")
+    ref_stage = ref_store.stage_runs("ckpt-kill", trial_run_id=reference["run_id"]).set_index("stage").loc["prealign"]
+    assert store.metric_history(stage["run_id"], "train/loss") == ref_store.metric_history(ref_stage["run_id"],
+                                                                                           "train/loss")
+    assert not list((root / ".eaglesearch" / "artifacts" / "prealigned_expert").glob("*.claim"))

@@ -36,6 +36,14 @@ pixels rather than by hope, and each is learnable by the tiny CPU recipe (``expe
   1.00 at 64 and 128 px, 0.83–0.92 at 32 px, where 2×2 patches learn more slowly in 250 steps). A colour-blind
   (grayscale) input could not beat chance: its four classes are pixel-identical in luma.
 
+Caption pairs (``captions.json``, for a ``data: caption`` training stage — LLaVA's projector alignment, Eagle's
+stage 2): one record per *train* image, same ``image`` path, in the LLaVA pre-training format of
+``blip_laion_cc_sbu_558k.json`` (a human turn that is only ``<image>``, a gpt turn with the caption). The caption
+is :func:`describe` of the scene: how many shapes, each one's colour, kind and place (reading order), the small
+mark, the striped disc's stripe direction and fineness, the background — the words the questions and answers use
+(digits, colour and shape names, ``small mark``, ``plus``/``cross``, ``horizontal``/``vertical``), so aligning on
+them helps the later SFT. Captions only cover train images: no eval image is ever seen in training.
+
 Train and eval images come from different seeds derived from ``spec.seed`` and eval scenes that repeat a train
 scene are redrawn, so the splits are disjoint. :func:`write_synthetic` is deterministic (byte-identical reruns),
 idempotent (a complete dataset for the same spec is reused) and atomic (written to a temporary folder, then
@@ -59,7 +67,7 @@ from PIL import Image, ImageDraw
 
 from eaglesearch.spec import SyntheticDataSpec
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: captions.json
 MANIFEST = "manifest.json"
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (215, 35, 35), "green": (35, 160, 55), "blue": (35, 75, 215),
@@ -120,12 +128,14 @@ class Scene:
 
 @dataclass(frozen=True)
 class SyntheticDataset:
-    """Where a written dataset lives: one training json, one eval json per task, and the image folder."""
+    """Where a written dataset lives: the training json, the caption-pair json (one caption per training image),
+    one eval json per task, and the image folder all of them are relative to."""
 
     root: Path
     train_json: Path
     image_folder: Path
     eval_json: dict[str, Path]
+    caption_json: Path
 
 
 Item = tuple[Scene, str, str]  # scene, question, answer
@@ -260,6 +270,55 @@ def render(scene: Scene, canvas: int) -> Image.Image:
     return image
 
 
+# Where an object's centre falls on a 3×3 grid over the canvas, as (row, column) → phrase.
+PLACES: dict[tuple[int, int], str] = {
+    (0, 0): "at the top left", (0, 1): "at the top", (0, 2): "at the top right",
+    (1, 0): "on the left", (1, 1): "in the center", (1, 2): "on the right",
+    (2, 0): "at the bottom left", (2, 1): "at the bottom", (2, 2): "at the bottom right",
+}
+LARGE = 0.3  # a shape at least this fraction of the canvas side is "large" (color_solo's; the others are 14–22%)
+
+
+def _cell(cx: float, cy: float, canvas: int) -> tuple[int, int]:
+    return min(2, max(0, int(3 * cy // canvas))), min(2, max(0, int(3 * cx // canvas)))
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def describe(scene: Scene, canvas: int) -> str:
+    """A one-sentence caption of what :func:`render` draws, e.g. ``"3 shapes on a light background: a red circle
+    at the top left, a blue square in the center and an orange triangle at the bottom."``.
+
+    Deterministic in the scene: shapes are listed in reading order of their centres (3×3 grid cell, then y, x);
+    the count is a digit (the ``count`` answers are digits). The small mark (``detail``) is named with its glyph,
+    the disc (``grating*``) with its stripe direction and fineness (``fine``: period 2, ``coarse``: wider)."""
+    shapes = sorted(scene.shapes, key=lambda s: (_cell(s.x + s.size / 2, s.y + s.size / 2, canvas), s.y, s.x))
+    parts = []
+    for s in shapes:
+        size = "large " if s.size >= LARGE * canvas else ""
+        place = PLACES[_cell(s.x + s.size / 2, s.y + s.size / 2, canvas)]
+        parts.append(f"{_article(size + s.color)} {s.kind} {place}")
+    things = []
+    if shapes:
+        things.append(f"{len(shapes)} shape{'s' if len(shapes) > 1 else ''} on a light background: {_join(parts)}")
+    if scene.glyph is not None:
+        name, gx, gy = scene.glyph
+        place = PLACES[_cell(gx + GLYPH_CELLS / 2, gy + GLYPH_CELLS / 2, canvas)]
+        things.append(f"a small dark {name} mark {place}")
+    if scene.grating is not None:
+        g = scene.grating
+        fineness = "fine" if g.period <= 2 else "coarse"
+        things.append(f"a large gray disc {PLACES[_cell(g.cx, g.cy, canvas)]} with {fineness} {g.orientation} "
+                      "stripes" + ("" if shapes else " on a light background"))
+    return "; ".join(things or ["an empty light background"]) + "."
+
+
 def spec_hash(spec: SyntheticDataSpec) -> str:
     payload = json.dumps({"generator": GENERATOR_VERSION, "spec": spec.model_dump(mode="json")}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -267,16 +326,21 @@ def spec_hash(spec: SyntheticDataSpec) -> str:
 
 def _layout(root: Path, spec: SyntheticDataSpec) -> SyntheticDataset:
     return SyntheticDataset(root=root, train_json=root / "train.json", image_folder=root / "images",
-                            eval_json={task: root / "eval" / f"{task}.json" for task in spec.tasks})
+                            eval_json={task: root / "eval" / f"{task}.json" for task in spec.tasks},
+                            caption_json=root / "captions.json")
 
 
 def _existing(root: Path, spec: SyntheticDataSpec) -> SyntheticDataset | None:
     """The dataset at ``root`` if it is complete and for ``spec``; ``None`` if there is nothing there."""
     manifest = root / MANIFEST
     if manifest.is_file():
-        found = json.loads(manifest.read_text()).get("spec_hash")
+        written = json.loads(manifest.read_text())
+        found = written.get("spec_hash")
         if found == spec_hash(spec):
             return _layout(root, spec)
+        if written.get("generator") != GENERATOR_VERSION and written.get("spec") == spec.model_dump(mode="json"):
+            raise ValueError(f"{root} holds this spec's synthetic dataset written by an older generator (version "
+                             f"{written.get('generator')}, now {GENERATOR_VERSION}); delete the folder to rewrite it")
         raise ValueError(f"{root} holds a synthetic dataset for another spec (hash {found}, wanted "
                          f"{spec_hash(spec)}); write to another folder or delete this one")
     if root.is_dir() and any(root.iterdir()):
@@ -284,14 +348,19 @@ def _existing(root: Path, spec: SyntheticDataSpec) -> SyntheticDataset | None:
     return None
 
 
+Records = dict[str, list[dict[str, object]]]
+
+
 def _write_split(out: Path, split: str, spec: SyntheticDataSpec, per_task: int,
-                 seen: set[tuple[str, Scene]]) -> dict[str, list[dict[str, object]]]:
-    """Render one split's images under ``out/images/<split>`` and return its LLaVA records per task."""
+                 seen: set[tuple[str, Scene]]) -> tuple[Records, Records]:
+    """Render one split's images under ``out/images/<split>``; its LLaVA question records per task, and a caption
+    record per image (same ``image``) per task."""
     (out / "images" / split).mkdir(parents=True)
-    records: dict[str, list[dict[str, object]]] = {}
+    records: Records = {}
+    captions: Records = {}
     for task in spec.tasks:
         rng = random.Random(f"eaglesearch.synthetic/{spec.seed}/{split}/{task}")
-        records[task] = []
+        records[task], captions[task] = [], []
         for i in range(per_task):
             scene, question, answer = TASKS[task](rng, spec.image_size)
             while (task, scene) in seen:  # keeps train and eval disjoint
@@ -301,7 +370,10 @@ def _write_split(out: Path, split: str, spec: SyntheticDataSpec, per_task: int,
             render(scene, spec.image_size).save(out / "images" / name, format="PNG")
             records[task].append({"id": f"{task}-{split}-{i:05d}", "image": name, "conversations": [
                 {"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}]})
-    return records
+            captions[task].append({"id": f"{task}-{split}-caption-{i:05d}", "image": name, "conversations": [
+                {"from": "human", "value": "<image>"},
+                {"from": "gpt", "value": describe(scene, spec.image_size)}]})
+    return records, captions
 
 
 def _dump(path: Path, records: list[dict[str, object]]) -> None:
@@ -333,15 +405,19 @@ def write_synthetic(spec: SyntheticDataSpec, root: Path) -> SyntheticDataset:
 
 
 def _write_all(out: Path, spec: SyntheticDataSpec) -> None:
-    """Images, train json (tasks shuffled together), one eval json per task, and the manifest (written last)."""
+    """Images, train json (tasks shuffled together), caption json (one per train image, shuffled with its own
+    seed), one eval json per task, and the manifest (written last)."""
     seen: set[tuple[str, Scene]] = set()
-    train = _write_split(out, "train", spec, spec.train_per_task, seen)
-    evals = _write_split(out, "eval", spec, spec.eval_per_task, seen)
+    train, train_captions = _write_split(out, "train", spec, spec.train_per_task, seen)
+    evals, _ = _write_split(out, "eval", spec, spec.eval_per_task, seen)
     mixed = [record for task in spec.tasks for record in train[task]]
     random.Random(f"eaglesearch.synthetic/{spec.seed}/train/order").shuffle(mixed)
     _dump(out / "train.json", mixed)
+    captions = [record for task in spec.tasks for record in train_captions[task]]
+    random.Random(f"eaglesearch.synthetic/{spec.seed}/captions/order").shuffle(captions)
+    _dump(out / "captions.json", captions)
     for task, records in evals.items():
         _dump(out / "eval" / f"{task}.json", records)
     manifest = {"spec_hash": spec_hash(spec), "generator": GENERATOR_VERSION, "spec": spec.model_dump(mode="json"),
-                "train": len(mixed), "eval": {task: len(r) for task, r in evals.items()}}
+                "train": len(mixed), "captions": len(captions), "eval": {task: len(r) for task, r in evals.items()}}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")

@@ -35,6 +35,7 @@ def run_search(
     *,
     tracking_uri: str,
     workdir: Path | None = None,
+    artifacts: str | None = None,
     reports_dir: Path = Path("reports"),
     executor: Executor = "ray",
     address: str | None = None,
@@ -42,7 +43,7 @@ def run_search(
 ) -> SearchOutcome:
     space = loaded.space
     uri = absolute_uri(tracking_uri)
-    workspace = Workspace.at(workdir)
+    workspace = Workspace.at(workdir, artifacts)
     store = TrackingStore(uri)
     experiment_id = store.ensure_experiment(space.name)
     tune_name = f"{space.name}-{loaded.fingerprint}"
@@ -51,7 +52,7 @@ def run_search(
               "recipe": loaded.recipe.name, "executor": executor}
     parent_id, resumed = store.open_parent(space.name, loaded.fingerprint, tune_name, loaded.path.read_text(), params)
     context = RunContext(search=space.name, parent_id=parent_id, experiment_id=experiment_id, tracking_uri=uri,
-                         workdir=str(workspace.root), threads=space.resources.torch_threads,
+                         workdir=str(workspace.root), artifacts=workspace.artifacts, threads=space.resources.torch_threads,
                          workers=workers_per_trial(space.resources))
     dispatcher = Dispatcher(strategy=strategy, context=context)
 

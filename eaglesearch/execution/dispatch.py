@@ -24,6 +24,7 @@ class RunContext:
     experiment_id: str
     tracking_uri: str
     workdir: str
+    artifacts: str
     threads: int
     workers: int = 1
 
@@ -55,7 +56,7 @@ class Dispatcher:
         return TrialRequest(
             trial=proposal.trial, key=proposal.trial.key, search=c.search, strategy=self.strategy.kind,
             round=proposal.round, role=proposal.role, added=proposal.added, label=proposal.label,
-            parent_id=c.parent_id, experiment_id=c.experiment_id, tracking_uri=c.tracking_uri, workdir=c.workdir,
+            parent_id=c.parent_id, experiment_id=c.experiment_id, tracking_uri=c.tracking_uri, workdir=c.workdir, artifacts=c.artifacts,
             threads=c.threads, workers=c.workers,
         )
 

@@ -56,7 +56,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     world = WorldInfo(context.get_world_rank(), context.get_world_size())
     trial = TrialSpec.model_validate(config["trial"])
-    outcome = run_trial_core(trial, Workspace.at(config["workdir"]), int(config["threads"]),
+    outcome = run_trial_core(trial, Workspace.at(config["workdir"], config["artifacts"]), int(config["threads"]),
                              progress=(lambda msg: print(f"[{trial.label}] {msg}", flush=True)), world=world)
     # ray.train.report is a barrier: every rank calls it once; only rank 0's metrics and checkpoint count.
     if outcome is None:
@@ -97,6 +97,7 @@ def run_trial_multi_worker(trial: TrialSpec, workspace: Workspace, threads: int,
     trainer = TorchTrainer(
         _train_loop_per_worker,
         train_loop_config={"trial": trial.model_dump(mode="json"), "workdir": str(workspace.root),
+                           "artifacts": workspace.artifacts,
                            "threads": threads},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=RunConfig(name=name or _run_name(trial), storage_path=str(workspace.scratch_dir / "ray_train")),

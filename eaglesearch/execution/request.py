@@ -22,5 +22,6 @@ class TrialRequest(BaseModel):
     experiment_id: str
     tracking_uri: str
     workdir: str
+    artifacts: str  # root of the stage-artifact store (path or fsspec URL)
     threads: int
     workers: int = 1  # data-parallel workers for this trial (Ray Train TorchTrainer when > 1)

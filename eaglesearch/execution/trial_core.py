@@ -1,10 +1,11 @@
-"""Train and evaluate one Eagle model for a TrialSpec: data → tokenizer → model → SFT → benchmarks.
+"""Train and evaluate one Eagle model for a TrialSpec: data → tokenizer → stages → benchmarks.
 
 Pure computation: no tracking, no Ray. The worker (``execution/worker.py``) wraps it with MLflow records.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,18 +26,21 @@ from eaglesearch.data import (
     training_corpus,
     write_synthetic,
 )
+from eaglesearch.data.synthetic import GENERATOR_VERSION
 from eaglesearch.data.policy import DataReport
 from eaglesearch.evaluate.benchmarks import BENCHMARK_KINDS, load_benchmark
 from eaglesearch.evaluate.items import BenchmarkItem
 from eaglesearch.evaluate.predictions import PredictionRecord
 from eaglesearch.evaluate.run import Benchmark, evaluate_benchmarks, summarize, summary_metrics
 from eaglesearch.execution.threads import pin_threads
-from eaglesearch.execution.workspace import Workspace, file_lock
-from eaglesearch.model import build_eagle, load_tokenizer
+from eaglesearch.execution.workspace import PER_TRIAL, Workspace, file_lock
+from eaglesearch.model import EagleModel, load_tokenizer
 from eaglesearch.model.cost import measure_cost
 from eaglesearch.spec import DataSpec, TrialSpec
-from eaglesearch.train import batches, train
+from eaglesearch.spec.train import StageSpec
+from eaglesearch.train.artifacts import ArtifactStore
 from eaglesearch.train.distributed import WorldInfo, broadcast_parameters, prepare_model, training_device
+from eaglesearch.train.stages import StagePipeline, StageRecord
 
 ProgressFn = Callable[[str], None]
 
@@ -46,8 +51,9 @@ class TrialOutcome:
 
     objective: float
     metrics: dict[str, float]
-    loss_history: list[tuple[int, float]] = field(default_factory=list)
+    loss_history: list[tuple[int, float]] = field(default_factory=list)  # the final stage's logged losses
     predictions: list[PredictionRecord] = field(default_factory=list)
+    stages: list[StageRecord] = field(default_factory=list)  # one per stage (per expert for per-expert stages)
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class PreparedData:
     train: list[Sample]
     benchmarks: list[Benchmark]
     report: DataReport | None = None  # what the data policy skipped while reading (llava source)
+    captions: list[Sample] | None = None  # image-caption pairs for ``data: caption`` stages (None: not needed)
+    caption_report: DataReport | None = None
 
 
 def make_benchmark(name: str, kind: str, items: list[BenchmarkItem], scoring: str | None = None) -> Benchmark:
@@ -72,20 +80,31 @@ def _digest(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def prepare_data(spec: DataSpec, workspace: Workspace) -> PreparedData:
-    """Read the LLaVA-format splits a trial trains and evaluates on, generating the synthetic ones first."""
+def prepare_data(spec: DataSpec, workspace: Workspace, captions: bool = False) -> PreparedData:
+    """Read the LLaVA-format splits a trial trains and evaluates on, generating the synthetic ones first.
+    The image-caption pairs are read whenever the data has them (synthetic: always); ``captions`` says a stage
+    needs them, an error when there are none."""
     report: DataReport | None = None
+    caption_samples: list[Sample] | None = None
+    caption_report: DataReport | None = None
     if spec.source == "synthetic":
         assert spec.synthetic is not None
-        root = workspace.data_dir / f"synthetic-{_digest(spec.synthetic.model_dump(mode='json'))}"
+        root = workspace.data_dir / f"synthetic-{_digest([GENERATOR_VERSION, spec.synthetic.model_dump(mode='json')])}"
         dataset = write_synthetic(spec.synthetic, root)
         train_samples = read_llava_json(dataset.train_json, dataset.image_folder)
+        caption_samples = read_llava_json(dataset.caption_json, dataset.image_folder)
         benchmarks = [make_benchmark(task, "synthetic", load_benchmark("synthetic", path, dataset.image_folder))
                       for task, path in dataset.eval_json.items()]
     else:
         assert spec.train is not None
         train_samples, report = read_training_samples(Path(spec.train.json_path), Path(spec.train.image_folder),
                                                       on_problem=spec.on_problem)
+        if captions and spec.caption is None:
+            raise ValueError("a stage trains on caption pairs but data.caption is not set; give data.caption: "
+                             "{json_path, image_folder} (LLaVA pre-training format)")
+        if spec.caption is not None:
+            caption_samples, caption_report = read_training_samples(
+                Path(spec.caption.json_path), Path(spec.caption.image_folder), on_problem=spec.on_problem)
         benchmarks = [
             make_benchmark(name, split.kind, load_benchmark(
                 split.kind, Path(split.path), Path(split.image_folder) if split.image_folder else None,
@@ -94,7 +113,10 @@ def prepare_data(spec: DataSpec, workspace: Workspace) -> PreparedData:
         ]
     if not train_samples:
         raise ValueError("the training split is empty; check data.train.json_path or data.synthetic.train_per_task")
-    return PreparedData(train=train_samples, benchmarks=benchmarks, report=report)
+    if captions and not caption_samples:
+        raise ValueError("the caption split is empty; check data.caption.json_path")
+    return PreparedData(train=train_samples, benchmarks=benchmarks, report=report, captions=caption_samples,
+                        caption_report=caption_report)
 
 
 def prepare_tokenizer(trial: TrialSpec, data: PreparedData, workspace: Workspace):
@@ -106,15 +128,74 @@ def prepare_tokenizer(trial: TrialSpec, data: PreparedData, workspace: Workspace
                                                "data": trial.data.model_dump(mode="json")})
 
     with file_lock(cache.with_suffix(".lock")):
-        return load_tokenizer(spec, corpus=lambda: training_corpus(data.train, template=trial.data.template),
+        # Captions (when the data has them) join the corpus whether or not a stage trains on them, so trials with and
+        # without a caption stage share one tokenizer.
+        return load_tokenizer(spec, corpus=lambda: training_corpus([*data.train, *(data.captions or [])],
+                                                                   template=trial.data.template),
                               cache_dir=cache)
+
+
+class StageDatasets:
+    """The training dataset of each stage, built once per (data source, template, visual tokens per image)."""
+
+    def __init__(self, trial: TrialSpec, data: PreparedData, tokenizer: Any, say: ProgressFn) -> None:
+        self.trial, self.data, self.tokenizer, self.say = trial, data, tokenizer, say
+        self._built: dict[tuple[str, str, int], TrainDataset] = {}
+        self.reports: dict[str, DataReport] = {}  # per data source, from its latest dataset
+
+    def __call__(self, stage: StageSpec, num_visual_tokens: int) -> TrainDataset:
+        template = stage.template or self.trial.data.template
+        key = (stage.data, template, num_visual_tokens)
+        if key not in self._built:
+            samples, read = ((self.data.captions, self.data.caption_report) if stage.data == "caption"
+                             else (self.data.train, self.data.report))
+            assert samples is not None, "captions were not read; prepare_data(captions=True)"
+            dataset = TrainDataset(samples, self.tokenizer, image_size=self.trial.data.image_size,
+                                   num_visual_tokens=num_visual_tokens, max_length=self.trial.data.max_length,
+                                   template=template, on_problem=self.trial.data.on_problem,
+                                   report=copy.deepcopy(read) if read is not None else None, allow_text_only=True)
+            if dataset.report.skipped and stage.data not in self.reports:
+                self.say(dataset.report.summary())
+            self._built[key] = dataset
+            self.reports[stage.data] = dataset.report
+        return self._built[key]
+
+    def metrics(self) -> dict[str, float]:
+        """``data/...`` for the SFT data (as before stages existed), ``data/caption/...`` for the captions."""
+        out: dict[str, float] = {}
+        for source, report in self.reports.items():
+            prefix = "data/" if source == "sft" else f"data/{source}/"
+            out.update({prefix + k.removeprefix("data/"): v for k, v in report.as_metrics().items()})
+        return out
+
+
+def stage_metrics(records: list[StageRecord]) -> dict[str, float]:
+    """Trial-level numbers from the stage records: the final stage's loss figures and a line per stage."""
+    final = records[-1]
+    trained = [r for r in records if r.status == "trained"]
+    out: dict[str, float] = {
+        "train/loss_first": final.losses[0][1] if final.losses else float("nan"),
+        "train/loss_final": final.loss_final if final.loss_final is not None else float("nan"),
+        "train/samples_per_s": final.samples / final.wall_s if final.wall_s > 0 else 0.0,
+        "train/wall_s": sum(r.wall_s for r in trained),
+        "train/resumed_from_step": float(final.resumed_from),
+        "stages/trained": float(len(trained)),
+        "stages/reused": float(len(records) - len(trained)),
+    }
+    for r in records:
+        out[f"stage/{r.name}/loss_final"] = r.loss_final if r.loss_final is not None else float("nan")
+        out[f"stage/{r.name}/steps"] = float(r.steps)
+        if r.status == "trained":
+            out[f"stage/{r.name}/wall_s"] = r.wall_s
+    return out
 
 
 def run_trial_core(
     trial: TrialSpec, workspace: Workspace, threads: int, progress: ProgressFn | None = None,
     world: WorldInfo | None = None,
 ) -> TrialOutcome | None:
-    """Build, train and evaluate the model ``trial`` describes. Deterministic for a fixed seed and thread count.
+    """Build, train (every stage, see :mod:`eaglesearch.train.stages`) and evaluate the model ``trial`` describes.
+    Deterministic for a fixed seed and thread count.
 
     With ``world`` (one rank of a data-parallel trial, see ``execution/multi_worker.py``) every rank trains its
     shard of each global batch on its device; rank 0 evaluates and returns the outcome, the others return None.
@@ -125,46 +206,41 @@ def run_trial_core(
         say = lambda _msg: None  # noqa: E731 - only rank 0 reports progress
     started = time.perf_counter()
     pin_threads(threads)
-    if world is not None and trial.train.batch_size % world.world_size:
-        raise ValueError(f"train.batch_size={trial.train.batch_size} does not divide by {world.world_size} workers; "
-                         "use a multiple of the worker count")
+    if world is not None:
+        for stage in trial.train.active:
+            if stage.batch_size % world.world_size:
+                raise ValueError(f"stage '{stage.name}': batch_size={stage.batch_size} does not divide by "
+                                 f"{world.world_size} workers; use a multiple of the worker count")
 
     say("preparing data")
-    data = prepare_data(trial.data, workspace)
+    data = prepare_data(trial.data, workspace, captions=any(s.data == "caption" for s in trial.train.active))
     tokenizer = prepare_tokenizer(trial, data, workspace)
-
-    say(f"building {trial.label}")
-    torch.manual_seed(trial.seed)
-    model = build_eagle(trial.model, tokenizer)
-
-    dataset = TrainDataset(data.train, tokenizer, image_size=trial.data.image_size,
-                           num_visual_tokens=model.num_visual_tokens, max_length=trial.data.max_length,
-                           template=trial.data.template, on_problem=trial.data.on_problem, report=data.report,
-                           allow_text_only=True)
-    if dataset.report.skipped:
-        say(dataset.report.summary())
-    first = collate_train([dataset[0]], tokenizer.pad_token_id)
-    cost = measure_cost(model, first["images"], first) if main else None
+    datasets = StageDatasets(trial, data, tokenizer, say)
     device = training_device()
-    if world is not None:
-        model = prepare_model(model.to(device))
-        broadcast_parameters(model)
-    stream = batches(dataset, trial.train.batch_size, lambda b: collate_train(b, tokenizer.pad_token_id), trial.seed)
-    # In-trial checkpoints: a rerun of this trial (Tune retry, rerun search) continues where this process died.
-    checkpoints = workspace.scratch_dir / "trials" / trial.key
 
-    history: list[tuple[int, float]] = []
+    def place(model: EagleModel) -> EagleModel:
+        if world is not None:
+            model = prepare_model(model)
+            broadcast_parameters(model)
+        return model
 
-    def log_step(step: int, loss: float) -> None:
-        history.append((step, loss))
-        say(f"step {step + 1}/{trial.train.steps} loss {loss:.4f}")
-
-    stats = train(model, stream, trial.train, on_log=log_step, checkpoint_dir=checkpoints, world=world)
+    say(f"building {trial.label} ({trial.train.label})")
+    # No reuse ("per-trial"): a private store and scratch inside the trial's folder, deleted when it finishes.
+    private = workspace.scratch_dir / "trials" / trial.key / "private" if workspace.artifacts == PER_TRIAL else None
+    pipeline = StagePipeline(trial, tokenizer, datasets, lambda b: collate_train(b, tokenizer.pad_token_id),
+                             store=ArtifactStore(private / "artifacts" if private else workspace.artifacts),
+                             scratch=private or workspace.scratch_dir, world=world,
+                             device=device if world is not None else torch.device("cpu"), say=say, on_model=place)
+    result = pipeline.run()
     if not main:
         return None
+    model = result.model
 
     say("evaluating")
     model = model.cpu() if device.type != "cpu" else model
+    sft = datasets(trial.train.joint_stages[-1], model.num_visual_tokens)
+    first = collate_train([sft[0]], tokenizer.pad_token_id)
+    cost = measure_cost(model, first["images"], first)
     records, eval_s = evaluate_benchmarks(model, tokenizer, data.benchmarks, image_size=trial.data.image_size,
                                           batch_size=trial.eval.batch_size, max_new_tokens=trial.eval.max_new_tokens,
                                           template=trial.data.template)
@@ -172,16 +248,13 @@ def run_trial_core(
 
     metrics: dict[str, float] = summary_metrics(summary)
     metrics.update({
-        "train/loss_first": stats.loss_first,
-        "train/loss_final": stats.loss_final,
-        "train/samples_per_s": stats.samples_per_s,
-        "train/wall_s": stats.wall_s,
-        "train/resumed_from_step": float(stats.resumed_from),
+        **stage_metrics(result.stages),
         "train/workers": float(world.world_size if world is not None else 1),
         "eval/wall_s": eval_s,
-        **(cost.as_metrics() if cost is not None else {}),
-        **dataset.report.as_metrics(),
+        **cost.as_metrics(),
+        **datasets.metrics(),
     })
     metrics["cost/wall_s"] = time.perf_counter() - started
-    shutil.rmtree(checkpoints, ignore_errors=True)  # done: kept only while the trial may be retried
-    return TrialOutcome(objective=summary.objective, metrics=metrics, loss_history=history, predictions=records)
+    shutil.rmtree(workspace.scratch_dir / "trials" / trial.key, ignore_errors=True)  # kept only for retries
+    return TrialOutcome(objective=summary.objective, metrics=metrics, loss_history=result.stages[-1].losses,
+                        predictions=records, stages=result.stages)

@@ -19,6 +19,7 @@ from eaglesearch.execution.trial_core import ProgressFn, run_trial_core
 from eaglesearch.execution.workspace import Workspace
 from eaglesearch.spec import TrialResult
 from eaglesearch.tracking import TrackingStore
+from eaglesearch.train.stages import StageRecord
 
 
 def lookup(store: TrackingStore, req: TrialRequest) -> TrialResult | None:
@@ -36,6 +37,22 @@ def lookup(store: TrackingStore, req: TrialRequest) -> TrialResult | None:
     return source.model_copy(update={"status": "cached", "run_id": run_id})
 
 
+def log_stage(store: TrackingStore, trial_run_id: str, req: TrialRequest, record: StageRecord) -> str:
+    """One nested MLflow run for a stage of the trial: its settings, loss curve and whether it was reused."""
+    stage = req.trial.train.stage(record.stage)
+    params = {k: str(v) for k, v in stage.model_dump(mode="json").items() if k not in ("name", "trainable")}
+    params["trainable"] = record.trainable_label
+    metrics = {"stage/steps": float(record.steps), "stage/resumed_from_step": float(record.resumed_from),
+               "stage/samples": float(record.samples), "stage/wall_s": record.wall_s,
+               **{f"trainable/{k}": float(v) for k, v in record.trainable.items()}}
+    if record.loss_final is not None:
+        metrics["train/loss_final"] = record.loss_final
+    return store.record_stage(trial_run_id, req.experiment_id, stage=record.stage, index=record.index,
+                              status=record.status, trial_key=req.key, expert=record.expert,
+                              artifact_key=record.artifact_key, params=params, metrics=metrics,
+                              losses=record.losses)
+
+
 def execute_trial(req: TrialRequest, progress: ProgressFn | None = None) -> TrialResult:
     store = TrackingStore(req.tracking_uri)
     cached = lookup(store, req)
@@ -49,9 +66,10 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None) -> Tria
         if req.workers > 1:
             from eaglesearch.execution.multi_worker import run_trial_multi_worker
 
-            outcome = run_trial_multi_worker(req.trial, Workspace.at(req.workdir), req.threads, req.workers)
+            outcome = run_trial_multi_worker(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads,
+                                             req.workers)
         else:
-            outcome = run_trial_core(req.trial, Workspace.at(req.workdir), req.threads, progress)
+            outcome = run_trial_core(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads, progress)
     except Exception as err:  # noqa: BLE001 - every trial error is recorded, the search goes on
         summary = f"{type(err).__name__}: {err}"
         store.fail_trial(run_id, f"{summary}\n\n{traceback.format_exc()}")
@@ -59,6 +77,8 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None) -> Tria
 
     for step, loss in outcome.loss_history:
         store.log_metrics(run_id, {"train/loss": loss}, step=step)
+    for record in outcome.stages:
+        log_stage(store, run_id, req, record)
     with tempfile.TemporaryDirectory() as tmp:
         store.log_artifact(run_id, write_predictions(Path(tmp) / PREDICTIONS, outcome.predictions))
     result = TrialResult(key=req.key, status="finished", objective=outcome.objective, metrics=outcome.metrics,

@@ -30,8 +30,17 @@ TAG_FINGERPRINT = "eaglesearch.fingerprint"
 TAG_TUNE_NAME = "eaglesearch.tune_name"
 TAG_PARENT = "mlflow.parentRunId"
 
+TAG_STAGE = "eaglesearch.stage"
+TAG_STAGE_INDEX = "eaglesearch.stage_index"
+TAG_STAGE_EXPERT = "eaglesearch.stage_expert"
+TAG_ARTIFACT_KEY = "eaglesearch.artifact_key"
+TAG_TRIAL_KEY = "eaglesearch.trial_key"
+
 KIND_SEARCH = "search"
 KIND_TRIAL = "trial"
+KIND_STAGE = "stage"  # a training stage of a trial: a nested run under the trial's run
+STAGE_TRAINED = "trained"
+STAGE_REUSED = "reused"
 STATUS_RUNNING = "running"
 STATUS_FINISHED = "finished"
 STATUS_FAILED = "failed"

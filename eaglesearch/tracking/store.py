@@ -197,6 +197,52 @@ class TrackingStore:
         self._client.set_terminated(run_id, "FINISHED")
         return run_id
 
+    # ---------------------------------------------------------------- stage runs
+
+    def record_stage(self, trial_run_id: str, experiment_id: str, *, stage: str, index: int, status: str,
+                     trial_key: str, expert: str | None = None, artifact_key: str | None = None,
+                     params: dict[str, str] | None = None, metrics: dict[str, float] | None = None,
+                     losses: list[tuple[int, float]] = ()) -> str:  # type: ignore[assignment]
+        """A FINISHED run nested under a trial's run for one of its training stages, with its ``train/loss`` curve.
+
+        ``status`` is ``trained`` (this trial ran it) or ``reused`` (a stage artifact another trial built; the curve
+        is the builder's). Per-expert stages get one run per expert (tag ``eaglesearch.stage_expert``)."""
+        name = f"{index}. {stage}" + (f" / {expert}" if expert else "")
+        tags = {R.TAG_PARENT: trial_run_id, R.TAG_KIND: R.KIND_STAGE, R.TAG_STAGE: stage,
+                R.TAG_STAGE_INDEX: str(int(index)), R.TAG_STATUS: status, R.TAG_TRIAL_KEY: trial_key}
+        if expert:
+            tags[R.TAG_STAGE_EXPERT] = expert
+        if artifact_key:
+            tags[R.TAG_ARTIFACT_KEY] = artifact_key
+        run_id = self._client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        self._log_params(run_id, params or {})
+        now = _now_ms()
+        curve = [Metric("train/loss", float(v), now, int(s)) for s, v in losses]
+        for chunk in _chunks(curve, R.METRICS_PER_BATCH):
+            self._log_batch(run_id, metrics=chunk)
+        self._log_metrics(run_id, dict(metrics or {}), None)
+        self._client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+    def stage_runs(self, search: str | None = None, trial_run_id: str | None = None) -> pd.DataFrame:
+        """Stage runs (one row each: run_id, stage, index, expert, status, artifact_key, trial_key, parent), of one
+        search's experiment or all, optionally of one trial run."""
+        if search is not None:
+            exp = self._client.get_experiment_by_name(search)
+            ids = [exp.experiment_id] if exp is not None else []
+        else:
+            ids = self._experiment_ids()
+        filters = {R.TAG_KIND: R.KIND_STAGE, **({R.TAG_PARENT: trial_run_id} if trial_run_id else {})}
+        rows = []
+        for run in (self._search(ids, R.tag_filter(filters)) if ids else []):
+            t = run.data.tags
+            rows.append({"run_id": run.info.run_id, "stage": t.get(R.TAG_STAGE), "index": int(t.get(R.TAG_STAGE_INDEX, 0)),
+                         "expert": t.get(R.TAG_STAGE_EXPERT), "status": t.get(R.TAG_STATUS),
+                         "artifact_key": t.get(R.TAG_ARTIFACT_KEY), "trial_key": t.get(R.TAG_TRIAL_KEY),
+                         "parent": t.get(R.TAG_PARENT)})
+        columns = ["run_id", "stage", "index", "expert", "status", "artifact_key", "trial_key", "parent"]
+        return pd.DataFrame(rows, columns=columns)
+
     # ---------------------------------------------------------------- internals
 
     def _create_child(self, parent_id: str, experiment_id: str, trial: TrialSpec, *, status: str, search: str,
