@@ -34,7 +34,7 @@ from eaglesearch.execution.workspace import Workspace  # noqa: E402
 from eaglesearch.model import build_eagle, resolve_expert  # noqa: E402
 from eaglesearch.model.validate import load_checked_search  # noqa: E402
 from eaglesearch.tracking import TrackingStore  # noqa: E402
-from eaglesearch.train import batches, build_optimizer, train  # noqa: E402
+from eaglesearch.train import batches, train  # noqa: E402
 
 RECIPE = """\
 name: bench
@@ -119,10 +119,10 @@ def hand_written_loop(model, stream, steps: int, lr: float) -> float:
 
 
 def loop_throughput(root: Path, steps: int, repeats: int) -> dict[str, float]:
+    import yaml
+
     from eaglesearch.spec import ExpertSpec, TrialFactory
     from eaglesearch.spec.recipe import Recipe
-
-    import yaml
 
     recipe = Recipe.model_validate(yaml.safe_load(LOOP_RECIPE))
     trial = TrialFactory(recipe, expert_resolver=resolve_expert).make(

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+
 def tiny_recipe(name: str = "tiny_test", *, train_per_task: int = 16, eval_per_task: int = 6,
                 train: str = "{steps: 4, batch_size: 8, lr: 5.0e-4, log_every: 2}",
                 eval: str = "{batch_size: 12, max_new_tokens: 3}", max_length: int = 96) -> str:

@@ -138,12 +138,17 @@ def test_gpu_autocast_and_gradient_checkpointing(setup) -> None:
 
 @pytest.mark.slow
 def test_ray_torch_trainer_two_cpu_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ray Train (V2) TorchTrainer, 2 gloo workers on CPU, 2 steps: rank 0's outcome reaches the driver."""
+    """Ray Train (V2) TorchTrainer, 2 gloo workers on CPU, Eagle's three stages: rank 0's outcome reaches the driver,
+    both ranks build each pre-aligned expert together (stored once), and every stage's loss curve equals a 1-process
+    run's with the same global batch."""
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.train.torch")
     from eaglesearch.execution.multi_worker import WORKERS_ENV, run_trial_multi_worker, workers_per_trial
+    from eaglesearch.execution.trial_core import run_trial_core
     from eaglesearch.execution.workspace import Workspace
     from eaglesearch.spec import DataSpec, EvalSpec, TrialSpec
+    from eaglesearch.train.artifacts import ArtifactStore
+    from eaglesearch.train.stages import PREALIGNED
 
     monkeypatch.setenv(WORKERS_ENV, "2")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
@@ -151,8 +156,14 @@ def test_ray_torch_trainer_two_cpu_workers(tmp_path: Path, monkeypatch: pytest.M
     trial = TrialSpec(
         model=SPEC,
         data=DataSpec(synthetic=SyntheticDataSpec(tasks=("count",), train_per_task=8, eval_per_task=2,
-                                                  image_size=128), max_length=128),
-        train=TrainSpec(steps=2, batch_size=4, log_every=1), eval=EvalSpec(batch_size=4, max_new_tokens=2), seed=1)
+                                                  image_size=128), max_length=192),
+        train=TrainSpec.model_validate({"stages": [
+            {"name": "prealign", "per_expert": True, "trainable": {"experts": "all", "projector": True, "lm": "none"},
+             "steps": 2, "batch_size": 4, "log_every": 1},
+            {"name": "align", "data": "caption", "template": "plain",
+             "trainable": {"experts": "none", "projector": True, "lm": "none"}, "steps": 1, "batch_size": 4},
+            {"name": "sft", "steps": 2, "batch_size": 4, "log_every": 1}]}),
+        eval=EvalSpec(batch_size=4, max_new_tokens=2), seed=1)
     try:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     except Exception as err:  # noqa: BLE001
@@ -166,3 +177,12 @@ def test_ray_torch_trainer_two_cpu_workers(tmp_path: Path, monkeypatch: pytest.M
     assert outcome.metrics["train/workers"] == 2.0
     assert outcome.metrics["train/loss_first"] == outcome.loss_history[0][1]
     assert outcome.predictions
+    assert [(r.name, r.status) for r in outcome.stages] == [
+        ("prealign/clip", "trained"), ("prealign/sam", "trained"), ("align", "trained"), ("sft", "trained")]
+    assert ArtifactStore(Workspace.at(tmp_path / "ws").artifacts).count(PREALIGNED) == 2
+
+    single = run_trial_core(trial, Workspace.at(tmp_path / "ws1"), threads=1)
+    assert single is not None
+    for two, one in zip(outcome.stages, single.stages, strict=True):
+        assert two.name == one.name and [s for s, _ in two.losses] == [s for s, _ in one.losses]
+        assert [v for _, v in two.losses] == pytest.approx([v for _, v in one.losses], rel=1e-4, abs=1e-5)

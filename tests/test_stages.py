@@ -12,9 +12,13 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from eaglesearch.data import read_llava_json, training_corpus, write_synthetic  # noqa: E402
+from eaglesearch.data import (  # noqa: E402
+    collate_train,  # noqa: E402
+    read_llava_json,
+    training_corpus,
+    write_synthetic,
+)
 from eaglesearch.execution.trial_core import PreparedData, StageDatasets  # noqa: E402
-from eaglesearch.data import collate_train  # noqa: E402
 from eaglesearch.model import build_eagle, load_tokenizer  # noqa: E402
 from eaglesearch.spec import (  # noqa: E402
     DataSpec,

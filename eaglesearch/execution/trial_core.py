@@ -26,8 +26,8 @@ from eaglesearch.data import (
     training_corpus,
     write_synthetic,
 )
-from eaglesearch.data.synthetic import GENERATOR_VERSION
 from eaglesearch.data.policy import DataReport
+from eaglesearch.data.synthetic import GENERATOR_VERSION
 from eaglesearch.evaluate.benchmarks import BENCHMARK_KINDS, load_benchmark
 from eaglesearch.evaluate.items import BenchmarkItem
 from eaglesearch.evaluate.predictions import PredictionRecord

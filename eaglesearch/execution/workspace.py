@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-
 ARTIFACTS_ENV = "EAGLESEARCH_ARTIFACTS"
 PER_TRIAL = "per-trial"
 """Artifact root value that disables reuse: each trial builds its stage artifacts in a private store it deletes

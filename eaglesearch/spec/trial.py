@@ -15,7 +15,6 @@ from eaglesearch.spec.model import ModelSpec
 from eaglesearch.spec.train import TrainSpec
 
 
-
 class TrialSpec(SpecModel):
     """Everything that determines a trial's numbers. Two specs with equal ``key`` are the same experiment."""
 
