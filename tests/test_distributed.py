@@ -3,6 +3,7 @@ reproduce the 1-worker full-batch run exactly."""
 
 from __future__ import annotations
 
+import math
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -186,3 +187,28 @@ def test_ray_torch_trainer_two_cpu_workers(tmp_path: Path, monkeypatch: pytest.M
     for two, one in zip(outcome.stages, single.stages, strict=True):
         assert two.name == one.name and [s for s, _ in two.losses] == [s for s, _ in one.losses]
         assert [v for _, v in two.losses] == pytest.approx([v for _, v in one.losses], rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a single-GPU trial needs CUDA")
+def test_single_gpu_trial_trains_and_evaluates_on_the_gpu(tmp_path: Path) -> None:
+    """One process, one GPU: every stage trains on CUDA (bf16 autocast, gradient checkpointing) and the benchmarks
+    are scored there."""
+    from eaglesearch.execution.trial_core import run_trial_core
+    from eaglesearch.execution.workspace import Workspace
+    from eaglesearch.spec import DataSpec, EvalSpec, TrialSpec
+
+    trial = TrialSpec(
+        model=SPEC,
+        data=DataSpec(synthetic=SyntheticDataSpec(tasks=("count",), train_per_task=8, eval_per_task=2,
+                                                  image_size=128), max_length=192),
+        train=TrainSpec.model_validate({"stages": [
+            {"name": "prealign", "per_expert": True, "trainable": {"experts": "all", "projector": True, "lm": "none"},
+             "steps": 2, "batch_size": 4, "log_every": 1},
+            {"name": "sft", "steps": 2, "batch_size": 4, "micro_batch_size": 2, "log_every": 1}]}),
+        eval=EvalSpec(batch_size=4, max_new_tokens=2), seed=1)
+    outcome = run_trial_core(trial, Workspace.at(tmp_path / "gpu"), threads=1)
+    assert outcome is not None and outcome.predictions
+    assert [r.name for r in outcome.stages] == ["prealign/clip", "prealign/sam", "sft"]
+    assert all(math.isfinite(v) for r in outcome.stages for _, v in r.losses)
+    assert outcome.metrics["cost/vision_gflops"] > 0

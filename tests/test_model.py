@@ -386,3 +386,20 @@ def test_text_only_rows_train_beside_image_rows(data, tokenizer, model) -> None:
         logits_b = model(noisy, batch["input_ids"], batch["attention_mask"]).logits[2]
     assert torch.isfinite(out.loss)
     assert torch.equal(logits_a, logits_b)
+
+
+def test_predict_by_generation_decodes_what_generate_greedy_returns(lively_model, tokenizer, data) -> None:
+    """The evaluation path end to end on one model: prompts built, images batched, decoded texts scored."""
+    from eaglesearch.evaluate.benchmarks import load_benchmark
+    from eaglesearch.evaluate.run import predict
+    from eaglesearch.execution.trial_core import make_benchmark
+
+    items = load_benchmark("synthetic", data.eval_json["count"], data.image_folder)[:4]
+    bench = make_benchmark("count", "synthetic", items, scoring="generate")
+    records = predict(lively_model, tokenizer, bench, image_size=128, batch_size=3, max_new_tokens=3)
+    assert [r.scored.item.id for r in records] == [i.id for i in items]
+    one = predict(lively_model, tokenizer, make_benchmark("count", "synthetic", items[:1], scoring="generate"),
+                  image_size=128, batch_size=1, max_new_tokens=3)
+    assert one[0].scored.prediction == records[0].scored.prediction  # batching does not change the answer
+    assert all(isinstance(r.scored.prediction, str) for r in records)
+    assert any(r.scored.prediction for r in records)

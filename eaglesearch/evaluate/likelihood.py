@@ -44,7 +44,8 @@ def candidate_logprobs(
     for row, seq in enumerate(sequences):
         ids[row, : len(seq)] = torch.tensor(seq)
         mask[row, : len(seq)] = 1
-    embeds = model.embed(None, ids, visual=visual[torch.tensor(owners)])
+    ids, mask = ids.to(visual.device), mask.to(visual.device)
+    embeds = model.embed(None, ids, visual=visual[torch.tensor(owners, device=visual.device)])
     logits = model.lm(inputs_embeds=embeds, attention_mask=mask).logits.float()
     logp = F.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
     out: list[list[float]] = [[] for _ in prompts]

@@ -9,6 +9,8 @@ does later without the model.
 
 from __future__ import annotations
 
+import contextlib
+
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -72,6 +74,11 @@ def _answer_ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (as in training); nothing on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
 @torch.inference_mode()
 def predict(
     model: EagleModel, tokenizer, benchmark: Benchmark, *, image_size: int, batch_size: int, max_new_tokens: int,
@@ -79,24 +86,28 @@ def predict(
 ) -> list[PredictionRecord]:
     """The model's prediction for every item of ``benchmark``, scored by its metric."""
     model.eval()
+    device = next(model.parameters()).device
     metric = get_metric(benchmark.metric)
     records: list[PredictionRecord] = []
     items = list(benchmark.items)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         prompts = [_prompt_ids(tokenizer, item, model.num_visual_tokens, template) for item in chunk]
-        images = torch.stack([item_image(item, image_size) for item in chunk])
+        images = torch.stack([item_image(item, image_size) for item in chunk]).to(device)
         if benchmark.scoring == "likelihood":
             options = [benchmark.candidates[item.id] for item in chunk]
-            scores = candidate_logprobs(model, images, prompts,
-                                        [[_answer_ids(tokenizer, c) for c in opts] for opts in options],
-                                        tokenizer.pad_token_id)
+            with _autocast(device):
+                scores = candidate_logprobs(model, images, prompts,
+                                            [[_answer_ids(tokenizer, c) for c in opts] for opts in options],
+                                            tokenizer.pad_token_id)
             texts = [opts[pick(s)] for opts, s in zip(options, scores, strict=True)]
         else:
             batch = collate_prompts([EvalBatchItem(i.id, img, tuple(p), "") for i, img, p in
                                      zip(chunk, images, prompts, strict=True)], tokenizer.pad_token_id)
-            out = model.generate_greedy(batch["images"], batch["input_ids"], batch["attention_mask"],
-                                        max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id)
+            with _autocast(device):
+                out = model.generate_greedy(batch["images"].to(device), batch["input_ids"].to(device),
+                                            batch["attention_mask"].to(device), max_new_tokens=max_new_tokens,
+                                            eos_token_id=tokenizer.eos_token_id)
             texts = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in out]
         for item, text in zip(chunk, texts, strict=True):
             records.append(PredictionRecord(metric=metric.name, scoring=benchmark.scoring,

@@ -219,8 +219,8 @@ def run_trial_core(
     device = training_device()
 
     def place(model: EagleModel) -> EagleModel:
+        model = prepare_model(model)  # gradient checkpointing on GPU; nothing on CPU
         if world is not None:
-            model = prepare_model(model)
             broadcast_parameters(model)
         return model
 
@@ -230,16 +230,15 @@ def run_trial_core(
     pipeline = StagePipeline(trial, tokenizer, datasets, lambda b: collate_train(b, tokenizer.pad_token_id),
                              store=ArtifactStore(private / "artifacts" if private else workspace.artifacts),
                              scratch=private or workspace.scratch_dir, world=world,
-                             device=device if world is not None else torch.device("cpu"), say=say, on_model=place)
+                             device=device, say=say, on_model=place)
     result = pipeline.run()
     if not main:
         return None
     model = result.model
 
     say("evaluating")
-    model = model.cpu() if device.type != "cpu" else model
     sft = datasets(trial.train.joint_stages[-1], model.num_visual_tokens)
-    first = collate_train([sft[0]], tokenizer.pad_token_id)
+    first = {k: v.to(device) for k, v in collate_train([sft[0]], tokenizer.pad_token_id).items()}
     cost = measure_cost(model, first["images"], first)
     records, eval_s = evaluate_benchmarks(model, tokenizer, data.benchmarks, image_size=trial.data.image_size,
                                           batch_size=trial.eval.batch_size, max_new_tokens=trial.eval.max_new_tokens,

@@ -184,7 +184,10 @@ def train(
     total_steps, warmup, kind = spec.steps, round(spec.warmup_ratio * spec.steps), spec.schedule
     optimizer = build_optimizer(model, spec)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, total_steps, warmup, kind))
-    plain = world is None and (spec.micro_batch_size is None or spec.micro_batch_size >= spec.batch_size)
+    # The plain step: one CPU process, no accumulation. On CUDA the accumulating step also moves batches to the
+    # device and runs them under bf16 autocast.
+    plain = world is None and (spec.micro_batch_size is None or spec.micro_batch_size >= spec.batch_size) and \
+        not distributed.on_cuda(model)
     params = [p for p in model.parameters() if p.requires_grad]
     stats = TrainStats(steps=spec.steps)
     first, every, path = 0, 0, None
