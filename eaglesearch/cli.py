@@ -115,11 +115,17 @@ def plan(
                 "–" if m.est_train_s is None else f"{m.est_train_s:,.0f}",
             )
         out.print(table)
-        timed = [m.est_train_s for m in result.models if m.est_train_s is not None]
-        if timed:
-            out.print(f"estimated training time: at most ~{max(timed) * result.total_trials:,.0f}s for "
-                      f"{result.total_trials} trials (largest model x trial count; evaluation and start-up not "
-                      "included)")
+    if result.artifacts:
+        stored = sum(a.stored for a in result.artifacts)
+        out.print(f"per-expert stages: {len(result.artifacts)} artifacts, each trained once for the whole search "
+                  f"and reused by every trial with that expert ({stored} already in the artifact store)")
+        for a in result.artifacts:
+            when = "stored" if a.stored else ("–" if a.est_train_s is None else f"~{a.est_train_s:,.0f}s")
+            out.print(f"  {a.stage}/{a.expert}  {a.key}  {when}")
+    if result.est_train_s is not None:
+        out.print(f"estimated training time: at most ~{result.est_train_s:,.0f}s for {result.total_trials} trials "
+                  "(largest model x trial count, plus the per-expert artifacts still to build; evaluation and "
+                  "start-up not included)")
 
 
 @app.command()

@@ -13,7 +13,7 @@ from eaglesearch.model.validate import load_checked_search
 EXPECTED_TRIALS = {
     "demo_greedy": [1, 2, 1], "paper_greedy_experts": [1, 4, 3, 2, 1], "tiny_greedy_experts": [1, 4, 3, 2, 1],
     "paper_fusion": [10], "tiny_fusion": [10], "paper_single_experts": [7], "tiny_single_experts": [7],
-    "paper_clip_resolution": [10], "tiny_clip_resolution": [8],
+    "paper_clip_resolution": [10], "tiny_clip_resolution": [8], "paper_prealign": [4], "tiny_prealign": [4],
 }
 
 
@@ -48,3 +48,28 @@ def test_every_paper_space_plans_on_meta(repo: Path, tmp_path: Path, name: str) 
     if name == "paper_fusion":
         tokens = {m.visual_tokens for m in plan.models}
         assert tokens == {1024, 2048, 3072}  # sequence append grows with the experts; the others keep 32x32
+
+
+@pytest.mark.parametrize(("name", "experts"), [("demo_greedy", ["clip@128", "convnext@256", "sam@256"]),
+                                               ("paper_prealign", ["clip@448", "convnext@1024"]),
+                                               ("tiny_fusion", [])])
+def test_plan_lists_each_per_expert_artifact_once(repo: Path, tmp_path: Path, name: str,
+                                                  experts: list[str]) -> None:
+    """Pre-alignment is planned per distinct expert, not per trial; the freeze variants of paper_prealign share
+    their artifacts, and an artifact already in the store is marked as such."""
+    from eaglesearch.train.artifacts import ArtifactStore
+    from eaglesearch.train.stages import PREALIGNED
+
+    loaded = load_checked_search(repo / "search_spaces" / f"{name}.yaml")
+    workspace = Workspace.at(tmp_path)
+    plan = make_plan(loaded, workspace, False)
+    assert sorted(a.expert.rstrip("*") for a in plan.artifacts) == experts
+    assert {a.stage for a in plan.artifacts} <= {"prealign"} and not any(a.stored for a in plan.artifacts)
+    if not plan.artifacts:
+        return
+    built = tmp_path / "built"
+    built.mkdir()
+    (built / "expert.pt").write_bytes(b"placeholder")
+    ArtifactStore(workspace.artifacts).put(PREALIGNED, plan.artifacts[0].key, built, {"test": True})
+    again = make_plan(loaded, workspace, False)
+    assert [a.stored for a in again.artifacts] == [True] + [False] * (len(experts) - 1)

@@ -10,25 +10,32 @@ image, whole model per sample).
 * Paper-scale models (paper presets, hub LMs) are built on the ``meta`` device from their configs: no weights
   are loaded or allocated, so a 7B model is sized in seconds; the LM comes from its local config if present, else
   from the dimensions declared in the recipe. Step time is not estimated there (it depends on the GPUs).
+
+A model's estimate covers the stages every trial runs (the combined model's). Per-expert stages (pre-alignment)
+are planned separately: one stage artifact per distinct expert (and stage) the search can reach, each trained once
+for the whole search and skipped when the artifact store already holds it; at tiny scale each is timed on its
+one-expert model.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from eaglesearch.data import TrainDataset, collate_train
 from eaglesearch.execution.threads import pin_threads
 from eaglesearch.execution.trial_core import prepare_data, prepare_tokenizer
-from eaglesearch.execution.workspace import Workspace
+from eaglesearch.execution.workspace import PER_TRIAL, Workspace
 from eaglesearch.model import IMAGE_TOKEN, build_eagle
 from eaglesearch.model.cost import count_flops, measure_cost
 from eaglesearch.search import Strategy, make_strategy
 from eaglesearch.spec import LoadedSearch, ModelSpec, TrialSpec
 from eaglesearch.spec.search_space import GreedyStrategySpec
 from eaglesearch.train import apply_trainable, build_optimizer
+from eaglesearch.train.artifacts import ArtifactStore, artifact_key
+from eaglesearch.train.stages import PREALIGNED, per_expert_payload, prealign_model
 
 META_TEXT_TOKENS = 128  # text tokens per sample assumed for the whole-model FLOPs of a paper-scale plan
 
@@ -48,10 +55,32 @@ class ModelPlan:
 
 
 @dataclass(frozen=True)
+class ArtifactPlan:
+    """One per-expert stage artifact the search needs: built once, then reused by every trial with that expert."""
+
+    expert: str
+    stage: str
+    key: str
+    stored: bool  # already in the artifact store: nothing to train
+    step_s: float | None
+    est_train_s: float | None
+
+
+@dataclass(frozen=True)
 class Plan:
     strategy: str
     trials_per_round: list[int]
     models: list[ModelPlan]
+    artifacts: list[ArtifactPlan] = field(default_factory=list)
+
+    @property
+    def est_train_s(self) -> float | None:
+        """Upper bound: the slowest model's stages for every trial, plus each per-expert artifact still to build."""
+        timed = [m.est_train_s for m in self.models if m.est_train_s is not None]
+        if not timed:
+            return None
+        todo = [a.est_train_s or 0.0 for a in self.artifacts if not a.stored]
+        return max(timed) * self.total_trials + sum(todo)
 
     @property
     def total_trials(self) -> int:
@@ -106,19 +135,9 @@ def measure_here(trial: TrialSpec, workspace: Workspace, threads: int) -> ModelP
     batch = collate_train([dataset[i] for i in range(len(dataset))], tokenizer.pad_token_id)
     cost = measure_cost(model, batch["images"], batch)
     model.train()
-    optimizer = build_optimizer(model, stage)
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        loss = model(batch["images"], batch["input_ids"], batch["attention_mask"], labels=batch["labels"]).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        times.append(time.perf_counter() - start)
-    step_s = min(times[1:])  # the first step pays one-off allocation costs
-    # Every stage's steps at the final stage's step time (per-expert stages run once per expert): an estimate.
-    steps = sum(s.total_steps(len(data.train)) * (len(trial.model.experts) if s.per_expert else 1)
-                for s in trial.train.active)
+    step_s = _timed_steps(model, batch, build_optimizer(model, stage))
+    # The combined model's stages at the final stage's step time (per-expert stages: see plan_artifacts).
+    steps = sum(s.total_steps(len(data.train)) for s in trial.train.joint_stages)
     return ModelPlan(
         label=trial.label, scale="measured here", params_total=cost.params["total"],
         params_trainable=cost.params["trainable"], params_vision=_vision_params(cost.params),
@@ -179,11 +198,64 @@ def measure_on_meta(trial: TrialSpec) -> ModelPlan:
     )
 
 
+def _timed_steps(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> float:
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        loss = model(batch["images"], batch["input_ids"], batch["attention_mask"], labels=batch["labels"]).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return min(times[1:])  # the first step pays one-off allocation costs
+
+
+def plan_artifacts(loaded: LoadedSearch, workspace: Workspace, measure: bool) -> list[ArtifactPlan]:
+    """Every distinct per-expert stage artifact the planned trials need, whether the store already holds it, and
+    (tiny scale, ``measure``) its training time timed on the one-expert model."""
+    store = ArtifactStore(workspace.artifacts) if workspace.artifacts != PER_TRIAL else None
+    found: dict[str, ArtifactPlan] = {}
+    for trial in planned_trials(loaded):
+        for expert in trial.model.experts:
+            previous = None
+            for stage in trial.train.per_expert_stages:
+                key = artifact_key(per_expert_payload(trial, expert, stage, previous))
+                previous = key
+                if key in found:
+                    continue
+                stored = store is not None and store.is_complete(PREALIGNED, key)
+                step_s = est = None
+                if measure and not stored and not needs_meta(trial):
+                    step_s, steps = _time_per_expert(trial, expert, stage, workspace)
+                    est = step_s * steps
+                found[key] = ArtifactPlan(expert=expert.label, stage=stage.name, key=key, stored=stored,
+                                          step_s=step_s, est_train_s=est)
+    return list(found.values())
+
+
+def _time_per_expert(trial: TrialSpec, expert, stage, workspace: Workspace) -> tuple[float, int]:
+    data = prepare_data(trial.data, workspace)
+    tokenizer = prepare_tokenizer(trial, data, workspace)
+    spec = prealign_model(trial.model, expert)
+    model = build_eagle(spec, tokenizer, seed=trial.seed)
+    apply_trainable(model, stage.trainable, spec)
+    samples = data.captions if stage.data == "caption" and data.captions else data.train
+    dataset = TrainDataset(samples[: stage.batch_size], tokenizer, image_size=trial.data.image_size,
+                           num_visual_tokens=model.num_visual_tokens, max_length=trial.data.max_length,
+                           template=stage.template or trial.data.template)
+    batch = collate_train([dataset[i] for i in range(len(dataset))], tokenizer.pad_token_id)
+    model.train()
+    return _timed_steps(model, batch, build_optimizer(model, stage)), stage.total_steps(len(samples))
+
+
 def make_plan(loaded: LoadedSearch, workspace: Workspace, measure_costs: bool = True) -> Plan:
     strategy = make_strategy(loaded)
     models: list[ModelPlan] = []
+    threads = loaded.space.resources.torch_threads
     if measure_costs:
-        threads = loaded.space.resources.torch_threads
+        pin_threads(threads)
         for trial in planned_trials(loaded):
             models.append(measure_on_meta(trial) if needs_meta(trial) else measure_here(trial, workspace, threads))
-    return Plan(strategy=strategy.kind, trials_per_round=strategy.expected_trials(), models=models)
+    artifacts = plan_artifacts(loaded, workspace, measure=measure_costs)
+    return Plan(strategy=strategy.kind, trials_per_round=strategy.expected_trials(), models=models,
+                artifacts=artifacts)
