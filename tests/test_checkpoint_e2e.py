@@ -79,6 +79,25 @@ def checkpointed_step(root: Path, pattern: str = "trials/*/*/last.pt") -> int:
     return max(steps)
 
 
+def run_and_kill(root: Path, pattern: str) -> int:
+    """Start the search in its own process group and SIGKILL it as soon as a checkpoint matching ``pattern`` holds
+    a step strictly inside the stage; the step it was killed after (0: it never got there)."""
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db",
+               EAGLESEARCH_HOME=str(root / ".eaglesearch"))
+    proc = subprocess.Popen([sys.executable, "-m", "eaglesearch.cli", "run", "search_spaces/kill.yaml",
+                             "--executor", "inline", "--quiet"], cwd=root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline, killed_after = time.monotonic() + 300, 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        killed_after = checkpointed_step(root, pattern)
+        if 0 < killed_after < STEPS:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    return killed_after
+
+
 def test_sigkilled_trial_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     ref_root = project(tmp_path / "ref")
     ref = cli(ref_root, "run", "search_spaces/kill.yaml", "--executor", "inline", "--quiet")
@@ -88,19 +107,7 @@ def test_sigkilled_trial_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert not list((ref_root / ".eaglesearch" / "scratch" / "trials").glob("*")), "checkpoints left after success"
 
     root = project(tmp_path / "kill")
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db",
-               EAGLESEARCH_HOME=str(root / ".eaglesearch"))
-    proc = subprocess.Popen([sys.executable, "-m", "eaglesearch.cli", "run", "search_spaces/kill.yaml",
-                             "--executor", "inline", "--quiet"], cwd=root, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline, killed_after = time.monotonic() + 300, 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        killed_after = checkpointed_step(root)
-        if 0 < killed_after < STEPS:
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    proc.wait()
+    killed_after = run_and_kill(root, "trials/*/*/last.pt")
     assert 0 < killed_after < STEPS, "the trial finished before it could be interrupted"
     assert checkpointed_step(root) >= killed_after  # the kill left a usable checkpoint behind
 
@@ -135,19 +142,7 @@ def test_sigkilled_per_expert_stage_resumes_and_its_claim_is_taken_over(tmp_path
     reference = the_trial(ref_root)
 
     root = project(tmp_path / "kill", PREALIGN_RECIPE)
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db",
-               EAGLESEARCH_HOME=str(root / ".eaglesearch"))
-    proc = subprocess.Popen([sys.executable, "-m", "eaglesearch.cli", "run", "search_spaces/kill.yaml",
-                             "--executor", "inline", "--quiet"], cwd=root, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline, killed_after = time.monotonic() + 300, 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        killed_after = checkpointed_step(root, "stages/*/last.pt")
-        if 0 < killed_after < STEPS:
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    proc.wait()
+    killed_after = run_and_kill(root, "stages/*/last.pt")
     assert 0 < killed_after < STEPS, "the stage finished before it could be interrupted"
     claims = list((root / ".eaglesearch" / "artifacts" / "prealigned_expert").glob("*.claim"))
     assert len(claims) == 1, "the killed builder's claim is still there"

@@ -137,6 +137,21 @@ def test_gpu_autocast_and_gradient_checkpointing(setup) -> None:
         assert torch.get_autocast_dtype("cuda") == torch.bfloat16 and torch.is_autocast_enabled("cuda")
 
 
+PREALIGN_STAGE = {"name": "prealign", "per_expert": True, "steps": 2, "batch_size": 4, "log_every": 1,
+                  "trainable": {"experts": "all", "projector": True, "lm": "none"}}
+ALIGN_STAGE = {"name": "align", "data": "caption", "template": "plain", "steps": 1, "batch_size": 4,
+               "trainable": {"experts": "none", "projector": True, "lm": "none"}}
+
+
+def staged_trial(stages: list[dict]):
+    """A whole trial of SPEC with these stages on a few synthetic count questions (captions included)."""
+    from eaglesearch.spec import DataSpec, EvalSpec, TrialSpec
+
+    return TrialSpec(model=SPEC, data=DataSpec(synthetic=SyntheticDataSpec(
+        tasks=("count",), train_per_task=8, eval_per_task=2, image_size=128), max_length=192),
+        train=TrainSpec.model_validate({"stages": stages}), eval=EvalSpec(batch_size=4, max_new_tokens=2), seed=1)
+
+
 @pytest.mark.slow
 def test_ray_torch_trainer_two_cpu_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ray Train (V2) TorchTrainer, 2 gloo workers on CPU, Eagle's three stages: rank 0's outcome reaches the driver,
@@ -147,24 +162,13 @@ def test_ray_torch_trainer_two_cpu_workers(tmp_path: Path, monkeypatch: pytest.M
     from eaglesearch.execution.multi_worker import WORKERS_ENV, run_trial_multi_worker, workers_per_trial
     from eaglesearch.execution.trial_core import run_trial_core
     from eaglesearch.execution.workspace import Workspace
-    from eaglesearch.spec import DataSpec, EvalSpec, TrialSpec
     from eaglesearch.train.artifacts import ArtifactStore
     from eaglesearch.train.stages import PREALIGNED
 
     monkeypatch.setenv(WORKERS_ENV, "2")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     assert workers_per_trial() == 2
-    trial = TrialSpec(
-        model=SPEC,
-        data=DataSpec(synthetic=SyntheticDataSpec(tasks=("count",), train_per_task=8, eval_per_task=2,
-                                                  image_size=128), max_length=192),
-        train=TrainSpec.model_validate({"stages": [
-            {"name": "prealign", "per_expert": True, "trainable": {"experts": "all", "projector": True, "lm": "none"},
-             "steps": 2, "batch_size": 4, "log_every": 1},
-            {"name": "align", "data": "caption", "template": "plain",
-             "trainable": {"experts": "none", "projector": True, "lm": "none"}, "steps": 1, "batch_size": 4},
-            {"name": "sft", "steps": 2, "batch_size": 4, "log_every": 1}]}),
-        eval=EvalSpec(batch_size=4, max_new_tokens=2), seed=1)
+    trial = staged_trial([PREALIGN_STAGE, ALIGN_STAGE, {"name": "sft", "steps": 2, "batch_size": 4, "log_every": 1}])
     try:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     except Exception as err:  # noqa: BLE001
@@ -196,17 +200,9 @@ def test_single_gpu_trial_trains_and_evaluates_on_the_gpu(tmp_path: Path) -> Non
     are scored there."""
     from eaglesearch.execution.trial_core import run_trial_core
     from eaglesearch.execution.workspace import Workspace
-    from eaglesearch.spec import DataSpec, EvalSpec, TrialSpec
 
-    trial = TrialSpec(
-        model=SPEC,
-        data=DataSpec(synthetic=SyntheticDataSpec(tasks=("count",), train_per_task=8, eval_per_task=2,
-                                                  image_size=128), max_length=192),
-        train=TrainSpec.model_validate({"stages": [
-            {"name": "prealign", "per_expert": True, "trainable": {"experts": "all", "projector": True, "lm": "none"},
-             "steps": 2, "batch_size": 4, "log_every": 1},
-            {"name": "sft", "steps": 2, "batch_size": 4, "micro_batch_size": 2, "log_every": 1}]}),
-        eval=EvalSpec(batch_size=4, max_new_tokens=2), seed=1)
+    trial = staged_trial([PREALIGN_STAGE,
+                          {"name": "sft", "steps": 2, "batch_size": 4, "micro_batch_size": 2, "log_every": 1}])
     outcome = run_trial_core(trial, Workspace.at(tmp_path / "gpu"), threads=1)
     assert outcome is not None and outcome.predictions
     assert [r.name for r in outcome.stages] == ["prealign/clip", "prealign/sam", "sft"]

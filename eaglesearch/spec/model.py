@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from eaglesearch.spec.base import SpecModel
+from eaglesearch.spec.base import SpecModel, repeated
 
 Scale = Literal["tiny", "paper"]
 FusionName = Literal["channel_concat", "sequence_append", "llava_hr", "mini_gemini", "deformable"]
@@ -108,8 +108,7 @@ class ModelSpec(SpecModel):
     @field_validator("experts")
     @classmethod
     def _unique(cls, experts: tuple[ExpertSpec, ...]) -> tuple[ExpertSpec, ...]:
-        names = [e.name for e in experts]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = repeated([e.name for e in experts])
         if dupes:
             raise ValueError(f"each expert may appear once; repeated: {', '.join(dupes)}")
         return experts

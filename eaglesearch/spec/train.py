@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from eaglesearch.spec.base import SpecModel
+from eaglesearch.spec.base import SpecModel, repeated
 from eaglesearch.spec.data import TemplateName
 
 PartSetting = Literal["spec", "all", "none"] | int
@@ -182,8 +182,7 @@ class TrainSpec(SpecModel):
     @field_validator("stages", mode="after")
     @classmethod
     def _check(cls, stages: tuple[StageSpec, ...]) -> tuple[StageSpec, ...]:
-        names = [s.name for s in stages]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = repeated([s.name for s in stages])
         if dupes:
             raise ValueError(f"stage names must be unique; repeated: {', '.join(dupes)}")
         active = [s for s in stages if s.enabled]

@@ -259,8 +259,7 @@ class StagePipeline:
             inner = _unwrap(model)
             torch.save(_cpu(inner.experts[expert.name].state_dict()), out / EXPERT_FILE)
             torch.save(_cpu(inner.projector.state_dict()), out / PROJECTOR_FILE)
-            payload = per_expert_payload(self.trial, expert, stage, None)
-            (out / RECORD_FILE).write_text(json.dumps({"record": record.to_json(), "stage": payload["stage"]},
+            (out / RECORD_FILE).write_text(json.dumps({"record": record.to_json(), "stage": stage_fields(stage)},
                                                       indent=1) + "\n")
         if self.main:
             shutil.rmtree(self.scratch / "stages" / f"{PREALIGNED}-{key}", ignore_errors=True)
