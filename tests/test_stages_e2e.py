@@ -63,6 +63,9 @@ def test_greedy_search_trains_each_experts_prealignment_once(tmp_path: Path) -> 
     for run_id in nested["run_id"]:
         assert len(store.metric_history(run_id, "train/loss")) >= 2
     assert all(trials["stages/trained"] + trials["stages/reused"] == trials["label"].str.count(r"\+") + 3)
+    report = (root / "reports" / "prealign-greedy" / "stages.md").read_text()
+    assert "3 used by this search, 3 trained here, 5 uses served from the artifact store" in report
+    assert report.count("| reused ") == 5 and report.count(" / clip ") == 4
 
     second = cli(root, "run", "search_spaces/o.yaml", "--executor", "inline", "--quiet")
     assert second.returncode == 0, second.stdout + second.stderr

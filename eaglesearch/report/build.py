@@ -1,4 +1,5 @@
-"""Compile a search's record into ``<out>/<search>/leaderboard.{md,csv}`` (+ ``rounds.md``) and log them."""
+"""Compile a search's record into ``<out>/<search>/leaderboard.{md,csv}`` (+ ``rounds.md``, ``stages.md``) and log
+them."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class ReportPaths:
     rounds_markdown: Path | None
     table: pd.DataFrame
     parent_id: str
+    stages_markdown: Path | None = None
 
 
 def _settings(parent: RunRecord, objective: str | None, mode: str | None,
@@ -105,8 +107,8 @@ def rounds_markdown(rounds: pd.DataFrame, search: str, parent: RunRecord, store:
 def write_report(store: TrackingStore, search: str, out_dir: Path, parent_id: str | None = None,
                  objective: str | None = None, mode: str | None = None,
                  baseline_key: str | None = None, ties: TieFunction | None = None) -> ReportPaths:
-    """Write ``out_dir/<search>/leaderboard.md``, ``leaderboard.csv`` and, for greedy searches, ``rounds.md``;
-    log them on the parent run under ``report/``. ``parent_id=None`` takes the search's latest parent run.
+    """Write ``out_dir/<search>/leaderboard.md``, ``leaderboard.csv``, for greedy searches ``rounds.md`` and, for
+    recipes of several stages, ``stages.md``; log them on the parent run under ``report/``. ``parent_id=None`` takes the search's latest parent run.
 
     ``objective``/``mode``/``baseline_key`` left as None default to the parent run's params of those names,
     then to ``"objective"``/``"max"``/none. ``ties(table, runs)``, when given, returns trial key → rank label with
@@ -135,8 +137,54 @@ def write_report(store: TrackingStore, search: str, out_dir: Path, parent_id: st
         rounds_path = folder / "rounds.md"
         rounds = round_table(runs, objective=objective, mode=mode)
         rounds_path.write_text(rounds_markdown(rounds, search, parent, store, objective, mode), encoding="utf-8")
-    for path in (md_path, csv_path, rounds_path):
+    stages_path = None
+    stages = store.stage_runs(search)
+    stages = stages[stages["parent"].isin(set(runs["run_id"]))] if len(stages) and len(runs) else stages.iloc[0:0]
+    if len(stages) and stages["index"].max() > 1:  # a one-stage recipe has nothing to add to the leaderboard
+        stages_path = folder / "stages.md"
+        stages_path.write_text(stages_markdown(stages, runs, search, parent, store), encoding="utf-8")
+    for path in (md_path, csv_path, rounds_path, stages_path):
         if path is not None:
             store.log_artifact(parent_id, path, ARTIFACT_DIR)
     return ReportPaths(markdown=md_path, csv=csv_path, rounds_markdown=rounds_path, table=table,
-                       parent_id=parent_id)
+                       parent_id=parent_id, stages_markdown=stages_path)
+
+
+def stages_table(stages: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per stage of every trial, in trial then stage order: what trained, what was reused, final loss."""
+    labels = dict(zip(runs["run_id"], runs["label"], strict=False)) if "label" in runs.columns else {}
+    rounds = dict(zip(runs["run_id"], runs["round"], strict=False)) if "round" in runs.columns else {}
+
+    def column(name: str) -> pd.Series:
+        return stages[name] if name in stages.columns else pd.Series(float("nan"), index=stages.index)
+
+    table = pd.DataFrame({
+        "candidate": stages["parent"].map(labels),
+        "round": stages["parent"].map(rounds),
+        "stage": [f"{i}. {s}" + (f" / {e}" if isinstance(e, str) and e else "")
+                  for i, s, e in zip(stages["index"], stages["stage"], stages["expert"], strict=True)],
+        "status": stages["status"],
+        "steps": column("stage/steps").round().astype("Int64"),
+        "loss_final": column("train/loss_final"),
+        "train_s": column("stage/wall_s").where(stages["status"] == "trained").round(1),
+        "artifact": stages["artifact_key"].fillna(""),
+    })
+    order = table.assign(_index=stages["index"], _expert=stages["expert"].fillna(""))
+    order = order.sort_values(["round", "candidate", "_index", "_expert"], kind="stable")
+    return order.drop(columns=["_index", "_expert"]).reset_index(drop=True)
+
+
+def stages_markdown(stages: pd.DataFrame, runs: pd.DataFrame, search: str, parent: RunRecord,
+                    store: TrackingStore) -> str:
+    table = stages_table(stages, runs)
+    per_expert = stages[stages["artifact_key"].notna()]
+    trained = per_expert[per_expert["status"] == "trained"]
+    lines = _header("Training stages", search, parent, store)
+    lines += [
+        f"- per-expert stage artifacts: {per_expert['artifact_key'].nunique()} used by this search, "
+        f"{len(trained)} trained here, {len(per_expert) - len(trained)} uses served from the artifact store",
+        "- reused rows show the curve's final loss of the run that built the artifact; train_s only where trained",
+        "",
+        to_markdown(table),
+    ]
+    return "\n".join(lines).rstrip("\n") + "\n"

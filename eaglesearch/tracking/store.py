@@ -225,8 +225,8 @@ class TrackingStore:
         return run_id
 
     def stage_runs(self, search: str | None = None, trial_run_id: str | None = None) -> pd.DataFrame:
-        """Stage runs (one row each: run_id, stage, index, expert, status, artifact_key, trial_key, parent), of one
-        search's experiment or all, optionally of one trial run."""
+        """Stage runs (one row each: run_id, stage, index, expert, status, artifact_key, trial_key, parent, then
+        their latest metrics), of one search's experiment or all, optionally of one trial run."""
         if search is not None:
             exp = self._client.get_experiment_by_name(search)
             ids = [exp.experiment_id] if exp is not None else []
@@ -239,9 +239,10 @@ class TrackingStore:
             rows.append({"run_id": run.info.run_id, "stage": t.get(R.TAG_STAGE), "index": int(t.get(R.TAG_STAGE_INDEX, 0)),
                          "expert": t.get(R.TAG_STAGE_EXPERT), "status": t.get(R.TAG_STATUS),
                          "artifact_key": t.get(R.TAG_ARTIFACT_KEY), "trial_key": t.get(R.TAG_TRIAL_KEY),
-                         "parent": t.get(R.TAG_PARENT)})
+                         "parent": t.get(R.TAG_PARENT), **run.data.metrics})
         columns = ["run_id", "stage", "index", "expert", "status", "artifact_key", "trial_key", "parent"]
-        return pd.DataFrame(rows, columns=columns)
+        frame = pd.DataFrame(rows)
+        return frame if len(frame) else pd.DataFrame(columns=columns)
 
     # ---------------------------------------------------------------- internals
 
