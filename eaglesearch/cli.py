@@ -81,7 +81,8 @@ def validate(path: SpacePath) -> None:
 
     strategy = make_strategy(loaded)
     out.print(f"[green]ok[/green] {path}: search '{loaded.name}', strategy {strategy.kind}, recipe "
-              f"{loaded.recipe.name} ({loaded.recipe_path}), up to {sum(strategy.expected_trials())} trials")
+              f"{loaded.recipe.name} ({loaded.recipe_path}, stages {loaded.recipe.train.label}), up to "
+              f"{sum(strategy.expected_trials())} trials")
 
 
 @app.command()
