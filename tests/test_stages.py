@@ -176,6 +176,7 @@ def test_killed_mid_stage_resumes_and_ends_equal_to_an_uninterrupted_run(prepare
     record = next(r for r in resumed.stages if r.name == stage)
     assert record.resumed_from > 0 and record.resumed_from == 2  # last checkpoint before the kill (every 2 steps)
     assert [r.losses for r in resumed.stages] == [r.losses for r in reference.stages]
+    assert {r.status for r in resumed.stages} == {"trained"}  # its own artifacts, even those built before the kill
     assert states_equal(resumed.model, reference.model)
     if "sft" in where:
         assert [r.resumed_from for r in resumed.stages] == [0, 0, 2]

@@ -77,6 +77,7 @@ class StageRecord:
     samples: int = 0
     trainable: dict[str, int] = field(default_factory=dict)
     trainable_label: str = ""
+    built_by: str | None = None  # key of the trial that trained it (per-expert stages)
 
     @property
     def name(self) -> str:
@@ -201,7 +202,9 @@ class StagePipeline:
             else:
                 record = StageRecord.from_json(json.loads((folder / RECORD_FILE).read_text())["record"])
                 # The builder's curve and counts; this trial's stage name and position (names are not in the key).
-                record.status, record.resumed_from = "reused", 0
+                # A retried trial finding the artifact its own first attempt built still counts as its builder.
+                record.status = "trained" if record.built_by == self.trial.key else "reused"
+                record.resumed_from = record.resumed_from if record.status == "trained" else 0
                 record.stage, record.index = stage.name, self.index[stage.name]
                 self.records.append(record)
                 self.say(f"stage {self.index[stage.name]}/{self.count} {stage.name}/{expert.name}: "
@@ -318,7 +321,8 @@ class StagePipeline:
         record = StageRecord(stage=stage.name, index=self.index[stage.name], data=stage.data, status="trained",
                              steps=steps, expert=expert, artifact_key=key, resumed_from=stats.resumed_from,
                              losses=logged, loss_final=stats.loss_final, wall_s=stats.wall_s, samples=stats.samples,
-                             trainable=counts, trainable_label=stage.trainable.label)
+                             trainable=counts, trainable_label=stage.trainable.label,
+                             built_by=self.trial.key if expert else None)
         return record, stats
 
 
