@@ -563,3 +563,12 @@ def test_add_seeds_does_nothing_when_the_best_two_are_separated():
     s.tell(first["b"].key, with_interval(first["b"].key, 0.80, 0.05))
     s.tell(first["c"].key, with_interval(first["c"].key, 0.50, 0.05))
     assert s.finished and s.decisions()[-1].added == "b"
+
+
+def test_stage_factors_keep_their_stage_in_labels() -> None:
+    from eaglesearch.search.grid import factor_labels
+
+    labels = factor_labels(["experts", "train.lr", "train.stages.prealign.enabled", "train.stages.sft.steps",
+                            "model.grid"])
+    assert labels == {"train.lr": "lr", "train.stages.prealign.enabled": "prealign.enabled",
+                      "train.stages.sft.steps": "sft.steps", "model.grid": "grid"}

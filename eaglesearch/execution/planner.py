@@ -20,7 +20,7 @@ one-expert model.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -254,8 +254,11 @@ def make_plan(loaded: LoadedSearch, workspace: Workspace, measure_costs: bool = 
     threads = loaded.space.resources.torch_threads
     if measure_costs:
         pin_threads(threads)
-        for trial in planned_trials(loaded):
-            models.append(measure_on_meta(trial) if needs_meta(trial) else measure_here(trial, workspace, threads))
+        trials = planned_trials(loaded)
+        varied = len({t.train.label for t in trials}) > 1  # e.g. pre-alignment on/off: name the stages per row
+        for trial in trials:
+            plan = measure_on_meta(trial) if needs_meta(trial) else measure_here(trial, workspace, threads)
+            models.append(replace(plan, label=f"{plan.label} ({trial.train.label})") if varied else plan)
     artifacts = plan_artifacts(loaded, workspace, measure=measure_costs)
     return Plan(strategy=strategy.kind, trials_per_round=strategy.expected_trials(), models=models,
                 artifacts=artifacts)

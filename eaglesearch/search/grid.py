@@ -26,11 +26,20 @@ def format_value(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _short(factor: str) -> str:
+    """``lr`` for ``train.lr``; a stage setting keeps its stage: ``prealign.enabled`` for
+    ``train.stages.prealign.enabled``."""
+    parts = factor.split(".")
+    if parts[:2] == ["train", "stages"] and len(parts) >= 4:
+        return ".".join(parts[2:])
+    return parts[-1]
+
+
 def factor_labels(factors: list[str]) -> dict[str, str]:
-    """Short names of non-expert factors: the last dotted component, the full path where two would collide."""
+    """Short names of non-expert factors (see :func:`_short`), the full path where two would collide."""
     names = [f for f in factors if f != EXPERTS_FACTOR]
-    counts = Counter(f.rsplit(".", 1)[-1] for f in names)
-    return {f: f.rsplit(".", 1)[-1] if counts[f.rsplit(".", 1)[-1]] == 1 else f for f in names}
+    counts = Counter(_short(f) for f in names)
+    return {f: _short(f) if counts[_short(f)] == 1 else f for f in names}
 
 
 class GridStrategy(Strategy):

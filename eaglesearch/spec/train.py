@@ -132,7 +132,8 @@ class StageSpec(SpecModel):
     @model_validator(mode="after")
     def _check(self) -> StageSpec:
         if self.steps is not None and self.epochs is not None:
-            raise ValueError(f"stage '{self.name}': give steps or epochs, not both")
+            raise ValueError(f"stage '{self.name}': give steps or epochs, not both (an override that sets one should "
+                             "set the other to null)")
         if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
             raise ValueError(f"stage '{self.name}': batch_size {self.batch_size} is not a multiple of "
                              f"micro_batch_size {self.micro_batch_size}")
