@@ -38,7 +38,9 @@ def test_greedy_search_trains_each_experts_prealignment_once(tmp_path: Path) -> 
     # A second search (another SFT learning rate) over the same experts: new trials, no new pre-alignment.
     other = greedy_space("prealign-other", ["convnext"], max_rounds=1) + \
         "overrides: {train: {stages: {sft: {lr: 1.0e-3}}}}\n"
-    root = project(tmp_path, {"g": greedy, "o": other})
+    # A third search mixing trials cached from the first (clip, clip+sam) with a new one (clip+dinov2).
+    mixed = greedy_space("prealign-mixed", ["sam", "dinov2"], max_rounds=1)
+    root = project(tmp_path, {"g": greedy, "o": other, "m": mixed})
 
     first = cli(root, "run", "search_spaces/g.yaml", "--executor", "inline", "--quiet")
     assert first.returncode == 0, first.stdout + first.stderr
@@ -73,6 +75,14 @@ def test_greedy_search_trains_each_experts_prealignment_once(tmp_path: Path) -> 
     again = prealign_runs(store, "prealign-other")
     assert len(again) == 3 and set(again["status"]) == {"reused"}
     assert (prealign_runs(store)["status"] == "trained").sum() == 3  # over both searches
+
+    third = cli(root, "run", "search_spaces/m.yaml", "--executor", "inline", "--quiet")
+    assert third.returncode == 0, third.stdout + third.stderr  # ranks and ties over cached + trained trials
+    assert artifacts.count(PREALIGNED) == 4
+    new = prealign_runs(store, "prealign-mixed")
+    assert sorted(new[new["status"] == "trained"]["expert"]) == ["dinov2"]  # the cached trials log no stages
+    statuses = store.trial_runs(store.latest_parent("prealign-mixed"))["status_tag"]
+    assert sorted(statuses) == ["cached", "cached", "finished"]
 
 
 def test_concurrent_ray_trials_needing_one_artifact_train_it_once(tmp_path: Path) -> None:

@@ -262,3 +262,16 @@ def test_empty_parent_has_empty_frame(store: TrackingStore, parent: tuple[str, s
     runs = store.trial_runs(pid)
     assert len(runs) == 0
     assert {"run_id", "status", "key", "round", "label", "status_tag", "error"} <= set(runs.columns)
+
+
+def test_source_run_of_mixed_cached_and_trained_rows() -> None:
+    """A frame with cached and trained trials has NaN (truthy) in cached_from on the trained rows."""
+    import pandas as pd
+
+    from eaglesearch.tracking import source_run_id
+
+    frame = pd.DataFrame([{"run_id": "own", "cached_from": None}, {"run_id": "copy", "cached_from": "builder"}])
+    rows = [row for _, row in frame.iterrows()]
+    assert pd.isna(rows[0]["cached_from"]) and bool(rows[0]["cached_from"])  # the trap: NaN is truthy
+    assert [source_run_id(r) for r in rows] == ["own", "builder"]
+    assert source_run_id({"run_id": "solo"}) == "solo"

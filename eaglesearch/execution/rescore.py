@@ -15,7 +15,7 @@ from pathlib import Path
 from eaglesearch.evaluate.predictions import PREDICTIONS, read_predictions
 from eaglesearch.evaluate.run import summarize, summary_metrics
 from eaglesearch.spec import TrialSpec
-from eaglesearch.tracking import TrackingStore
+from eaglesearch.tracking import TrackingStore, source_run_id
 
 TRIAL_SPEC = "trial_spec.json"
 
@@ -62,7 +62,7 @@ def rescore_search(store: TrackingStore, search: str, parent_id: str | None = No
     for _, row in runs.iterrows():
         if row.get("status_tag") not in ("finished", "cached"):
             continue
-        source = row.get("cached_from") or row["run_id"]
+        source = source_run_id(row)
         logged = {c: float(row[c]) for c in runs.columns
                   if isinstance(c, str) and (c.startswith("score") or c.startswith("objective")) and row[c] == row[c]}
         out.append(rescore_run(store, row["run_id"], source, row.get("label") or "", logged))

@@ -19,7 +19,7 @@ from eaglesearch.evaluate.run import objective_group
 from eaglesearch.evaluate.uncertainty import PairedComparison, paired_aggregate, tied_ranks
 from eaglesearch.execution.rescore import TRIAL_SPEC
 from eaglesearch.spec import EvalSpec, TrialSpec
-from eaglesearch.tracking import TrackingStore
+from eaglesearch.tracking import TrackingStore, source_run_id
 
 Loaded = tuple[dict[str, list[ScoredItem]], dict[str, Metric], EvalSpec]
 
@@ -43,7 +43,7 @@ def tie_labels(store: TrackingStore, table: pd.DataFrame, runs: pd.DataFrame, mo
         return {str(k): str(int(r)) for k, r in zip(ranked["key"], ranked["rank"], strict=True)}
     source = {}
     for _, row in runs.iterrows():
-        source[row["key"]] = row.get("cached_from") or row["run_id"]
+        source[row["key"]] = source_run_id(row)
     loaded = [_load(store, source[key]) for key in ranked["key"]]
     sign = 1.0 if mode == "max" else -1.0
 

@@ -6,6 +6,7 @@ Pure functions over ``mlflow.entities.Run`` objects; no I/O here.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,3 +181,11 @@ def runs_frame(runs: list[Any]) -> pd.DataFrame:
     frame = frame[[*BASE_COLUMNS, *params, *metrics]]
     frame = frame.sort_values(["round", "start_time"], na_position="last", kind="stable")
     return frame.reset_index(drop=True)
+
+
+def source_run_id(row: Mapping[str, Any]) -> str:
+    """The run holding a trial row's artifacts (predictions, spec): the run it was cached from, else its own.
+
+    In a frame mixing cached and trained trials, ``cached_from`` is NaN (a truthy float) on trained rows."""
+    cached = row.get("cached_from")
+    return cached if isinstance(cached, str) and cached else str(row["run_id"])
