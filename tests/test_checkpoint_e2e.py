@@ -16,27 +16,13 @@ import pytest
 
 from eaglesearch.tracking import TrackingStore
 from eaglesearch.train.checkpoint import CheckpointError, load_checkpoint
-from tests.e2e_helpers import cli
+from tests.e2e_helpers import cli, tiny_recipe
 
 pytestmark = pytest.mark.slow
 
 STEPS = 40
-RECIPE = f"""\
-name: ckpt_test
-scale: tiny
-seed: 0
-model:
-  grid: 4
-  lm: {{kind: tiny_llama, hidden_size: 32, num_layers: 1, num_heads: 2, num_kv_heads: 1, intermediate_size: 64}}
-  tokenizer: {{kind: offline_bpe, vocab_size: 300}}
-data:
-  source: synthetic
-  image_size: 64
-  max_length: 96
-  synthetic: {{tasks: [count, color], train_per_task: 16, eval_per_task: 6, image_size: 64, seed: 0}}
-train: {{steps: {STEPS}, batch_size: 8, lr: 1.0e-3, log_every: 5, checkpoint_every: 5}}
-eval: {{batch_size: 12, max_new_tokens: 3}}
-"""
+STAGE = f"batch_size: 8, lr: 1.0e-3, log_every: 5, checkpoint_every: 5, steps: {STEPS}"
+RECIPE = tiny_recipe("ckpt_test", train=f"{{{STAGE}}}")
 SPACE = textwrap.dedent("""\
     name: ckpt-kill
     recipe: experiments/ckpt_test.yaml
@@ -124,12 +110,10 @@ def test_sigkilled_trial_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert not list((root / ".eaglesearch" / "scratch" / "trials").glob("*")), "checkpoints left after success"
 
 
-PREALIGN_RECIPE = RECIPE.replace(
-    f"train: {{steps: {STEPS}, batch_size: 8, lr: 1.0e-3, log_every: 5, checkpoint_every: 5}}",
-    "train:\n  stages:\n"
-    "    - {name: prealign, per_expert: true, trainable: {experts: all, projector: true, lm: none}, "
-    f"steps: {STEPS}, batch_size: 8, lr: 1.0e-3, log_every: 5, checkpoint_every: 5}}\n"
-    "    - {name: sft, steps: 6, batch_size: 8, lr: 1.0e-3, log_every: 1}\n")
+PREALIGN_RECIPE = tiny_recipe("ckpt_test", train=(
+    "\n  stages:\n"
+    f"    - {{name: prealign, per_expert: true, trainable: {{experts: all, projector: true, lm: none}}, {STAGE}}}\n"
+    "    - {name: sft, steps: 6, batch_size: 8, lr: 1.0e-3, log_every: 1}"))
 
 
 def test_sigkilled_per_expert_stage_resumes_and_its_claim_is_taken_over(tmp_path: Path) -> None:

@@ -21,18 +21,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
 from eaglesearch.data import TrainDataset, collate_train
 from eaglesearch.execution.threads import pin_threads
-from eaglesearch.execution.trial_core import prepare_data, prepare_tokenizer
+from eaglesearch.execution.trial_core import PreparedData, prepare_data, prepare_tokenizer
 from eaglesearch.execution.workspace import PER_TRIAL, Workspace
 from eaglesearch.model import IMAGE_TOKEN, build_eagle
 from eaglesearch.model.cost import count_flops, measure_cost
 from eaglesearch.search import Strategy, make_strategy
-from eaglesearch.spec import LoadedSearch, ModelSpec, TrialSpec
+from eaglesearch.spec import ExpertSpec, LoadedSearch, ModelSpec, TrialSpec
 from eaglesearch.spec.search_space import GreedyStrategySpec
+from eaglesearch.spec.train import StageSpec
 from eaglesearch.train import apply_trainable, build_optimizer
 from eaglesearch.train.artifacts import ArtifactStore, artifact_key
 from eaglesearch.train.stages import PREALIGNED, per_expert_payload, prealign_model
@@ -216,6 +218,7 @@ def plan_artifacts(loaded: LoadedSearch, workspace: Workspace, measure: bool) ->
     store = ArtifactStore(workspace.artifacts) if workspace.artifacts != PER_TRIAL else None
     found: dict[str, ArtifactPlan] = {}
     for trial in planned_trials(loaded):
+        prepared = None  # the trial's data and tokenizer, read once when a measurement needs them
         for expert in trial.model.experts:
             previous = None
             for stage in trial.train.per_expert_stages:
@@ -226,16 +229,18 @@ def plan_artifacts(loaded: LoadedSearch, workspace: Workspace, measure: bool) ->
                 stored = store is not None and store.is_complete(PREALIGNED, key)
                 step_s = est = None
                 if measure and not stored and not needs_meta(trial):
-                    step_s, steps = _time_per_expert(trial, expert, stage, workspace)
+                    if prepared is None:
+                        data = prepare_data(trial.data, workspace)
+                        prepared = data, prepare_tokenizer(trial, data, workspace)
+                    step_s, steps = _time_per_expert(trial, expert, stage, *prepared)
                     est = step_s * steps
                 found[key] = ArtifactPlan(expert=expert.label, stage=stage.name, key=key, stored=stored,
                                           step_s=step_s, est_train_s=est)
     return list(found.values())
 
 
-def _time_per_expert(trial: TrialSpec, expert, stage, workspace: Workspace) -> tuple[float, int]:
-    data = prepare_data(trial.data, workspace)
-    tokenizer = prepare_tokenizer(trial, data, workspace)
+def _time_per_expert(trial: TrialSpec, expert: ExpertSpec, stage: StageSpec, data: PreparedData,
+                     tokenizer: Any) -> tuple[float, int]:
     spec = prealign_model(trial.model, expert)
     model = build_eagle(spec, tokenizer, seed=trial.seed)
     apply_trainable(model, stage.trainable, spec)

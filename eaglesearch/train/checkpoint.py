@@ -111,12 +111,17 @@ def save_checkpoint(
         "losses": [float(v) for v in losses],
         "meta": dict(meta or {}),
     }
+    save_atomic(path, payload)
+
+
+def save_atomic(path: Path, payload: Mapping[str, Any]) -> None:
+    """``torch.save`` to a temp file beside ``path``, fsync, then rename: readers see the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
+            torch.save(dict(payload), handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -24,9 +24,7 @@ uninterrupted run's.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,12 +34,13 @@ import torch
 from torch.utils.data import Dataset
 
 from eaglesearch.model import EagleModel, build_eagle
+from eaglesearch.model.build import part_seed
 from eaglesearch.spec import ExpertSpec, ModelSpec, TrialSpec
 from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec
 from eaglesearch.train import distributed
 from eaglesearch.train.artifacts import ArtifactStore, WaitState, artifact_key
-from eaglesearch.train.checkpoint import rng_state, set_rng_state, trained_state
-from eaglesearch.train.loop import TrainStats, batches, train
+from eaglesearch.train.checkpoint import rng_state, save_atomic, set_rng_state, trained_state
+from eaglesearch.train.loop import batches, train
 from eaglesearch.train.trainable import apply_trainable
 
 STAGE_VERSION = "stages-1"
@@ -98,13 +97,10 @@ class StageRecord:
 class PipelineResult:
     model: EagleModel
     stages: list[StageRecord]
-    final: TrainStats | None  # the last joint stage's stats (None when it was restored from done.pt)
 
 
 def stage_seed(seed: int, stage: StageSpec) -> int:
     """The data-order seed of a stage: independent of the stage's position and of the other stages."""
-    from eaglesearch.model.build import part_seed
-
     return part_seed(seed, f"data/{stage.name}") % (2**31)
 
 
@@ -176,10 +172,9 @@ class StagePipeline:
         for name, state in experts.items():
             model.experts[name].load_state_dict(state)
         model = self.on_model(model.to(self.device))
-        final: TrainStats | None = None
         for stage in self.trial.train.joint_stages:
-            final = self._joint(model, stage)
-        return PipelineResult(model=model, stages=self.records, final=final)
+            self._joint(model, stage)
+        return PipelineResult(model=model, stages=self.records)
 
     # ---------------------------------------------------------------------------------- per-expert stages
 
@@ -256,7 +251,7 @@ class StagePipeline:
             model.projector.load_state_dict(torch.load(after / PROJECTOR_FILE, map_location="cpu",
                                                        weights_only=True))
         model = self.on_model(model.to(self.device))
-        record, _stats = self._train(model, spec, stage, self.scratch / "stages" / f"{PREALIGNED}-{key}",
+        record = self._train(model, spec, stage, self.scratch / "stages" / f"{PREALIGNED}-{key}",
                                      expert=expert.name, key=key)
         if out is not None:
             inner = _unwrap(model)
@@ -270,21 +265,20 @@ class StagePipeline:
 
     # -------------------------------------------------------------------------------------- joint stages
 
-    def _joint(self, model: EagleModel, stage: StageSpec) -> TrainStats | None:
+    def _joint(self, model: EagleModel, stage: StageSpec) -> None:
         folder = self.scratch / "trials" / self.trial.key / stage.name
         done = folder / DONE_FILE
         if done.is_file():  # finished before this process started: restore its result, skip the work
             saved = torch.load(done, map_location="cpu", weights_only=True)
-            apply_trainable(_unwrap(model), stage.trainable, self.trial.model)
             _unwrap(model).load_state_dict(saved["model"], strict=False)
             set_rng_state(saved["rng"])
             record = StageRecord.from_json(json.loads(saved["record"]))
             self.records.append(record)
             self.say(f"stage {self.index[stage.name]}/{self.count} {stage.name}: restored (finished earlier)")
-            return None
-        record, stats = self._train(model, self.trial.model, stage, folder, expert=None, key=None)
+            return
+        record = self._train(model, self.trial.model, stage, folder, expert=None, key=None)
         if self.main:
-            _save_atomic(done, {"model": _cpu(trained_state(_unwrap(model))), "rng": rng_state(),
+            save_atomic(done, {"model": _cpu(trained_state(_unwrap(model))), "rng": rng_state(),
                                 "record": json.dumps(record.to_json())})
             (folder / "last.pt").unlink(missing_ok=True)
         if self.world is not None and self.world.world_size > 1:
@@ -292,12 +286,11 @@ class StagePipeline:
 
             dist.barrier()
         self.records.append(record)
-        return stats
 
     # ---------------------------------------------------------------------------------------- one stage
 
     def _train(self, model: EagleModel, spec: ModelSpec, stage: StageSpec, checkpoints: Path, *,
-               expert: str | None, key: str | None) -> tuple[StageRecord, TrainStats]:
+               expert: str | None, key: str | None) -> StageRecord:
         inner = _unwrap(model)
         counts = apply_trainable(inner, stage.trainable, spec)
         dataset = self.dataset_for(stage, inner.num_visual_tokens)
@@ -323,7 +316,7 @@ class StagePipeline:
                              losses=logged, loss_final=stats.loss_final, wall_s=stats.wall_s, samples=stats.samples,
                              trainable=counts, trainable_label=stage.trainable.label,
                              built_by=self.trial.key if expert else None)
-        return record, stats
+        return record
 
 
 def _unwrap(model: Any) -> EagleModel:
@@ -332,15 +325,3 @@ def _unwrap(model: Any) -> EagleModel:
 
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in state.items()}
-
-
-def _save_atomic(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
