@@ -211,6 +211,28 @@ def rescore(
 
 
 @app.command()
+def pretrain(
+    out_dir: Annotated[Path | None, typer.Option("--out", help="store to build into; default: the shipped store "
+                                                  "inside the package (eaglesearch/pretrained)")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="rebuild only these components (lm, world, "
+                                                   "or an expert family name); repeatable")] = None,
+    threads: Annotated[int, typer.Option(help="torch threads (results are bit-identical for a thread count)")] = 2,
+) -> None:
+    """Rebuild the tiny world's pretrained components (tokenizer, LM, every expert) from their recipes."""
+    import time
+
+    import torch
+
+    from eaglesearch.train.pretrained import SHIPPED_ROOT, rebuild
+
+    torch.set_num_threads(threads)
+    root = out_dir or SHIPPED_ROOT
+    started = time.perf_counter()
+    done = rebuild(root, tuple(only or ()), say=lambda msg: out.print(msg, highlight=False))
+    out.print(f"built {len(done)} components into {root} in {time.perf_counter() - started:.0f}s", highlight=False)
+
+
+@app.command()
 def ui(
     tracking_uri: TrackingOpt = None,
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,

@@ -15,7 +15,7 @@ def tiny_recipe(name: str = "tiny_test", *, train_per_task: int = 16, eval_per_t
     """A very small recipe (1-layer LM, 4x4 grid, 64 px synthetic count/color) for end-to-end tests."""
     return f"""\
 name: {name}
-scale: tiny
+scale: tiny_random
 seed: 0
 model:
   grid: 4

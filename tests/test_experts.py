@@ -43,9 +43,9 @@ NOT_VITS = ("convnext", "sam", "pix2struct")
 
 # family: (resolution, channels, native grid, channels on the common grid) — tiny on an 8×8 grid, paper on 32×32
 TINY = {
-    "clip": (128, 128, 8, 128), "convnext": (256, 128, 8, 128), "sam": (256, 128, 16, 512),
-    "dinov2": (112, 128, 8, 128), "eva02": (112, 128, 8, 128), "siglip": (128, 128, 8, 128),
-    "pix2struct": (128, 128, 8, 128),
+    "clip": (64, 128, 4, 128), "convnext": (128, 128, 4, 128), "sam": (256, 128, 16, 512),
+    "dinov2": (112, 128, 8, 128), "eva02": (112, 128, 8, 128), "siglip": (64, 128, 4, 128),
+    "pix2struct": (256, 128, 16, 128),
 }
 PAPER = {
     "clip": (448, 1024, 32, 1024), "convnext": (1024, 3072, 32, 3072), "sam": (1024, 256, 64, 1024),
@@ -141,7 +141,7 @@ def test_normalisation_follows_each_checkpoint() -> None:
         expert = tiny(name)
         assert expert.mean.flatten()[0].item() == pytest.approx(mean)
         assert torch.allclose(expert.preprocess(white)[0, :, 0, 0], (1 - expert.mean.flatten()) / expert.std.flatten())
-    assert torch.allclose(tiny("siglip").preprocess(white), torch.ones(1, 3, 128, 128))
+    assert torch.allclose(tiny("siglip").preprocess(white), torch.ones(1, 3, 64, 64))
     standardised = tiny("pix2struct").preprocess(images(side=128))
     assert torch.allclose(standardised.mean(dim=(1, 2, 3)), torch.zeros(2), atol=1e-5)
     assert torch.allclose(standardised.std(dim=(1, 2, 3)), torch.ones(2), atol=1e-5)
@@ -370,12 +370,13 @@ def test_pretrained_offline_names_hub_id_and_checkpoint(
         build_expert(ExpertSpec(name=name, preset="paper", pretrained=True))
     assert f"'{hub_id}'" in str(err.value) and "`checkpoint:`" in str(err.value)
     with pytest.raises(ValueError, match="no published weights"):
-        resolve_expert(ExpertSpec(name=name, pretrained=True))
+        resolve_expert(ExpertSpec(name=name, preset="tiny_random", pretrained=True))
 
 
 def test_pretrained_defaults_follow_the_preset() -> None:
     """Paper presets load their published weights unless told not to; tiny presets are random-init."""
     assert resolve_expert(ExpertSpec(name="clip", preset="paper")).pretrained is True
     assert resolve_expert(ExpertSpec(name="clip", preset="paper", pretrained=False)).pretrained is False
-    assert resolve_expert(ExpertSpec(name="clip", preset="tiny")).pretrained is False
+    assert resolve_expert(ExpertSpec(name="clip", preset="tiny")).pretrained is True  # its pretext weights
+    assert resolve_expert(ExpertSpec(name="clip", preset="tiny_random")).pretrained is False
     assert resolve_expert(ExpertSpec(name="clip", preset="tiny", checkpoint="/w/clip.pt")).pretrained is True

@@ -104,7 +104,7 @@ def test_registry_names_and_resolution() -> None:
     assert {"clip", "convnext", "sam", "faulty"} <= set(expert_names())
     assert expert_names() == sorted(expert_names())
     clip = resolve_expert(ExpertSpec(name="clip"))
-    assert (clip.preset, clip.resolution) == ("tiny", 128)
+    assert (clip.preset, clip.resolution) == ("tiny", 64)
     assert resolve_expert(ExpertSpec(name="clip", resolution=64)).resolution == 64
     paper = {n: resolve_expert(ExpertSpec(name=n, preset="paper")).resolution for n in ("clip", "convnext", "sam")}
     assert paper == {"clip": 448, "convnext": 1024, "sam": 1024}
@@ -117,8 +117,8 @@ def test_registry_names_and_resolution() -> None:
 
 
 @pytest.mark.parametrize(("name", "resolution", "channels", "side"), [
-    ("clip", None, 128, 8), ("clip", 64, 128, 4),
-    ("convnext", None, 128, 8), ("convnext", 128, 128, 4),
+    ("clip", None, 128, 4), ("clip", 128, 128, 8),
+    ("convnext", None, 128, 4), ("convnext", 256, 128, 8),
     ("sam", None, 128, 16), ("sam", 128, 128, 8),
 ])
 def test_expert_output_shape(name: str, resolution: int | None, channels: int, side: int) -> None:

@@ -31,6 +31,7 @@ from eaglesearch.data.synthetic import GENERATOR_VERSION
 from eaglesearch.evaluate.benchmarks import BENCHMARK_KINDS, load_benchmark
 from eaglesearch.evaluate.items import BenchmarkItem
 from eaglesearch.evaluate.predictions import PredictionRecord
+from eaglesearch.evaluate.prior import prior_records
 from eaglesearch.evaluate.run import Benchmark, evaluate_benchmarks, summarize, summary_metrics
 from eaglesearch.execution.threads import pin_threads
 from eaglesearch.execution.workspace import PER_TRIAL, Workspace, file_lock
@@ -40,6 +41,7 @@ from eaglesearch.spec import DataSpec, TrialSpec
 from eaglesearch.spec.train import StageSpec
 from eaglesearch.train.artifacts import ArtifactStore
 from eaglesearch.train.distributed import WorldInfo, broadcast_parameters, prepare_model, training_device
+from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.stages import StagePipeline, StageRecord
 
 ProgressFn = Callable[[str], None]
@@ -119,9 +121,13 @@ def prepare_data(spec: DataSpec, workspace: Workspace, captions: bool = False) -
                         caption_report=caption_report)
 
 
-def prepare_tokenizer(trial: TrialSpec, data: PreparedData, workspace: Workspace):
-    """The trial's tokenizer; an offline BPE is trained once per (tokenizer, data) pair and cached on disk."""
+def prepare_tokenizer(trial: TrialSpec, data: PreparedData, workspace: Workspace,
+                      pretrained: PretrainedComponents | None = None):
+    """The trial's tokenizer; an offline BPE is trained once per (tokenizer, data) pair and cached on disk; the
+    world tokenizer is a pretrained component (shipped, or built once per store)."""
     spec = trial.model.tokenizer
+    if spec.kind == "world":
+        return (pretrained or PretrainedComponents(ArtifactStore(workspace.artifacts))).tokenizer(spec)
     if spec.kind == "hf":
         return load_tokenizer(spec, corpus=None, cache_dir=None)
     cache = workspace.tokenizer_dir / _digest({"tok": spec.model_dump(mode="json"),
@@ -214,7 +220,10 @@ def run_trial_core(
 
     say("preparing data")
     data = prepare_data(trial.data, workspace, captions=any(s.data == "caption" for s in trial.train.active))
-    tokenizer = prepare_tokenizer(trial, data, workspace)
+    private = workspace.scratch_dir / "trials" / trial.key / "private" if workspace.artifacts == PER_TRIAL else None
+    store = ArtifactStore(private / "artifacts" if private else workspace.artifacts)
+    pretrained = PretrainedComponents(store, say)
+    tokenizer = prepare_tokenizer(trial, data, workspace, pretrained)
     datasets = StageDatasets(trial, data, tokenizer, say)
     device = training_device()
 
@@ -226,11 +235,9 @@ def run_trial_core(
 
     say(f"building {trial.label} ({trial.train.label})")
     # No reuse ("per-trial"): a private store and scratch inside the trial's folder, deleted when it finishes.
-    private = workspace.scratch_dir / "trials" / trial.key / "private" if workspace.artifacts == PER_TRIAL else None
     pipeline = StagePipeline(trial, tokenizer, datasets, lambda b: collate_train(b, tokenizer.pad_token_id),
-                             store=ArtifactStore(private / "artifacts" if private else workspace.artifacts),
-                             scratch=private or workspace.scratch_dir, world=world,
-                             device=device, say=say, on_model=place)
+                             store=store, scratch=private or workspace.scratch_dir, world=world,
+                             device=device, say=say, on_model=place, pretrained=pretrained)
     result = pipeline.run()
     if not main:
         return None
@@ -246,6 +253,10 @@ def run_trial_core(
     summary = summarize(records, trial.eval, seed=trial.seed)
 
     metrics: dict[str, float] = summary_metrics(summary)
+    baseline = prior_records(data.train, data.benchmarks)
+    if baseline:  # the answer-prior row of the reports: what always answering the commonest answer scores
+        metrics.update({f"prior/{k}": v for k, v in summary_metrics(summarize(baseline, trial.eval,
+                                                                              seed=trial.seed)).items()})
     metrics.update({
         **stage_metrics(result.stages),
         "train/workers": float(world.world_size if world is not None else 1),

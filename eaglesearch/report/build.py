@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from eaglesearch.report.render import to_csv, to_markdown
-from eaglesearch.report.table import OK_STATUSES, ranked_table, round_table
+from eaglesearch.report.table import ANSWER_PRIOR, OK_STATUSES, ranked_table, round_table
 from eaglesearch.tracking import RunRecord, TrackingStore
 
 ARTIFACT_DIR = "report"
@@ -94,13 +94,39 @@ def _label_of(table: pd.DataFrame, key: str) -> str:
     return str(rows["candidate"].iloc[0]) if len(rows) else "?"
 
 
+def round_skills(rounds: pd.DataFrame, runs: pd.DataFrame, top: int = 3, floor: float = 0.05) -> dict[int, str]:
+    """Round → what its chosen trial gained per benchmark over the previous round's choice, e.g.
+    ``"+sam: detail +0.45, locate +0.38"`` (the ``top`` largest gains of at least ``floor``; "no benchmark gained
+    ..." otherwise). Says which missing skill each adopted expert brought."""
+    scores = [c for c in runs.columns if isinstance(c, str) and c.startswith("score/")]
+    if not scores or "key" not in runs.columns:
+        return {}
+    by_key = runs.drop_duplicates("key").set_index("key")[scores].apply(pd.to_numeric, errors="coerce")
+    chosen = rounds[rounds["chosen"] == "✓"].sort_values("round")
+    out: dict[int, str] = {}
+    previous = None
+    for _, row in chosen.iterrows():
+        if previous is not None and row["key"] in by_key.index and previous in by_key.index:
+            gains = (by_key.loc[row["key"]] - by_key.loc[previous]).dropna().sort_values(ascending=False)
+            best = [f"{name.removeprefix('score/')} {value:+.2f}" for name, value in gains.items() if value >= floor]
+            added = row.get("added") or row["candidate"]
+            out[int(row["round"])] = (f"+{added}: " + ", ".join(best[:top]) if best
+                                      else f"+{added}: no benchmark gained {floor:.2f} or more")
+        previous = row["key"]
+    return out
+
+
 def rounds_markdown(rounds: pd.DataFrame, search: str, parent: RunRecord, store: TrackingStore,
-                    objective: str, mode: str) -> str:
+                    objective: str, mode: str, runs: pd.DataFrame | None = None) -> str:
     lines = _header("Greedy rounds", search, parent, store)
     lines += [f"- objective: `{objective}` ({mode}); gain is relative to the previous round's choice (✓)", ""]
+    skills = round_skills(rounds, runs) if runs is not None and len(runs) else {}
     for rnd, rows in rounds.groupby("round", sort=True):
         ok = rows["status"].isin(OK_STATUSES).sum()
-        lines += [f"## Round {rnd} ({len(rows)} trials, {ok} usable)", "", to_markdown(rows.drop(columns="round"))]
+        lines += [f"## Round {rnd} ({len(rows)} trials, {ok} usable)", ""]
+        if int(rnd) in skills:
+            lines += [f"Adopted {skills[int(rnd)]}", ""]
+        lines.append(to_markdown(rows.drop(columns="round")))
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -136,16 +162,24 @@ def write_report(store: TrackingStore, search: str, out_dir: Path, parent_id: st
     if _is_greedy(runs, parent) and len(runs):
         rounds_path = folder / "rounds.md"
         rounds = round_table(runs, objective=objective, mode=mode)
-        rounds_path.write_text(rounds_markdown(rounds, search, parent, store, objective, mode), encoding="utf-8")
+        rounds_path.write_text(rounds_markdown(rounds, search, parent, store, objective, mode, runs),
+                               encoding="utf-8")
     stages_path = None
     stages = store.stage_runs(search)
     stages = stages[stages["parent"].isin(set(runs["run_id"]))] if len(stages) and len(runs) else stages.iloc[0:0]
-    if len(stages) and stages["index"].max() > 1:  # a one-stage recipe has nothing to add to the leaderboard
+    # A one-stage recipe with no pretrained components has nothing to add to the leaderboard.
+    if len(stages) and (stages["index"].max() > 1 or stages["stage"].nunique() > 1):
         stages_path = folder / "stages.md"
         stages_path.write_text(stages_markdown(stages, runs, search, parent, store), encoding="utf-8")
     for path in (md_path, csv_path, rounds_path, stages_path):
         if path is not None:
             store.log_artifact(parent_id, path, ARTIFACT_DIR)
+    prior = table[table["candidate"] == ANSWER_PRIOR]
+    if len(prior):  # the baseline on the parent run, beside the ranked trials
+        row = prior.iloc[0]
+        values = {f"answer_prior/{c}": float(row[c]) for c in table.columns
+                  if (c == "objective" or str(c).startswith("score/")) and pd.notna(row[c])}
+        store.log_metrics(parent_id, values)
     return ReportPaths(markdown=md_path, csv=csv_path, rounds_markdown=rounds_path, table=table,
                        parent_id=parent_id, stages_markdown=stages_path)
 

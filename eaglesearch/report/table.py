@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 OK_STATUSES = ("finished", "cached")
+ANSWER_PRIOR = "answer prior"  # label of the baseline row (eaglesearch.evaluate.prior)
 # Output column -> source column in ``trial_runs`` frames.
 COST_COLUMNS: dict[str, str] = {
     "params": "cost/params_total",
@@ -74,6 +75,30 @@ def _baseline(frame: pd.DataFrame, baseline_key: str | None) -> pd.Series | None
     return rows.iloc[0]
 
 
+def prior_row(runs: pd.DataFrame, frame: pd.DataFrame, accs: list[str], objective: str,
+              base: pd.Series | None) -> pd.DataFrame | None:
+    """The ``answer prior`` baseline row (status ``baseline``, no rank): the ``prior/*`` metrics the trials logged
+    (the same for every trial on the same data; the first finished trial's are used). None when no trial has them
+    or the table ranks by a metric the baseline does not have."""
+    source = f"prior/{objective}"
+    if source not in runs.columns:
+        return None
+    values = pd.to_numeric(runs[source], errors="coerce")
+    usable = values[frame["_ok"].reindex(values.index, fill_value=False) & values.notna()]
+    if usable.empty:
+        return None
+    at = usable.index[0]
+    row: dict[str, Any] = {"candidate": ANSWER_PRIOR, "status": "baseline", "objective": float(values[at])}
+    for name in accs:
+        row[name] = pd.to_numeric(pd.Series([runs.at[at, f"prior/{name}"] if f"prior/{name}" in runs.columns
+                                             else math.nan]), errors="coerce").iloc[0]
+    low, high = f"prior/{objective}_low", f"prior/{objective}_high"
+    row["objective_low"] = float(runs.at[at, low]) if low in runs.columns else math.nan
+    row["objective_high"] = float(runs.at[at, high]) if high in runs.columns else math.nan
+    row["delta"] = row["objective"] - base["objective"] if base is not None else math.nan
+    return pd.DataFrame([row], index=["prior"])
+
+
 def ranked_table(runs: pd.DataFrame, objective: str = "objective", mode: str = "max",
                  baseline_key: str | None = None) -> pd.DataFrame:
     """One row per trial, best first; columns ``rank, candidate, round, status, score/*, objective, objective_low, objective_high, delta,
@@ -117,6 +142,10 @@ def ranked_table(runs: pd.DataFrame, objective: str = "objective", mode: str = "
 
     columns = ["rank", "candidate", "round", "status", *accs, "objective", "objective_low", "objective_high", "delta",
                *COST_COLUMNS, "key", "error"]
+    prior = prior_row(runs, frame, accs, objective, base)
+    if prior is not None:  # after the ranked rows, before unranked and failed ones
+        ranked = int(frame["_ok"].sum())
+        frame = pd.concat([frame.iloc[:ranked], prior, frame.iloc[ranked:]])
     out = frame[columns].reset_index(drop=True)
     for name in INT_COLUMNS:
         out[name] = pd.to_numeric(out[name], errors="coerce").round().astype("Int64")

@@ -10,7 +10,8 @@ from eaglesearch.spec.base import SpecModel
 
 SYNTHETIC_TASKS = ("count", "color", "exist", "detail")
 # Planted-effect tasks (see eaglesearch/data/synthetic.py): grating / grating_coarse need resolution, color_solo color.
-SyntheticTask = Literal["count", "color", "exist", "detail", "grating", "grating_coarse", "color_solo"]
+SyntheticTask = Literal["count", "color", "exist", "detail", "locate", "ocr", "grating", "grating_coarse",
+                        "color_solo"]
 
 
 class SyntheticDataSpec(SpecModel):

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from eaglesearch.spec.base import SpecModel, repeated
 
-Scale = Literal["tiny", "paper"]
+Scale = Literal["tiny", "tiny_random", "paper"]
 FusionName = Literal["channel_concat", "sequence_append", "llava_hr", "mini_gemini", "deformable"]
 
 
@@ -16,7 +16,8 @@ class ExpertSpec(SpecModel):
     """One vision expert, by registry name. ``None`` fields take the registry preset's value."""
 
     name: str = Field(description="registry name, e.g. clip, convnext, sam")
-    preset: Scale | None = Field(default=None, description="tiny (random init, CPU) or paper; default: recipe scale")
+    preset: Scale | None = Field(default=None, description="tiny (pretrained on its pretext task, CPU), tiny_random (random init) or paper; "
+                                 "default: recipe scale")
     resolution: int | None = Field(default=None, gt=0, description="input side in pixels; default: the preset's")
     freeze: bool = Field(default=False, description="keep the expert's weights fixed during training")
     trainable_blocks: int | None = Field(
@@ -65,6 +66,8 @@ class LanguageModelSpec(SpecModel):
     intermediate_size: int = Field(default=344, gt=0)
     max_positions: int = Field(default=512, gt=0)
     tie_embeddings: bool = Field(default=True, description="share input and output embeddings (tiny_llama)")
+    pretrained: bool = Field(default=False, description="tiny_llama: load the LM pretrained on the tiny world's text "
+                             "(needs tokenizer kind 'world'); hf models are always pretrained")
     freeze: bool = False
 
     @model_validator(mode="after")
@@ -73,15 +76,19 @@ class LanguageModelSpec(SpecModel):
             raise ValueError("kind 'hf' needs name_or_path (a hub id or a local folder)")
         if self.kind == "tiny_llama" and self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}")
+        if self.pretrained and self.kind != "tiny_llama":
+            raise ValueError("pretrained applies to kind 'tiny_llama' (the tiny world's text-pretrained LM); an 'hf' "
+                             "model is loaded with its own weights: drop pretrained")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads {self.num_heads} must be divisible by num_kv_heads {self.num_kv_heads}")
         return self
 
 
 class TokenizerSpec(SpecModel):
-    """``offline_bpe`` trains a byte-level BPE on the training conversations; ``hf`` loads ``name_or_path``."""
+    """``offline_bpe`` trains a byte-level BPE on the training conversations; ``world`` is the tiny world's fixed BPE
+    (trained on every task's text, the pretrained tiny LM's tokenizer); ``hf`` loads ``name_or_path``."""
 
-    kind: Literal["offline_bpe", "hf"] = "offline_bpe"
+    kind: Literal["offline_bpe", "world", "hf"] = "offline_bpe"
     name_or_path: str | None = None
     vocab_size: int = Field(default=400, ge=64)
 
@@ -104,6 +111,12 @@ class ModelSpec(SpecModel):
     freeze_projector: bool = False
     lm: LanguageModelSpec = LanguageModelSpec()
     tokenizer: TokenizerSpec = TokenizerSpec()
+
+    @model_validator(mode="after")
+    def _pretrained_lm_tokenizer(self) -> ModelSpec:
+        if self.lm.pretrained and self.tokenizer.kind != "world":
+            raise ValueError("lm.pretrained needs the tokenizer it was pretrained with: set tokenizer: {kind: world}")
+        return self
 
     @field_validator("experts")
     @classmethod

@@ -30,7 +30,8 @@ class RecipeModelSpec(SpecModel):
 class Recipe(SpecModel):
     name: str = Field(min_length=1)
     description: str = ""
-    scale: Literal["tiny", "paper"] = Field(default="tiny", description="default preset of every expert")
+    scale: Literal["tiny", "tiny_random", "paper"] = Field(
+        default="tiny", description="default preset of every expert: tiny (pretext-pretrained), tiny_random, paper")
     seed: int = 0
     model: RecipeModelSpec = RecipeModelSpec()
     data: DataSpec = DataSpec()

@@ -41,6 +41,7 @@ from eaglesearch.train import distributed
 from eaglesearch.train.artifacts import ArtifactStore, WaitState, artifact_key
 from eaglesearch.train.checkpoint import rng_state, save_atomic, set_rng_state, trained_state
 from eaglesearch.train.loop import batches, train
+from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.trainable import apply_trainable
 
 STAGE_VERSION = "stages-1"
@@ -148,8 +149,10 @@ class StagePipeline:
     def __init__(self, trial: TrialSpec, tokenizer: Any, dataset_for: DatasetFor, collate: Collate, *,
                  store: ArtifactStore, scratch: Path, world: distributed.WorldInfo | None = None,
                  device: torch.device | None = None, say: Say | None = None,
-                 on_model: Callable[[EagleModel], EagleModel] | None = None) -> None:
+                 on_model: Callable[[EagleModel], EagleModel] | None = None,
+                 pretrained: PretrainedComponents | None = None) -> None:
         self.trial, self.tokenizer, self.dataset_for, self.collate = trial, tokenizer, dataset_for, collate
+        self.pretrained = pretrained or PretrainedComponents(store, say)
         self.store, self.scratch, self.world = store, Path(scratch), world
         self.device = device or torch.device("cpu")
         self.say: Say = say or (lambda _msg: None)
@@ -169,12 +172,22 @@ class StagePipeline:
             if state is not None:
                 experts[expert.name] = state
         model = build_eagle(self.trial.model, self.tokenizer, seed=self.trial.seed)
+        self.pretrained.load_into(model, self.trial.model)
         for name, state in experts.items():
             model.experts[name].load_state_dict(state)
         model = self.on_model(model.to(self.device))
         for stage in self.trial.train.joint_stages:
             self._joint(model, stage)
-        return PipelineResult(model=model, stages=self.records)
+        return PipelineResult(model=model, stages=self._component_records() + self.records)
+
+    def _component_records(self) -> list[StageRecord]:
+        """The pretrained components this trial used, as stage records of a ``pretrain`` stage (index 0): trained
+        here, or reused (shipped with the package or found in the artifact store)."""
+        return [StageRecord(stage="pretrain", index=0, data="world", status="trained" if c.source == "trained"
+                            else "reused", steps=c.steps, expert=c.name, artifact_key=c.key, losses=c.losses,
+                            loss_final=c.losses[-1][1] if c.losses else None, wall_s=c.wall_s,
+                            trainable_label=f"{c.kind} ({c.source})")
+                for c in self.pretrained.records.values()]
 
     # ---------------------------------------------------------------------------------- per-expert stages
 
@@ -245,6 +258,7 @@ class StagePipeline:
                       out: Path | None) -> StageRecord:
         spec = prealign_model(self.trial.model, expert)
         model = build_eagle(spec, self.tokenizer, seed=self.trial.seed)
+        self.pretrained.load_into(model, spec)
         if after is not None:  # chained per-expert stages continue from the previous one's result
             model.experts[expert.name].load_state_dict(
                 torch.load(after / EXPERT_FILE, map_location="cpu", weights_only=True))

@@ -43,7 +43,10 @@ class ExpertPreset:
     arguments (``img_size`` is filled from the resolution when ``sized``). ``weights`` is what ``pretrained: true``
     loads (a timm pretrained tag ``arch.tag``, or a hub repo id); ``None`` means random init only. ``resample`` is
     how the feature map reaches the common grid (see ``eaglesearch.model.resample``) and ``blocks`` how many
-    transformer blocks (ConvNeXt: stages) ``trainable_blocks`` may leave trainable.
+    transformer blocks (ConvNeXt: stages) ``trainable_blocks`` may leave trainable. ``pretext`` (tiny presets) names
+    the pretext task the tiny world pretrains the expert on (``eaglesearch/train/pretext.py``) and
+    ``pretext_settings`` overrides its recipe (steps, batch size, lr); the weights are then a content-addressed
+    artifact that the stage pipeline loads.
     """
 
     architecture: str
@@ -57,6 +60,8 @@ class ExpertPreset:
     sized: bool = True
     resample: ResampleMode = "auto"
     blocks: int = 0
+    pretext: str | None = None
+    pretext_settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 class VisionExpert(nn.Module, ABC):

@@ -19,7 +19,7 @@ FEATURE_LAYER = "last block output, CLS token dropped, no final LayerNorm (as Ea
 PRESETS = {
     "tiny": ExpertPreset(
         architecture="vit_base_patch16_clip_224",
-        resolution=128,
+        resolution=64,
         stride=16,
         mean=CLIP_MEAN,
         std=CLIP_STD,
@@ -28,6 +28,7 @@ PRESETS = {
                 "dynamic_img_size": True},
         resample="bilinear",
         blocks=2,
+        pretext="caption", pretext_settings={"steps": 600, "batch_size": 32},
     ),
     "paper": ExpertPreset(
         architecture="vit_large_patch14_clip_336",

@@ -29,7 +29,7 @@ class ConvNeXtExpert(TimmExpert):
 PRESETS = {
     "tiny": ExpertPreset(
         architecture="convnext_atto",
-        resolution=256,
+        resolution=128,
         stride=32,
         mean=CLIP_MEAN,
         std=CLIP_STD,
@@ -38,6 +38,7 @@ PRESETS = {
         sized=False,
         resample="bilinear",
         blocks=4,
+        pretext="classify", pretext_settings={"steps": 400, "batch_size": 32},
     ),
     "paper": ExpertPreset(
         architecture="convnext_xxlarge",

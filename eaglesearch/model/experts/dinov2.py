@@ -27,6 +27,7 @@ PRESETS = {
         kwargs={"embed_dim": 128, "depth": 2, "num_heads": 4, "num_classes": 0, "dynamic_img_size": True},
         resample="bilinear",
         blocks=2,
+        pretext="views", pretext_settings={"steps": 300, "batch_size": 16},
     ),
     "paper": ExpertPreset(
         architecture="vit_large_patch14_dinov2",

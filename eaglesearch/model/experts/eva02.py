@@ -80,6 +80,7 @@ PRESETS = {
         kwargs={"embed_dim": 128, "depth": 2, "num_heads": 4, "num_classes": 0, "dynamic_img_size": True},
         resample="bilinear",
         blocks=2,
+        pretext="masked", pretext_settings={"steps": 300, "batch_size": 32},
     ),
     "paper": ExpertPreset(
         architecture="eva02_large_patch14_448",

@@ -113,7 +113,7 @@ def _config(spec: ExpertSpec, preset: ExpertPreset) -> Pix2StructVisionConfig:
 
 def _encoder(spec: ExpertSpec, preset: ExpertPreset) -> Pix2StructVisionModel:
     where = f"expert '{spec.name}' (preset '{spec.preset}', transformers Pix2StructVisionModel)"
-    if not spec.pretrained:
+    if not spec.pretrained or (spec.checkpoint is None and preset.weights is None):  # tiny: pretext weights
         return Pix2StructVisionModel(_config(spec, preset))
     try:
         path = local_checkpoint(spec.checkpoint)
@@ -156,7 +156,7 @@ def _load_file(path: Any, encoder: Pix2StructVisionModel, where: str) -> Pix2Str
 PRESETS = {
     "tiny": ExpertPreset(
         architecture="Pix2StructVisionModel",
-        resolution=128,
+        resolution=256,
         stride=PATCH,
         mean=(0.0, 0.0, 0.0),  # unused: per-image standardisation
         std=(1.0, 1.0, 1.0),
@@ -164,6 +164,7 @@ PRESETS = {
         kwargs={"hidden_size": 128, "d_ff": 512, "d_kv": 32, "num_hidden_layers": 2, "num_attention_heads": 4},
         resample="bilinear",
         blocks=2,
+        pretext="read", pretext_settings={"steps": 500, "batch_size": 16},
     ),
     "paper": ExpertPreset(
         architecture="Pix2StructVisionModel",

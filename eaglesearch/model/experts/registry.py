@@ -10,6 +10,7 @@ layer calls it while checking a search space) and :func:`build_expert` (which wr
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -46,6 +47,9 @@ def register_expert(family: ExpertFamily) -> ExpertFamily:
     if missing:
         raise ValueError(f"expert family '{family.name}' must declare presets tiny and paper; "
                          f"missing {sorted(missing)}")
+    if "tiny_random" not in family.presets:  # the same architecture, random init, for fast unit tests
+        family = dataclasses.replace(family, presets={
+            **family.presets, "tiny_random": dataclasses.replace(family.presets["tiny"], pretext=None)})
     _FAMILIES[family.name] = family
     return family
 
@@ -78,7 +82,7 @@ def resolve_expert(spec: ExpertSpec) -> ExpertSpec:
     preset = get_preset(spec)
     pretrained = spec.pretrained
     if pretrained is None:
-        pretrained = bool(spec.checkpoint) or preset.weights is not None
+        pretrained = bool(spec.checkpoint) or preset.weights is not None or preset.pretext is not None
     resolved = spec.model_copy(update={
         "preset": spec.preset or DEFAULT_PRESET,
         "resolution": spec.resolution if spec.resolution is not None else preset.resolution,
@@ -92,9 +96,10 @@ def resolve_expert(spec: ExpertSpec) -> ExpertSpec:
     if resolved.checkpoint and not resolved.pretrained:
         raise ValueError(f"expert '{spec.name}': checkpoint '{resolved.checkpoint}' is set but pretrained is false; "
                          "set `pretrained: true` to load it, or drop `checkpoint:`")
-    if resolved.pretrained and not resolved.checkpoint and preset.weights is None:
+    if resolved.pretrained and not resolved.checkpoint and preset.weights is None and preset.pretext is None:
         raise ValueError(f"expert '{spec.name}': preset '{resolved.preset}' is random-init and has no published "
-                         "weights; use `preset: paper`, or set `checkpoint:` to a weights file for this architecture")
+                         "weights; use `preset: paper` or `preset: tiny`, or set `checkpoint:` to a weights file for "
+                         "this architecture")
     if resolved.resize == "tile" and not get_family(spec.name).tileable:
         tileable = ", ".join(n for n in expert_names() if _FAMILIES[n].tileable)
         raise ValueError(f"expert '{spec.name}' cannot be tiled (resize: tile is for plain ViT experts: {tileable}); "

@@ -21,7 +21,7 @@ FEATURE_LAYER = "last block output (no prefix tokens), no final LayerNorm, no at
 PRESETS = {
     "tiny": ExpertPreset(
         architecture="vit_base_patch16_siglip_224",
-        resolution=128,
+        resolution=64,
         stride=16,
         mean=SIGLIP_MEAN,
         std=SIGLIP_STD,
@@ -29,6 +29,7 @@ PRESETS = {
         kwargs={"embed_dim": 128, "depth": 2, "num_heads": 4, "num_classes": 0, "dynamic_img_size": True},
         resample="bilinear",
         blocks=2,
+        pretext="caption", pretext_settings={"steps": 600, "batch_size": 32},
     ),
     "paper": ExpertPreset(
         architecture="vit_so400m_patch14_siglip_384",

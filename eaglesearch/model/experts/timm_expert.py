@@ -101,7 +101,7 @@ def create_timm_backbone(spec: ExpertSpec, preset: ExpertPreset) -> nn.Module:
     if preset.sized:
         kwargs["img_size"] = spec.resolution
     where = f"expert '{spec.name}' (preset '{spec.preset}', timm '{preset.architecture}')"
-    if not spec.pretrained:
+    if not spec.pretrained or (spec.checkpoint is None and preset.weights is None):  # tiny: pretext weights
         return timm.create_model(preset.architecture, pretrained=False, **kwargs)
     try:
         path = local_checkpoint(spec.checkpoint)

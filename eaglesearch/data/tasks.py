@@ -1,0 +1,152 @@
+"""The synthetic tasks: each draws a scene and asks one question about it (see ``synthetic.py`` for the list).
+
+A task is ``(rng, canvas) -> (scene, question, answer)``; :data:`TASKS` names them. Answers are short words or
+digits that the tiny world's tokenizer keeps whole.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from eaglesearch.data.scene import (
+    COLORS,
+    GLYPH_CELLS,
+    GLYPHS,
+    ISO_COLORS,
+    ORIENTATIONS,
+    SHAPES,
+    WORDS,
+    Grating,
+    Scene,
+    Shape,
+    text_box,
+)
+
+Item = tuple[Scene, str, str]  # scene, question, answer
+QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
+
+
+def _boxes(rng: random.Random, canvas: int, sizes: list[int],
+           taken: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    """Top-left corners for squares of ``sizes`` that overlap neither each other nor ``taken`` (x, y, size)."""
+    margin = max(2, canvas // 32)
+    for _ in range(100):
+        placed = list(taken)
+        corners = []
+        for size in sizes:
+            for _ in range(50):
+                x, y = rng.randint(margin, canvas - size - margin), rng.randint(margin, canvas - size - margin)
+                if all(x + size + margin <= a or a + s + margin <= x or y + size + margin <= b or b + s + margin <= y
+                       for a, b, s in placed):
+                    placed.append((x, y, size))
+                    corners.append((x, y))
+                    break
+            else:
+                break
+        if len(corners) == len(sizes):
+            return corners
+    raise RuntimeError(f"could not place {len(sizes)} shapes on a {canvas}px canvas; use a larger image_size")
+
+
+def _shapes(rng: random.Random, canvas: int, kinds: list[str], colors: list[str],
+            taken: list[tuple[int, int, int]] | None = None) -> tuple[Shape, ...]:
+    sizes = [rng.randint(canvas * 14 // 100, canvas * 22 // 100) for _ in kinds]
+    corners = _boxes(rng, canvas, sizes, taken or [])
+    return tuple(Shape(k, c, x, y, s) for k, c, (x, y), s in zip(kinds, colors, corners, sizes, strict=True))
+
+
+def _background(rng: random.Random) -> tuple[int, int, int]:
+    return (rng.randint(215, 250), rng.randint(215, 250), rng.randint(215, 250))
+
+
+def _count(rng: random.Random, canvas: int) -> Item:
+    n = rng.randint(1, 5)
+    kinds = [rng.choice(SHAPES) for _ in range(n)]
+    colors = [rng.choice(list(COLORS)) for _ in range(n)]
+    return Scene(_background(rng), _shapes(rng, canvas, kinds, colors)), "How many shapes are there?", str(n)
+
+
+def _color(rng: random.Random, canvas: int) -> Item:
+    n = rng.randint(1, 3)
+    shapes = _shapes(rng, canvas, rng.sample(SHAPES, n), rng.sample(list(COLORS), n))
+    target = rng.choice(shapes)
+    return Scene(_background(rng), shapes), f"What color is the {target.kind}?", target.color
+
+
+def _exist(rng: random.Random, canvas: int) -> Item:
+    n = rng.randint(1, 3)
+    shapes = _shapes(rng, canvas, rng.sample(SHAPES, n), rng.sample(list(COLORS), n))
+    anchor = rng.choice(shapes)
+    if rng.random() < 0.5:
+        color, kind, answer = anchor.color, anchor.kind, "yes"
+    elif rng.random() < 0.5:  # keep a present colour, change the kind (kinds and colours are distinct per image)
+        color, kind, answer = anchor.color, rng.choice([k for k in SHAPES if k != anchor.kind]), "no"
+    else:  # keep a present kind, change the colour
+        color, kind, answer = rng.choice([c for c in COLORS if c != anchor.color]), anchor.kind, "no"
+    return Scene(_background(rng), shapes), f"Is there a {color} {kind}?", answer
+
+
+def _detail(rng: random.Random, canvas: int) -> Item:
+    name = rng.choice(sorted(GLYPHS))
+    (gx, gy), = _boxes(rng, canvas, [GLYPH_CELLS], [])
+    n = rng.randint(2, 3)
+    shapes = _shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
+                     taken=[(gx, gy, GLYPH_CELLS)])
+    return Scene(_background(rng), shapes, (name, gx, gy)), "Is the small mark a plus or a cross?", name
+
+
+def _grating_of_period(period: int) -> Callable[[random.Random, int], Item]:
+    def task(rng: random.Random, canvas: int) -> Item:
+        orientation = rng.choice(ORIENTATIONS)
+        radius = rng.randint(canvas * 30 // 100, canvas * 42 // 100)
+        cx, cy = rng.randint(radius, canvas - radius), rng.randint(radius, canvas - radius)
+        grating = Grating(orientation, cx, cy, radius, mid=rng.randint(105, 150), amp=rng.randint(75, 100),
+                          phase=rng.randint(0, period - 1), period=period)
+        return Scene(_background(rng), (), grating=grating), "Are the stripes horizontal or vertical?", orientation
+    return task
+
+
+def _color_solo(rng: random.Random, canvas: int) -> Item:
+    color = rng.choice(sorted(ISO_COLORS))
+    size = rng.randint(canvas * 35 // 100, canvas * 55 // 100)
+    (x, y), = _boxes(rng, canvas, [size], [])
+    shape = Shape(rng.choice(SHAPES), color, x, y, size, rgb=ISO_COLORS[color])
+    return Scene(_background(rng), (shape,)), "What color is the shape?", color
+
+
+
+def _quadrant(x: float, y: float, canvas: int) -> str:
+    return QUADRANTS[(2 if y >= canvas / 2 else 0) + (1 if x >= canvas / 2 else 0)]
+
+
+def _locate(rng: random.Random, canvas: int) -> Item:
+    """The small mark, well inside one quadrant (never near the midlines), among 2-3 large distractor shapes."""
+    name = rng.choice(sorted(GLYPHS))
+    quadrant = rng.randrange(4)
+    half, pad = canvas // 2, max(4, canvas // 16)
+    x0 = (half if quadrant % 2 else 0) + pad
+    y0 = (half if quadrant >= 2 else 0) + pad
+    gx, gy = rng.randint(x0, x0 + half - 2 * pad - GLYPH_CELLS), rng.randint(y0, y0 + half - 2 * pad - GLYPH_CELLS)
+    n = rng.randint(2, 3)
+    shapes = _shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
+                     taken=[(gx, gy, GLYPH_CELLS)])
+    answer = _quadrant(gx + GLYPH_CELLS / 2, gy + GLYPH_CELLS / 2, canvas)
+    return Scene(_background(rng), shapes, (name, gx, gy)), "Where is the small mark?", answer
+
+
+def _ocr(rng: random.Random, canvas: int) -> Item:
+    """One short word in small dark print, beside 1-2 large distractor shapes."""
+    word = rng.choice(WORDS)
+    width, height = text_box(word, canvas)
+    (tx, ty), = _boxes(rng, canvas, [max(width, height)], [])
+    n = rng.randint(1, 2)
+    shapes = _shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
+                     taken=[(tx, ty, max(width, height))])
+    return Scene(_background(rng), shapes, text=(word, tx, ty)), "What word is written in the image?", word
+
+
+TASKS: dict[str, Callable[[random.Random, int], Item]] = {
+    "count": _count, "color": _color, "exist": _exist, "detail": _detail, "locate": _locate, "ocr": _ocr,
+    "grating": _grating_of_period(2), "grating_coarse": _grating_of_period(4), "color_solo": _color_solo,
+}

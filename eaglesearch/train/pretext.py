@@ -1,0 +1,361 @@
+"""Pretext tasks: what each tiny expert family is pretrained on, mirroring what its real counterpart learned.
+
+The Eagle paper's premise is experts pretrained on *different* tasks whose specialties complement each other. In the
+tiny world every family is pretrained, at its own resolution, on a pretext task of the same kind as the real one,
+over scenes of the synthetic world (drawn with their own seeds, never the benchmark's images). What each pretext
+labels decides what the expert's features make easy to read, and its input resolution decides what it can see at
+all (the benchmark's small mark and written words are 5 and 12 px on a 256 px canvas):
+
+==============  ============  ==========================================================================  ==========
+family          pretext       labels (what the features must hold)                                         resolution
+==============  ============  ==========================================================================  ==========
+clip, siglip    ``caption``   image–caption supervision: which colour–shape phrases the caption has, and     64 px
+                              how many shapes it counts (multi-label + count)
+convnext        ``classify``  ImageNet-style single label: colour and kind of the largest shape             128 px
+sam             ``segment``   dense masks: per feature cell, which of circle / square / triangle / plus      256 px
+                              mark / cross mark / text covers it
+pix2struct      ``read``      reading rendered text: which letters a random three-letter string holds      256 px
+eva02           ``masked``    masked image modelling: the mean colour of each masked patch                  112 px
+dinov2          ``views``     self-distillation without labels: two crops of one scene agree on a           112 px
+                              prototype distribution given by a slowly moving (EMA) teacher
+==============  ============  ==========================================================================  ==========
+
+So by construction: CLIP and SigLIP know colours, shapes and counts but, at 64 px, see neither the small mark nor
+the print; ConvNeXt knows colours and shapes (a redundant expert next to CLIP); SAM knows *where* things are at
+full resolution, marks included, and which mark it is, but not letters; Pix2Struct reads letters and little else.
+``tests/test_pretext.py`` checks these specialties on held-out scenes with linear probes.
+
+A pretext is a :class:`Pretext`: its labels from a scene, a head on the expert's feature map, and its loss.
+:func:`pretrain_expert` trains expert + head on freshly rendered batches (deterministic for a seed and thread
+count) and returns the expert's weights and its loss curve.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from eaglesearch.data.scene import COLORS, GLYPH_CELLS, SHAPES, Scene, render, text_box
+from eaglesearch.data.tasks import TASKS, _background, _boxes, _shapes
+from eaglesearch.data.world import WORLD_CANVAS, WORLD_TASKS
+from eaglesearch.model.experts import VisionExpert
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+PAIRS = [(c, s) for c in COLORS for s in SHAPES]
+DENSE = ("circle", "square", "triangle", "plus", "cross", "text")
+
+
+def _read_scene(rng: random.Random, canvas: int) -> tuple[Scene, str]:
+    word = "".join(rng.choice(LETTERS) for _ in range(3))
+    width, height = text_box(word, canvas)
+    (tx, ty), = _boxes(rng, canvas, [max(width, height)], [])
+    n = rng.randint(0, 2)
+    shapes = _shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
+                     taken=[(tx, ty, max(width, height))])
+    return Scene(_background(rng), shapes, text=(word, tx, ty)), word
+
+
+def world_scene(rng: random.Random, canvas: int) -> Scene:
+    """A scene of any world task (the benchmark's kinds of images, drawn from the pretext's own seed)."""
+    return TASKS[rng.choice(WORLD_TASKS)](rng, canvas)[0]
+
+
+def _cells(scene: Scene, canvas: int, grid: int) -> np.ndarray:
+    """(len(DENSE), grid, grid) 0/1: which classes cover each cell of a grid × grid partition of the canvas."""
+    out = np.zeros((len(DENSE), grid, grid), dtype=np.float32)
+    step = canvas / grid
+
+    def mark(cls: str, x0: float, y0: float, x1: float, y1: float) -> None:
+        c0, c1 = int(x0 // step), int(min(canvas - 1, x1) // step)
+        r0, r1 = int(y0 // step), int(min(canvas - 1, y1) // step)
+        out[DENSE.index(cls), r0:r1 + 1, c0:c1 + 1] = 1.0
+
+    for s in scene.shapes:
+        mark(s.kind, s.x, s.y, s.x + s.size - 1, s.y + s.size - 1)
+    if scene.glyph is not None:
+        name, gx, gy = scene.glyph
+        mark(name, gx, gy, gx + GLYPH_CELLS - 1, gy + GLYPH_CELLS - 1)
+    if scene.text is not None:
+        word, tx, ty = scene.text
+        width, height = text_box(word, canvas)
+        mark("text", tx, ty, tx + width - 1, ty + height - 1)
+    return out
+
+
+class PooledHead(nn.Module):
+    """Mean- and max-pooled feature map → MLP → ``out`` logits (global labels)."""
+
+    def __init__(self, channels: int, out: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2 * channels, hidden), nn.GELU(), nn.Linear(hidden, out))
+
+    def forward(self, fmap: Tensor) -> Tensor:
+        flat = fmap.flatten(2)
+        return self.mlp(torch.cat([flat.mean(-1), flat.amax(-1)], dim=-1))
+
+
+class DenseHead(nn.Module):
+    """A 1×1 convolution: per feature cell, ``out`` values (dense labels)."""
+
+    def __init__(self, channels: int, out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, out, kernel_size=1)
+
+    def forward(self, fmap: Tensor) -> Tensor:
+        return self.conv(fmap)
+
+
+@dataclass(frozen=True)
+class Pretext:
+    """One pretext task. ``sample(rng, canvas, grid)`` draws a scene and its labels (a dict of numpy arrays);
+    ``head(channels, grid)`` builds the head; ``loss(expert, head, images, labels, step)`` is the batch loss."""
+
+    name: str
+    description: str
+    sample: Callable[[random.Random, int, int], tuple[Scene, dict[str, np.ndarray]]]
+    head: Callable[[int, int], nn.Module]
+    loss: Callable[..., Tensor]
+    needs_teacher: bool = False
+
+
+def _features(expert: VisionExpert, images: Tensor) -> Tensor:
+    return expert(expert.preprocess(images))
+
+
+# ----------------------------------------------------------------------------------------------------- caption
+
+def _caption_sample(rng: random.Random, canvas: int, grid: int) -> tuple[Scene, dict[str, np.ndarray]]:
+    scene = world_scene(rng, canvas)
+    pairs = np.zeros(len(PAIRS), dtype=np.float32)
+    for s in scene.shapes:
+        pairs[PAIRS.index((s.color, s.kind))] = 1.0
+    return scene, {"pairs": pairs, "count": np.array(min(len(scene.shapes), 5), dtype=np.int64)}
+
+
+def _caption_loss(expert: VisionExpert, head: nn.Module, images: Tensor, labels: dict[str, Tensor],
+                  step: int) -> Tensor:
+    logits = head(_features(expert, images))
+    return (F.binary_cross_entropy_with_logits(logits[:, :len(PAIRS)], labels["pairs"]) * 5.0
+            + F.cross_entropy(logits[:, len(PAIRS):], labels["count"]))
+
+
+# ---------------------------------------------------------------------------------------------------- classify
+
+def _classify_sample(rng: random.Random, canvas: int, grid: int) -> tuple[Scene, dict[str, np.ndarray]]:
+    scene = world_scene(rng, canvas)
+    while not scene.shapes:
+        scene = world_scene(rng, canvas)
+    largest = max(scene.shapes, key=lambda s: s.size)
+    return scene, {"label": np.array(PAIRS.index((largest.color, largest.kind)), dtype=np.int64)}
+
+
+def _classify_loss(expert: VisionExpert, head: nn.Module, images: Tensor, labels: dict[str, Tensor],
+                   step: int) -> Tensor:
+    return F.cross_entropy(head(_features(expert, images)), labels["label"])
+
+
+# ----------------------------------------------------------------------------------------------------- segment
+
+def _segment_sample(rng: random.Random, canvas: int, grid: int) -> tuple[Scene, dict[str, np.ndarray]]:
+    scene = world_scene(rng, canvas)
+    return scene, {"cells": _cells(scene, canvas, grid)}
+
+
+def _segment_loss(expert: VisionExpert, head: nn.Module, images: Tensor, labels: dict[str, Tensor],
+                  step: int) -> Tensor:
+    logits = head(_features(expert, images))
+    cells = labels["cells"]
+    # Marks and text cover few cells: weight positives so that the rare classes are learned, not ignored.
+    weight = torch.ones(len(DENSE), device=cells.device).view(1, -1, 1, 1)
+    weight[:, 3:] = 8.0
+    return F.binary_cross_entropy_with_logits(logits, cells, pos_weight=weight.expand_as(cells)[0])
+
+
+# -------------------------------------------------------------------------------------------------------- read
+
+def _read_sample(rng: random.Random, canvas: int, grid: int) -> tuple[Scene, dict[str, np.ndarray]]:
+    scene, word = _read_scene(rng, canvas)
+    letters = np.zeros(len(LETTERS), dtype=np.float32)
+    for ch in word:
+        letters[LETTERS.index(ch)] = 1.0
+    return scene, {"letters": letters}
+
+
+def _read_loss(expert: VisionExpert, head: nn.Module, images: Tensor, labels: dict[str, Tensor],
+               step: int) -> Tensor:
+    return F.binary_cross_entropy_with_logits(head(_features(expert, images)), labels["letters"]) * 5.0
+
+
+# ------------------------------------------------------------------------------------------------------ masked
+
+MASK_RATIO = 0.4
+
+
+def _masked_sample(rng: random.Random, canvas: int, grid: int) -> tuple[Scene, dict[str, np.ndarray]]:
+    scene = world_scene(rng, canvas)
+    mask = np.zeros((grid, grid), dtype=np.float32)
+    cells = rng.sample(range(grid * grid), round(MASK_RATIO * grid * grid))
+    mask.flat[cells] = 1.0
+    return scene, {"mask": mask}
+
+
+def _masked_loss(expert: VisionExpert, head: nn.Module, images: Tensor, labels: dict[str, Tensor],
+                 step: int) -> Tensor:
+    mask = labels["mask"]  # (B, g, g), 1 = hidden
+    grid = mask.shape[-1]
+    x = expert.resize(images)  # [0, 1] at the expert's resolution
+    target = F.adaptive_avg_pool2d(x, grid)  # (B, 3, g, g) mean colour per patch
+    up = F.interpolate(mask[:, None], size=x.shape[-2:], mode="nearest")
+    hidden = x * (1 - up) + 0.5 * up  # masked patches become flat grey
+    pred = head(expert((hidden - expert.mean) / expert.std))
+    err = ((pred - target) ** 2).mean(1)
+    return (err * mask).sum() / mask.sum().clamp(min=1) * 10.0
+
+
+# ------------------------------------------------------------------------------------------------------- views
+
+PROTOTYPES = 64
+
+
+def _views_sample(rng: random.Random, canvas: int, grid: int) -> tuple[Scene, dict[str, np.ndarray]]:
+    scene = world_scene(rng, canvas)
+    crops = np.array([[rng.uniform(0.0, 0.25), rng.uniform(0.0, 0.25), rng.uniform(0.75, 1.0),
+                       rng.uniform(0.75, 1.0), float(rng.random() < 0.5)] for _ in range(2)], dtype=np.float32)
+    return scene, {"crops": crops}
+
+
+def _crop(images: Tensor, crops: Tensor) -> Tensor:
+    side = images.shape[-1]
+    out = []
+    for img, (x0, y0, x1, y1, flip) in zip(images, crops.tolist(), strict=True):
+        part = img[:, int(y0 * side):max(int(y0 * side) + 8, int(y1 * side)),
+                   int(x0 * side):max(int(x0 * side) + 8, int(x1 * side))]
+        part = F.interpolate(part[None].float(), size=(side, side), mode="bilinear", align_corners=False)[0]
+        out.append(part.flip(-1) if flip else part)
+    return torch.stack(out).round().clamp(0, 255).to(torch.uint8)
+
+
+def _views_loss(expert: VisionExpert, head: nn.Module, images: Tensor, labels: dict[str, Tensor], step: int,
+                teacher: tuple[VisionExpert, nn.Module], center: Tensor) -> Tensor:
+    t_expert, t_head = teacher
+    views = [_crop(images, labels["crops"][:, i]) for i in range(2)]
+    with torch.no_grad():
+        t_out = [t_head(_features(t_expert, v)) for v in views]
+        t_prob = [F.softmax((o - center) / 0.04, dim=-1) for o in t_out]
+        center.mul_(0.9).add_(0.1 * torch.cat(t_out).mean(0))
+    s_logp = [F.log_softmax(head(_features(expert, v)) / 0.1, dim=-1) for v in views]
+    return -0.5 * ((t_prob[0] * s_logp[1]).sum(-1).mean() + (t_prob[1] * s_logp[0]).sum(-1).mean())
+
+
+PRETEXTS: dict[str, Pretext] = {p.name: p for p in (
+    Pretext("caption", "image-caption supervision: colour-shape phrases and the count",
+            _caption_sample, lambda c, g: PooledHead(c, len(PAIRS) + 6), _caption_loss),
+    Pretext("classify", "single-label classification of the largest shape (colour and kind)",
+            _classify_sample, lambda c, g: PooledHead(c, len(PAIRS)), _classify_loss),
+    Pretext("segment", "dense masks: shapes, the two marks and text per feature cell",
+            _segment_sample, lambda c, g: DenseHead(c, len(DENSE)), _segment_loss),
+    Pretext("read", "reading: which letters a rendered three-letter string holds",
+            _read_sample, lambda c, g: PooledHead(c, len(LETTERS)), _read_loss),
+    Pretext("masked", "masked image modelling: mean colour of each masked patch",
+            _masked_sample, lambda c, g: DenseHead(c, 3), _masked_loss),
+    Pretext("views", "self-distillation: two crops agree with an EMA teacher's prototypes",
+            _views_sample, lambda c, g: PooledHead(c, PROTOTYPES), _views_loss, needs_teacher=True),
+)}
+
+
+@dataclass(frozen=True)
+class PretextRecipe:
+    """How one expert is pretrained: the pretext, batches, steps and optimizer. Part of the artifact key."""
+
+    pretext: str
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup: int = 30
+    seed: int = 0
+    canvas: int = WORLD_CANVAS
+
+
+@dataclass
+class PretrainResult:
+    weights: dict[str, Tensor]
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def _batch(pretext: Pretext, rng: random.Random, recipe: PretextRecipe, grid: int
+           ) -> tuple[Tensor, dict[str, Tensor]]:
+    images, labels = [], []
+    for _ in range(recipe.batch_size):
+        scene, label = pretext.sample(rng, recipe.canvas, grid)
+        images.append(torch.from_numpy(np.array(render(scene, recipe.canvas))).permute(2, 0, 1))
+        labels.append(label)
+    stacked = {k: torch.from_numpy(np.stack([lab[k] for lab in labels])) for k in labels[0]}
+    return torch.stack(images), stacked
+
+
+def pretrain_expert(expert: VisionExpert, recipe: PretextRecipe, *, log_every: int = 25,
+                    on_log: Callable[[int, float], None] | None = None) -> PretrainResult:
+    """Train ``expert`` (in place) and a fresh head on ``recipe``'s pretext; the expert's weights and losses.
+
+    AdamW, linear warmup then cosine decay; batches rendered on the fly from ``recipe.seed``."""
+    pretext = PRETEXTS[recipe.pretext]
+    started = time.perf_counter()
+    torch.manual_seed(recipe.seed)
+    grid = expert.native_grid
+    head = pretext.head(expert.channels, grid)
+    expert.unfreeze()
+    expert.train()
+    params = [*expert.parameters(), *head.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < recipe.warmup:
+            return (step + 1) / recipe.warmup
+        progress = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    extra: dict[str, object] = {}
+    if pretext.needs_teacher:
+        teacher = (copy.deepcopy(expert).eval(), copy.deepcopy(head).eval())
+        for p in (*teacher[0].parameters(), *teacher[1].parameters()):
+            p.requires_grad_(False)
+        extra = {"teacher": teacher, "center": torch.zeros(PROTOTYPES)}
+    rng = random.Random(f"eaglesearch.pretext/{recipe.pretext}/{recipe.seed}")
+    losses: list[tuple[int, float]] = []
+    running = 0.0
+    for step in range(recipe.steps):
+        images, labels = _batch(pretext, rng, recipe, grid)
+        loss = pretext.loss(expert, head, images, labels, step, **extra)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        if pretext.needs_teacher:
+            t_expert, t_head = extra["teacher"]  # type: ignore[misc]
+            momentum = 0.99
+            with torch.no_grad():
+                for t, s in zip([*t_expert.parameters(), *t_head.parameters()], params, strict=True):
+                    t.mul_(momentum).add_(s.detach(), alpha=1 - momentum)
+        running += loss.item()
+        if (step + 1) % log_every == 0 or step + 1 == recipe.steps:
+            n = (step % log_every) + 1
+            losses.append((step + 1, running / n))
+            if on_log is not None:
+                on_log(step + 1, running / n)
+            running = 0.0
+    expert.eval()
+    weights = {k: v.detach().clone() for k, v in expert.state_dict().items()}
+    return PretrainResult(weights=weights, losses=losses, wall_s=time.perf_counter() - started)
