@@ -1,7 +1,9 @@
 """Benchmark metrics: every test vector of reference/metrics.md §5 (ids cite the section), plus properties.
 
 Where the reference lists several harnesses' outputs for one input, the column a metric pins is named in the
-test id; the other columns are quoted in comments only where our pinned output differs from them.
+test id; the other columns are quoted in comments only where our pinned output differs from them. The default
+metrics reproduce the reference scorers (edge cases pinned in tests/test_metrics_reference.py); the ``_lenient``
+variants keep our earlier rules and are tested here where they differ.
 """
 
 from __future__ import annotations
@@ -9,18 +11,19 @@ from __future__ import annotations
 import math
 import random
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eaglesearch.evaluate.exact_match import exact_match as legacy_exact_match
 from eaglesearch.evaluate.items import BenchmarkItem, ScoredItem
 from eaglesearch.evaluate.metrics import (
+    LENIENT_VARIANTS,
     METRICS,
     Metric,
     anls,
+    evalai_normalize,
     exact_match,
     extract_choice,
     fold_fullwidth,
@@ -30,13 +33,18 @@ from eaglesearch.evaluate.metrics import (
     normalize_answer,
     ocrbench_match,
     parse_mme_answer,
+    parse_pope_answer,
     parse_yes_no,
     relaxed_correct,
+    relaxed_correct_lenient,
     vqa_accuracy,
+    vqa_accuracy_evalai,
+    vqa_accuracy_lenient,
     vqa_normalize,
 )
 
 FAST = settings(max_examples=60, deadline=None)
+VQAScorer = Callable[[str, Sequence[str]], float]
 ABCD = ("A", "B", "C", "D")
 ANIMALS = ("cat", "dog", "bird", "fish")
 
@@ -65,12 +73,16 @@ VQA_SCORE_VECTORS = [
 ]
 
 
+@pytest.mark.parametrize("accuracy", [vqa_accuracy, vqa_accuracy_evalai, vqa_accuracy_lenient])
 @pytest.mark.parametrize(("prediction", "answers", "expected"), VQA_SCORE_VECTORS)
-def test_vqa_accuracy_reference_vectors(prediction: str, answers: list[str], expected: float) -> None:
-    assert vqa_accuracy(prediction, answers) == pytest.approx(expected, abs=1e-12)
+def test_vqa_accuracy_reference_vectors(prediction: str, answers: list[str], expected: float,
+                                        accuracy: VQAScorer) -> None:
+    # every vector scores the same under the official tool, the TextVQA scorer and the lenient variant
+    assert accuracy(prediction, answers) == pytest.approx(expected, abs=1e-12)
 
 
-# Pinned column: "punct+digit (lmms VQAv2)" (official punctuation/digit/article steps, official period behaviour).
+# vqa_normalize (the lenient variant) pins column "punct+digit (lmms VQAv2)" (official punctuation/digit/article
+# steps, official period behaviour); the EvalAI column is pinned below (EVALAI_NORMALIZATION_VECTORS).
 VQA_NORMALIZATION_VECTORS = [
     pytest.param("Two dogs.", "2 dogs", id="§5.1-norm-Two_dogs."),
     pytest.param("a an the", "", id="§5.1-norm-articles"),
@@ -91,6 +103,25 @@ VQA_NORMALIZATION_VECTORS = [
 @pytest.mark.parametrize(("text", "expected"), VQA_NORMALIZATION_VECTORS)
 def test_vqa_normalize_reference_vectors(text: str, expected: str) -> None:
     assert vqa_normalize(text) == expected
+
+
+# Column "EvalAI processor" (the TextVQA scorer, vqa_accuracy_evalai).
+EVALAI_NORMALIZATION_VECTORS = [
+    pytest.param("Two dogs.", "2 dogs", id="§5.1-evalai-Two_dogs."),
+    pytest.param("a an the", "", id="§5.1-evalai-articles"),
+    pytest.param("Coca-Cola!", "coca cola", id="§5.1-evalai-Coca-Cola!"),
+    pytest.param("hello,world", "helloworld", id="§5.1-evalai-hello,world"),
+    pytest.param("10.", "10", id="§5.1-evalai-10."),
+    pytest.param("It is 10.", "it is 10", id="§5.1-evalai-It_is_10."),
+    pytest.param("3.5", "3.5", id="§5.1-evalai-3.5"),
+    pytest.param("Mr. Smith", "mr smith", id="§5.1-evalai-Mr._Smith"),
+    pytest.param("The Cat's toy", "cat 's toy", id="§5.1-evalai-The_Cat's_toy"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), EVALAI_NORMALIZATION_VECTORS)
+def test_evalai_normalize_reference_vectors(text: str, expected: str) -> None:
+    assert evalai_normalize(text) == expected
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -125,13 +156,14 @@ def test_vqa_accuracy_property_closed_form_and_monotone(match_counts: list[int])
     assert ordered == sorted(ordered)
 
 
-def test_vqa_accuracy_other_answer_counts() -> None:
+@pytest.mark.parametrize("accuracy", [vqa_accuracy, vqa_accuracy_evalai, vqa_accuracy_lenient])
+def test_vqa_accuracy_other_answer_counts(accuracy: VQAScorer) -> None:
     # 5 answers, 2 match: left-out matching annotator sees 1 match (1/3), a non-matching one sees 2 (2/3)
-    assert vqa_accuracy("cat", ["cat", "cat", "dog", "dog", "dog"]) == pytest.approx((2 / 3 + 3 * 2 / 3) / 5)
-    assert vqa_accuracy("cat", ["cat"] * 5) == pytest.approx(1.0)
-    assert vqa_accuracy("cat", ["cat", "cat"]) == pytest.approx(1 / 3)  # capped: fewer than 4 annotators
+    assert accuracy("cat", ["cat", "cat", "dog", "dog", "dog"]) == pytest.approx((2 * 1 / 3 + 3 * 2 / 3) / 5)
+    assert accuracy("cat", ["cat"] * 5) == pytest.approx(1.0)
+    assert accuracy("cat", ["cat", "cat"]) == pytest.approx(1 / 3)  # capped: fewer than 4 annotators
     with pytest.raises(ValueError, match="at least 2"):
-        vqa_accuracy("cat", ["cat"])
+        accuracy("cat", ["cat"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -209,14 +241,19 @@ def test_relaxed_reference_vectors(prediction: str, target: str, expected: bool)
     assert relaxed_correct(prediction, target) is expected
 
 
-def test_relaxed_pinned_details() -> None:
-    assert relaxed_correct("Yes\n", "yes")  # both stripped (lmms-eval compares unstripped)
-    assert not relaxed_correct("0.0", "0")  # zero target: string path
-    assert relaxed_correct("105", "100")  # exactly 5 % is inside
-    assert not relaxed_correct("nan", "1")
-    assert relaxed_correct("nan", "NaN")  # non-finite: string path
-    metric = get_metric("relaxed_accuracy")
-    assert metric.score("41", make_item(["100", "40"]))["score"] == 1.0  # any target
+@pytest.mark.parametrize(("prediction", "target", "expected"), RELAXED_VECTORS)
+def test_relaxed_lenient_agrees_on_reference_vectors(prediction: str, target: str, expected: bool) -> None:
+    assert relaxed_correct_lenient(prediction, target) is expected
+
+
+def test_relaxed_lenient_pinned_details() -> None:
+    assert relaxed_correct_lenient("Yes\n", "yes")  # both stripped (the reference compares unstripped: False)
+    assert not relaxed_correct_lenient("0.0", "0")  # zero target: string path
+    assert relaxed_correct_lenient("105", "100")  # exactly 5 % is inside
+    assert not relaxed_correct_lenient("nan", "1")
+    assert relaxed_correct_lenient("nan", "NaN")  # non-finite: string path (the reference compares NaNs: False)
+    for name in ("relaxed_accuracy", "relaxed_accuracy_lenient"):
+        assert get_metric(name).score("41", make_item(["100", "40"]))["score"] == 1.0  # any target
 
 
 @FAST
@@ -226,9 +263,10 @@ def test_relaxed_property_symmetric_around_5_percent(magnitude: int, sign: int, 
                                                      outside: float) -> None:
     target = sign * magnitude / 100
     for delta, expected in ((inside, True), (outside, False)):
-        above = relaxed_correct(repr(target * (1 + delta)), repr(target))
-        below = relaxed_correct(repr(target * (1 - delta)), repr(target))
-        assert above is below is expected
+        for correct in (relaxed_correct, relaxed_correct_lenient):
+            above = correct(repr(target * (1 + delta)), repr(target))
+            below = correct(repr(target * (1 - delta)), repr(target))
+            assert above is below is expected
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -236,19 +274,22 @@ def test_relaxed_property_symmetric_around_5_percent(magnitude: int, sign: int, 
 
 
 POPE_PARSER_VECTORS = [
-    # response, VLMEvalKit column (pinned for POPE), lmms-eval MME parser column (pinned for MME; None = "other")
-    pytest.param("Yes", "yes", "yes", id="§5.4-Yes"),
-    pytest.param("Yes.", "yes", "yes", id="§5.4-Yes."),
-    pytest.param("No, there is no dog.", "no", "no", id="§5.4-No,_there_is_no_dog."),
-    pytest.param("There is a dog.", None, None, id="§5.4-There_is_a_dog."),  # LLaVA: yes
-    pytest.param("Not sure", None, "no", id="§5.4-Not_sure"),  # LLaVA: yes
-    pytest.param("Nope", None, "no", id="§5.4-Nope"),  # LLaVA: yes
-    pytest.param("The answer is yes. No doubt.", None, None, id="§5.4-yes_and_no"),  # LLaVA: yes
+    # response, LLaVA column (official POPE rule, pinned for "pope"), VLMEvalKit column (pinned for
+    # "pope_lenient"), lmms-eval MME parser column (pinned for MME; None = "other")
+    pytest.param("Yes", "yes", "yes", "yes", id="§5.4-Yes"),
+    pytest.param("Yes.", "yes", "yes", "yes", id="§5.4-Yes."),
+    pytest.param("No, there is no dog.", "no", "no", "no", id="§5.4-No,_there_is_no_dog."),
+    pytest.param("There is a dog.", "yes", None, None, id="§5.4-There_is_a_dog."),
+    pytest.param("Not sure", "yes", None, "no", id="§5.4-Not_sure"),
+    pytest.param("Nope", "yes", None, "no", id="§5.4-Nope"),
+    pytest.param("The answer is yes. No doubt.", "yes", None, None, id="§5.4-yes_and_no"),
 ]
 
 
-@pytest.mark.parametrize(("response", "vlmevalkit", "mme_parser"), POPE_PARSER_VECTORS)
-def test_yes_no_parsers_reference_vectors(response: str, vlmevalkit: str | None, mme_parser: str | None) -> None:
+@pytest.mark.parametrize(("response", "llava", "vlmevalkit", "mme_parser"), POPE_PARSER_VECTORS)
+def test_yes_no_parsers_reference_vectors(response: str, llava: str, vlmevalkit: str | None,
+                                          mme_parser: str | None) -> None:
+    assert parse_pope_answer(response) == llava
     assert parse_yes_no(response) == vlmevalkit
     assert parse_mme_answer(response) == mme_parser
 
@@ -262,9 +303,10 @@ def pope_items(counts: dict[tuple[str, str], int], category: str | None = None) 
     return pairs
 
 
-def test_pope_counts_llava_issue_626() -> None:
+@pytest.mark.parametrize("name", ["pope", "pope_lenient"])
+def test_pope_counts_llava_issue_626(name: str) -> None:
     # §5.4 [issue LLaVA#626]: TP=1183, FP=31, TN=1379, FN=317 (N=2910)
-    metric = get_metric("pope")
+    metric = get_metric(name)
     pairs = pope_items({("yes", "Yes"): 1183, ("no", "Yes"): 31, ("no", "No"): 1379, ("yes", "No"): 317})
     out = metric.aggregate(score_all(metric, pairs))
     assert (out["tp"], out["fp"], out["tn"], out["fn"], out["n"]) == (1183, 31, 1379, 317, 2910)
@@ -276,15 +318,16 @@ def test_pope_counts_llava_issue_626() -> None:
     assert out["unknown_rate"] == 0.0
 
 
-def test_pope_yes_ratio_counts_predictions_not_labels() -> None:
-    metric = get_metric("pope")
+@pytest.mark.parametrize("name", ["pope", "pope_lenient"])
+def test_pope_yes_ratio_counts_predictions_not_labels(name: str) -> None:
+    metric = get_metric(name)
     out = metric.aggregate(score_all(metric, pope_items({("yes", "Yes"): 5, ("no", "Yes, it is."): 5})))
     assert out["yes_ratio"] == 1.0  # lmms-eval's GT-based yes-ratio would say 0.5
     assert out["precision"] == 0.5 and out["recall"] == 1.0 and out["accuracy"] == 0.5
 
 
-def test_pope_unknowns_and_splits() -> None:
-    metric = get_metric("pope")
+def test_pope_lenient_unknowns_and_splits() -> None:
+    metric = get_metric("pope_lenient")
     pairs = (pope_items({("yes", "Yes"): 3, ("yes", "Maybe"): 1, ("no", "No"): 2}, "random")
              + pope_items({("yes", "No"): 2, ("no", "I think not"): 2}, "adversarial"))
     out = metric.aggregate(score_all(metric, pairs))
@@ -303,17 +346,19 @@ POPE_RESPONSES = ["Yes", "No", "Yes.", "No, there is no dog.", "Not sure", "Ther
 
 
 @FAST
+@pytest.mark.parametrize(("name", "parse"), [("pope", parse_pope_answer), ("pope_lenient", parse_yes_no)])
 @given(st.lists(st.tuples(st.sampled_from(["yes", "no"]), st.sampled_from(POPE_RESPONSES)), min_size=1,
                 max_size=40))
-def test_pope_property_counts_sum_to_n_and_f1(rows: list[tuple[str, str]]) -> None:
-    metric = get_metric("pope")
+def test_pope_property_counts_sum_to_n_and_f1(name: str, parse: Callable[[str], str | None],
+                                              rows: list[tuple[str, str]]) -> None:
+    metric = get_metric(name)
     pairs = [(r, make_item([label], id=str(i))) for i, (label, r) in enumerate(rows)]
     out = metric.aggregate(score_all(metric, pairs))
     assert out["tp"] + out["fp"] + out["tn"] + out["fn"] + out["unknown"] == out["n"] == len(rows)
     p, r = out["precision"], out["recall"]
     assert out["f1"] == (pytest.approx(2 * p * r / (p + r)) if p + r else 0.0)
     assert out["accuracy"] == pytest.approx((out["tp"] + out["tn"]) / len(rows))
-    assert out["yes_ratio"] == pytest.approx(sum(parse_yes_no(r) == "yes" for _, r in rows) / len(rows))
+    assert out["yes_ratio"] == pytest.approx(sum(parse(r) == "yes" for _, r in rows) / len(rows))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -440,7 +485,6 @@ def test_gqa_metric_strips_prediction_like_lmms_eval_models() -> None:
 
 
 def test_synthetic_exact_match_behaviour_kept() -> None:
-    assert legacy_exact_match is exact_match
     assert exact_match("  Paris . ", "paris") == 1.0
     assert exact_match("two", "2") == 0.0
     assert exact_match("yes..", "yes") == 0.0  # one trailing period only
@@ -537,17 +581,24 @@ def test_mmbench_property_circular_at_most_plain(groups: list[list[bool]]) -> No
 
 
 def test_registry_and_get_metric_error() -> None:
-    assert set(METRICS) == {"exact_match", "gqa_exact_match", "vqa_accuracy", "anls", "relaxed_accuracy", "pope",
-                            "mme", "ocrbench", "choice_accuracy", "mmbench_circular"}
+    assert set(METRICS) == {"exact_match", "gqa_exact_match", "vqa_accuracy", "vqa_accuracy_evalai", "anls",
+                            "relaxed_accuracy", "pope", "mme", "ocrbench", "choice_accuracy", "mmbench_circular",
+                            "vqa_accuracy_lenient", "anls_lenient", "relaxed_accuracy_lenient", "pope_lenient"}
     for name, metric in METRICS.items():
         assert metric.name == name
-    with pytest.raises(KeyError, match="registered metrics: anls, choice_accuracy"):
+    for lenient, reference in LENIENT_VARIANTS.items():
+        assert lenient == f"{reference}_lenient" and {lenient, reference} <= set(METRICS)
+        assert METRICS[lenient].primary == METRICS[reference].primary
+    with pytest.raises(KeyError, match="registered metrics: anls, anls_lenient, choice_accuracy"):
         get_metric("vqa")
 
 
 def _sample(name: str) -> list[tuple[str, BenchmarkItem]]:
-    """A small benchmark per metric, with categories, right and wrong answers."""
+    """A small benchmark per metric (a lenient variant shares its reference's), with categories, right and wrong."""
     cats = ("a", "b")
+    name = LENIENT_VARIANTS.get(name, name)
+    if name == "vqa_accuracy_evalai":
+        name = "vqa_accuracy"
     if name in ("exact_match", "gqa_exact_match"):
         return [(p, make_item([r], id=str(i), category=cats[i % 2]))
                 for i, (p, r) in enumerate([("red", "red"), ("Blue.", "blue"), ("x", "y"), ("t-shirt", "tshirt")])]

@@ -1,6 +1,7 @@
 """The benchmark kinds eaglesearch evaluates on, and :func:`load_benchmark`, the one entry point.
 
-Each kind names its loader family, the metric it is scored with (a name in the metrics registry), its default
+Each kind names its loader family, the metric it is scored with (a name in the metrics registry: the
+reference-identical rule its published numbers come from, never a ``_lenient`` variant), its default
 scoring mode — ``"likelihood"`` (argmax over answer candidates, no answer parsing) for yes/no and multiple-choice
 benchmarks, ``"generate"`` (greedy decoding, then the metric) for open answers — and its standard prompt
 (``prompts.py``).
@@ -96,12 +97,12 @@ CHOICE_FIELDS = ("question", "options")  # a multiple-choice prompt template mus
 _KINDS = (
     BenchmarkKind("vqav2", "vqa_accuracy", "generate", prompts.VQAV2, partial(vqa.VQALoader, answers=10),
                   "VQAv2 (val): open answers, 10 human answers each"),
-    BenchmarkKind("textvqa", "vqa_accuracy", "generate", prompts.TEXTVQA, partial(vqa.VQALoader, answers=10),
+    BenchmarkKind("textvqa", "vqa_accuracy_evalai", "generate", prompts.TEXTVQA, partial(vqa.VQALoader, answers=10),
                   "TextVQA (val) without OCR tokens in the prompt (lmms-eval default)"),
-    BenchmarkKind("textvqa_ocr", "vqa_accuracy", "generate", prompts.TEXTVQA_OCR,
+    BenchmarkKind("textvqa_ocr", "vqa_accuracy_evalai", "generate", prompts.TEXTVQA_OCR,
                   partial(vqa.VQALoader, answers=10, ocr=True),
                   "TextVQA (val) with 'Reference OCR token: ...' in the prompt (Eagle's and LLaVA's setting)"),
-    BenchmarkKind("vizwiz", "vqa_accuracy", "generate", prompts.VIZWIZ, partial(vqa.VQALoader, answers=10),
+    BenchmarkKind("vizwiz", "vqa_accuracy_evalai", "generate", prompts.VIZWIZ, partial(vqa.VQALoader, answers=10),
                   "VizWiz-VQA (val): open answers or 'unanswerable', 10 human answers each"),
     BenchmarkKind("docvqa", "anls", "generate", prompts.DOCVQA, partial(vqa.VQALoader, answers=None),
                   "DocVQA (val): answers on document images, ANLS over the answer list"),

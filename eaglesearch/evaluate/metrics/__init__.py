@@ -3,11 +3,20 @@
 Each metric is a :class:`Metric` (per-item :meth:`~Metric.score`, benchmark-level :meth:`~Metric.aggregate`,
 bootstrap :meth:`~Metric.unit`) registered by name in :data:`METRICS`; the pure functions underneath are exported
 for direct use and testing. Where public harnesses disagree, each module's docstring states the choice and why.
+
+**Reference-identical by default.** The metric a benchmark kind is scored with reproduces the scorer its published
+numbers come from, edge cases included, so a search can be compared with a paper's table: ``vqa_accuracy``
+(official VQA ``vqaEval.py``; VQAv2), ``vqa_accuracy_evalai`` (the TextVQA ``m4c_evaluator.py`` scorer; TextVQA,
+VizWiz), ``anls`` (official DocVQA/InfoVQA script), ``relaxed_accuracy`` (pix2struct ChartQA code), ``pope``
+(official POPE / LLaVA ``eval_pope.py``). Our earlier, more forgiving rules stay available as explicitly named
+deviations with the suffix ``_lenient`` (:data:`LENIENT_VARIANTS`); no benchmark kind uses them by default.
+tests/reference_scorers.py holds independent transcriptions of the reference scorers that the defaults are
+fuzzed against.
 """
 
 from __future__ import annotations
 
-from eaglesearch.evaluate.metrics.anls import ANLS, anls, levenshtein
+from eaglesearch.evaluate.metrics.anls import ANLS, ANLS_LENIENT, ANLS_OFFICIAL, anls, anls_lenient, levenshtein
 from eaglesearch.evaluate.metrics.base import MeanMetric, Metric
 from eaglesearch.evaluate.metrics.choice import ChoiceAccuracy, choice_accuracy, extract_choice
 from eaglesearch.evaluate.metrics.exact import (
@@ -21,27 +30,61 @@ from eaglesearch.evaluate.metrics.exact import (
 )
 from eaglesearch.evaluate.metrics.mmbench import MMBenchCircular
 from eaglesearch.evaluate.metrics.mme import COGNITION_SUBTASKS, MME, PERCEPTION_SUBTASKS, parse_mme_answer
-from eaglesearch.evaluate.metrics.normalize import vqa_normalize
+from eaglesearch.evaluate.metrics.normalize import evalai_normalize, vqa_eval_prediction, vqa_normalize
 from eaglesearch.evaluate.metrics.ocrbench import OCRBench, fold_fullwidth, ocrbench_match
-from eaglesearch.evaluate.metrics.pope import POPE, parse_yes_no, pope_rates
-from eaglesearch.evaluate.metrics.relaxed import RelaxedAccuracy, relaxed_correct
-from eaglesearch.evaluate.metrics.vqa import VQAAccuracy, vqa_accuracy
+from eaglesearch.evaluate.metrics.pope import (
+    POPE,
+    POPE_LENIENT,
+    POPE_OFFICIAL,
+    parse_pope_answer,
+    parse_yes_no,
+    pope_rates,
+)
+from eaglesearch.evaluate.metrics.relaxed import (
+    RELAXED_ACCURACY,
+    RELAXED_ACCURACY_LENIENT,
+    RelaxedAccuracy,
+    relaxed_correct,
+    relaxed_correct_lenient,
+)
+from eaglesearch.evaluate.metrics.vqa import (
+    VQA_ACCURACY,
+    VQA_ACCURACY_EVALAI,
+    VQA_ACCURACY_LENIENT,
+    VQAAccuracy,
+    vqa_accuracy,
+    vqa_accuracy_evalai,
+    vqa_accuracy_lenient,
+)
 
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
         SYNTHETIC_EXACT_MATCH,
         GQA_EXACT_MATCH,
-        VQAAccuracy(),
-        ANLS(),
-        RelaxedAccuracy(),
-        POPE(),
+        VQA_ACCURACY,
+        VQA_ACCURACY_EVALAI,
+        VQA_ACCURACY_LENIENT,
+        ANLS_OFFICIAL,
+        ANLS_LENIENT,
+        RELAXED_ACCURACY,
+        RELAXED_ACCURACY_LENIENT,
+        POPE_OFFICIAL,
+        POPE_LENIENT,
         MME(),
         OCRBench(),
         ChoiceAccuracy(),
         MMBenchCircular(),
     )
 }
+
+LENIENT_VARIANTS: dict[str, str] = {
+    "vqa_accuracy_lenient": "vqa_accuracy",
+    "anls_lenient": "anls",
+    "relaxed_accuracy_lenient": "relaxed_accuracy",
+    "pope_lenient": "pope",
+}
+"""Each registered deviation (``*_lenient``) and the reference-identical metric it relaxes."""
 
 
 def get_metric(name: str) -> Metric:
@@ -55,6 +98,7 @@ def get_metric(name: str) -> Metric:
 __all__ = [
     "ANLS",
     "COGNITION_SUBTASKS",
+    "LENIENT_VARIANTS",
     "METRICS",
     "MME",
     "PERCEPTION_SUBTASKS",
@@ -68,7 +112,9 @@ __all__ = [
     "RelaxedAccuracy",
     "VQAAccuracy",
     "anls",
+    "anls_lenient",
     "choice_accuracy",
+    "evalai_normalize",
     "exact_match",
     "extract_choice",
     "fold_fullwidth",
@@ -79,9 +125,14 @@ __all__ = [
     "normalize_gqa",
     "ocrbench_match",
     "parse_mme_answer",
+    "parse_pope_answer",
     "parse_yes_no",
     "pope_rates",
     "relaxed_correct",
+    "relaxed_correct_lenient",
     "vqa_accuracy",
+    "vqa_accuracy_evalai",
+    "vqa_accuracy_lenient",
+    "vqa_eval_prediction",
     "vqa_normalize",
 ]

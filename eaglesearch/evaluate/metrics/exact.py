@@ -3,8 +3,7 @@
 One metric (:class:`ExactMatch`), two registered normalizations:
 
 * ``exact_match`` — the synthetic benchmark's metric. Pinned: strip whitespace, lowercase, drop one trailing
-  period (and the whitespace before it). Nothing else: ``"two"`` ≠ ``"2"``. (Unchanged from the project's original
-  ``evaluate/exact_match.py``, which now re-exports these functions.)
+  period (and the whitespace before it). Nothing else: ``"two"`` ≠ ``"2"``.
 * ``gqa_exact_match`` — GQA (reference/metrics.md §5.7). The official ``eval.py`` compares strings exactly and
   expects lowercase, punctuation-free predictions; harnesses differ in how they get there (LLaVA/Cambrian: rstrip
   ``.`` + lowercase; vlm-evaluation: drop all punctuation + lowercase; VLMEvalKit: strip + lowercase).

@@ -1,26 +1,36 @@
-"""VQA answer normalization: the official VQA evaluation's ``processPunctuation`` + ``processDigitArticle``.
+"""VQA answer normalizations: the official VQA evaluation's steps, the EvalAI/TextVQA processor, and ours.
 
-Used by the VQA-accuracy metric (prediction *and* every human answer) and by the POPE yes/no parser.
+All three are built from the official ``processPunctuation`` + ``processDigitArticle`` steps
+(reference/metrics.md §5.1, "Normalization variants"); they differ only in what runs around them:
 
-Pinned (reference/metrics.md §5.1, "Normalization variants"):
+* :func:`vqa_eval_prediction` — **official VQA** (``GT-Vision-Lab/VQA`` ``vqaEval.py``, current revision), the
+  prediction side: ``\\n``/``\\t`` → space, strip, ``processPunctuation``, ``processDigitArticle``. (The official
+  tool treats the human answers differently: ``processPunctuation`` only, and only when they disagree; that rule
+  lives in ``vqa.py``.)
+* :func:`evalai_normalize` — **EvalAI / MMF ``EvalAIAnswerProcessor``** (LLaVA ``llava/eval/m4c_evaluator.py``, the
+  standard TextVQA scorer), applied to the prediction and to every human answer: first ``word_tokenize``
+  (lowercase, *delete* every ``,`` and ``?``, turn ``'s`` into `` 's``, strip), then ``\\n``/``\\t`` → space, strip,
+  ``processPunctuation``, ``processDigitArticle``. So ``"hello,world"`` → ``"helloworld"`` and ``"The Cat's toy"`` →
+  ``"cat 's toy"``. Its comma-between-digits regex (``(?<=\\d)(\\,)+(?=\\d)``) runs after every comma is gone, so
+  it never fires — exactly like the official ``(\\d)(,)(\\d)`` on comma-free text; one implementation serves both.
+* :func:`vqa_normalize` — **lenient** (``vqa_accuracy_lenient``; our earlier default): the official steps on the
+  prediction *and* every answer, always (lmms-eval ``vqav2_process_results``). Deviations from the references,
+  kept on purpose for that variant only: no EvalAI ``word_tokenize``; answers are normalized even when they all
+  agree; and no cap on the number of periods removed (below).
 
-* **Harness column: "punct+digit (lmms VQAv2)"** — lmms-eval ``vqav2_process_results``: ``\\n``/``\\t`` → space,
-  strip, ``processPunctuation``, ``processDigitArticle``, applied to the prediction and to every ground-truth
-  answer, always (not the official tool's "GT only if the 10 answers disagree, and punctuation only").
-* **Period rule: the official one as it behaves**, i.e. delete every ``.`` not followed by a digit. The official
-  regex ``(?!<=\\d)(\\.)(?!\\d)`` has a mistyped look-behind that never fires, so ``"10."`` → ``"10"``. We do *not*
-  adopt VLMEvalKit's "corrected" ``(?<!\\d)\\.(?!\\d)`` (which keeps ``"10."``): the VQAv2/TextVQA/VizWiz servers and
-  every other harness score with the effective rule, and keeping a sentence-final period after a number would
-  make ``"10."`` miss the human answer ``"10"``. Decimals (``"3.5"``) survive under both rules.
-* **No EvalAI ``word_tokenize`` pre-step** (it deletes ``,`` and ``?`` and splits ``'s``): so ``"hello,world"`` →
-  ``"hello world"`` (EvalAI: ``"helloworld"``) and ``"The Cat's toy"`` → ``"cat's toy"`` (EvalAI:
-  ``"cat 's toy"``). Scores agree on every reference vector; strings differ as listed.
-* Punctuation list: the current official one (21 characters; ``'`` and ``:`` are *not* in it).
-* Contractions use ASCII apostrophes (MMF/EvalAI, lmms-eval, VLMEvalKit tables), not the curly ones of the
-  official file; keys the official table writes capitalised (``Im``, ``Ive``, ``Id've``, ``I'dve``) can never
-  match after lowercasing and are omitted.
-* The official ``periodStrip.sub(..., re.UNICODE)`` passes the flag as ``count`` (at most 32 substitutions); we
-  do not reproduce that cap (it only matters for answers with more than 32 periods).
+Details every variant shares, as the reference scripts behave:
+
+* Period rule: the official regex ``(?!<=\\d)(\\.)(?!\\d)`` has a mistyped look-behind that never fires, so in
+  effect every ``.`` not followed by a digit is deleted (``"10."`` → ``"10"``; decimals like ``"3.5"`` survive).
+  VLMEvalKit's "corrected" ``(?<!\\d)\\.(?!\\d)`` (which keeps ``"10."``) is used by no reference scorer.
+* ``periodStrip.sub("", text, re.UNICODE)`` passes the flag ``re.UNICODE`` (= 32) positionally as ``count``: the
+  reference scorers delete at most the **first 32** such periods (:data:`REFERENCE_PERIOD_LIMIT`); the lenient
+  normalization deletes them all.
+* Punctuation list: the current official one (21 characters; ``'`` and ``:`` are *not* in it — an older revision
+  of ``vqaEval.py``, commit ``07aecec``, had another list and curly apostrophes in its contraction table).
+* The contraction table is the official one (ASCII apostrophes). Keys it writes capitalised (``Im``, ``Ive``,
+  ``Id've``, ``I'dve``) can never match after lowercasing and are omitted; ``"somebody'd"`` → ``"somebodyd"`` is
+  reversed there and kept as is.
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ PUNCTUATION: tuple[str, ...] = (
 )
 _COMMA_BETWEEN_DIGITS = re.compile(r"(\d)(,)(\d)")
 _PERIOD_NOT_BEFORE_DIGIT = re.compile(r"\.(?!\d)")
+REFERENCE_PERIOD_LIMIT = 32
+"""``re.UNICODE``'s value, which the reference scripts pass as ``count`` to the period substitution."""
 
 NUMBER_WORDS: dict[str, str] = {
     "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
@@ -71,12 +83,13 @@ CONTRACTIONS: dict[str, str] = {
 }
 
 
-def process_punctuation(text: str) -> str:
+def process_punctuation(text: str, period_limit: int = 0) -> str:
     """Official ``processPunctuation``: delete or space out the 21 punctuation marks, then drop periods.
 
     A mark is *deleted* if it touches a space anywhere in the input (``"p "`` or ``" p"``) or if the input contains
     digit-comma-digit anywhere (so ``"3,000"`` → ``"3000"``); otherwise it becomes a space (``"Coca-Cola"`` →
-    ``"Coca Cola"``). Then every period not followed by a digit is deleted.
+    ``"Coca Cola"``). Then periods not followed by a digit are deleted: the first ``period_limit`` of them
+    (:data:`REFERENCE_PERIOD_LIMIT` reproduces the reference scripts), or all of them when it is 0.
     """
     out = text
     comma_in_number = _COMMA_BETWEEN_DIGITS.search(text) is not None
@@ -85,7 +98,7 @@ def process_punctuation(text: str) -> str:
             out = out.replace(p, "")
         else:
             out = out.replace(p, " ")
-    return _PERIOD_NOT_BEFORE_DIGIT.sub("", out)
+    return _PERIOD_NOT_BEFORE_DIGIT.sub("", out, count=period_limit)
 
 
 def process_digit_article(text: str) -> str:
@@ -95,7 +108,26 @@ def process_digit_article(text: str) -> str:
     return " ".join(CONTRACTIONS.get(w, w) for w in words)
 
 
+def _flatten(text: str) -> str:
+    return text.replace("\n", " ").replace("\t", " ").strip()
+
+
+def vqa_eval_prediction(text: str) -> str:
+    """Official ``vqaEval.py`` processing of a prediction (the human answers follow another rule, see ``vqa.py``)."""
+    return process_digit_article(process_punctuation(_flatten(text), REFERENCE_PERIOD_LIMIT))
+
+
+def evalai_word_tokenize(text: str) -> str:
+    """EvalAI ``word_tokenize``: lowercase, delete ``,`` and ``?``, split off ``'s``, strip."""
+    return text.lower().replace(",", "").replace("?", "").replace("'s", " 's").strip()
+
+
+def evalai_normalize(text: str) -> str:
+    """EvalAI/MMF ``EvalAIAnswerProcessor`` (the TextVQA scorer), for predictions and human answers alike."""
+    text = _flatten(evalai_word_tokenize(text))
+    return process_digit_article(process_punctuation(text, REFERENCE_PERIOD_LIMIT))
+
+
 def vqa_normalize(text: str) -> str:
-    """The pinned VQA normalization of one answer string (prediction or human answer)."""
-    text = text.replace("\n", " ").replace("\t", " ").strip()
-    return process_digit_article(process_punctuation(text))
+    """The lenient normalization (``vqa_accuracy_lenient``): official steps, every period removed."""
+    return process_digit_article(process_punctuation(_flatten(text)))

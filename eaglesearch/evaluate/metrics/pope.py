@@ -4,21 +4,32 @@ Rule (reference/metrics.md §5.4): over parsed predictions, ``accuracy = (TP + T
 FP)``, ``recall = TP / (TP + FN)``, ``F1 = 2PR / (P + R)``, ``yes_ratio`` = fraction of *predictions* that are
 "yes". Reported per split (random / popular / adversarial).
 
-Pinned choices, where the harnesses disagree:
+Two registered variants, differing only in how a free-text answer is read as yes/no:
 
-* **Parser: VLMEvalKit ``YOrN_Extraction``** — lowercase, VQA ``processPunctuation``, split on whitespace; "yes"
-  if the token ``yes`` occurs and ``no`` does not, "no" for the reverse, else unknown (``None``). Chosen over
-  LLaVA's rule (anything without a ``no``/``not`` token counts as "yes", so ``Not sure`` and unparseable text
-  inflate the yes-ratio), lmms-eval's raw exact match (``Yes.`` is wrong) and Cambrian's first-token rule, because
-  it never guesses: ambiguous or off-format answers are *counted* (``unknown_rate``) rather than silently turned
-  into an answer. No LLM judge.
-* An unknown prediction is wrong for accuracy and is "not yes" for precision/recall (VLMEvalKit's
-  ``POPE_rating``): a ground-truth "yes" answered unknown is a miss in the recall denominator, a ground-truth
-  "no" answered unknown is neither a TP nor an FP. Counts: ``tp + fp + tn + fn + unknown = N`` where ``fn`` counts
-  only explicit "no" answers and ``recall = tp / (tp + fn + unknown_pos)`` = TP / all positives.
-* ``yes_ratio`` counts predictions (LLaVA's definition); lmms-eval's ``pope_aggregate_yes_ratio`` counts the
-  ground-truth labels (always about 0.5), a bug we do not reproduce.
-* Undefined rates (no "yes" predicted, no positives) report 0.0; F1 is 0.0 when P + R = 0.
+* ``pope`` — **the official POPE rule** (the POPE repository's ``evaluate.py``, copied by LLaVA's
+  ``llava/eval/eval_pope.py``; :func:`parse_pope_answer`): keep the text before the first ``.``, delete commas,
+  split on single spaces (``str.split(" ")``, not on any whitespace); the answer is "no" if a token is exactly
+  ``No``, ``not`` or ``no``, else "yes". So every answer is yes or no: ``Not sure``, ``Nope`` and ``There is a
+  dog.`` count as "yes" (``Not`` is not ``not``), ``NO`` counts as "yes", ``The answer is yes. No doubt.`` is
+  "yes" (only the first sentence is read), and ``unknown_rate`` is always 0.
+* ``pope_lenient`` — **deviation, ours**: VLMEvalKit's ``YOrN_Extraction`` (:func:`parse_yes_no`): lowercase, VQA
+  ``processPunctuation``, split on whitespace; "yes" if the token ``yes`` occurs and ``no`` does not, "no" for
+  the reverse, else unknown (``None``). It never guesses: ambiguous or off-format answers are *counted*
+  (``unknown_rate``) rather than silently turned into "yes". An unknown prediction is wrong for accuracy and is
+  "not yes" for precision/recall (VLMEvalKit's ``POPE_rating``): a ground-truth "yes" answered unknown is a miss
+  in the recall denominator, a ground-truth "no" answered unknown is neither a TP nor an FP. Counts:
+  ``tp + fp + tn + fn + unknown = N`` where ``fn`` counts only explicit "no" answers and
+  ``recall = tp / (tp + fn + unknown_pos)`` = TP / all positives.
+
+Shared choices:
+
+* ``yes_ratio`` counts predictions (the official/LLaVA definition); lmms-eval's ``pope_aggregate_yes_ratio`` counts
+  the ground-truth labels (always about 0.5), a bug we do not reproduce.
+* Ground-truth labels must read ``yes`` or ``no`` (case, surrounding whitespace and a trailing period ignored);
+  anything else is an error naming the item. (The official script silently counts every label other than the
+  exact string ``no`` as positive; POPE's label files hold only ``yes``/``no``, so valid files score identically.)
+* Undefined rates (no "yes" predicted, no positives) report 0.0 and F1 is 0.0 when P + R = 0, where the official
+  script stops with ``ZeroDivisionError``.
 * Splits come from ``meta["category"]`` (lmms-eval's POPE field name): every rate is also reported as
   ``"<rate>/<split>"``, plus ``f1_category_mean``, the mean F1 over splits (a user reports the LLaVA-1.5 paper
   number matches this, LLaVA issue #626). The primary number is the pooled ``f1``.
@@ -27,7 +38,7 @@ Pinned choices, where the harnesses disagree:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from eaglesearch.evaluate.items import BenchmarkItem, ScoredItem
@@ -55,6 +66,14 @@ def parse_yes_no(text: str) -> YesNo | None:
     if has_no and not has_yes:
         return "no"
     return None
+
+
+def parse_pope_answer(text: str) -> YesNo:
+    """The official POPE / LLaVA ``eval_pope.py`` reading: "no" iff the first sentence has a ``No``/``not``/``no`` token."""
+    if "." in text:
+        text = text.split(".")[0]
+    words = text.replace(",", "").split(" ")
+    return "no" if "No" in words or "not" in words or "no" in words else "yes"
 
 
 def yes_no_label(reference: str, metric: str, item_id: str) -> YesNo:
@@ -92,12 +111,15 @@ def pope_rates(scored: Sequence[ScoredItem], metric: str = "pope") -> dict[str, 
 
 
 class POPE(Metric):
-    name = "pope"
     primary = "f1"
+
+    def __init__(self, name: str, parse: Callable[[str], YesNo | None]) -> None:
+        self.name = name
+        self._parse = parse
 
     def score(self, prediction: str, item: BenchmarkItem) -> dict[str, float]:
         label = yes_no_label(require_references(item, self.name)[0], self.name, item.id)
-        parsed = parse_yes_no(prediction)
+        parsed = self._parse(prediction)
         return {
             "score": float(parsed == label),
             "label_yes": float(label == "yes"),
@@ -117,3 +139,6 @@ class POPE(Metric):
 
 
 _RATE_KEYS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "unknown_rate")
+
+POPE_OFFICIAL = POPE("pope", parse_pope_answer)
+POPE_LENIENT = POPE("pope_lenient", parse_yes_no)
