@@ -164,7 +164,7 @@ def accuracy_vs_cost(trial: TrialSpec) -> dict[str, float]:
 def test_nsga2_recovers_most_of_a_known_pareto_front() -> None:
     """30 trials of the 16 subsets x 3 resolutions = 48 points: the strategy's front is exactly the non-dominated
     set of what it was told, it covers at least 75% of the true front for each of 4 seeds (0.82..1.0 measured), and
-    on average 15 points more than 30 distinct random trials do."""
+    on average 15 percentage points more than 30 distinct random trials do."""
     space = {"experts": {"base": ["clip"], "pool": POOL, "min_size": 0},
              "params": {"experts.*.resolution": {"choices": [64, 128, 256]}}}
     truth: dict[str, tuple[float, float]] = {}
