@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from pydantic import ValidationError
 
@@ -20,6 +21,7 @@ from eaglesearch.search import make_strategy
 from eaglesearch.search.optuna_strategy import OptunaStrategy, non_dominated
 from eaglesearch.spec import OptunaStrategySpec, Recipe, TrialFactory, TrialResult, TrialSpec
 from eaglesearch.spec.optuna_space import EXPERTS
+from eaglesearch.tracking import TrackingStore
 
 FACTORY = TrialFactory(recipe=Recipe(name="t"))
 Evaluator = Callable[[TrialSpec], "dict[str, float] | None"]
@@ -364,3 +366,63 @@ def test_shipped_spaces_validate_and_plan(repo: Path, tmp_path: Path, name: str,
     s = make_strategy(loaded)
     p = s.ask()
     assert p is not None and p.role == "optuna"
+
+
+# -- the report's Pareto section --------------------------------------------------------------------------------
+
+
+def test_report_pareto_section_lists_the_non_dominated_usable_trials() -> None:
+    from eaglesearch.report.pareto import pareto_section, pareto_table
+
+    runs = pd.DataFrame({
+        "label": ["a", "b", "c", "d", "e", "f"],
+        "key": list("abcdef"),
+        "status_tag": ["finished", "cached", "finished", "finished", "failed", "finished"],
+        "status": ["FINISHED", "FINISHED", "FINISHED", "FINISHED", "FAILED", "FINISHED"],
+        "objective": [0.9, 0.7, 0.6, 0.8, 0.99, 0.5],
+        "cost/vision_gflops": [10.0, 3.0, 3.0, 12.0, 1.0, math.nan],
+    })
+    table = pareto_table(runs, [("objective", "max"), ("cost/vision_gflops", "min")])
+    # c is beaten by b (same cost, lower objective), d by a; e failed and f lacks a cost: neither may count.
+    assert table["key"].tolist() == ["a", "b"]
+    params = {"cost": "cost/vision_gflops:min"}
+    section = pareto_section(runs, params, "objective", "max")
+    assert "## Pareto front" in section and "| a " in section and "| c " not in section
+    assert pareto_section(runs, {}, "objective", "max") == ""  # one-objective searches get no section
+
+
+# -- end to end: the tiny TPE twin through `eaglesearch run` ----------------------------------------------------
+
+
+def tiny_twin(repo: Path, name: str, n_trials: int) -> str:
+    """The shipped tiny twin on the e2e test recipe (a few steps), with a smaller budget."""
+    import yaml
+
+    space = yaml.safe_load((repo / "search_spaces" / f"{name}.yaml").read_text())
+    space["recipe"] = "experiments/tiny_test.yaml"
+    space["strategy"].update(n_trials=n_trials, startup_trials=2)
+    space["resources"] = {"cpus_per_trial": 1, "max_concurrent_trials": 1, "max_failures": 0}
+    return yaml.safe_dump(space, sort_keys=False)
+
+
+@pytest.mark.slow
+def test_tiny_tpe_twin_runs_inline_and_a_rerun_is_served_from_the_record(repo: Path, tmp_path: Path) -> None:
+    from tests.e2e_helpers import cli, make_project
+
+    root = make_project(tmp_path, {"tpe": tiny_twin(repo, "tiny_optuna_tpe", 3)})
+    first = cli(root, "run", "search_spaces/tpe.yaml", "--executor", "inline", "--quiet")
+    assert first.returncode == 0, first.stdout + first.stderr
+    store = TrackingStore(f"sqlite:///{root}/mlflow.db")
+    runs = store.trial_runs(store.latest_parent("tiny-optuna-tpe"))
+    assert len(runs) == 3 and set(runs["strategy"]) == {"optuna"} and set(runs["role"]) == {"optuna"}
+    assert set(runs["status_tag"]) <= {"finished", "failed"} and (runs["status_tag"] == "finished").any()
+    assert all("lr=" in label and "fusion=" in label for label in runs["label"])
+    board = pd.read_csv(root / "reports" / "tiny-optuna-tpe" / "leaderboard.csv")
+    assert len(board) == 3
+
+    again = cli(root, "run", "search_spaces/tpe.yaml", "--executor", "inline", "--quiet")
+    assert again.returncode == 0, again.stdout + again.stderr
+    rerun = store.trial_runs(store.latest_parent("tiny-optuna-tpe"))
+    # Same seed, same results: the same three proposals, every one answered from the first run's record.
+    assert sorted(rerun["key"]) == sorted(runs["key"])
+    assert set(rerun["status_tag"]) <= {"cached", "failed"}
