@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -14,7 +14,7 @@ from eaglesearch.execution.progress import ConsoleProgress
 from eaglesearch.execution.ties import tie_labels
 from eaglesearch.execution.workspace import Workspace
 from eaglesearch.report import ReportPaths, write_report
-from eaglesearch.search import RoundDecision, make_strategy
+from eaglesearch.search import Proposal, RoundDecision, make_strategy
 from eaglesearch.spec import LoadedSearch
 from eaglesearch.tracking import TrackingStore, absolute_uri
 
@@ -28,6 +28,7 @@ class SearchOutcome:
     complete: bool
     decisions: list[RoundDecision]
     report: ReportPaths
+    pareto: list[Proposal] = field(default_factory=list)  # Optuna searches: the strategy's non-dominated trials
 
 
 def run_search(
@@ -50,6 +51,9 @@ def run_search(
     strategy = make_strategy(loaded)
     params = {"objective": space.strategy.objective, "mode": space.strategy.mode, "strategy": space.strategy.kind,
               "recipe": loaded.recipe.name, "executor": executor}
+    cost = getattr(space.strategy, "cost", None)
+    if cost is not None:  # a two-objective search: the report adds its Pareto front (report/pareto.py)
+        params["cost"] = f"{cost.metric}:{cost.mode}"
     parent_id, resumed = store.open_parent(space.name, loaded.fingerprint, tune_name, loaded.path.read_text(), params)
     context = RunContext(search=space.name, parent_id=parent_id, experiment_id=experiment_id, tracking_uri=uri,
                          workdir=str(workspace.root), artifacts=workspace.artifacts, threads=space.resources.torch_threads,
@@ -83,5 +87,7 @@ def run_search(
     report = write_report(store, space.name, reports_dir, parent_id=parent_id, objective=space.strategy.objective,
                           mode=space.strategy.mode, baseline_key=baseline,
                           ties=lambda table, runs: tie_labels(store, table, runs))
+    pareto_front = getattr(final.strategy, "pareto_front", None)
     return SearchOutcome(parent_id=parent_id, resumed=resumed, complete=complete,
-                         decisions=final.strategy.decisions(), report=report)
+                         decisions=final.strategy.decisions(), report=report,
+                         pareto=pareto_front() if pareto_front is not None else [])

@@ -33,7 +33,7 @@ from eaglesearch.model import IMAGE_TOKEN, build_eagle
 from eaglesearch.model.cost import count_flops, measure_cost
 from eaglesearch.search import Strategy, make_strategy
 from eaglesearch.spec import ExpertSpec, LoadedSearch, ModelSpec, TrialSpec
-from eaglesearch.spec.search_space import GreedyStrategySpec
+from eaglesearch.spec.search_space import GreedyStrategySpec, OptunaStrategySpec
 from eaglesearch.spec.train import StageSpec
 from eaglesearch.train import apply_trainable, build_optimizer
 from eaglesearch.train.artifacts import ArtifactStore, artifact_key
@@ -98,13 +98,16 @@ def _first_proposals(strategy: Strategy) -> list[TrialSpec]:
 
 def planned_trials(loaded: LoadedSearch) -> list[TrialSpec]:
     """The trials whose cost the plan reports: greedy's base, base + each candidate and the largest reachable
-    model; every grid trial."""
+    model; every grid trial; an Optuna space's corners (each choice and range end, the largest expert set)."""
     spec = loaded.space.strategy
     if isinstance(spec, GreedyStrategySpec):
         base = spec.base_experts
         trials = [loaded.factory.make(base)]
         trials += [loaded.factory.make((*base, c)) for c in spec.candidate_experts]
         trials.append(loaded.factory.make((*base, *spec.candidate_experts)))
+    elif isinstance(spec, OptunaStrategySpec):  # the corners of the space: each choice and range end, largest set
+        recipe_experts = loaded.factory.base_dict()["model"]["experts"]
+        trials = [loaded.factory.make(assignments=spec.assignments(p, recipe_experts)) for p in spec.corner_points()]
     else:
         trials = _first_proposals(make_strategy(loaded))
     seen: dict[str, TrialSpec] = {}

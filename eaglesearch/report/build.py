@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from eaglesearch.report.pareto import pareto_section
 from eaglesearch.report.render import to_csv, to_markdown
 from eaglesearch.report.table import ANSWER_PRIOR, OK_STATUSES, ranked_table, round_table
 from eaglesearch.tracking import RunRecord, TrackingStore
@@ -156,7 +157,8 @@ def write_report(store: TrackingStore, search: str, out_dir: Path, parent_id: st
     folder = Path(out_dir) / search
     folder.mkdir(parents=True, exist_ok=True)
     md_path, csv_path = folder / "leaderboard.md", folder / "leaderboard.csv"
-    md_path.write_text(leaderboard_markdown(table, runs, search, parent, store), encoding="utf-8")
+    pareto = pareto_section(runs, parent.params, objective, mode)  # two-objective searches only
+    md_path.write_text(leaderboard_markdown(table, runs, search, parent, store) + pareto, encoding="utf-8")
     csv_path.write_text(to_csv(table), encoding="utf-8")
     rounds_path = None
     if _is_greedy(runs, parent) and len(runs):

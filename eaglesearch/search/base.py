@@ -2,8 +2,8 @@
 
 A strategy is a pure state machine: ``ask()`` hands out the next :class:`Proposal` (or ``None`` when it must wait
 for results or is done), ``tell(key, result)`` records what a proposed trial produced. It owns no I/O, no Ray and
-no randomness, holds only plain data (so the Ray Tune searcher that wraps it can be pickled), and answers a
-trial whose key it has already been told from that result instead of proposing it again.
+no unseeded randomness, holds only picklable state (so the Ray Tune searcher that wraps it can be pickled), and
+answers a trial whose key it has already been told from that result instead of proposing it again.
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from eaglesearch.spec import GreedyStrategySpec, GridStrategySpec, TrialFactory, TrialResult, TrialSpec
+from eaglesearch.spec import (
+    GreedyStrategySpec,
+    GridStrategySpec,
+    OptunaStrategySpec,
+    TrialFactory,
+    TrialResult,
+    TrialSpec,
+)
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,7 @@ class Strategy(ABC):
     metric: str
     mode: str
 
-    def __init__(self, spec: GreedyStrategySpec | GridStrategySpec, factory: TrialFactory) -> None:
+    def __init__(self, spec: GreedyStrategySpec | GridStrategySpec | OptunaStrategySpec, factory: TrialFactory) -> None:
         self.spec = spec
         self.factory = factory
         self.metric = spec.objective

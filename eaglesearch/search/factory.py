@@ -8,12 +8,20 @@ from eaglesearch.search.grid import GridStrategy
 from eaglesearch.spec import LoadedSearch
 
 STRATEGIES: dict[str, type[GreedyStrategy | GridStrategy]] = {"greedy": GreedyStrategy, "grid": GridStrategy}
+OPTUNA = "optuna"  # imported on demand: Optuna takes a while to import and most searches don't need it
 
 
 def make_strategy(loaded: LoadedSearch) -> Strategy:
     """A fresh strategy for ``loaded`` (dispatch on ``space.strategy.kind``), building trials with its factory."""
     spec = loaded.space.strategy
+    if spec.kind == OPTUNA:
+        from eaglesearch.search.optuna_strategy import OptunaStrategy
+
+        # Default batch: one proposal per worker, so every worker is busy and proposals don't depend on timing.
+        return OptunaStrategy(spec, loaded.factory,  # type: ignore[arg-type]
+                              concurrency=loaded.space.resources.max_concurrent_trials)
     cls = STRATEGIES.get(spec.kind)
     if cls is None:
-        raise ValueError(f"strategy kind '{spec.kind}' has no implementation; use one of: {', '.join(STRATEGIES)}")
+        kinds = ", ".join([*STRATEGIES, OPTUNA])
+        raise ValueError(f"strategy kind '{spec.kind}' has no implementation; use one of: {kinds}")
     return cls(spec, loaded.factory)  # type: ignore[arg-type]

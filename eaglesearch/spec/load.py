@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from eaglesearch.spec.errors import SpecError, SpecIssue
 from eaglesearch.spec.model import ExpertSpec
+from eaglesearch.spec.optuna_space import OptunaStrategySpec
 from eaglesearch.spec.pydantic_errors import issues_from_validation
 from eaglesearch.spec.recipe import Recipe
 from eaglesearch.spec.search_space import GreedyStrategySpec, GridStrategySpec, SearchSpace, as_expert
@@ -270,6 +271,8 @@ def _check_trials(loaded: LoadedSearch, recipe_doc: YamlDocument) -> None:
         attempt(lambda: loaded.factory.make(base), ("strategy", "base"))
         for i, cand in enumerate(strategy.candidate_experts):
             attempt(lambda c=cand: loaded.factory.make((*base, c)), ("strategy", "candidates", i))
+    elif isinstance(strategy, OptunaStrategySpec):
+        _check_optuna(loaded, strategy, attempt)
     else:
         combos = list(grid_combinations(strategy))
         if not combos:
@@ -283,3 +286,19 @@ def _check_trials(loaded: LoadedSearch, recipe_doc: YamlDocument) -> None:
         ]:
             raise SpecError.single("strategy.baseline", "baseline matches no grid combination",
                                    file=doc.path, line=doc.line_of(("strategy", "baseline")))
+
+
+def _check_optuna(loaded: LoadedSearch, strategy: OptunaStrategySpec,
+                  attempt: Callable[[Callable[[], TrialSpec], Loc], None]) -> None:
+    """Build the corner trials of an Optuna space (each choice and range end, one at a time) to surface a bad
+    path or value now; combinations of valid corners that still fail are skipped by the search at run time."""
+    doc = loaded.doc
+    points = strategy.corner_points()
+    if not points:
+        raise SpecError.single("strategy.exclude", "every corner of the Optuna space is excluded; check exclude "
+                               "and experts.min_size/max_size", file=doc.path, line=doc.line_of(("strategy",)))
+    recipe_experts = loaded.factory.base_dict()["model"]["experts"]
+    for point in points:
+        changed = [p for p in point if point[p] != points[0].get(p)] or list(point)
+        where: Loc = ("strategy", "experts") if changed[0] == EXPERTS_FACTOR else ("strategy", "params", changed[0])
+        attempt(lambda pt=point: loaded.factory.make(assignments=strategy.assignments(pt, recipe_experts)), where)

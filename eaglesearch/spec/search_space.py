@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from eaglesearch.spec.base import SpecModel
 from eaglesearch.spec.model import ExpertSpec
+from eaglesearch.spec.optuna_space import OptunaStrategySpec
 
 ExpertRef = str | ExpertSpec
 
@@ -87,7 +88,7 @@ class GridStrategySpec(SpecModel):
         return self
 
 
-StrategySpec = Annotated[GreedyStrategySpec | GridStrategySpec, Field(discriminator="kind")]
+StrategySpec = Annotated[GreedyStrategySpec | GridStrategySpec | OptunaStrategySpec, Field(discriminator="kind")]
 
 
 class ResourcesSpec(SpecModel):
