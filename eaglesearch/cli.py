@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,8 @@ ArtifactsOpt = Annotated[str | None, typer.Option("--artifacts", help="root of t
                                                    "default EAGLESEARCH_ARTIFACTS or <workdir>/artifacts; "
                                                    "'per-trial' disables reuse")]
 ReportsOpt = Annotated[Path, typer.Option("--reports", help="folder for report tables")]
+GpuMemoryOpt = Annotated[float | None, typer.Option("--gpu-memory-gb", help="memory of one GPU for the fit check; "
+                                                    "default resources.gpu_memory_gb, else the visible GPU's")]
 
 
 def _load(path: Path) -> LoadedSearch:
@@ -44,6 +47,21 @@ def _load(path: Path) -> LoadedSearch:
     except SpecError as e:
         err.print(f"[bold red]invalid search space[/bold red]\n{e}", highlight=False)
         raise typer.Exit(2) from None
+
+
+def _refuse_unfit(loaded: LoadedSearch, gpu_memory_gb: float | None) -> None:
+    """Exit 2 with one message per trial that cannot fit its GPUs (eaglesearch.execution.memory_check)."""
+    from eaglesearch.execution.memory_check import memory_refusals
+
+    if gpu_memory_gb is not None:
+        loaded = replace(loaded, space=loaded.space.model_copy(update={"resources": loaded.space.resources.model_copy(
+            update={"gpu_memory_gb": gpu_memory_gb})}))
+    refusals = memory_refusals(loaded)
+    if refusals:
+        err.print(f"[bold red]{len(refusals)} trial(s) of {loaded.path} cannot fit their GPUs[/bold red]")
+        for message in refusals:
+            err.print(f"- {message}", highlight=False)
+        raise typer.Exit(2)
 
 
 def _uri(tracking_uri: str | None) -> str:
@@ -74,9 +92,11 @@ def _print_table(df, title: str) -> None:
 
 
 @app.command()
-def validate(path: SpacePath) -> None:
-    """Check a search space and its recipe; build every trial spec it can produce. Starts nothing."""
+def validate(path: SpacePath, gpu_memory_gb: GpuMemoryOpt = None) -> None:
+    """Check a search space and its recipe; build every trial spec it can produce; refuse trials that cannot fit
+    their GPUs. Starts nothing."""
     loaded = _load(path)
+    _refuse_unfit(loaded, gpu_memory_gb)
     from eaglesearch.search import make_strategy
 
     strategy = make_strategy(loaded)
@@ -90,6 +110,7 @@ def plan(
     path: SpacePath,
     workdir: WorkdirOpt = None,
     no_measure: Annotated[bool, typer.Option("--no-measure", help="skip building models to measure cost")] = False,
+    gpu_memory_gb: GpuMemoryOpt = None,
 ) -> None:
     """Trials per round (or grid size) and each model's size, tokens, FLOPs and estimated time. No training."""
     from eaglesearch.execution.planner import make_plan
@@ -97,7 +118,7 @@ def plan(
 
     loaded = _load(path)
     with err.status("measuring models (FLOP-counted forward passes; 3 timed optimizer steps at tiny scale)"):
-        result = make_plan(loaded, Workspace.at(workdir), measure_costs=not no_measure)
+        result = make_plan(loaded, Workspace.at(workdir), measure_costs=not no_measure, gpu_memory_gb=gpu_memory_gb)
     rounds = ", ".join(f"round {i}: {n}" for i, n in enumerate(result.trials_per_round))
     out.print(f"search [bold]{loaded.name}[/bold] ({result.strategy}): at most {result.total_trials} trials ({rounds})")
     if result.models:
@@ -116,6 +137,7 @@ def plan(
                 "–" if m.est_train_s is None else f"{m.est_train_s:,.0f}",
             )
         out.print(table)
+        _print_memory(result.models)
     if result.artifacts:
         stored = sum(a.stored for a in result.artifacts)
         out.print(f"per-expert stages: {len(result.artifacts)} artifacts, each trained once for the whole search "
@@ -129,6 +151,29 @@ def plan(
                   "start-up not included)")
 
 
+def _print_memory(models) -> None:
+    """Estimated peak memory per GPU of each planned model (ddp and fsdp), its breakdown, and what does not fit."""
+    priced = [m for m in models if m.memory is not None]
+    if not priced:
+        return
+    table = Table(title="memory per GPU: estimated peak of one training step (the stage with the highest peak); "
+                  "eaglesearch.model.memory")
+    for col in ("model", "stage", "setup", "ddp GB", "fsdp GB", "used", "GPU GB", "fits", "breakdown (used)"):
+        table.add_column(col, justify="right" if col.endswith("GB") else "left", overflow="fold")
+    for m in priced:
+        mem = m.memory
+        stage, used = mem.peak(mem.parallelism)
+        ddp, fsdp = mem.peak("ddp")[1], mem.peak("fsdp")[1]
+        fits = {None: "–", True: "[green]yes[/green]", False: "[red]no[/red]"}[mem.fits]
+        table.add_row(m.label, stage.stage.name, used.setup, f"{ddp.total_gb:,.1f}",
+                      f"{fsdp.total_gb:,.1f}" if mem.on_gpu else "–", mem.parallelism if mem.on_gpu else "cpu",
+                      "–" if mem.available_gb is None else f"{mem.available_gb:,.0f}", fits, used.breakdown())
+    out.print(table)
+    for m in priced:
+        if m.memory.fits is False:
+            err.print(f"[yellow]does not fit:[/yellow] {m.memory.refusal()}", highlight=False)
+
+
 @app.command()
 def run(
     path: SpacePath,
@@ -140,12 +185,14 @@ def run(
     address: Annotated[str | None, typer.Option(help="join an existing Ray cluster (else RAY_ADDRESS or local)")]
     = None,
     quiet: Annotated[bool, typer.Option(help="no live progress panel")] = False,
+    gpu_memory_gb: GpuMemoryOpt = None,
 ) -> None:
     """Run the search; trials already recorded are not retrained; ends by printing the ranked table."""
     if executor not in ("ray", "inline"):
         err.print(f"[red]--executor must be 'ray' or 'inline', not '{executor}'[/red]")
         raise typer.Exit(2)
     loaded = _load(path)
+    _refuse_unfit(loaded, gpu_memory_gb)
     from eaglesearch.execution.controller import run_search
 
     outcome = run_search(loaded, tracking_uri=_uri(tracking_uri), workdir=workdir, artifacts=artifacts,

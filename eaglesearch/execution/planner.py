@@ -11,6 +11,9 @@ image, whole model per sample).
   are loaded or allocated, so a 7B model is sized in seconds; the LM comes from its local config if present, else
   from the dimensions declared in the recipe. Step time is not estimated there (it depends on the GPUs).
 
+Each model is also priced in memory per GPU (``execution.memory_check``: weights, gradients, optimizer state and
+activations under ddp and fsdp, against the GPU size).
+
 A model's estimate covers the stages every trial runs (the combined model's). Per-expert stages (pre-alignment)
 are planned separately: one stage artifact per distinct expert (and stage) the search can reach, each trained once
 for the whole search and skipped when the artifact store already holds it; at tiny scale each is timed on its
@@ -54,6 +57,7 @@ class ModelPlan:
     gflops_per_sample: float | None
     step_s: float | None
     est_train_s: float | None
+    memory: Any = None  # TrialMemory (execution.memory_check): estimated peak memory per GPU, ddp and fsdp
 
 
 @dataclass(frozen=True)
@@ -256,16 +260,24 @@ def _time_per_expert(trial: TrialSpec, expert: ExpertSpec, stage: StageSpec, dat
     return _timed_steps(model, batch, build_optimizer(model, stage)), stage.total_steps(len(samples))
 
 
-def make_plan(loaded: LoadedSearch, workspace: Workspace, measure_costs: bool = True) -> Plan:
+def make_plan(loaded: LoadedSearch, workspace: Workspace, measure_costs: bool = True,
+              gpu_memory_gb: float | None = None) -> Plan:
+    """The plan; with ``measure_costs`` every planned model is built (and timed at tiny scale) and priced in memory
+    per GPU against ``gpu_memory_gb`` (default: ``resources.gpu_memory_gb`` or the visible GPU)."""
+    from eaglesearch.execution.memory_check import available_gpu_memory_gb, trial_memory
+
     strategy = make_strategy(loaded)
     models: list[ModelPlan] = []
-    threads = loaded.space.resources.torch_threads
+    resources = loaded.space.resources
+    threads = resources.torch_threads
     if measure_costs:
         pin_threads(threads)
         trials = planned_trials(loaded)
         varied = len({t.train.label for t in trials}) > 1  # e.g. pre-alignment on/off: name the stages per row
+        available = gpu_memory_gb if gpu_memory_gb is not None else available_gpu_memory_gb(resources)
         for trial in trials:
             plan = measure_on_meta(trial) if needs_meta(trial) else measure_here(trial, workspace, threads)
+            plan = replace(plan, memory=trial_memory(trial, resources, available))
             models.append(replace(plan, label=f"{plan.label} ({trial.train.label})") if varied else plan)
     artifacts = plan_artifacts(loaded, workspace, measure=measure_costs)
     return Plan(strategy=strategy.kind, trials_per_round=strategy.expected_trials(), models=models,

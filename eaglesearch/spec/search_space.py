@@ -97,6 +97,12 @@ class ResourcesSpec(SpecModel):
     max_concurrent_trials: int = Field(default=1, gt=0)
     max_failures: int = Field(default=1, ge=0, description="Ray retries after a crashed trial process")
     threads_per_trial: int | None = Field(default=None, gt=0, description="torch threads; default: cpus_per_trial")
+    parallelism: Literal["ddp", "fsdp", "auto"] = Field(
+        default="auto", description="how a trial's GPUs share the model: ddp (every GPU holds all weights, gradients "
+        "and optimizer state), fsdp (those sharded across gpus_per_trial), auto (ddp when it fits, else fsdp)")
+    gpu_memory_gb: float | None = Field(
+        default=None, gt=0, description="memory of one GPU for the fit check; default: what the visible GPU reports "
+        "(no check for CPU-only trials or when no GPU is visible)")
 
     @property
     def torch_threads(self) -> int:

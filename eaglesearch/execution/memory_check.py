@@ -1,0 +1,183 @@
+"""Does each trial fit its GPUs? The memory plan of a search, and the fit check ``validate``/``plan``/``run`` apply.
+
+For every trial the plan reports (greedy: the base, base + each candidate and the largest reachable set; grid:
+every trial) the model is built on ``meta`` and, for each stage that trains the combined model, priced by
+:mod:`eaglesearch.model.memory` as the trainer runs it:
+
+* GPU trials (``gpus_per_trial`` > 0): bf16 mixed precision, the LM's activation checkpointing on (the trainer turns
+  it on for every GPU run), ``gpus_per_trial`` data-parallel workers each holding a micro-batch of the stage's
+  ``micro_batch_size`` (default: its share of ``batch_size``), under ``ddp`` and under ``fsdp``;
+* CPU trials: fp32, no checkpointing, one process; shown, never refused.
+
+``resources.parallelism: auto`` picks ddp when it fits, else fsdp. The GPU size is ``resources.gpu_memory_gb``, else
+what the visible GPU reports (a fraction of it for ``gpus_per_trial`` < 1); with neither, nothing is refused. A
+trial that does not fit is refused with one message naming the fixes that would make it fit, each priced.
+Per-expert stages (pre-alignment) train a one-expert model with the LM frozen and are not priced here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from eaglesearch.execution.planner import _architecture_only, _Vocabulary, planned_trials
+from eaglesearch.model import build_eagle
+from eaglesearch.model.memory import (
+    BF16_MIXED,
+    FP32,
+    GB,
+    LMShape,
+    MemoryEstimate,
+    MemoryInputs,
+    Parallelism,
+    param_split,
+    vision_activation_bytes,
+)
+from eaglesearch.spec import LoadedSearch, ResourcesSpec, TrialSpec
+from eaglesearch.spec.train import StageSpec
+from eaglesearch.train import apply_trainable
+
+MAX_GPUS_SUGGESTED = 64
+
+
+@dataclass(frozen=True)
+class StageMemory:
+    """One stage of a trial, priced under ddp and fsdp (both the same for a one-process CPU trial)."""
+
+    stage: StageSpec
+    inputs: MemoryInputs
+    micro_batch: int
+    checkpointing: bool
+    gpus: int
+
+    def estimate(self, parallelism: Parallelism, **changes: int | bool) -> MemoryEstimate:
+        setup = {"micro_batch": self.micro_batch, "checkpointing": self.checkpointing, "gpus": self.gpus, **changes}
+        return self.inputs.estimate(parallelism=parallelism, **setup)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class TrialMemory:
+    """A trial's peak memory per GPU (the peak over its stages), whether it fits and, if not, what would."""
+
+    label: str
+    on_gpu: bool
+    stages: tuple[StageMemory, ...]
+    parallelism: Parallelism
+    available_gb: float | None  # None: nothing to check against (CPU trial, or no GPU size known)
+
+    def peak(self, parallelism: Parallelism) -> tuple[StageMemory, MemoryEstimate]:
+        """The stage with the highest peak under ``parallelism``, and its estimate."""
+        priced = [(s, s.estimate(parallelism)) for s in self.stages]
+        return max(priced, key=lambda pair: pair[1].total)
+
+    @property
+    def estimate(self) -> MemoryEstimate:
+        return self.peak(self.parallelism)[1]
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.available_gb is None else self.estimate.total_gb <= self.available_gb
+
+    def fixes(self) -> list[str]:
+        """Changes that each alone make the trial fit, with the memory per GPU they give."""
+        available = self.available_gb
+        assert available is not None
+
+        def fits(estimate: MemoryEstimate) -> bool:
+            return estimate.total_gb <= available
+
+        stage, current = self.peak(self.parallelism)
+        found: list[str] = []
+        if self.parallelism == "ddp":
+            fsdp = stage.estimate("fsdp")
+            if all(fits(s.estimate("fsdp")) for s in self.stages):
+                found.append(f"resources.parallelism: fsdp ({fsdp.total_gb:.1f} GB/GPU)")
+        for gpus in range(stage.gpus + 1, MAX_GPUS_SUGGESTED + 1):
+            if all(fits(s.estimate("fsdp", gpus=gpus)) for s in self.stages):
+                found.append(f"resources.gpus_per_trial: {gpus} with parallelism fsdp "
+                             f"({stage.estimate('fsdp', gpus=gpus).total_gb:.1f} GB/GPU)")
+                break
+        for micro in range(current.micro_batch - 1, 0, -1):
+            smaller = stage.estimate(self.parallelism, micro_batch=micro)
+            if fits(smaller) and (stage.stage.batch_size // stage.gpus) % micro == 0:
+                found.append(f"micro_batch_size: {micro} in stage '{stage.stage.name}' ({smaller.total_gb:.1f} GB/GPU)")
+                break
+        if not current.checkpointing:
+            ckpt = stage.estimate(self.parallelism, checkpointing=True)
+            if fits(ckpt):
+                found.append(f"activation checkpointing ({ckpt.total_gb:.1f} GB/GPU)")
+        return found
+
+    def refusal(self) -> str:
+        """The message for a trial that does not fit: what it needs, what there is, and the fixes."""
+        stage, estimate = self.peak(self.parallelism)
+        fixes = self.fixes()
+        ckpt = "" if not estimate.checkpointing else (" Activation checkpointing of the LM is already counted (the "
+                                                      "trainer turns it on for GPU runs).")
+        todo = ("Fixes, each enough alone: " + "; ".join(fixes) + "." if fixes else
+                "No single fix (fsdp, up to 64 GPUs, micro-batch 1, checkpointing) is enough: combine them, or "
+                "freeze parts of the model (experts or LM) or drop experts.")
+        return (f"trial {self.label}: stage '{stage.stage.name}' needs ~{estimate.total_gb:.1f} GB per GPU "
+                f"({estimate.setup}: {estimate.breakdown()}) but one GPU has {self.available_gb:.0f} GB "
+                f"(resources.gpu_memory_gb or the visible GPU).{ckpt} {todo}")
+
+
+def available_gpu_memory_gb(resources: ResourcesSpec) -> float | None:
+    """Memory one trial may use on one GPU: ``gpu_memory_gb``, else the visible GPU's (None: no check)."""
+    if resources.gpus_per_trial <= 0:
+        return None
+    total = resources.gpu_memory_gb
+    if total is None and torch.cuda.is_available():
+        total = torch.cuda.get_device_properties(0).total_memory / GB
+    if total is None:
+        return None
+    return total * min(1.0, resources.gpus_per_trial)  # a fractional GPU is shared with other trials
+
+
+def _workers(resources: ResourcesSpec) -> int:
+    return int(resources.gpus_per_trial) if resources.gpus_per_trial > 1 else 1
+
+
+def trial_memory(trial: TrialSpec, resources: ResourcesSpec, available_gb: float | None) -> TrialMemory:
+    """Build ``trial``'s model on ``meta`` and price each of its combined-model stages."""
+    spec = _architecture_only(trial.model)
+    on_gpu = resources.gpus_per_trial > 0
+    precision = BF16_MIXED if on_gpu else FP32
+    workers = _workers(resources)
+    with torch.device("meta"):
+        model = build_eagle(spec, _Vocabulary(trial.model.tokenizer.vocab_size))
+    lm = LMShape.from_config(model.lm.config)
+    stages = []
+    for stage in trial.train.joint_stages:
+        apply_trainable(model, stage.trainable, spec)
+        inputs = MemoryInputs(params=param_split(model), lm=lm,
+                              vision_bytes_per_image=vision_activation_bytes(model, trial.data.image_size),
+                              precision=precision, optimizer=stage.optimizer, seq_len=trial.data.max_length)
+        share = max(1, stage.batch_size // workers)
+        micro = min(stage.micro_batch_size or share, share)
+        stages.append(StageMemory(stage=stage, inputs=inputs, micro_batch=micro, checkpointing=on_gpu, gpus=workers))
+    parallelism: Parallelism = "ddp"
+    if resources.parallelism == "fsdp":
+        parallelism = "fsdp"
+    elif resources.parallelism == "auto" and available_gb is not None and on_gpu:
+        ddp_fits = all(s.estimate("ddp").total_gb <= available_gb for s in stages)
+        parallelism = "ddp" if ddp_fits else "fsdp"
+    return TrialMemory(label=trial.label, on_gpu=on_gpu, stages=tuple(stages), parallelism=parallelism,
+                       available_gb=available_gb if on_gpu else None)
+
+
+def plan_memory(loaded: LoadedSearch, available_gb: float | None = None) -> list[TrialMemory]:
+    """Every planned trial's memory (see :func:`~eaglesearch.execution.planner.planned_trials`);
+    ``available_gb`` defaults to :func:`available_gpu_memory_gb`."""
+    resources = loaded.space.resources
+    available = available_gb if available_gb is not None else available_gpu_memory_gb(resources)
+    return [trial_memory(t, resources, available) for t in planned_trials(loaded)]
+
+
+def memory_refusals(loaded: LoadedSearch) -> list[str]:
+    """One message per planned trial that cannot fit its GPUs; empty when all fit or nothing can be checked
+    (CPU-only trials are not checked, nor are GPU trials when no GPU size is known)."""
+    if available_gpu_memory_gb(loaded.space.resources) is None:
+        return []
+    return [m.refusal() for m in plan_memory(loaded) if m.fits is False]

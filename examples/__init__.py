@@ -1,0 +1,1 @@
+"""Importable examples (custom expert factories)."""
