@@ -22,6 +22,13 @@ GLYPHS: dict[str, tuple[tuple[int, int], ...]] = {
 }
 GLYPH_INK = (25, 25, 25)
 GLYPH_CELLS = 5
+
+
+def glyph_side(canvas: int) -> int:
+    """Side in pixels of the small mark: 5 cells of ``canvas // 128`` pixels (5 px up to a 255 px canvas, 10 px with
+    2-pixel strokes on 256 px), so the mark keeps its size relative to an expert's patches as canvases grow."""
+    return GLYPH_CELLS * max(1, canvas // 128)
+
 # color_solo: four hues of identical luma (PIL "L" = 120 for each), so a grayscale view cannot tell them apart.
 ISO_COLORS: dict[str, tuple[int, int, int]] = {
     "red": (255, 63, 63), "green": (44, 174, 44), "blue": (70, 120, 255), "purple": (198, 60, 228),
@@ -29,8 +36,8 @@ ISO_COLORS: dict[str, tuple[int, int, int]] = {
 ORIENTATIONS = ("horizontal", "vertical")
 WORDS = ("cat", "sun", "map", "box", "key", "pen", "cup", "hat")
 """What the ``ocr`` task writes: short words of the same length, so only reading tells them apart."""
-TEXT_SIZE_FRACTION = 0.047
-"""Font size of a written word as a fraction of the canvas side (12 px on a 256 px canvas: legible at full
+TEXT_SIZE_FRACTION = 0.0625
+"""Font size of a written word as a fraction of the canvas side (16 px on a 256 px canvas: legible at full
 resolution, a grey smudge at a quarter of it)."""
 TEXT_INK = (20, 20, 20)
 
@@ -106,7 +113,10 @@ def render(scene: Scene, canvas: int) -> Image.Image:
                          fill=fill)
     if scene.glyph is not None:
         name, gx, gy = scene.glyph
-        draw.point([(gx + col, gy + row) for col, row in GLYPHS[name]], fill=GLYPH_INK)
+        cell = max(1, canvas // 128)
+        for col, row in GLYPHS[name]:
+            draw.rectangle((gx + col * cell, gy + row * cell, gx + col * cell + cell - 1, gy + row * cell + cell - 1),
+                           fill=GLYPH_INK)
     if scene.text is not None:
         word, tx, ty = scene.text
         draw.text((tx, ty), word, font=text_font(canvas), fill=TEXT_INK)
@@ -165,7 +175,7 @@ def describe(scene: Scene, canvas: int) -> str:
         things.append(f"{len(shapes)} shape{'s' if len(shapes) > 1 else ''} on a light background: {_join(parts)}")
     if scene.glyph is not None:
         name, gx, gy = scene.glyph
-        place = PLACES[_cell(gx + GLYPH_CELLS / 2, gy + GLYPH_CELLS / 2, canvas)]
+        place = PLACES[_cell(gx + glyph_side(canvas) / 2, gy + glyph_side(canvas) / 2, canvas)]
         things.append(f"a small dark {name} mark {place}")
     if scene.text is not None:
         word, tx, ty = scene.text

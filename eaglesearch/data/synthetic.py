@@ -15,8 +15,9 @@ Tasks (every answer is one short word or digit; chance level in brackets):
   among 2–3 large shapes; answers ``top left`` … ``bottom right`` (25%). Downsampled 4× the mark is a faint smudge:
   findable only by an expert whose features keep small, dark, non-shape marks.
 * ``ocr`` — "What word is written in the image?": one of eight three-letter words (:data:`WORDS`) in small dark
-  print (4.7% of the canvas side: 12 px on 256 px) beside 1–2 large shapes (12.5%). The words share length and
-  ink, so only reading separates them; at a quarter of the canvas resolution the print is a grey smudge.
+  print (6.25% of the canvas side: 16 px on 256 px, set on the canvas's 16-cell type grid like a line of a
+  document) beside 1–2 large shapes (12.5%). The words share length and ink, so only reading separates them; at a
+  quarter of the canvas resolution the print is a grey smudge.
 
 Planted tasks (``benchmarks/planted.py``): each is built so that one design choice must win, by construction of the
 pixels rather than by hope, and each is learnable by the tiny CPU recipe (``experiments/tiny_planted.yaml``).

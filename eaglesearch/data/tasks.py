@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 from eaglesearch.data.scene import (
     COLORS,
-    GLYPH_CELLS,
     GLYPHS,
     ISO_COLORS,
     ORIENTATIONS,
@@ -20,6 +19,7 @@ from eaglesearch.data.scene import (
     Grating,
     Scene,
     Shape,
+    glyph_side,
     text_box,
 )
 
@@ -89,10 +89,10 @@ def _exist(rng: random.Random, canvas: int) -> Item:
 
 def _detail(rng: random.Random, canvas: int) -> Item:
     name = rng.choice(sorted(GLYPHS))
-    (gx, gy), = _boxes(rng, canvas, [GLYPH_CELLS], [])
+    (gx, gy), = _boxes(rng, canvas, [glyph_side(canvas)], [])
     n = rng.randint(2, 3)
     shapes = _shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
-                     taken=[(gx, gy, GLYPH_CELLS)])
+                     taken=[(gx, gy, glyph_side(canvas))])
     return Scene(_background(rng), shapes, (name, gx, gy)), "Is the small mark a plus or a cross?", name
 
 
@@ -127,19 +127,29 @@ def _locate(rng: random.Random, canvas: int) -> Item:
     half, pad = canvas // 2, max(4, canvas // 16)
     x0 = (half if quadrant % 2 else 0) + pad
     y0 = (half if quadrant >= 2 else 0) + pad
-    gx, gy = rng.randint(x0, x0 + half - 2 * pad - GLYPH_CELLS), rng.randint(y0, y0 + half - 2 * pad - GLYPH_CELLS)
+    side = glyph_side(canvas)
+    gx, gy = rng.randint(x0, x0 + half - 2 * pad - side), rng.randint(y0, y0 + half - 2 * pad - side)
     n = rng.randint(2, 3)
     shapes = _shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
-                     taken=[(gx, gy, GLYPH_CELLS)])
-    answer = _quadrant(gx + GLYPH_CELLS / 2, gy + GLYPH_CELLS / 2, canvas)
+                     taken=[(gx, gy, glyph_side(canvas))])
+    answer = _quadrant(gx + side / 2, gy + side / 2, canvas)
     return Scene(_background(rng), shapes, (name, gx, gy)), "Where is the small mark?", answer
+
+
+def print_position(rng: random.Random, word: str, canvas: int) -> tuple[int, int]:
+    """Where a word is printed: on the 16-cell type grid of the canvas (text sits on lines and columns, as in a
+    document), anywhere it fits."""
+    step = max(1, canvas // 16)
+    width, height = text_box(word, canvas)
+    cols, rows = (canvas - width) // step, (canvas - height) // step
+    return rng.randint(0, cols) * step, rng.randint(0, rows) * step
 
 
 def _ocr(rng: random.Random, canvas: int) -> Item:
     """One short word in small dark print, beside 1-2 large distractor shapes."""
     word = rng.choice(WORDS)
+    tx, ty = print_position(rng, word, canvas)
     width, height = text_box(word, canvas)
-    (tx, ty), = _boxes(rng, canvas, [max(width, height)], [])
     n = rng.randint(1, 2)
     shapes = _shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
                      taken=[(tx, ty, max(width, height))])

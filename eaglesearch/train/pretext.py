@@ -33,6 +33,7 @@ count) and returns the expert's weights and its loss curve.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import random
 import time
@@ -44,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from eaglesearch.data.scene import COLORS, GLYPH_CELLS, SHAPES, Scene, render, text_box
-from eaglesearch.data.tasks import TASKS, _background, _boxes, _shapes
+from eaglesearch.data.scene import COLORS, SHAPES, Scene, glyph_side, render, text_box
+from eaglesearch.data.tasks import TASKS, _background, _shapes, print_position
 from eaglesearch.data.world import WORLD_CANVAS, WORLD_TASKS
 from eaglesearch.model.experts import VisionExpert
 
@@ -56,8 +57,8 @@ DENSE = ("circle", "square", "triangle", "plus", "cross", "text")
 
 def _read_scene(rng: random.Random, canvas: int) -> tuple[Scene, str]:
     word = "".join(rng.choice(LETTERS) for _ in range(3))
+    tx, ty = print_position(rng, word, canvas)
     width, height = text_box(word, canvas)
-    (tx, ty), = _boxes(rng, canvas, [max(width, height)], [])
     n = rng.randint(0, 2)
     shapes = _shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
                      taken=[(tx, ty, max(width, height))])
@@ -83,7 +84,7 @@ def _cells(scene: Scene, canvas: int, grid: int) -> np.ndarray:
         mark(s.kind, s.x, s.y, s.x + s.size - 1, s.y + s.size - 1)
     if scene.glyph is not None:
         name, gx, gy = scene.glyph
-        mark(name, gx, gy, gx + GLYPH_CELLS - 1, gy + GLYPH_CELLS - 1)
+        mark(name, gx, gy, gx + glyph_side(canvas) - 1, gy + glyph_side(canvas) - 1)
     if scene.text is not None:
         word, tx, ty = scene.text
         width, height = text_box(word, canvas)
@@ -174,10 +175,12 @@ def _segment_loss(expert: VisionExpert, head: nn.Module, images: Tensor, labels:
                   step: int) -> Tensor:
     logits = head(_features(expert, images))
     cells = labels["cells"]
-    # Marks and text cover few cells: weight positives so that the rare classes are learned, not ignored.
-    weight = torch.ones(len(DENSE), device=cells.device).view(1, -1, 1, 1)
-    weight[:, 3:] = 8.0
-    return F.binary_cross_entropy_with_logits(logits, cells, pos_weight=weight.expand_as(cells)[0])
+    # Marks and text cover a cell or two of the map: average the loss over each class's positive and negative cells
+    # separately, so that the rare classes weigh as much as the common ones.
+    loss = F.binary_cross_entropy_with_logits(logits, cells, reduction="none")
+    pos = (loss * cells).sum((0, 2, 3)) / cells.sum((0, 2, 3)).clamp(min=1)
+    neg = (loss * (1 - cells)).sum((0, 2, 3)) / (1 - cells).sum((0, 2, 3)).clamp(min=1)
+    return (pos + neg).mean()
 
 
 # -------------------------------------------------------------------------------------------------------- read
@@ -291,6 +294,7 @@ class PretrainResult:
     weights: dict[str, Tensor]
     losses: list[tuple[int, float]] = field(default_factory=list)
     wall_s: float = 0.0
+    head: nn.Module | None = None
 
 
 def _batch(pretext: Pretext, rng: random.Random, recipe: PretextRecipe, grid: int
@@ -358,4 +362,40 @@ def pretrain_expert(expert: VisionExpert, recipe: PretextRecipe, *, log_every: i
             running = 0.0
     expert.eval()
     weights = {k: v.detach().clone() for k, v in expert.state_dict().items()}
-    return PretrainResult(weights=weights, losses=losses, wall_s=time.perf_counter() - started)
+    return PretrainResult(weights=weights, losses=losses, wall_s=time.perf_counter() - started, head=head.eval())
+
+
+@torch.no_grad()
+def pretext_accuracy(expert: VisionExpert, head: nn.Module, recipe: PretextRecipe, n: int = 192,
+                     seed: int = 1) -> dict[str, float]:
+    """How well ``expert`` + ``head`` solve the pretext on ``n`` held-out scenes (another seed than training):
+    per-label accuracies (``pairs`` bits, ``count``, ``label``, ``letters`` sets, dense classes' cell F1)."""
+    pretext = PRETEXTS[recipe.pretext]
+    rng = random.Random(f"eaglesearch.pretext-eval/{recipe.pretext}/{seed}")
+    grid = expert.native_grid
+    held = dataclasses.replace(recipe, batch_size=n)
+    images, labels = _batch(pretext, rng, held, grid)
+    expert.eval()
+    out = torch.cat([head(_features(expert, images[i:i + 32])) for i in range(0, n, 32)])
+    if recipe.pretext == "caption":
+        pairs = (out[:, :len(PAIRS)] > 0).float()
+        return {"pairs_exact": (pairs == labels["pairs"]).all(1).float().mean().item(),
+                "count": (out[:, len(PAIRS):].argmax(1) == labels["count"]).float().mean().item()}
+    if recipe.pretext == "classify":
+        return {"label": (out.argmax(1) == labels["label"]).float().mean().item()}
+    if recipe.pretext == "read":
+        top3 = out.topk(3, dim=1).indices
+        truth = labels["letters"].gather(1, top3).sum(1)
+        return {"letters_exact": (truth == 3).float().mean().item()}
+    if recipe.pretext == "segment":
+        cells = labels["cells"] > 0.5
+        plus, cross = DENSE.index("plus"), DENSE.index("cross")
+        marked = cells[:, plus] | cells[:, cross]
+        has = marked.flatten(1).any(1)
+        strongest = out[:, [plus, cross]].amax(1).flatten(1).argmax(1)  # the cell the head likes best for a mark
+        found = marked.flatten(1).gather(1, strongest[:, None])[:, 0]
+        kind_ok = ((out[:, plus] > out[:, cross]) == cells[:, plus])[marked]
+        shapes = out[:, :3] > 0
+        return {"mark_found": found[has].float().mean().item(), "mark_kind": kind_ok.float().mean().item(),
+                "shape_cells": (shapes == cells[:, :3]).float().mean().item()}
+    return {}
