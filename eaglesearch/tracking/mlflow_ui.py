@@ -40,7 +40,7 @@ METRIC_BEST_HIGH = "best_objective_high"
 TAG_RANK = "eaglesearch.rank"
 # Trial columns the view shows, before the per-benchmark scores and after them.
 LEAD_COLUMNS = ("objective", "objective_low", "objective_high")
-TAIL_COLUMNS = ("cost/vision_gflops", "cost/params_total")
+TAIL_COLUMNS = ("cost/vision_gflops",)
 TAG_COLUMNS = ("eaglesearch.status", "eaglesearch.round")
 
 
@@ -80,6 +80,7 @@ def view_state(board: Leaderboard) -> dict:
         "modelVersionFilter": "All Runs",
         "datasetsFilter": [],
         "selectedColumns": columns,
+        "columnOrder": columns,  # as listed (objective, interval, scores, cost), not alphabetically
     }
 
 
