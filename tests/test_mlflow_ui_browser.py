@@ -25,9 +25,7 @@ import pytest
 from eaglesearch.execution.ties import tie_labels
 from eaglesearch.report import write_report
 from eaglesearch.tracking import TrackingStore
-
-sys.path.insert(0, str(Path(__file__).parent))
-from report_records import record_greedy  # noqa: E402
+from tests.report_records import record_greedy
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -271,6 +271,9 @@ class TrackingStore:
             self._client.update_run(run_id, name=name)
             self._client.set_tag(run_id, UI.TAG_RANK, board.ranks.get(run_id, ""))
 
+    def experiment_tags(self, experiment_id: str) -> dict[str, str]:
+        return dict(self._client.get_experiment(experiment_id).tags)
+
     def leaderboard_experiments(self) -> list[tuple[str, str]]:
         """(name, id) of every active experiment that carries the eaglesearch leaderboard view, by name."""
         found = []
