@@ -4,7 +4,8 @@ Records a greedy search through eaglesearch.tracking (realistic values, persiste
 its report, starts ``eaglesearch ui`` (an ``mlflow server`` subprocess on a free loopback port), opens the
 leaderboard link it prints in headless Chromium and checks what a person would see: the search run's trials as rows,
 best first, with the objective, its interval and the per-benchmark scores as columns, and the best candidate named in
-the experiment's description. A screenshot is saved under the test's tmp_path.
+the experiment's description; then that the search run's report.html renders with its charts in MLflow's artifact
+view. Screenshots of both are saved under the test's tmp_path.
 """
 
 from __future__ import annotations
@@ -147,6 +148,23 @@ def test_leaderboard_is_visible_in_the_mlflow_ui(tmp_path: Path) -> None:
         objective = f"{float(table['objective'].iloc[0]):.4g}"[:4]
         assert objective in first, (objective, first)  # its objective is in the row, as a visible metric column
         assert f"demo-greedy: best {best}" in body  # the experiment description's headline
+
+        # The search run's report.html renders, charts included, in MLflow's artifact preview.
+        exp_id = url.split("/#/experiments/")[1].split("/")[0]
+        driver.get(f"{base}/#/experiments/{exp_id}/runs/{report.parent_id}/artifacts/report/report.html"
+                   "?workflowType=machine_learning")
+        charts = 0
+        deadline = time.monotonic() + PAGE_WAIT_S
+        while time.monotonic() < deadline and charts == 0:
+            time.sleep(1)
+            for frame in driver.find_elements("css selector", "iframe"):
+                driver.switch_to.frame(frame)
+                heading = driver.find_elements("css selector", "h1")
+                if heading and heading[0].text == "eaglesearch report: demo-greedy":
+                    charts = len(driver.find_elements("css selector", ".plotly-graph-div .main-svg"))
+                driver.switch_to.default_content()
+        driver.save_screenshot(str(tmp_path / "report_artifact.png"))
+        assert charts > 0, "report.html did not render its charts in the MLflow artifact view"
     finally:
         if driver is not None:
             driver.quit()
