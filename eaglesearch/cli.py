@@ -284,11 +284,21 @@ def ui(
     tracking_uri: TrackingOpt = None,
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
 ) -> None:
-    """Start the MLflow UI on 127.0.0.1 over the same store (one worker, no job runners)."""
+    """Start the MLflow UI on 127.0.0.1 over the same store (one worker, no job runners); print each search's
+    leaderboard link (its trials best first, objective and scores as columns)."""
+    from eaglesearch.tracking import TrackingStore, leaderboard_url
+
     uri = _uri(tracking_uri)
     exe = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    out.print(f"MLflow UI on http://127.0.0.1:{port} over {uri} (Ctrl-C to stop)")
+    base = f"http://127.0.0.1:{port}"
+    out.print(f"MLflow UI on {base} over {uri} (Ctrl-C to stop)", soft_wrap=True, highlight=False)
+    boards = TrackingStore(uri).leaderboard_experiments()
+    for name, exp_id in boards:
+        out.print(f"  leaderboard {name}: {leaderboard_url(base, exp_id)}", soft_wrap=True, highlight=False)
+    if not boards:
+        out.print("  no leaderboard published in this store yet: `eaglesearch report <search>` publishes one",
+                  highlight=False)
     cmd = [exe, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     raise typer.Exit(subprocess.call(cmd, env=env))
 

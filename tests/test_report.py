@@ -186,7 +186,7 @@ def test_write_report_end_to_end(tmp_path: Path) -> None:
     assert "## Round 0" in rounds and "## Round 1" in rounds and "clip+sam" in rounds
 
     assert store.list_artifacts(pid, "report") == ["report/leaderboard.csv", "report/leaderboard.md",
-                                                   "report/rounds.md"]
+                                                   "report/leaderboard.tex", "report/report.html", "report/rounds.md"]
 
 
 def test_write_report_reads_settings_from_parent(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""Compile a search's record into ``<out>/<search>/leaderboard.{md,csv}`` (+ ``rounds.md``, ``stages.md``) and log
-them."""
+"""Compile a search's record into ``<out>/<search>/leaderboard.{md,csv,tex}``, ``report.html`` (+ ``rounds.md``,
+``stages.md``), log them on the search run and publish the ranking to the MLflow UI."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from eaglesearch.report.html import report_html
+from eaglesearch.report.latex import leaderboard_latex
+from eaglesearch.report.mlflow_view import leaderboard
 from eaglesearch.report.pareto import pareto_section
+from eaglesearch.report.plots import StageCurve
 from eaglesearch.report.render import to_csv, to_markdown
 from eaglesearch.report.table import ANSWER_PRIOR, OK_STATUSES, ranked_table, round_table
 from eaglesearch.tracking import RunRecord, TrackingStore
@@ -27,6 +31,8 @@ class ReportPaths:
     table: pd.DataFrame
     parent_id: str
     stages_markdown: Path | None = None
+    html: Path | None = None
+    latex: Path | None = None
 
 
 def _settings(parent: RunRecord, objective: str | None, mode: str | None,
@@ -160,7 +166,7 @@ def write_report(store: TrackingStore, search: str, out_dir: Path, parent_id: st
     pareto = pareto_section(runs, parent.params, objective, mode)  # two-objective searches only
     md_path.write_text(leaderboard_markdown(table, runs, search, parent, store) + pareto, encoding="utf-8")
     csv_path.write_text(to_csv(table), encoding="utf-8")
-    rounds_path = None
+    rounds_path, rounds = None, None
     if _is_greedy(runs, parent) and len(runs):
         rounds_path = folder / "rounds.md"
         rounds = round_table(runs, objective=objective, mode=mode)
@@ -173,7 +179,11 @@ def write_report(store: TrackingStore, search: str, out_dir: Path, parent_id: st
     if len(stages) and (stages["index"].max() > 1 or stages["stage"].nunique() > 1):
         stages_path = folder / "stages.md"
         stages_path.write_text(stages_markdown(stages, runs, search, parent, store), encoding="utf-8")
-    for path in (md_path, csv_path, rounds_path, stages_path):
+    html_path, tex_path = folder / "report.html", folder / "leaderboard.tex"
+    html_path.write_text(report_html(search, table, runs, parent, store.uri, rounds, stage_curves(store, stages, runs)),
+                         encoding="utf-8")
+    tex_path.write_text(leaderboard_latex(table, search), encoding="utf-8")
+    for path in (md_path, csv_path, rounds_path, stages_path, html_path, tex_path):
         if path is not None:
             store.log_artifact(parent_id, path, ARTIFACT_DIR)
     prior = table[table["candidate"] == ANSWER_PRIOR]
@@ -182,8 +192,36 @@ def write_report(store: TrackingStore, search: str, out_dir: Path, parent_id: st
         values = {f"answer_prior/{c}": float(row[c]) for c in table.columns
                   if (c == "objective" or str(c).startswith("score/")) and pd.notna(row[c])}
         store.log_metrics(parent_id, values)
+    store.publish_leaderboard(leaderboard(table, runs, search, parent))
     return ReportPaths(markdown=md_path, csv=csv_path, rounds_markdown=rounds_path, table=table,
-                       parent_id=parent_id, stages_markdown=stages_path)
+                       parent_id=parent_id, stages_markdown=stages_path, html=html_path, latex=tex_path)
+
+
+def stage_curves(store: TrackingStore, stages: pd.DataFrame, runs: pd.DataFrame) -> list[StageCurve]:
+    """The ``train/loss`` history of every stage run of these trials. A per-expert stage artifact (same
+    ``artifact_key``) is drawn once, named by its expert, from the run that trained it; joint stages once per
+    trial, named by the trial."""
+    if stages.empty:
+        return []
+    labels = dict(zip(runs["run_id"], runs["label"], strict=False)) if "label" in runs.columns else {}
+    ordered = stages.assign(_trained=stages["status"] != "trained").sort_values(
+        ["index", "_trained", "run_id"], kind="stable")
+    seen: set[str] = set()
+    curves = []
+    for _, row in ordered.iterrows():
+        artifact = row["artifact_key"] if isinstance(row["artifact_key"], str) and row["artifact_key"] else None
+        if artifact is not None and artifact in seen:
+            continue
+        history = store.metric_history(str(row["run_id"]), "train/loss")
+        if not history:
+            continue
+        if artifact is not None:
+            seen.add(artifact)
+        expert = row["expert"] if isinstance(row["expert"], str) and row["expert"] else None
+        name = expert if artifact is not None and expert else str(labels.get(row["parent"], row["parent"]))
+        curves.append(StageCurve(candidate=name, stage=f"{int(row['index'])}. {row['stage']}",
+                                 steps=tuple(int(s) for s, _ in history), losses=tuple(float(v) for _, v in history)))
+    return curves
 
 
 def stages_table(stages: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -217,8 +255,8 @@ def stages_markdown(stages: pd.DataFrame, runs: pd.DataFrame, search: str, paren
     trained = per_expert[per_expert["status"] == "trained"]
     lines = _header("Training stages", search, parent, store)
     lines += [
-        f"- per-expert stage artifacts: {per_expert['artifact_key'].nunique()} used by this search, "
-        f"{len(trained)} trained here, {len(per_expert) - len(trained)} uses served from the artifact store",
+        (f"- per-expert stage artifacts: {per_expert['artifact_key'].nunique()} used by this search, "
+         f"{len(trained)} trained here, {len(per_expert) - len(trained)} uses served from the artifact store"),
         "- reused rows show the curve's final loss of the run that built the artifact; train_s only where trained",
         "",
         to_markdown(table),

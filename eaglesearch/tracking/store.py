@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from eaglesearch.spec.trial import TrialResult, TrialSpec
+from eaglesearch.tracking import mlflow_ui as UI
 from eaglesearch.tracking import records as R
 from eaglesearch.tracking.uri import absolute_uri, sqlite_path
 
@@ -62,14 +63,22 @@ class TrackingStore:
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 self._client.restore_experiment(exp.experiment_id)
+            if exp.tags.get(UI.EXPERIMENT_KIND_TAG) != UI.EXPERIMENT_KIND_TRAINING:
+                self._mark_training(exp.experiment_id)
             return exp.experiment_id
         try:
-            return self._client.create_experiment(search, artifact_location=self._artifact_location(search))
+            exp_id = self._client.create_experiment(search, artifact_location=self._artifact_location(search),
+                                                    tags={UI.EXPERIMENT_KIND_TAG: UI.EXPERIMENT_KIND_TRAINING})
         except MlflowException:  # created meanwhile by another process
             exp = self._client.get_experiment_by_name(search)
             if exp is None:
                 raise
             return exp.experiment_id
+        return exp_id
+
+    def _mark_training(self, experiment_id: str) -> None:
+        """A model-training experiment for the MLflow UI (runs table), not a GenAI one (traces overview)."""
+        self._client.set_experiment_tag(experiment_id, UI.EXPERIMENT_KIND_TAG, UI.EXPERIMENT_KIND_TRAINING)
 
     def _artifact_location(self, search: str) -> str | None:
         """Beside the database for sqlite stores (not in whatever the cwd is); the server's default otherwise."""
@@ -243,6 +252,39 @@ class TrackingStore:
         columns = ["run_id", "stage", "index", "expert", "status", "artifact_key", "trial_key", "parent"]
         frame = pd.DataFrame(rows)
         return frame if len(frame) else pd.DataFrame(columns=columns)
+
+    # ---------------------------------------------------------------- the leaderboard in the MLflow UI
+
+    def publish_leaderboard(self, board: UI.Leaderboard) -> None:
+        """Show a search run's ranking in the MLflow UI: the experiment's kind, description (the ranked table) and
+        saved leaderboard view; the best trial on the parent run; rank-prefixed names and a rank tag on trials."""
+        exp_id = self._client.get_run(board.parent_id).info.experiment_id
+        self._mark_training(exp_id)
+        self._client.set_experiment_tag(exp_id, UI.NOTE_TAG, board.description)
+        self._client.set_experiment_tag(exp_id, UI.VIEW_TAG, UI.view_tag_value(board))
+        tags = {UI.TAG_BEST_CANDIDATE: board.best_candidate, UI.TAG_BEST_KEY: board.best_key}
+        best = {UI.METRIC_BEST: board.best_objective, UI.METRIC_BEST_LOW: board.best_low,
+                UI.METRIC_BEST_HIGH: board.best_high}
+        self._log_metrics(board.parent_id, {k: v for k, v in best.items() if v is not None}, None,
+                          tags={k: v for k, v in tags.items() if v is not None})
+        for run_id, name in board.run_names.items():
+            self._client.update_run(run_id, name=name)
+            self._client.set_tag(run_id, UI.TAG_RANK, board.ranks.get(run_id, ""))
+
+    def experiment_tags(self, experiment_id: str) -> dict[str, str]:
+        return dict(self._client.get_experiment(experiment_id).tags)
+
+    def leaderboard_experiments(self) -> list[tuple[str, str]]:
+        """(name, id) of every active experiment that carries the eaglesearch leaderboard view, by name."""
+        found = []
+        token = None
+        while True:
+            page = self._client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=_PAGE,
+                                                   page_token=token)
+            found.extend((e.name, e.experiment_id) for e in page if UI.VIEW_TAG in e.tags)
+            token = page.token
+            if not token:
+                return sorted(found)
 
     # ---------------------------------------------------------------- internals
 
