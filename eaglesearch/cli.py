@@ -138,6 +138,12 @@ def plan(
             )
         out.print(table)
         _print_memory(result.models)
+    if result.pretrained:
+        where = {w: sum(c.where == w for c in result.pretrained) for w in ("shipped", "store", "build")}
+        out.print(f"pretrained components: {len(result.pretrained)} ({where['shipped']} shipped with the package, "
+                  f"{where['store']} in the artifact store, {where['build']} to pretrain on first use, once each)")
+        for c in result.pretrained:
+            out.print(f"  {c.kind}/{c.name}  {c.key}  {c.where}")
     if result.artifacts:
         stored = sum(a.stored for a in result.artifacts)
         out.print(f"per-expert stages: {len(result.artifacts)} artifacts, each trained once for the whole search "

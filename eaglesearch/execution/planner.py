@@ -40,6 +40,7 @@ from eaglesearch.spec.search_space import GreedyStrategySpec, OptunaStrategySpec
 from eaglesearch.spec.train import StageSpec
 from eaglesearch.train import apply_trainable, build_optimizer
 from eaglesearch.train.artifacts import ArtifactStore, artifact_key
+from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.stages import PREALIGNED, per_expert_payload, prealign_model
 
 META_TEXT_TOKENS = 128  # text tokens per sample assumed for the whole-model FLOPs of a paper-scale plan
@@ -73,11 +74,22 @@ class ArtifactPlan:
 
 
 @dataclass(frozen=True)
+class ComponentPlan:
+    """One pretrained tiny component the search uses (the world's LM, a pretext-pretrained expert)."""
+
+    kind: str
+    name: str
+    key: str
+    where: str  # "shipped" (in the package), "store" (built earlier), "build" (pretrained on first use)
+
+
+@dataclass(frozen=True)
 class Plan:
     strategy: str
     trials_per_round: list[int]
     models: list[ModelPlan]
     artifacts: list[ArtifactPlan] = field(default_factory=list)
+    pretrained: list[ComponentPlan] = field(default_factory=list)
 
     @property
     def est_train_s(self) -> float | None:
@@ -281,4 +293,19 @@ def make_plan(loaded: LoadedSearch, workspace: Workspace, measure_costs: bool = 
             models.append(replace(plan, label=f"{plan.label} ({trial.train.label})") if varied else plan)
     artifacts = plan_artifacts(loaded, workspace, measure=measure_costs)
     return Plan(strategy=strategy.kind, trials_per_round=strategy.expected_trials(), models=models,
-                artifacts=artifacts)
+                artifacts=artifacts, pretrained=plan_pretrained(loaded, workspace))
+
+
+def plan_pretrained(loaded: LoadedSearch, workspace: Workspace) -> list[ComponentPlan]:
+    """Every pretrained tiny component the planned trials load, once each, and where it will come from."""
+    store = ArtifactStore(workspace.artifacts) if workspace.artifacts != PER_TRIAL else None
+    components = PretrainedComponents(store or ArtifactStore(workspace.scratch_dir / "plan-artifacts"))
+    seen: dict[str, ComponentPlan] = {}
+    for trial in planned_trials(loaded):
+        if trial.model.experts[0].preset == "paper":
+            continue
+        for kind, name, key in components.needed(trial.model):
+            if key not in seen:
+                where = components.available(kind, key) if store is not None else None
+                seen[key] = ComponentPlan(kind=kind, name=name, key=key, where=where or "build")
+    return list(seen.values())
