@@ -18,7 +18,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from eaglesearch.spec.errors import SpecError, SpecIssue
+from eaglesearch.spec.metric_names import check_metric_names
 from eaglesearch.spec.model import ExpertSpec
+from eaglesearch.spec.provenance import TrialSources
 from eaglesearch.spec.pydantic_errors import issues_from_validation
 from eaglesearch.spec.recipe import Recipe
 from eaglesearch.spec.search_space import GreedyStrategySpec, GridStrategySpec, SearchSpace, as_expert
@@ -248,18 +250,22 @@ def _unknown_experts(doc: YamlDocument, recipe_doc: YamlDocument, known: Collect
 
 
 def _check_trials(loaded: LoadedSearch, recipe_doc: YamlDocument) -> None:
-    """Build every trial the strategy can reach (grid) or its first-round ones (greedy) to surface errors now."""
+    """Build every trial the strategy can reach (grid) or its first-round ones (greedy) to surface errors now, each
+    reported where it was written (:mod:`~eaglesearch.spec.provenance`); then check the metric names."""
     strategy = loaded.space.strategy
     doc = loaded.doc
+    sources = TrialSources(space=doc, recipe=recipe_doc, overrides=loaded.space.overrides,
+                           base=loaded.factory.base_dict())
+    trials: list[TrialSpec] = []
 
-    def attempt(build: Callable[[], TrialSpec], where: Loc) -> None:
+    def attempt(build: Callable[[], TrialSpec], where: Loc, combo: Mapping[str, Any]) -> None:
         try:
-            build()
+            trials.append(build())
         except ValidationError as err:
-            issues = issues_from_validation(err, TrialSpec, None)
+            issues = issues_from_validation(err, TrialSpec, None, place=lambda loc: sources.place(loc, combo, where))
             raise SpecError([
-                SpecIssue(field=i.field, message=f"{i.message} (in the trial built from this entry)",
-                          file=doc.path, line=doc.line_of(where))
+                SpecIssue(field=i.field, message=f"{i.message} (in the trial built from this entry)", file=i.file,
+                          line=i.line) if i.field.startswith("strategy") else i
                 for i in issues
             ]) from None
         except ValueError as err:
@@ -267,9 +273,9 @@ def _check_trials(loaded: LoadedSearch, recipe_doc: YamlDocument) -> None:
 
     if isinstance(strategy, GreedyStrategySpec):
         base = strategy.base_experts
-        attempt(lambda: loaded.factory.make(base), ("strategy", "base"))
+        attempt(lambda: loaded.factory.make(base), ("strategy", "base"), {})
         for i, cand in enumerate(strategy.candidate_experts):
-            attempt(lambda c=cand: loaded.factory.make((*base, c)), ("strategy", "candidates", i))
+            attempt(lambda c=cand: loaded.factory.make((*base, c)), ("strategy", "candidates", i), {})
     else:
         combos = list(grid_combinations(strategy))
         if not combos:
@@ -277,9 +283,12 @@ def _check_trials(loaded: LoadedSearch, recipe_doc: YamlDocument) -> None:
                                    file=doc.path, line=doc.line_of(("strategy", "exclude")))
         for combo in combos:
             where: Loc = ("strategy", "factors", next(iter(combo)))
-            attempt(lambda c=combo: loaded.factory.make(assignments=c), where)
+            attempt(lambda c=combo: loaded.factory.make(assignments=c), where, combo)
         if strategy.baseline is not None and strategy.baseline not in [
             {k: c[k] for k in strategy.baseline} for c in combos
         ]:
             raise SpecError.single("strategy.baseline", "baseline matches no grid combination",
                                    file=doc.path, line=doc.line_of(("strategy", "baseline")))
+    issues = check_metric_names(trials, sources, strategy.objective)
+    if issues:
+        raise SpecError(issues)
