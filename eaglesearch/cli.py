@@ -34,13 +34,19 @@ ArtifactsOpt = Annotated[str | None, typer.Option("--artifacts", help="root of t
                                                    "default EAGLESEARCH_ARTIFACTS or <workdir>/artifacts; "
                                                    "'per-trial' disables reuse")]
 ReportsOpt = Annotated[Path, typer.Option("--reports", help="folder for report tables")]
+NoCheckPathsOpt = Annotated[bool, typer.Option("--no-check-paths", help="do not require the data and benchmark files "
+                                               "to exist on this machine (they exist only where trials run)")]
 
 
-def _load(path: Path) -> LoadedSearch:
+def _load(path: Path, check_paths: bool = True) -> LoadedSearch:
+    """The search space, checked by spec/ and then by the preflight (token budget, data paths); exit 2 if not."""
+    from eaglesearch.execution.preflight import preflight
     from eaglesearch.model.validate import load_checked_search
 
     try:
-        return load_checked_search(path)
+        loaded = load_checked_search(path)
+        preflight(loaded, check_paths_exist=check_paths)
+        return loaded
     except SpecError as e:
         err.print(f"[bold red]invalid search space[/bold red]\n{e}", highlight=False)
         raise typer.Exit(2) from None
@@ -74,9 +80,9 @@ def _print_table(df, title: str) -> None:
 
 
 @app.command()
-def validate(path: SpacePath) -> None:
+def validate(path: SpacePath, no_check_paths: NoCheckPathsOpt = False) -> None:
     """Check a search space and its recipe; build every trial spec it can produce. Starts nothing."""
-    loaded = _load(path)
+    loaded = _load(path, check_paths=not no_check_paths)
     from eaglesearch.search import make_strategy
 
     strategy = make_strategy(loaded)
@@ -90,12 +96,13 @@ def plan(
     path: SpacePath,
     workdir: WorkdirOpt = None,
     no_measure: Annotated[bool, typer.Option("--no-measure", help="skip building models to measure cost")] = False,
+    no_check_paths: NoCheckPathsOpt = False,
 ) -> None:
     """Trials per round (or grid size) and each model's size, tokens, FLOPs and estimated time. No training."""
     from eaglesearch.execution.planner import make_plan
     from eaglesearch.execution.workspace import Workspace
 
-    loaded = _load(path)
+    loaded = _load(path, check_paths=not no_check_paths)
     with err.status("measuring models (FLOP-counted forward passes; 3 timed optimizer steps at tiny scale)"):
         result = make_plan(loaded, Workspace.at(workdir), measure_costs=not no_measure)
     rounds = ", ".join(f"round {i}: {n}" for i, n in enumerate(result.trials_per_round))
@@ -140,12 +147,13 @@ def run(
     address: Annotated[str | None, typer.Option(help="join an existing Ray cluster (else RAY_ADDRESS or local)")]
     = None,
     quiet: Annotated[bool, typer.Option(help="no live progress panel")] = False,
+    no_check_paths: NoCheckPathsOpt = False,
 ) -> None:
     """Run the search; trials already recorded are not retrained; ends by printing the ranked table."""
     if executor not in ("ray", "inline"):
         err.print(f"[red]--executor must be 'ray' or 'inline', not '{executor}'[/red]")
         raise typer.Exit(2)
-    loaded = _load(path)
+    loaded = _load(path, check_paths=not no_check_paths)
     from eaglesearch.execution.controller import run_search
 
     outcome = run_search(loaded, tracking_uri=_uri(tracking_uri), workdir=workdir, artifacts=artifacts,
