@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from e2e_helpers import cli, make_project, tiny_recipe
 
 RECIPE = tiny_recipe("tiny_baseline", train_per_task=4, eval_per_task=4,

@@ -125,7 +125,9 @@ def check_token_budget(candidates: list[Candidate], sources: TrialSources) -> li
         need = visual + min_text_tokens(trial.data.template)
         if need > trial.data.max_length:
             doc, loc = sources.place(("data", "max_length"), {}, cand.entry)
-            over.setdefault((str(doc.path), loc, trial.data.max_length), (doc, []))[1].append((trial, visual, need))
+            rows = over.setdefault((str(doc.path), loc, trial.data.max_length), (doc, []))[1]
+            if all(t.label != trial.label or v != visual for t, v, _ in rows):  # once per model, not per lr etc.
+                rows.append((trial, visual, need))
     issues = []
     for (_, loc, max_length), (doc, rows) in over.items():
         need = max(n for _, _, n in rows)

@@ -40,23 +40,32 @@ def _named(items: Any) -> dict[str, dict[str, Any]] | None:
     return by_name if len(by_name) == len(items) else None
 
 
-def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+class MergeError(ValueError):
+    """``overrides`` name a list item that does not exist; ``loc`` is where, inside the overrides."""
+
+    def __init__(self, message: str, loc: Loc) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any], _at: Loc = ()) -> dict[str, Any]:
     """``extra`` merged into a copy of ``base``; nested mappings merge, everything else replaces.
 
     A mapping merged into a list of named mappings (``train.stages``) merges into the items by name:
-    ``{stages: {sft: {lr: 1e-4}}}`` changes the ``sft`` stage's lr. Unknown names are errors.
+    ``{stages: {sft: {lr: 1e-4}}}`` changes the ``sft`` stage's lr. Unknown names are errors (:class:`MergeError`).
     """
     out = copy.deepcopy(dict(base))
     for k, v in extra.items():
         named = _named(out.get(k))
         if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = deep_merge(out[k], v)
+            out[k] = deep_merge(out[k], v, (*_at, k))
         elif isinstance(v, Mapping) and named is not None:
             unknown = sorted(set(v) - set(named))
             if unknown:
-                raise ValueError(f"'{k}' has no item named {', '.join(map(repr, unknown))}; "
-                                 f"names: {', '.join(named)}")
-            out[k] = [deep_merge(item, v[item["name"]]) if item["name"] in v else item for item in out[k]]
+                raise MergeError(f"'{k}' has no item named {', '.join(map(repr, unknown))}; "
+                                 f"names: {', '.join(named)}", (*_at, k, unknown[0]))
+            out[k] = [deep_merge(item, v[item["name"]], (*_at, k, item["name"])) if item["name"] in v else item
+                      for item in out[k]]
         else:
             out[k] = copy.deepcopy(v)
     return out
@@ -254,8 +263,12 @@ def _check_trials(loaded: LoadedSearch, recipe_doc: YamlDocument) -> None:
     reported where it was written (:mod:`~eaglesearch.spec.provenance`); then check the metric names."""
     strategy = loaded.space.strategy
     doc = loaded.doc
-    sources = TrialSources(space=doc, recipe=recipe_doc, overrides=loaded.space.overrides,
-                           base=loaded.factory.base_dict())
+    try:
+        base = loaded.factory.base_dict()
+    except MergeError as err:
+        where = ("overrides", *err.loc)
+        raise SpecError.single(format_loc(where), str(err), file=doc.path, line=doc.line_of(where)) from None
+    sources = TrialSources(space=doc, recipe=recipe_doc, overrides=loaded.space.overrides, base=base)
     trials: list[TrialSpec] = []
 
     def attempt(build: Callable[[], TrialSpec], where: Loc, combo: Mapping[str, Any]) -> None:
