@@ -194,3 +194,16 @@ def test_malformed_input_stops_cleanly(case: Case, tmp_path: Path, monkeypatch: 
     if case.single:
         assert "problems:" not in output, output
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no mlflow.db, artifacts, workspace or reports
+
+
+def test_metric_names_are_the_names_a_trial_records() -> None:
+    """The names validation accepts for a strategy objective are exactly the keys ``summary_metrics`` logs."""
+    from eaglesearch.evaluate.run import Summary, summary_metrics
+    from eaglesearch.evaluate.uncertainty import Interval
+    from eaglesearch.spec.metric_names import metric_names
+
+    interval = Interval(point=0.5, low=0.4, high=0.6, n_units=10, n_resamples=100)
+    benches = ["count", "textvqa"]
+    summary = Summary(values={b: {"accuracy": 0.5} for b in benches}, primary=dict.fromkeys(benches, 0.5),
+                      intervals=dict.fromkeys(benches, interval), objective=0.5, objective_interval=interval)
+    assert sorted(summary_metrics(summary)) == sorted(metric_names(benches))
