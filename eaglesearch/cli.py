@@ -102,9 +102,15 @@ def plan(
     from eaglesearch.execution.planner import make_plan
     from eaglesearch.execution.workspace import Workspace
 
+    from eaglesearch.data.llava import DataProblem
+
     loaded = _load(path, check_paths=not no_check_paths)
-    with err.status("measuring models (FLOP-counted forward passes; 3 timed optimizer steps at tiny scale)"):
-        result = make_plan(loaded, Workspace.at(workdir), measure_costs=not no_measure)
+    try:
+        with err.status("measuring models (FLOP-counted forward passes; 3 timed optimizer steps at tiny scale)"):
+            result = make_plan(loaded, Workspace.at(workdir), measure_costs=not no_measure)
+    except DataProblem as e:  # e.g. a sample longer than data.max_length: the data's problem, not a crash
+        err.print(f"[bold red]the data does not fit this search[/bold red]\n{e}", highlight=False)
+        raise typer.Exit(2) from None
     rounds = ", ".join(f"round {i}: {n}" for i, n in enumerate(result.trials_per_round))
     out.print(f"search [bold]{loaded.name}[/bold] ({result.strategy}): at most {result.total_trials} trials ({rounds})")
     if result.models:

@@ -114,3 +114,23 @@ def test_missing_llava_paths_are_reported_unless_opted_out(tmp_path: Path, monke
     assert all(i.file == tmp_path / "experiments" / "pf.yaml" and "--no-check-paths" in i.message
                for i in err.value.issues)
     preflight(loaded, check_paths_exist=False)
+
+
+def test_plan_names_a_sample_over_max_length_without_a_traceback(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Visual tokens plus the text bound fit (validation passes) but a real prompt does not: plan stops cleanly
+    on the first sample it encodes, naming max_length."""
+    from typer.testing import CliRunner
+
+    from eaglesearch.cli import app
+
+    fits = 16 + min_text_tokens("chatml")  # clip on a 4x4 grid
+    recipe = RECIPE.replace("max_length: 96", f"max_length: {fits}")
+    space = "name: g\nrecipe: experiments/pf.yaml\nstrategy: {kind: grid, factors: {experts: [[clip]]}}\n"
+    path = _project(tmp_path, space, recipe)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["plan", str(path), "--workdir", str(tmp_path / "work")])
+    output = " ".join(result.output.split())
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 2, output
+    assert f"over max_length {fits}" in output and "raise data.max_length" in output and "Traceback" not in output
