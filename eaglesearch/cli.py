@@ -99,10 +99,9 @@ def plan(
     no_check_paths: NoCheckPathsOpt = False,
 ) -> None:
     """Trials per round (or grid size) and each model's size, tokens, FLOPs and estimated time. No training."""
+    from eaglesearch.data.llava import DataProblem
     from eaglesearch.execution.planner import make_plan
     from eaglesearch.execution.workspace import Workspace
-
-    from eaglesearch.data.llava import DataProblem
 
     loaded = _load(path, check_paths=not no_check_paths)
     try:
