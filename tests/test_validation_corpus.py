@@ -134,6 +134,8 @@ CASES = [
          "overrides.eval.benchmarks[1]"),
     Case("override-sequence-append-too-long", GRID + "overrides: {model: {fusion: sequence_append}, "
          "data: {max_length: 30}}\n", "overrides.data.max_length"),
+    Case("override-fusion-heads-width", GRID.replace("[[clip], [clip, convnext]]", "[[clip, convnext]]") +
+         "overrides: {model: {fusion: mini_gemini, fusion_heads: 3}}\n", "strategy.factors.experts"),
     Case("injection-fusion-greedy-base", greedy(top="overrides: {model: {fusion: llava_hr}}\n"), "strategy.base"),
     # ---- the recipe: reported in the recipe file
     Case("recipe-unknown-key", GREEDY, "model.bogus", recipe=recipe_with("  grid: 4\n", "  grid: 4\n  bogus: 1\n")),

@@ -116,19 +116,26 @@ def _describe(trial: TrialSpec, visual: int) -> str:
 
 
 def check_token_budget(candidates: list[Candidate], sources: TrialSources) -> list[SpecIssue]:
-    """One issue per ``data.max_length`` that some candidate trials cannot fit, naming them and the fix."""
+    """One issue per ``data.max_length`` that some candidate trials cannot fit, naming them and the fix; and one
+    per trial whose model cannot be built (a ``ValueError`` from the model layer)."""
     count = VisualTokens()
     over: dict[tuple[str, Loc, int], tuple[YamlDocument, list[tuple[TrialSpec, int, int]]]] = {}
+    issues: list[SpecIssue] = []
     for cand in candidates:
         trial = cand.trial
-        visual = count(trial.model)
+        try:
+            visual = count(trial.model)
+        except ValueError as err:  # what only a built model knows, e.g. fusion_heads not dividing a width
+            space = sources.space
+            issues.append(SpecIssue(field=format_loc(cand.entry), file=space.path, line=space.line_of(cand.entry),
+                                    message=f"trial '{trial.label}' cannot be built: {err}"))
+            continue
         need = visual + min_text_tokens(trial.data.template)
         if need > trial.data.max_length:
             doc, loc = sources.place(("data", "max_length"), {}, cand.entry)
             rows = over.setdefault((str(doc.path), loc, trial.data.max_length), (doc, []))[1]
             if all(t.label != trial.label or v != visual for t, v, _ in rows):  # once per model, not per lr etc.
                 rows.append((trial, visual, need))
-    issues = []
     for (_, loc, max_length), (doc, rows) in over.items():
         need = max(n for _, _, n in rows)
         text = min(n - v for _, v, n in rows)
@@ -197,4 +204,4 @@ def preflight(loaded: LoadedSearch, check_paths_exist: bool = True) -> None:
     if check_paths_exist:
         issues += check_paths(candidates, sources)
     if issues:
-        raise SpecError(issues)
+        raise SpecError(list({i.render(): i for i in issues}.values()))  # trials differing in lr: one message
