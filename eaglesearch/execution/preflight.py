@@ -30,12 +30,13 @@ from pathlib import Path
 import torch
 
 from eaglesearch.data.templates import get_template
+from eaglesearch.execution.planner import planned_trials
 from eaglesearch.model.experts import build_expert, resolve_expert
 from eaglesearch.model.fusions import build_fusion
 from eaglesearch.model.tokenizer import IM_END, IMAGE_TOKEN, SPECIAL_TOKENS
 from eaglesearch.spec import ExpertSpec, LoadedSearch, ModelSpec, SpecError, SpecIssue, TrialSpec, grid_combinations
 from eaglesearch.spec.provenance import TrialSources
-from eaglesearch.spec.search_space import GreedyStrategySpec
+from eaglesearch.spec.search_space import GreedyStrategySpec, GridStrategySpec
 from eaglesearch.spec.yaml_source import Loc, YamlDocument, format_loc, read_yaml
 
 MAX_GREEDY_SETS = 4096  # expert sets checked for a greedy search; past it, the singletons and the largest set
@@ -52,11 +53,16 @@ class Candidate:
 
 def candidate_trials(loaded: LoadedSearch) -> Iterator[Candidate]:
     """Every grid trial; for greedy, the base plus each set of candidates reachable within ``max_rounds``
-    (the singletons and the largest set when there are more than :data:`MAX_GREEDY_SETS`)."""
+    (the singletons and the largest set when there are more than :data:`MAX_GREEDY_SETS`); for any other
+    strategy, the trials ``plan`` sizes for it (:func:`~eaglesearch.execution.planner.planned_trials`)."""
     spec = loaded.space.strategy
-    if not isinstance(spec, GreedyStrategySpec):
+    if isinstance(spec, GridStrategySpec):
         for combo in grid_combinations(spec):
             yield Candidate(loaded.factory.make(assignments=combo), ("strategy", "factors", next(iter(combo))))
+        return
+    if not isinstance(spec, GreedyStrategySpec):  # any other strategy: the trials the planner sizes for it
+        for trial in planned_trials(loaded):
+            yield Candidate(trial, ("strategy",))
         return
     base, pool = spec.base_experts, spec.candidate_experts
     largest = min(len(pool), spec.max_rounds or len(pool))

@@ -271,11 +271,13 @@ def _check_trials(loaded: LoadedSearch, recipe_doc: YamlDocument) -> None:
     sources = TrialSources(space=doc, recipe=recipe_doc, overrides=loaded.space.overrides, base=base)
     trials: list[TrialSpec] = []
 
-    def attempt(build: Callable[[], TrialSpec], where: Loc, combo: Mapping[str, Any]) -> None:
+    def attempt(build: Callable[[], TrialSpec], where: Loc, combo: Mapping[str, Any] | None = None) -> None:
+        """``combo``: the grid factor values the trial was built from, to name the factor that set a bad field."""
         try:
             trials.append(build())
         except ValidationError as err:
-            issues = issues_from_validation(err, TrialSpec, None, place=lambda loc: sources.place(loc, combo, where))
+            issues = issues_from_validation(err, TrialSpec, None,
+                                            place=lambda loc: sources.place(loc, combo or {}, where))
             raise SpecError([
                 SpecIssue(field=i.field, message=f"{i.message} (in the trial built from this entry)", file=i.file,
                           line=i.line) if i.field.startswith("strategy") else i
@@ -286,9 +288,9 @@ def _check_trials(loaded: LoadedSearch, recipe_doc: YamlDocument) -> None:
 
     if isinstance(strategy, GreedyStrategySpec):
         base = strategy.base_experts
-        attempt(lambda: loaded.factory.make(base), ("strategy", "base"), {})
+        attempt(lambda: loaded.factory.make(base), ("strategy", "base"))
         for i, cand in enumerate(strategy.candidate_experts):
-            attempt(lambda c=cand: loaded.factory.make((*base, c)), ("strategy", "candidates", i), {})
+            attempt(lambda c=cand: loaded.factory.make((*base, c)), ("strategy", "candidates", i))
     else:
         combos = list(grid_combinations(strategy))
         if not combos:
