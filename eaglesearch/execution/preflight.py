@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def candidate_trials(loaded: LoadedSearch) -> Iterator[Candidate]:
     base, pool = spec.base_experts, spec.candidate_experts
     largest = min(len(pool), spec.max_rounds or len(pool))
     sizes = range(largest + 1)
-    if sum(len(list(itertools.combinations(range(len(pool)), k))) for k in sizes) > MAX_GREEDY_SETS:
+    if sum(math.comb(len(pool), k) for k in sizes) > MAX_GREEDY_SETS:
         subsets: list[tuple[ExpertSpec, ...]] = [(), *((c,) for c in pool), tuple(pool[:largest])]
     else:
         subsets = [tuple(s) for k in sizes for s in itertools.combinations(pool, k)]
