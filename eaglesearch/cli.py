@@ -37,13 +37,19 @@ ArtifactsOpt = Annotated[str | None, typer.Option("--artifacts", help="root of t
 ReportsOpt = Annotated[Path, typer.Option("--reports", help="folder for report tables")]
 GpuMemoryOpt = Annotated[float | None, typer.Option("--gpu-memory-gb", help="memory of one GPU for the fit check; "
                                                     "default resources.gpu_memory_gb, else the visible GPU's")]
+NoCheckPathsOpt = Annotated[bool, typer.Option("--no-check-paths", help="do not require the data and benchmark files "
+                                               "to exist on this machine (they exist only where trials run)")]
 
 
-def _load(path: Path) -> LoadedSearch:
+def _load(path: Path, check_paths: bool = True) -> LoadedSearch:
+    """The search space, checked by spec/ and then by the preflight (token budget, data paths); exit 2 if not."""
+    from eaglesearch.execution.preflight import preflight
     from eaglesearch.model.validate import load_checked_search
 
     try:
-        return load_checked_search(path)
+        loaded = load_checked_search(path)
+        preflight(loaded, check_paths_exist=check_paths)
+        return loaded
     except SpecError as e:
         err.print(f"[bold red]invalid search space[/bold red]\n{e}", highlight=False)
         raise typer.Exit(2) from None
@@ -92,10 +98,10 @@ def _print_table(df, title: str) -> None:
 
 
 @app.command()
-def validate(path: SpacePath, gpu_memory_gb: GpuMemoryOpt = None) -> None:
+def validate(path: SpacePath, gpu_memory_gb: GpuMemoryOpt = None, no_check_paths: NoCheckPathsOpt = False) -> None:
     """Check a search space and its recipe; build every trial spec it can produce; refuse trials that cannot fit
     their GPUs. Starts nothing."""
-    loaded = _load(path)
+    loaded = _load(path, check_paths=not no_check_paths)
     _refuse_unfit(loaded, gpu_memory_gb)
     from eaglesearch.search import make_strategy
 
@@ -111,14 +117,21 @@ def plan(
     workdir: WorkdirOpt = None,
     no_measure: Annotated[bool, typer.Option("--no-measure", help="skip building models to measure cost")] = False,
     gpu_memory_gb: GpuMemoryOpt = None,
+    no_check_paths: NoCheckPathsOpt = False,
 ) -> None:
     """Trials per round (or grid size) and each model's size, tokens, FLOPs and estimated time. No training."""
+    from eaglesearch.data.llava import DataProblem
     from eaglesearch.execution.planner import make_plan
     from eaglesearch.execution.workspace import Workspace
 
-    loaded = _load(path)
-    with err.status("measuring models (FLOP-counted forward passes; 3 timed optimizer steps at tiny scale)"):
-        result = make_plan(loaded, Workspace.at(workdir), measure_costs=not no_measure, gpu_memory_gb=gpu_memory_gb)
+    loaded = _load(path, check_paths=not no_check_paths)
+    try:
+        with err.status("measuring models (FLOP-counted forward passes; 3 timed optimizer steps at tiny scale)"):
+            result = make_plan(loaded, Workspace.at(workdir), measure_costs=not no_measure,
+                               gpu_memory_gb=gpu_memory_gb)
+    except DataProblem as e:  # e.g. a sample longer than data.max_length: the data's problem, not a crash
+        err.print(f"[bold red]the data does not fit this search[/bold red]\n{e}", highlight=False)
+        raise typer.Exit(2) from None
     rounds = ", ".join(f"round {i}: {n}" for i, n in enumerate(result.trials_per_round))
     out.print(f"search [bold]{loaded.name}[/bold] ({result.strategy}): at most {result.total_trials} trials ({rounds})")
     if result.models:
@@ -192,12 +205,13 @@ def run(
     = None,
     quiet: Annotated[bool, typer.Option(help="no live progress panel")] = False,
     gpu_memory_gb: GpuMemoryOpt = None,
+    no_check_paths: NoCheckPathsOpt = False,
 ) -> None:
     """Run the search; trials already recorded are not retrained; ends by printing the ranked table."""
     if executor not in ("ray", "inline"):
         err.print(f"[red]--executor must be 'ray' or 'inline', not '{executor}'[/red]")
         raise typer.Exit(2)
-    loaded = _load(path)
+    loaded = _load(path, check_paths=not no_check_paths)
     _refuse_unfit(loaded, gpu_memory_gb)
     from eaglesearch.execution.controller import run_search
 

@@ -115,9 +115,9 @@ def test_grid_exclude_and_bad_factor_value(tmp_path: Path) -> None:
     combos = list(grid_combinations(loaded.space.strategy))
     assert len(combos) == 3
     err = error_of(write(tmp_path, body.replace("0.0005]", "-1]")))
-    # train.lr is a shorthand for every stage's lr: the issue names the stage and points at the factor's line
-    assert err.issues[0].field == "train.stages[0].lr" and "greater than 0" in str(err)
-    assert err.issues[0].line == 6
+    # train.lr is a shorthand for every stage's lr: the issue names the factor that set it, on its line
+    assert err.issues[0].field == "strategy.factors.train.lr" and "greater than 0" in str(err)
+    assert err.issues[0].line == 7 and len(err.issues) == 1
     err = error_of(write(tmp_path, body.replace("train.lr: 0.001}", "train.lrr: 0.001}")))
     assert "not factors" in str(err)
 

@@ -54,6 +54,8 @@ def run_search(
     cost = getattr(space.strategy, "cost", None)
     if cost is not None:  # a two-objective search: the report adds its Pareto front (report/pareto.py)
         params["cost"] = f"{cost.metric}:{cost.mode}"
+    if strategy.baseline_key() is not None:  # what `eaglesearch report` measures deltas against, from the record
+        params["baseline_key"] = str(strategy.baseline_key())
     parent_id, resumed = store.open_parent(space.name, loaded.fingerprint, tune_name, loaded.path.read_text(), params)
     context = RunContext(search=space.name, parent_id=parent_id, experiment_id=experiment_id, tracking_uri=uri,
                          workdir=str(workspace.root), artifacts=workspace.artifacts, threads=space.resources.torch_threads,

@@ -18,8 +18,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from eaglesearch.spec.errors import SpecError, SpecIssue
+from eaglesearch.spec.metric_names import check_metric_names
 from eaglesearch.spec.model import ExpertSpec
 from eaglesearch.spec.optuna_space import OptunaStrategySpec
+from eaglesearch.spec.provenance import TrialSources
 from eaglesearch.spec.pydantic_errors import issues_from_validation
 from eaglesearch.spec.recipe import Recipe
 from eaglesearch.spec.search_space import GreedyStrategySpec, GridStrategySpec, SearchSpace, as_expert
@@ -39,23 +41,32 @@ def _named(items: Any) -> dict[str, dict[str, Any]] | None:
     return by_name if len(by_name) == len(items) else None
 
 
-def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+class MergeError(ValueError):
+    """``overrides`` name a list item that does not exist; ``loc`` is where, inside the overrides."""
+
+    def __init__(self, message: str, loc: Loc) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any], _at: Loc = ()) -> dict[str, Any]:
     """``extra`` merged into a copy of ``base``; nested mappings merge, everything else replaces.
 
     A mapping merged into a list of named mappings (``train.stages``) merges into the items by name:
-    ``{stages: {sft: {lr: 1e-4}}}`` changes the ``sft`` stage's lr. Unknown names are errors.
+    ``{stages: {sft: {lr: 1e-4}}}`` changes the ``sft`` stage's lr. Unknown names are errors (:class:`MergeError`).
     """
     out = copy.deepcopy(dict(base))
     for k, v in extra.items():
         named = _named(out.get(k))
         if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = deep_merge(out[k], v)
+            out[k] = deep_merge(out[k], v, (*_at, k))
         elif isinstance(v, Mapping) and named is not None:
             unknown = sorted(set(v) - set(named))
             if unknown:
-                raise ValueError(f"'{k}' has no item named {', '.join(map(repr, unknown))}; "
-                                 f"names: {', '.join(named)}")
-            out[k] = [deep_merge(item, v[item["name"]]) if item["name"] in v else item for item in out[k]]
+                raise MergeError(f"'{k}' has no item named {', '.join(map(repr, unknown))}; "
+                                 f"names: {', '.join(named)}", (*_at, k, unknown[0]))
+            out[k] = [deep_merge(item, v[item["name"]], (*_at, k, item["name"])) if item["name"] in v else item
+                      for item in out[k]]
         else:
             out[k] = copy.deepcopy(v)
     return out
@@ -249,18 +260,28 @@ def _unknown_experts(doc: YamlDocument, recipe_doc: YamlDocument, known: Collect
 
 
 def _check_trials(loaded: LoadedSearch, recipe_doc: YamlDocument) -> None:
-    """Build every trial the strategy can reach (grid) or its first-round ones (greedy) to surface errors now."""
+    """Build every trial the strategy can reach (grid) or its first-round ones (greedy) to surface errors now, each
+    reported where it was written (:mod:`~eaglesearch.spec.provenance`); then check the metric names."""
     strategy = loaded.space.strategy
     doc = loaded.doc
+    try:
+        base = loaded.factory.base_dict()
+    except MergeError as err:
+        where = ("overrides", *err.loc)
+        raise SpecError.single(format_loc(where), str(err), file=doc.path, line=doc.line_of(where)) from None
+    sources = TrialSources(space=doc, recipe=recipe_doc, overrides=loaded.space.overrides, base=base)
+    trials: list[TrialSpec] = []
 
-    def attempt(build: Callable[[], TrialSpec], where: Loc) -> None:
+    def attempt(build: Callable[[], TrialSpec], where: Loc, combo: Mapping[str, Any] | None = None) -> None:
+        """``combo``: the grid factor values the trial was built from, to name the factor that set a bad field."""
         try:
-            build()
+            trials.append(build())
         except ValidationError as err:
-            issues = issues_from_validation(err, TrialSpec, None)
+            issues = issues_from_validation(err, TrialSpec, None,
+                                            place=lambda loc: sources.place(loc, combo or {}, where))
             raise SpecError([
-                SpecIssue(field=i.field, message=f"{i.message} (in the trial built from this entry)",
-                          file=doc.path, line=doc.line_of(where))
+                SpecIssue(field=i.field, message=f"{i.message} (in the trial built from this entry)", file=i.file,
+                          line=i.line) if i.field.startswith("strategy") else i
                 for i in issues
             ]) from None
         except ValueError as err:
@@ -280,12 +301,15 @@ def _check_trials(loaded: LoadedSearch, recipe_doc: YamlDocument) -> None:
                                    file=doc.path, line=doc.line_of(("strategy", "exclude")))
         for combo in combos:
             where: Loc = ("strategy", "factors", next(iter(combo)))
-            attempt(lambda c=combo: loaded.factory.make(assignments=c), where)
+            attempt(lambda c=combo: loaded.factory.make(assignments=c), where, combo)
         if strategy.baseline is not None and strategy.baseline not in [
             {k: c[k] for k in strategy.baseline} for c in combos
         ]:
             raise SpecError.single("strategy.baseline", "baseline matches no grid combination",
                                    file=doc.path, line=doc.line_of(("strategy", "baseline")))
+    issues = check_metric_names(trials, sources, strategy.objective)
+    if issues:
+        raise SpecError(issues)
 
 
 def _check_optuna(loaded: LoadedSearch, strategy: OptunaStrategySpec,

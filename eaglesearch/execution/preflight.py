@@ -1,0 +1,214 @@
+"""Checks that need the model layer or the filesystem, run by ``validate``, ``plan`` and ``run`` before anything
+starts. ``spec/`` has already checked everything a file can say about itself; this module checks what the files
+imply on this machine:
+
+* **Token budget.** A sample is its visual tokens plus its text, and nothing is ever truncated (the data layer
+  rejects or skips a longer sample). Sequence append adds the experts' tokens and a tiled expert has
+  ``(1 + tiles²)·grid²`` of them, so a trial can need more than ``data.max_length`` before any text. For every trial
+  the strategy can produce (grid: all of them; greedy: the base plus every set of candidates it can add, up to
+  ``max_rounds``), the visual token count comes from the model itself, built on the ``meta`` device (the fusion's
+  ``num_tokens``; nothing is allocated or downloaded), and the text from the shortest conversation the recipe's
+  template can render: one special token per marker and at least one token per other piece of text (one-character
+  answer, empty question). That is a lower bound for every tokenizer eaglesearch loads, so a trial reported here
+  cannot train; real prompts are longer, so the fix names the bound as a minimum.
+* **Paths.** The LLaVA json, image folders and benchmark files a trial reads must exist here (relative paths are
+  read from the working directory, as the trial reads them). Paths that only exist on cluster nodes are skipped
+  with ``check_paths=False`` (``--no-check-paths`` on the command line).
+
+Every problem is a :class:`~eaglesearch.spec.SpecError` issue that names the file and field to change.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from eaglesearch.data.templates import get_template
+from eaglesearch.execution.planner import planned_trials
+from eaglesearch.model.experts import build_expert, resolve_expert
+from eaglesearch.model.fusions import build_fusion
+from eaglesearch.model.tokenizer import IM_END, IMAGE_TOKEN, SPECIAL_TOKENS
+from eaglesearch.spec import ExpertSpec, LoadedSearch, ModelSpec, SpecError, SpecIssue, TrialSpec, grid_combinations
+from eaglesearch.spec.provenance import TrialSources
+from eaglesearch.spec.search_space import GreedyStrategySpec, GridStrategySpec
+from eaglesearch.spec.yaml_source import Loc, YamlDocument, format_loc, read_yaml
+
+MAX_GREEDY_SETS = 4096  # expert sets checked for a greedy search; past it, the singletons and the largest set
+_SPECIAL = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS if t != IMAGE_TOKEN))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A trial the strategy can produce, and the strategy entry it comes from (for the error's location)."""
+
+    trial: TrialSpec
+    entry: Loc
+
+
+def candidate_trials(loaded: LoadedSearch) -> Iterator[Candidate]:
+    """Every grid trial; for greedy, the base plus each set of candidates reachable within ``max_rounds``
+    (the singletons and the largest set when there are more than :data:`MAX_GREEDY_SETS`); for any other
+    strategy, the trials ``plan`` sizes for it (:func:`~eaglesearch.execution.planner.planned_trials`)."""
+    spec = loaded.space.strategy
+    if isinstance(spec, GridStrategySpec):
+        for combo in grid_combinations(spec):
+            yield Candidate(loaded.factory.make(assignments=combo), ("strategy", "factors", next(iter(combo))))
+        return
+    if not isinstance(spec, GreedyStrategySpec):  # any other strategy: the trials the planner sizes for it
+        for trial in planned_trials(loaded):
+            yield Candidate(trial, ("strategy",))
+        return
+    base, pool = spec.base_experts, spec.candidate_experts
+    largest = min(len(pool), spec.max_rounds or len(pool))
+    sizes = range(largest + 1)
+    if sum(math.comb(len(pool), k) for k in sizes) > MAX_GREEDY_SETS:
+        subsets: list[tuple[ExpertSpec, ...]] = [(), *((c,) for c in pool), tuple(pool[:largest])]
+    else:
+        subsets = [tuple(s) for k in sizes for s in itertools.combinations(pool, k)]
+    for subset in subsets:
+        entry: Loc = ("strategy", "candidates") if subset else ("strategy", "base")
+        yield Candidate(loaded.factory.make((*base, *subset)), entry)
+
+
+class VisualTokens:
+    """Visual tokens per image of a model spec, from its fusion built on ``meta`` (experts cached by spec)."""
+
+    def __init__(self) -> None:
+        self._experts: dict[str, torch.nn.Module] = {}
+        self._counts: dict[str, int] = {}
+
+    def _expert(self, spec: ExpertSpec) -> torch.nn.Module:
+        spec = resolve_expert(spec).model_copy(update={"pretrained": False, "checkpoint": None})
+        key = spec.model_dump_json()
+        if key not in self._experts:
+            with torch.device("meta"):
+                self._experts[key] = build_expert(spec)
+        return self._experts[key]
+
+    def __call__(self, spec: ModelSpec) -> int:
+        key = json.dumps({k: v for k, v in spec.model_dump(mode="json").items() if k not in ("lm", "tokenizer")},
+                         sort_keys=True)
+        if key not in self._counts:
+            experts = [self._expert(e) for e in spec.experts]
+            with torch.device("meta"):
+                fusion = build_fusion(spec, experts, spec.lm.hidden_size)
+            self._counts[key] = int(fusion.num_tokens)
+        return self._counts[key]
+
+
+def min_text_tokens(template: str) -> int:
+    """Fewest text tokens any image sample can have with ``template``: the shortest conversation (empty question,
+    one-character answer), one token per special marker and at least one per other piece of text. Segments are
+    tokenised separately (``data/conversation.py``), so pieces of different segments never share a token."""
+    turns = [("user", IMAGE_TOKEN), ("assistant", "a")]
+    count = 0
+    for text, _ in get_template(template).segments(turns, eos=IM_END):
+        for piece in text.split(IMAGE_TOKEN):
+            count += len(_SPECIAL.findall(piece)) + sum(1 for p in _SPECIAL.split(piece) if p)
+    return count
+
+
+def _describe(trial: TrialSpec, visual: int) -> str:
+    model = trial.model
+    tiled = [e.label for e in model.experts if e.resize == "tile"]
+    why = f"fusion {model.fusion}, grid {model.grid}" + (f", tiled {', '.join(tiled)}" if tiled else "")
+    return f"'{trial.label}' ({visual} visual tokens: {why})"
+
+
+def check_token_budget(candidates: list[Candidate], sources: TrialSources) -> list[SpecIssue]:
+    """One issue per ``data.max_length`` that some candidate trials cannot fit, naming them and the fix; and one
+    per trial whose model cannot be built (a ``ValueError`` from the model layer)."""
+    count = VisualTokens()
+    over: dict[tuple[str, Loc, int], tuple[YamlDocument, list[tuple[TrialSpec, int, int]]]] = {}
+    issues: list[SpecIssue] = []
+    for cand in candidates:
+        trial = cand.trial
+        try:
+            visual = count(trial.model)
+        except ValueError as err:  # what only a built model knows, e.g. fusion_heads not dividing a width
+            space = sources.space
+            issues.append(SpecIssue(field=format_loc(cand.entry), file=space.path, line=space.line_of(cand.entry),
+                                    message=f"trial '{trial.label}' cannot be built: {err}"))
+            continue
+        need = visual + min_text_tokens(trial.data.template)
+        if need > trial.data.max_length:
+            doc, loc = sources.place(("data", "max_length"), {}, cand.entry)
+            rows = over.setdefault((str(doc.path), loc, trial.data.max_length), (doc, []))[1]
+            if all(t.label != trial.label or v != visual for t, v, _ in rows):  # once per model, not per lr etc.
+                rows.append((trial, visual, need))
+    for (_, loc, max_length), (doc, rows) in over.items():
+        need = max(n for _, _, n in rows)
+        text = min(n - v for _, v, n in rows)
+        trials = "; ".join(_describe(t, v) for t, v, _ in rows)
+        where = "overrides: {data: {max_length: ...}} in the search space" if doc is sources.space else \
+            "data.max_length in the recipe"
+        issues.append(SpecIssue(
+            field=format_loc(loc), file=doc.path, line=doc.line_of(loc),
+            message=f"max_length {max_length} cannot fit a single sample of {len(rows)} trial(s): {trials}; each "
+                    f"sample also has at least {text} text tokens ({rows[0][0].data.template} template), and "
+                    f"samples are never truncated. Fix: raise data.max_length to at least {need} plus your longest "
+                    f"conversation's text ({where}), or give these trials fewer visual tokens: fewer tiles, a "
+                    "smaller model.grid, fewer experts, or fusion channel_concat (grid² tokens)"))
+    return issues
+
+
+def _paths(trial: TrialSpec) -> Iterator[tuple[Loc, str]]:
+    data = trial.data
+    if data.source != "llava":
+        return
+    for split in ("train", "caption"):
+        value = getattr(data, split)
+        if value is not None:
+            yield ("data", split, "json_path"), value.json_path
+            yield ("data", split, "image_folder"), value.image_folder
+    for name, bench in data.eval.items():
+        yield ("data", "eval", name, "path"), bench.path
+        if bench.image_folder is not None:
+            yield ("data", "eval", name, "image_folder"), bench.image_folder
+
+
+def check_paths(candidates: list[Candidate], sources: TrialSources) -> list[SpecIssue]:
+    """One issue per data or benchmark path (per field) that does not exist on this machine."""
+    issues: dict[tuple[str, str], SpecIssue] = {}
+    for cand in candidates:
+        for loc, value in _paths(cand.trial):
+            if Path(value).exists():
+                continue
+            doc, where = sources.place(loc, {}, cand.entry)
+            field = format_loc(where)
+            issues.setdefault((str(doc.path), field), SpecIssue(
+                field=field, file=doc.path, line=doc.line_of(where),
+                message=f"'{value}' does not exist on this machine (relative paths are read from the working "
+                        f"directory, {Path.cwd()}); fix the path, or pass --no-check-paths when it exists only on "
+                        "the machines that run the trials"))
+    return list(issues.values())
+
+
+def trial_sources(loaded: LoadedSearch, recipe_doc: YamlDocument | None = None) -> TrialSources:
+    return TrialSources(space=loaded.doc, recipe=recipe_doc or read_yaml(loaded.recipe_path),
+                        overrides=loaded.space.overrides, base=loaded.factory.base_dict())
+
+
+def preflight(loaded: LoadedSearch, check_paths_exist: bool = True) -> None:
+    """Raise :class:`SpecError` listing every token-budget and (unless disabled) missing-path problem."""
+    sources = trial_sources(loaded)
+    candidates: list[Candidate] = []
+    try:
+        candidates = list(candidate_trials(loaded))
+    except ValueError as err:  # a greedy expert set reachable in a later round that the model cannot build
+        spec = loaded.space.strategy
+        loc: Loc = ("strategy", "candidates") if isinstance(spec, GreedyStrategySpec) else ("strategy", "factors")
+        raise SpecError.single(format_loc(loc), f"a later round can reach an expert set that cannot be built: {err}",
+                               file=loaded.doc.path, line=loaded.doc.line_of(loc)) from None
+    issues = check_token_budget(candidates, sources)
+    if check_paths_exist:
+        issues += check_paths(candidates, sources)
+    if issues:
+        raise SpecError(list({i.render(): i for i in issues}.values()))  # trials differing in lr: one message
