@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -40,6 +40,7 @@ from eaglesearch.spec import DataSpec, TrialSpec
 from eaglesearch.spec.train import StageSpec
 from eaglesearch.train.artifacts import ArtifactStore
 from eaglesearch.train.distributed import WorldInfo, broadcast_parameters, prepare_model, training_device
+from eaglesearch.train.fsdp import shard_model
 from eaglesearch.train.stages import StagePipeline, StageRecord
 
 ProgressFn = Callable[[str], None]
@@ -192,13 +193,16 @@ def stage_metrics(records: list[StageRecord]) -> dict[str, float]:
 
 def run_trial_core(
     trial: TrialSpec, workspace: Workspace, threads: int, progress: ProgressFn | None = None,
-    world: WorldInfo | None = None,
+    world: WorldInfo | None = None, parallelism: Literal["ddp", "fsdp"] = "ddp", device: torch.device | None = None,
 ) -> TrialOutcome | None:
     """Build, train (every stage, see :mod:`eaglesearch.train.stages`) and evaluate the model ``trial`` describes.
     Deterministic for a fixed seed and thread count.
 
     With ``world`` (one rank of a data-parallel trial, see ``execution/multi_worker.py``) every rank trains its
     shard of each global batch on its device; rank 0 evaluates and returns the outcome, the others return None.
+    ``parallelism`` says how the ranks hold the model: ``ddp`` a full copy each (gradients all-reduced), ``fsdp``
+    a shard each (:mod:`eaglesearch.train.fsdp`; rank 0 evaluates an unsharded copy). ``device`` defaults to
+    :func:`~eaglesearch.train.distributed.training_device`.
     """
     say = progress or (lambda _msg: None)
     main = world is None or world.is_main
@@ -216,9 +220,13 @@ def run_trial_core(
     data = prepare_data(trial.data, workspace, captions=any(s.data == "caption" for s in trial.train.active))
     tokenizer = prepare_tokenizer(trial, data, workspace)
     datasets = StageDatasets(trial, data, tokenizer, say)
-    device = training_device()
+    device = device or training_device()
+    sharded = parallelism == "fsdp" and world is not None and world.world_size > 1
 
     def place(model: EagleModel) -> EagleModel:
+        if sharded:  # identical on every rank, then sharded (its own mixed precision and checkpointing on GPU)
+            broadcast_parameters(model)
+            return shard_model(model)  # type: ignore[return-value]
         model = prepare_model(model)  # gradient checkpointing on GPU; nothing on CPU
         if world is not None:
             broadcast_parameters(model)
@@ -249,6 +257,7 @@ def run_trial_core(
     metrics.update({
         **stage_metrics(result.stages),
         "train/workers": float(world.world_size if world is not None else 1),
+        "train/fsdp": float(sharded),
         "eval/wall_s": eval_s,
         **cost.as_metrics(),
         **datasets.metrics(),

@@ -96,6 +96,7 @@ class ResourcesSpec(SpecModel):
     max_concurrent_trials: int = Field(default=1, gt=0)
     max_failures: int = Field(default=1, ge=0, description="Ray retries after a crashed trial process")
     threads_per_trial: int | None = Field(default=None, gt=0, description="torch threads; default: cpus_per_trial")
+    parallelism: Literal["ddp", "fsdp", "auto"] = "auto"
 
     @property
     def torch_threads(self) -> int:

@@ -1,0 +1,158 @@
+"""FSDP2 (eaglesearch.train.fsdp): 2 gloo ranks holding shards of the model reproduce the 1-process loss curve
+and weights, clip by the global gradient norm, and a killed sharded run resumes from its gathered checkpoint."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pickle  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+
+from eaglesearch.data import TrainDataset, collate_train, read_llava_json, training_corpus, write_synthetic  # noqa: E402
+from eaglesearch.model import build_eagle, load_tokenizer  # noqa: E402
+from eaglesearch.spec import (  # noqa: E402
+    ExpertSpec,
+    LanguageModelSpec,
+    ModelSpec,
+    SyntheticDataSpec,
+    TokenizerSpec,
+    TrainSpec,
+)
+from eaglesearch.spec.train import StageSpec  # noqa: E402
+from eaglesearch.train import batches, train  # noqa: E402
+from eaglesearch.train import fsdp  # noqa: E402
+from eaglesearch.train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint  # noqa: E402
+from eaglesearch.train.distributed import WorldInfo, destroy_process_group, free_port, init_process_group  # noqa: E402
+
+torch.set_num_threads(1)
+
+TINY_LM = LanguageModelSpec(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128)
+SPEC = ModelSpec(experts=(ExpertSpec(name="clip"), ExpertSpec(name="sam", freeze=True)), grid=8, lm=TINY_LM)
+# grad_clip 0.5: the gradient norm of these first steps is above it, so clipping is active and must use the global
+# norm of the sharded gradients to match one process.
+TRAIN = TrainSpec(steps=4, batch_size=8, lr=1e-3, warmup_ratio=0.0, log_every=1, grad_clip=0.5).stages[0]
+MICRO = TRAIN.model_copy(update={"micro_batch_size": 2})
+RESUMED = TRAIN.model_copy(update={"steps": 6, "checkpoint_every": 2})
+KILL_AFTER = 4  # the killed run dies right after logging this step (its checkpoint at step 4 is written)
+SEED = 3
+DATA = SyntheticDataSpec(tasks=("count", "color"), train_per_task=20, eval_per_task=2, image_size=128)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A synthetic dataset and a tokenizer cached on disk, so spawned ranks load the very same one."""
+    root = tmp_path_factory.mktemp("fsdp")
+    data = write_synthetic(DATA, root / "ds")
+    train_samples = read_llava_json(data.train_json, data.image_folder)
+    load_tokenizer(TokenizerSpec(vocab_size=400), lambda: training_corpus(train_samples), cache_dir=root / "tok")
+    return root / "ds", root / "tok"
+
+
+def _model_and_stream(ds_root: Path, tok_dir: Path, spec: StageSpec):
+    torch.set_num_threads(1)
+    data = write_synthetic(DATA, ds_root)  # already there: just the paths
+    samples = read_llava_json(data.train_json, data.image_folder)
+    tokenizer = load_tokenizer(TokenizerSpec(vocab_size=400), None, cache_dir=tok_dir)
+    torch.manual_seed(0)
+    model = build_eagle(SPEC, tokenizer)
+    dataset = TrainDataset(samples, tokenizer, 128, model.num_visual_tokens, max_length=128)
+    return model, batches(dataset, spec.batch_size, lambda b: collate_train(b, tokenizer.pad_token_id), SEED)
+
+
+def _run(ds_root: Path, tok_dir: Path, world: WorldInfo | None, spec: StageSpec = TRAIN,
+         plan: fsdp.ShardPlan | None = None, checkpoint_dir: Path | None = None,
+         on_log=None) -> tuple[list[float], dict[str, torch.Tensor]]:
+    model, stream = _model_and_stream(ds_root, tok_dir, spec)
+    if world is not None:
+        model = fsdp.shard_model(model, plan)
+    stats = train(model, stream, spec, world=world, checkpoint_dir=checkpoint_dir, on_log=on_log)
+    state = fsdp.full_state(model) if world is not None else model.state_dict()
+    return stats.losses, {k: v.detach().clone() for k, v in state.items()}
+
+
+def _kill_at(step: int, _loss: float) -> None:
+    if step + 1 == KILL_AFTER:
+        os._exit(3)  # no cleanup, like a killed process: the checkpoint on disk is all that survives
+
+
+def _worker(rank: int, world_size: int, port: int, ds_root: Path, tok_dir: Path, out: Path, job: str) -> None:
+    world = init_process_group(rank, world_size, port=port, backend="gloo")
+    try:
+        results = {}
+        if job == "curves":
+            results["plain"] = _run(ds_root, tok_dir, world)
+            results["micro"] = _run(ds_root, tok_dir, world, MICRO)
+            # activation checkpointing recomputes the same numbers; bf16 is GPU-only and not compared here
+            results["checkpointed"] = _run(ds_root, tok_dir, world, TRAIN, fsdp.ShardPlan(activation_checkpointing=True))
+        elif job == "kill":
+            _run(ds_root, tok_dir, world, RESUMED, checkpoint_dir=out / "ckpt", on_log=_kill_at)
+        elif job == "resume":
+            results["resumed"] = _run(ds_root, tok_dir, world, RESUMED, checkpoint_dir=out / "ckpt")
+        if rank == 0:
+            with open(out / f"{job}.pkl", "wb") as fh:
+                pickle.dump(results, fh)
+    finally:
+        destroy_process_group()
+
+
+def _spawn(out: Path, setup: tuple[Path, Path], job: str) -> dict:
+    mp.spawn(_worker, args=(2, free_port(), *setup, out, job), nprocs=2, join=True)
+    with open(out / f"{job}.pkl", "rb") as fh:
+        return pickle.load(fh)
+
+
+def _assert_same(got: tuple[list[float], dict[str, torch.Tensor]],
+                 ref: tuple[list[float], dict[str, torch.Tensor]]) -> None:
+    torch.testing.assert_close(torch.tensor(got[0]), torch.tensor(ref[0]), rtol=1e-5, atol=0)
+    assert got[1].keys() == ref[1].keys()
+    for name, tensor in ref[1].items():  # AdamW on ~0 gradients: see tests/test_distributed.py for the atol
+        torch.testing.assert_close(got[1][name], tensor, rtol=1e-5, atol=5e-6, msg=name)
+
+
+def test_two_sharded_ranks_reproduce_one_process(setup, tmp_path: Path) -> None:
+    ranks = _spawn(tmp_path, setup, "curves")
+    reference = _run(*setup, None)
+    assert len(reference[0]) == TRAIN.steps and reference[0][0] > reference[0][-1]
+    for kind in ("plain", "micro", "checkpointed"):
+        _assert_same(ranks[kind], reference)
+
+
+def test_killed_sharded_run_resumes_from_its_checkpoint(setup, tmp_path: Path) -> None:
+    with pytest.raises(mp.ProcessExitedException):
+        _spawn(tmp_path, setup, "kill")
+    saved = load_checkpoint(tmp_path / "ckpt" / CHECKPOINT_NAME)
+    assert saved is not None and saved.step == KILL_AFTER and saved.meta["sharded"] is True
+    # full tensors (not shards) keyed by parameter name, loadable by any world size
+    plain = _model_and_stream(*setup, TRAIN)[0].state_dict()
+    assert saved.model and all(tensor.shape == plain[name].shape for name, tensor in saved.model.items())
+    assert not any(name.startswith("experts.sam.") for name in saved.model)  # frozen: rebuilt, not saved
+    assert saved.optimizer["state"] and all(name in plain for name in saved.optimizer["state"])
+
+    resumed = _spawn(tmp_path, setup, "resume")["resumed"]
+    reference = _run(*setup, None, RESUMED)
+    _assert_same(resumed, reference)
+
+
+def test_a_sharded_checkpoint_is_not_resumed_without_sharding(setup, tmp_path: Path) -> None:
+    with pytest.raises(mp.ProcessExitedException):
+        _spawn(tmp_path, setup, "kill")
+    with pytest.raises(CheckpointError, match="written by an FSDP run and this one trains without FSDP"):
+        _run(*setup, None, RESUMED, checkpoint_dir=tmp_path / "ckpt")
+
+
+def test_shard_units_are_expert_blocks_and_decoder_layers(setup) -> None:
+    model, _ = _model_and_stream(*setup, TRAIN)
+    units = fsdp.shard_units(model)
+    expected = [*model.experts["clip"].freezable_blocks(), *model.experts["sam"].freezable_blocks(),
+                *model.lm.model.layers]
+    assert [id(u) for u in units] == [id(u) for u in expected] and len(units) > TINY_LM.num_layers
+    assert fsdp.ShardPlan.for_device(torch.device("cpu")) == fsdp.ShardPlan(False, False)
+    assert fsdp.ShardPlan.for_device(torch.device("cuda")) == fsdp.ShardPlan(True, True)
+    with pytest.raises(RuntimeError, match="initialized process group"):
+        fsdp.shard_model(model)
