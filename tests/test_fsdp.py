@@ -133,17 +133,12 @@ def test_killed_sharded_run_resumes_from_its_checkpoint(setup, tmp_path: Path) -
     assert saved.model and all(tensor.shape == plain[name].shape for name, tensor in saved.model.items())
     assert not any(name.startswith("experts.sam.") for name in saved.model)  # frozen: rebuilt, not saved
     assert saved.optimizer["state"] and all(name in plain for name in saved.optimizer["state"])
+    with pytest.raises(CheckpointError, match="written by an FSDP run and this one trains without FSDP"):
+        _run(*setup, None, RESUMED, checkpoint_dir=tmp_path / "ckpt")
 
     resumed = _spawn(tmp_path, setup, "resume")["resumed"]
     reference = _run(*setup, None, RESUMED)
     _assert_same(resumed, reference)
-
-
-def test_a_sharded_checkpoint_is_not_resumed_without_sharding(setup, tmp_path: Path) -> None:
-    with pytest.raises(mp.ProcessExitedException):
-        _spawn(tmp_path, setup, "kill")
-    with pytest.raises(CheckpointError, match="written by an FSDP run and this one trains without FSDP"):
-        _run(*setup, None, RESUMED, checkpoint_dir=tmp_path / "ckpt")
 
 
 def test_shard_units_are_expert_blocks_and_decoder_layers(setup) -> None:
@@ -156,3 +151,68 @@ def test_shard_units_are_expert_blocks_and_decoder_layers(setup) -> None:
     assert fsdp.ShardPlan.for_device(torch.device("cuda")) == fsdp.ShardPlan(True, True)
     with pytest.raises(RuntimeError, match="initialized process group"):
         fsdp.shard_model(model)
+
+
+# ------------------------------------------------------------------------------------------- a whole trial
+
+def _trial_worker(rank: int, world_size: int, port: int, root: Path, kill: bool) -> None:
+    from eaglesearch.execution.trial_core import run_trial_core
+    from eaglesearch.execution.workspace import Workspace
+    from tests.test_distributed import staged_trial
+
+    def progress(message: str) -> None:  # rank 0 only; rank 1 then fails in its next collective
+        if kill and "sft step 4/" in message:
+            os._exit(3)
+
+    world = init_process_group(rank, world_size, port=port, backend="gloo")
+    try:
+        outcome = run_trial_core(staged_trial(TRIAL_STAGES), Workspace.at(root), threads=1, progress=progress,
+                                 world=world, parallelism="fsdp")
+        if rank == 0:
+            with open(root / "outcome.pkl", "wb") as fh:
+                pickle.dump(outcome, fh)
+    finally:
+        destroy_process_group()
+
+
+TRIAL_STAGES = [
+    {"name": "prealign", "per_expert": True, "steps": 2, "batch_size": 4, "log_every": 1,
+     "trainable": {"experts": "all", "projector": True, "lm": "none"}},
+    {"name": "align", "data": "caption", "template": "plain", "steps": 2, "batch_size": 4, "log_every": 1,
+     "trainable": {"experts": "none", "projector": True, "lm": "none"}},
+    {"name": "sft", "steps": 6, "batch_size": 4, "log_every": 1, "checkpoint_every": 2},
+]
+
+
+@pytest.mark.slow
+def test_killed_fsdp_trial_resumes_and_matches_one_process(tmp_path: Path) -> None:
+    """A 2-rank FSDP trial (pre-align per expert → align → sft) killed in sft: the rerun reuses the pre-aligned
+    experts written from gathered state, restores align from its ``done.pt``, resumes sft from its checkpoint,
+    evaluates an unsharded copy on rank 0, and matches a 1-process run of the same trial."""
+    from eaglesearch.execution.trial_core import run_trial_core
+    from eaglesearch.execution.workspace import Workspace
+    from eaglesearch.train.artifacts import ArtifactStore
+    from eaglesearch.train.stages import PREALIGNED
+    from tests.test_distributed import staged_trial
+
+    root = tmp_path / "fsdp"
+    with pytest.raises(mp.ProcessExitedException):
+        mp.spawn(_trial_worker, args=(2, free_port(), root, True), nprocs=2, join=True)
+    assert ArtifactStore(Workspace.at(root).artifacts).count(PREALIGNED) == 2
+    assert len(list((root / "scratch" / "trials").glob("*/align/done.pt"))) == 1
+    assert len(list((root / "scratch" / "trials").glob("*/sft/last.pt"))) == 1
+    mp.spawn(_trial_worker, args=(2, free_port(), root, False), nprocs=2, join=True)
+    with open(root / "outcome.pkl", "rb") as fh:
+        sharded = pickle.load(fh)
+    single = run_trial_core(staged_trial(TRIAL_STAGES), Workspace.at(tmp_path / "one"), threads=1)
+    assert single is not None
+
+    assert sharded.metrics["train/fsdp"] == 1.0 and single.metrics["train/fsdp"] == 0.0
+    by_name = {r.name: r for r in sharded.stages}
+    assert by_name["sft"].resumed_from == 4
+    assert [r.name for r in sharded.stages] == [r.name for r in single.stages]
+    for two, one in zip(sharded.stages, single.stages, strict=True):
+        assert [s for s, _ in two.losses] == [s for s, _ in one.losses], two.name
+        assert [v for _, v in two.losses] == pytest.approx([v for _, v in one.losses], rel=1e-4, abs=1e-5)
+    assert [p.scored.prediction for p in sharded.predictions] == [p.scored.prediction for p in single.predictions]
+    assert sharded.objective == pytest.approx(single.objective, abs=1e-9)
