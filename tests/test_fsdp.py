@@ -7,16 +7,16 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import pickle  # noqa: E402
-from pathlib import Path  # noqa: E402
+import pickle
+from pathlib import Path
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
+import pytest
+import torch
+import torch.multiprocessing as mp
 
-from eaglesearch.data import TrainDataset, collate_train, read_llava_json, training_corpus, write_synthetic  # noqa: E402
-from eaglesearch.model import build_eagle, load_tokenizer  # noqa: E402
-from eaglesearch.spec import (  # noqa: E402
+from eaglesearch.data import TrainDataset, collate_train, read_llava_json, training_corpus, write_synthetic
+from eaglesearch.model import build_eagle, load_tokenizer
+from eaglesearch.spec import (
     ExpertSpec,
     LanguageModelSpec,
     ModelSpec,
@@ -24,11 +24,14 @@ from eaglesearch.spec import (  # noqa: E402
     TokenizerSpec,
     TrainSpec,
 )
-from eaglesearch.spec.train import StageSpec  # noqa: E402
-from eaglesearch.train import batches, train  # noqa: E402
-from eaglesearch.train import fsdp  # noqa: E402
-from eaglesearch.train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint  # noqa: E402
-from eaglesearch.train.distributed import WorldInfo, destroy_process_group, free_port, init_process_group  # noqa: E402
+from eaglesearch.spec.train import StageSpec
+from eaglesearch.train import (
+    batches,
+    fsdp,
+    train,
+)
+from eaglesearch.train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from eaglesearch.train.distributed import WorldInfo, destroy_process_group, free_port, init_process_group
 
 torch.set_num_threads(1)
 
