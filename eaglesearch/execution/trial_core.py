@@ -123,8 +123,9 @@ def prepare_data(spec: DataSpec, workspace: Workspace, captions: bool = False) -
 def prepare_tokenizer(trial: TrialSpec, data: PreparedData, workspace: Workspace):
     """The trial's tokenizer; an offline BPE is trained once per (tokenizer, data) pair and cached on disk."""
     spec = trial.model.tokenizer
-    if spec.kind == "hf":
-        return load_tokenizer(spec, corpus=None, cache_dir=None)
+    if spec.kind == "hf":  # a GGUF tokenizer is cached as an ordinary one (parsing the GGUF file takes seconds)
+        gguf_cache = workspace.tokenizer_dir / _digest({"tok": spec.model_dump(mode="json")}) if spec.gguf_file else None
+        return load_tokenizer(spec, corpus=None, cache_dir=gguf_cache)
     cache = workspace.tokenizer_dir / _digest({"tok": spec.model_dump(mode="json"),
                                                "data": trial.data.model_dump(mode="json")})
 
