@@ -219,3 +219,23 @@ def test_killed_fsdp_trial_resumes_and_matches_one_process(tmp_path: Path) -> No
         assert [v for _, v in two.losses] == pytest.approx([v for _, v in one.losses], rel=1e-4, abs=1e-5)
     assert [p.scored.prediction for p in sharded.predictions] == [p.scored.prediction for p in single.predictions]
     assert sharded.objective == pytest.approx(single.objective, abs=1e-9)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 mixed precision under FSDP needs CUDA")
+def test_gpu_plan_computes_in_bf16_and_keeps_fp32_master_weights(setup) -> None:
+    """One nccl rank: the GPU plan (bf16 parameters in compute, activation checkpointing) trains with finite
+    losses, the layers see bf16 weights in forward, and the sharded master weights stay float32."""
+    init_process_group(0, 1, port=free_port(), backend="nccl")
+    try:
+        model, stream = _model_and_stream(*setup, TRAIN)
+        model = fsdp.shard_model(model.cuda())
+        seen: list[torch.dtype] = []
+        layer = model.lm.model.layers[0]
+        layer.register_forward_pre_hook(lambda module, _args: seen.append(module.mlp.up_proj.weight.dtype))
+        stats = train(model, stream, TRAIN, world=WorldInfo(0, 1))
+        assert all(torch.isfinite(torch.tensor(stats.losses))) and seen and set(seen) == {torch.bfloat16}
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
+        assert all(v.dtype == torch.float32 for v in fsdp.full_state(model).values() if v.is_floating_point())
+    finally:
+        destroy_process_group()
