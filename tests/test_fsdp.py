@@ -118,6 +118,7 @@ def _assert_same(got: tuple[list[float], dict[str, torch.Tensor]],
         torch.testing.assert_close(got[1][name], tensor, rtol=1e-5, atol=5e-6, msg=name)
 
 
+@pytest.mark.slow  # spawns gloo ranks (a torch import each): tens of seconds on 2 cores
 def test_two_sharded_ranks_reproduce_one_process(setup, tmp_path: Path) -> None:
     ranks = _spawn(tmp_path, setup, "curves")
     reference = _run(*setup, None)
@@ -126,6 +127,7 @@ def test_two_sharded_ranks_reproduce_one_process(setup, tmp_path: Path) -> None:
         _assert_same(ranks[kind], reference)
 
 
+@pytest.mark.slow  # spawns gloo ranks (a torch import each): tens of seconds on 2 cores
 def test_killed_sharded_run_resumes_from_its_checkpoint(setup, tmp_path: Path) -> None:
     with pytest.raises(mp.ProcessExitedException):
         _spawn(tmp_path, setup, "kill")
