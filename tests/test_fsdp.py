@@ -241,3 +241,19 @@ def test_gpu_plan_computes_in_bf16_and_keeps_fp32_master_weights(setup) -> None:
         assert all(v.dtype == torch.float32 for v in fsdp.full_state(model).values() if v.is_floating_point())
     finally:
         destroy_process_group()
+
+
+def test_parallelism_comes_from_resources_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eaglesearch.execution.multi_worker import PARALLELISM_ENV, parallelism_for
+    from eaglesearch.spec.search_space import ResourcesSpec
+
+    monkeypatch.delenv(PARALLELISM_ENV, raising=False)
+    assert parallelism_for(ResourcesSpec(gpus_per_trial=2, parallelism="fsdp")) == "fsdp"
+    assert parallelism_for(ResourcesSpec(gpus_per_trial=2, parallelism="ddp")) == "ddp"
+    assert parallelism_for(ResourcesSpec(gpus_per_trial=2)) == "ddp"  # auto: ddp until a memory plan decides
+    assert parallelism_for(None) == "ddp"
+    monkeypatch.setenv(PARALLELISM_ENV, "FSDP")
+    assert parallelism_for(ResourcesSpec(parallelism="ddp")) == "fsdp"
+    monkeypatch.setenv(PARALLELISM_ENV, "zero3")
+    with pytest.raises(ValueError, match="must be ddp or fsdp"):
+        parallelism_for(None)
