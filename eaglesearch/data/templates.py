@@ -16,6 +16,11 @@ very tokens training saw.
   ``<|start_header_id|>user<|end_header_id|>\n\nQ<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nA``
   ``<|eot_id|>``; end marker ``<|eot_id|>``.
 
+* ``tokenizer``: the tokenizer's own chat template (a pretrained LM's, e.g. SmolLM2's ChatML with its default
+  system prompt), turned into the pieces above by rendering a probe conversation with it
+  (:func:`from_tokenizer`); the end marker is the tokenizer's eos token. The offline BPE tokenizer's own template is
+  ChatML, so its training corpus is rendered with ``chatml``.
+
 ``vicuna_v1`` and ``llama3`` follow Eagle's ``conv_vicuna_v1`` and ``conv_llama3`` (same system prompt). Markers
 a tokenizer lacks as special tokens (``USER:``, ``<|eot_id|>`` with the offline BPE, which only knows ChatML's)
 are tokenised as ordinary text; the masks do not depend on that, because each answer and each end marker is
@@ -26,6 +31,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 from eaglesearch.model.tokenizer import IM_END, IM_START, IMAGE_TOKEN
 from eaglesearch.spec.data import TemplateName
@@ -125,11 +132,71 @@ TEMPLATES: dict[str, ChatTemplate] = {
 }
 
 
-def get_template(template: TemplateName | str | ChatTemplate) -> ChatTemplate:
-    """The registered template of that name (or ``template`` itself if it already is one)."""
+TOKENIZER = "tokenizer"
+"""Template name: the tokenizer's own chat template (:func:`from_tokenizer`)."""
+
+
+def get_template(template: TemplateName | str | ChatTemplate, tokenizer: Any = None) -> ChatTemplate:
+    """The registered template of that name (or ``template`` itself if it already is one). ``tokenizer`` names
+    the template ``tokenizer`` stands for; without one (the offline tokenizer's corpus) it is ChatML."""
     if isinstance(template, ChatTemplate):
         return template
+    if template == TOKENIZER:
+        return from_tokenizer(tokenizer) if tokenizer is not None else TEMPLATES["chatml"]
     try:
         return TEMPLATES[template]
     except KeyError:
-        raise ValueError(f"unknown conversation template {template!r}; use one of {sorted(TEMPLATES)}") from None
+        raise ValueError(f"unknown conversation template {template!r}; use one of "
+                         f"{sorted([*TEMPLATES, TOKENIZER])}") from None
+
+
+_PROBE = ("QqUserOneQq", "QqAnswerOneQq", "QqUserTwoQq", "QqAnswerTwoQq")  # mixed case: a rewrite shows
+
+
+def from_tokenizer(tokenizer: Any) -> ChatTemplate:
+    """The tokenizer's chat template as a :class:`ChatTemplate`: the text around the turns of a rendered
+    two-round probe conversation gives the system text, the user/assistant prefixes and suffixes and, after the
+    tokenizer's eos token, ``after_end``. Raises ``ValueError`` when the template is not of that shape (e.g. it
+    rewrites the turns' text)."""
+    chat_template = getattr(tokenizer, "chat_template", None)
+    if not chat_template:
+        raise ValueError("data.template is 'tokenizer' but the tokenizer has no chat template; choose chatml, "
+                         "vicuna_v1 or llama3")
+    return _derive(tokenizer, tokenizer.eos_token)
+
+
+@lru_cache(maxsize=8)
+def _derive_cached(eos: str, full: str, prompt: str) -> ChatTemplate:
+    u1, a1, u2, a2 = _PROBE
+    problem = "data.template 'tokenizer': the tokenizer's chat template"
+    try:
+        head, rest = full.split(u1)
+        between, rest = rest.split(a1)
+        gap, rest = rest.split(u2)
+        between2, tail = rest.split(a2)
+    except ValueError:
+        raise ValueError(f"{problem} does not render each turn's text once, verbatim; choose chatml, vicuna_v1 or "
+                         "llama3") from None
+    if not eos or not tail.startswith(eos) or not gap.startswith(tail):
+        raise ValueError(f"{problem} does not end each answer with the eos token {eos!r}; choose chatml, "
+                         "vicuna_v1 or llama3")
+    user_prefix = gap[len(tail):]
+    if between != between2 or not head.endswith(user_prefix) or prompt != head + u1 + between:
+        raise ValueError(f"{problem} renders rounds differently from one another (or its generation prompt "
+                         "differs from the text before an answer); choose chatml, vicuna_v1 or llama3")
+    template = ChatTemplate(name=TOKENIZER, system=head[:len(head) - len(user_prefix)], user_prefix=user_prefix,
+                            assistant_prefix=between, end=eos, after_end=tail[len(eos):])
+    rendered = template.render([("user", u1), ("assistant", a1), ("user", u2), ("assistant", a2)])
+    if rendered != full:  # the pieces must rebuild exactly what the tokenizer renders
+        raise ValueError(f"{problem} could not be split into system, turn and end pieces; choose chatml, "
+                         "vicuna_v1 or llama3")
+    return template
+
+
+def _derive(tokenizer: Any, eos: str) -> ChatTemplate:
+    u1, a1, u2, a2 = _PROBE
+    turns = [{"role": "user", "content": u1}, {"role": "assistant", "content": a1},
+             {"role": "user", "content": u2}, {"role": "assistant", "content": a2}]
+    full = tokenizer.apply_chat_template(turns, tokenize=False)
+    prompt = tokenizer.apply_chat_template(turns[:1], tokenize=False, add_generation_prompt=True)
+    return _derive_cached(eos, str(full), str(prompt))

@@ -9,7 +9,7 @@ from typing import Literal
 from eaglesearch.execution.dispatch import Dispatcher, RunContext
 from eaglesearch.execution.events import set_listener
 from eaglesearch.execution.inline_runner import replay, run_inline
-from eaglesearch.execution.multi_worker import workers_per_trial
+from eaglesearch.execution.multi_worker import parallelism_for, workers_per_trial
 from eaglesearch.execution.progress import ConsoleProgress
 from eaglesearch.execution.ties import tie_labels
 from eaglesearch.execution.workspace import Workspace
@@ -59,7 +59,8 @@ def run_search(
     parent_id, resumed = store.open_parent(space.name, loaded.fingerprint, tune_name, loaded.path.read_text(), params)
     context = RunContext(search=space.name, parent_id=parent_id, experiment_id=experiment_id, tracking_uri=uri,
                          workdir=str(workspace.root), artifacts=workspace.artifacts, threads=space.resources.torch_threads,
-                         workers=workers_per_trial(space.resources))
+                         workers=workers_per_trial(space.resources),
+                         parallelism=parallelism_for(space.resources))
     dispatcher = Dispatcher(strategy=strategy, context=context)
 
     progress = ConsoleProgress(space.name, strategy, space.strategy.mode) if show_progress else None

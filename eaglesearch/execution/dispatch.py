@@ -27,6 +27,7 @@ class RunContext:
     artifacts: str
     threads: int
     workers: int = 1
+    parallelism: str = "ddp"  # how multi-worker trials hold the model: ddp or fsdp
 
 
 @dataclass
@@ -57,7 +58,7 @@ class Dispatcher:
             trial=proposal.trial, key=proposal.trial.key, search=c.search, strategy=self.strategy.kind,
             round=proposal.round, role=proposal.role, added=proposal.added, label=proposal.label,
             parent_id=c.parent_id, experiment_id=c.experiment_id, tracking_uri=c.tracking_uri, workdir=c.workdir, artifacts=c.artifacts,
-            threads=c.threads, workers=c.workers,
+            threads=c.threads, workers=c.workers, parallelism=c.parallelism,
         )
 
     def next_request(self) -> TrialRequest | None:

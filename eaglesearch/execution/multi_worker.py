@@ -9,7 +9,8 @@ unless a checkpoint was reported, and the driver needs the whole outcome (loss h
 flat metrics. Pure computation like :func:`run_trial_core`: no tracking here.
 
 How many workers: :func:`workers_per_trial` — ``EAGLESEARCH_WORKERS_PER_TRIAL`` (CPU testing) or else
-``resources.gpus_per_trial`` when it is above 1. Costs: Ray Train adds ~30 s of start-up per trial on CPU and every
+``resources.gpus_per_trial`` when it is above 1. How they hold the model: :func:`parallelism_for` (DDP: a full
+copy per worker; FSDP: a shard per worker, see ``train/fsdp.py``). Costs: Ray Train adds ~30 s of start-up per trial on CPU and every
 rank decodes the whole global batch (it slices after collation).
 """
 
@@ -19,7 +20,7 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -30,6 +31,8 @@ from eaglesearch.spec.search_space import ResourcesSpec
 from eaglesearch.train.distributed import WorldInfo
 
 WORKERS_ENV = "EAGLESEARCH_WORKERS_PER_TRIAL"
+PARALLELISM_ENV = "EAGLESEARCH_PARALLELISM"
+Parallelism = Literal["ddp", "fsdp"]
 OUTCOME_FILE = "outcome.pkl"
 
 
@@ -48,16 +51,31 @@ def workers_per_trial(resources: ResourcesSpec | None = None) -> int:
     return 1
 
 
+def parallelism_for(resources: ResourcesSpec | None = None) -> Parallelism:
+    """``ddp`` or ``fsdp`` for a multi-worker trial: ``$EAGLESEARCH_PARALLELISM`` (CPU testing), else
+    ``resources.parallelism``. ``auto`` is ``ddp`` until a memory plan decides it."""
+    env = os.environ.get(PARALLELISM_ENV, "").strip().lower()
+    if env:
+        if env not in ("ddp", "fsdp"):
+            raise ValueError(f"{PARALLELISM_ENV} must be ddp or fsdp, got {env!r}")
+        return env  # type: ignore[return-value]
+    chosen = getattr(resources, "parallelism", "auto") if resources is not None else "auto"
+    return "fsdp" if chosen == "fsdp" else "ddp"
+
+
 def _train_loop_per_worker(config: dict[str, Any]) -> None:
     """What each Ray Train worker runs (module-level, so Ray pickles it by reference)."""
     import eaglesearch  # noqa: F401  (sets OMP_WAIT_POLICY in this fresh process)
     import ray.train
 
     context = ray.train.get_context()
+    from ray.train.torch import get_device  # this worker's GPU (or the CPU)
+
     world = WorldInfo(context.get_world_rank(), context.get_world_size())
     trial = TrialSpec.model_validate(config["trial"])
     outcome = run_trial_core(trial, Workspace.at(config["workdir"], config["artifacts"]), int(config["threads"]),
-                             progress=(lambda msg: print(f"[{trial.label}] {msg}", flush=True)), world=world)
+                             progress=(lambda msg: print(f"[{trial.label}] {msg}", flush=True)), world=world,
+                             parallelism=config.get("parallelism", "ddp"), device=get_device())
     # ray.train.report is a barrier: every rank calls it once; only rank 0's metrics and checkpoint count.
     if outcome is None:
         ray.train.report({}, checkpoint=None)
@@ -82,8 +100,9 @@ def _run_name(trial: TrialSpec) -> str:
 
 def run_trial_multi_worker(trial: TrialSpec, workspace: Workspace, threads: int, workers: int,
                            use_gpu: bool | None = None, cpus_per_worker: float = 1.0,
-                           name: str | None = None) -> TrialOutcome:
-    """Train ``trial`` on ``workers`` data-parallel Ray Train workers and return rank 0's outcome.
+                           name: str | None = None, parallelism: Parallelism = "ddp") -> TrialOutcome:
+    """Train ``trial`` on ``workers`` data-parallel Ray Train workers (``parallelism``: each holding the whole model
+    or a shard of it) and return rank 0's outcome.
 
     Needs a running Ray (inside a Tune trial it is; elsewhere call ``ray.init`` first). ``use_gpu`` defaults to
     whether CUDA is visible here; each worker then takes one GPU (nccl), otherwise ``cpus_per_worker`` CPUs (gloo).
@@ -98,7 +117,7 @@ def run_trial_multi_worker(trial: TrialSpec, workspace: Workspace, threads: int,
         _train_loop_per_worker,
         train_loop_config={"trial": trial.model_dump(mode="json"), "workdir": str(workspace.root),
                            "artifacts": workspace.artifacts,
-                           "threads": threads},
+                           "threads": threads, "parallelism": parallelism},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=RunConfig(name=name or _run_name(trial), storage_path=str(workspace.scratch_dir / "ray_train")),
     )

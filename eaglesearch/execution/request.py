@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 from eaglesearch.spec import TrialSpec
@@ -25,3 +27,4 @@ class TrialRequest(BaseModel):
     artifacts: str  # root of the stage-artifact store (path or fsspec URL)
     threads: int
     workers: int = 1  # data-parallel workers for this trial (Ray Train TorchTrainer when > 1)
+    parallelism: Literal["ddp", "fsdp"] = "ddp"  # multi-worker trials: a model copy per worker, or a shard

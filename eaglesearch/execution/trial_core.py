@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -42,6 +42,7 @@ from eaglesearch.spec.train import StageSpec
 from eaglesearch.train.artifacts import ArtifactStore
 from eaglesearch.train.distributed import WorldInfo, broadcast_parameters, prepare_model, training_device
 from eaglesearch.train.pretrained import PretrainedComponents
+from eaglesearch.train.fsdp import shard_model
 from eaglesearch.train.stages import StagePipeline, StageRecord
 
 ProgressFn = Callable[[str], None]
@@ -128,8 +129,9 @@ def prepare_tokenizer(trial: TrialSpec, data: PreparedData, workspace: Workspace
     spec = trial.model.tokenizer
     if spec.kind == "world":
         return (pretrained or PretrainedComponents(ArtifactStore(workspace.artifacts))).tokenizer(spec)
-    if spec.kind == "hf":
-        return load_tokenizer(spec, corpus=None, cache_dir=None)
+    if spec.kind == "hf":  # a GGUF tokenizer is cached as an ordinary one (parsing the GGUF file takes seconds)
+        gguf_cache = workspace.tokenizer_dir / _digest({"tok": spec.model_dump(mode="json")}) if spec.gguf_file else None
+        return load_tokenizer(spec, corpus=None, cache_dir=gguf_cache)
     cache = workspace.tokenizer_dir / _digest({"tok": spec.model_dump(mode="json"),
                                                "data": trial.data.model_dump(mode="json")})
 
@@ -198,13 +200,16 @@ def stage_metrics(records: list[StageRecord]) -> dict[str, float]:
 
 def run_trial_core(
     trial: TrialSpec, workspace: Workspace, threads: int, progress: ProgressFn | None = None,
-    world: WorldInfo | None = None,
+    world: WorldInfo | None = None, parallelism: Literal["ddp", "fsdp"] = "ddp", device: torch.device | None = None,
 ) -> TrialOutcome | None:
     """Build, train (every stage, see :mod:`eaglesearch.train.stages`) and evaluate the model ``trial`` describes.
     Deterministic for a fixed seed and thread count.
 
     With ``world`` (one rank of a data-parallel trial, see ``execution/multi_worker.py``) every rank trains its
     shard of each global batch on its device; rank 0 evaluates and returns the outcome, the others return None.
+    ``parallelism`` says how the ranks hold the model: ``ddp`` a full copy each (gradients all-reduced), ``fsdp``
+    a shard each (:mod:`eaglesearch.train.fsdp`; rank 0 evaluates an unsharded copy). ``device`` defaults to
+    :func:`~eaglesearch.train.distributed.training_device`.
     """
     say = progress or (lambda _msg: None)
     main = world is None or world.is_main
@@ -225,9 +230,13 @@ def run_trial_core(
     pretrained = PretrainedComponents(store, say)
     tokenizer = prepare_tokenizer(trial, data, workspace, pretrained)
     datasets = StageDatasets(trial, data, tokenizer, say)
-    device = training_device()
+    device = device or training_device()
+    sharded = parallelism == "fsdp" and world is not None and world.world_size > 1
 
     def place(model: EagleModel) -> EagleModel:
+        if sharded:  # identical on every rank, then sharded (its own mixed precision and checkpointing on GPU)
+            broadcast_parameters(model)
+            return shard_model(model)  # type: ignore[return-value]
         model = prepare_model(model)  # gradient checkpointing on GPU; nothing on CPU
         if world is not None:
             broadcast_parameters(model)
@@ -260,6 +269,7 @@ def run_trial_core(
     metrics.update({
         **stage_metrics(result.stages),
         "train/workers": float(world.world_size if world is not None else 1),
+        "train/fsdp": float(sharded),
         "eval/wall_s": eval_s,
         **cost.as_metrics(),
         **datasets.metrics(),

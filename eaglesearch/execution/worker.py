@@ -67,7 +67,7 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None) -> Tria
             from eaglesearch.execution.multi_worker import run_trial_multi_worker
 
             outcome = run_trial_multi_worker(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads,
-                                             req.workers)
+                                             req.workers, parallelism=req.parallelism)
         else:
             outcome = run_trial_core(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads, progress)
     except Exception as err:  # noqa: BLE001 - every trial error is recorded, the search goes on

@@ -23,6 +23,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AddedToken, AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from eaglesearch.model.pretrained import gguf_arguments, resolve_pretrained
 from eaglesearch.spec import TokenizerSpec
 
 IMAGE_TOKEN = "<image>"
@@ -78,7 +79,10 @@ def load_tokenizer(
 
     ``offline_bpe`` trains on ``corpus()`` (chat-templated texts). With ``cache_dir`` (which must be specific to
     the corpus and the spec) the trained tokenizer is saved there once and loaded on later calls, so ``corpus``
-    is only called when needed. ``hf`` loads ``spec.name_or_path`` (hub id or local folder).
+    is only called when needed. ``hf`` loads ``spec.name_or_path`` (hub id, local folder or ``pkg://`` package
+    folder; its ``gguf_file`` when given). Reading a tokenizer out of a GGUF file parses the whole file (seconds),
+    so with ``cache_dir`` (specific to the spec) it is saved there as an ordinary tokenizer once and loaded from
+    there later.
     """
     if spec.kind == "offline_bpe":
         if cache_dir is not None and (Path(cache_dir) / "tokenizer.json").is_file():
@@ -91,7 +95,12 @@ def load_tokenizer(
             _save_atomically(tokenizer, Path(cache_dir))
         return tokenizer
     assert spec.name_or_path is not None
-    return _load_hf_tokenizer(spec.name_or_path)
+    if cache_dir is not None and (Path(cache_dir) / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(str(cache_dir))
+    tokenizer = _load_hf_tokenizer(spec.name_or_path, spec.gguf_file)
+    if cache_dir is not None:
+        _save_atomically(tokenizer, Path(cache_dir))
+    return tokenizer
 
 
 def _save_atomically(tokenizer: PreTrainedTokenizerFast, cache_dir: Path) -> None:
@@ -107,9 +116,10 @@ def _save_atomically(tokenizer: PreTrainedTokenizerFast, cache_dir: Path) -> Non
                                "tokenizer.json; delete it and retry") from None
 
 
-def _load_hf_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
+def _load_hf_tokenizer(name_or_path: str, gguf_file: str | None = None) -> PreTrainedTokenizerFast:
+    folder = resolve_pretrained(name_or_path, "tokenizer.name_or_path")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(folder, **gguf_arguments(folder, gguf_file, "tokenizer.gguf_file"))
     except OSError as err:
         raise RuntimeError(f"could not load tokenizer '{name_or_path}' ({str(err).splitlines()[0]}); if this "
                            "machine is offline, download it elsewhere and set tokenizer.name_or_path to the local "

@@ -45,7 +45,7 @@ class BenchmarkSplitSpec(SpecModel):
     )
 
 
-TemplateName = Literal["chatml", "plain", "vicuna_v1", "llama3"]
+TemplateName = Literal["chatml", "plain", "vicuna_v1", "llama3", "tokenizer"]
 ProblemAction = Literal["error", "skip"]
 ProblemKind = Literal["malformed", "missing_image", "unreadable_image", "no_answer", "template", "text_only",
                       "too_long", "no_target"]
@@ -96,7 +96,8 @@ class DataSpec(SpecModel):
     image_size: int = Field(default=128, ge=32, description="images are loaded as square uint8 tensors of this side")
     max_length: int = Field(default=256, gt=0)
     template: TemplateName = Field(
-        default="chatml", description="conversation template: chatml, plain (LLaVA pre-training), vicuna_v1, llama3")
+        default="chatml", description="conversation template: chatml, plain (LLaVA pre-training), vicuna_v1, llama3, "
+        "tokenizer (the tokenizer's own chat template)")
     on_problem: OnProblemSpec = Field(
         default_factory=OnProblemSpec, description="error or skip (and count) problem samples; one action for all "
         "kinds, or per kind: {default: error, too_long: skip}")

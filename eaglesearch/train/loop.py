@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec
-from eaglesearch.train import distributed
+from eaglesearch.train import distributed, fsdp
 from eaglesearch.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_checkpoint, save_checkpoint
 from eaglesearch.train.optim import build_optimizer
 from eaglesearch.train.schedule import lr_multiplier
@@ -171,7 +171,9 @@ def train(
     With ``world`` (data-parallel, see :mod:`eaglesearch.train.distributed`): ``data`` yields the *global* batch on
     every rank, each rank trains on its contiguous rows and gradients are summed across ranks so losses and weights
     equal a 1-process run's; only rank 0 writes checkpoints (all ranks read them on resume, so ``checkpoint_dir``
-    must be shared).
+    must be shared). A model sharded with FSDP (:func:`eaglesearch.train.fsdp.shard_model`) trains the same way:
+    its gradients are summed by FSDP's reduce-scatter, clipped by their global norm, and every rank joins the
+    checkpoint (the full state is gathered to rank 0, which writes it).
 
     ``data`` always yields the global batch (``spec.batch_size`` rows). With ``spec.micro_batch_size`` smaller than
     a worker's share, the share is run in micro-batches whose gradients accumulate before the optimizer step; loss
@@ -189,6 +191,7 @@ def train(
     plain = world is None and (spec.micro_batch_size is None or spec.micro_batch_size >= spec.batch_size) and \
         not distributed.on_cuda(model)
     params = [p for p in model.parameters() if p.requires_grad]
+    sharded = fsdp.is_sharded(model)
     stats = TrainStats(steps=spec.steps)
     first, every, path = 0, 0, None
     if checkpoint_dir is not None:
@@ -216,19 +219,23 @@ def train(
             shown = distributed.accumulate_gradients(model, batch, world, spec.micro_batch_size)
             if not torch.isfinite(shown):
                 raise FloatingPointError(f"loss became {shown.item()} at step {step}; lower lr or check the data")
-            if world is not None:
+            if world is not None and not sharded:
                 distributed.all_reduce_gradients(params, world)
-        torch.nn.utils.clip_grad_norm_(params, spec.grad_clip)
+        if sharded:
+            fsdp.clip_grad_norm_(params, spec.grad_clip)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, spec.grad_clip)
         optimizer.step()
         scheduler.step()
         value = shown.item()
         stats.losses.append(value)
         stats.samples += batch["input_ids"].shape[0]
-        if every and ((step + 1) % every == 0 or step == spec.steps - 1) and (world is None or world.is_main):
+        main = world is None or world.is_main
+        if every and ((step + 1) % every == 0 or step == spec.steps - 1) and (main or sharded):
             stats.wall_s = wall_before + time.perf_counter() - start
             save_checkpoint(path, step=step + 1, model=model, optimizer=optimizer,  # type: ignore[arg-type]
                             scheduler=scheduler, data_state=data.position if isinstance(data, BatchStream) else None,
-                            losses=stats.losses,
+                            losses=stats.losses, is_main=main,
                             meta={"train": _computed(spec), "samples": stats.samples, "wall_s": stats.wall_s})
         if on_log is not None and (step % spec.log_every == 0 or step == spec.steps - 1):
             on_log(step, value)

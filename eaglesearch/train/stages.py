@@ -19,6 +19,10 @@ shared by every trial that may build it; ``<scratch>/trials/<trial key>/<stage>`
 that finished writes ``done.pt`` (the weights it trained, and the RNG state), so a trial killed in stage 3 restores
 stages 1-2 from their results and resumes stage 3 from its last checkpoint: the final weights equal an
 uninterrupted run's.
+
+Sharded models (FSDP, :mod:`eaglesearch.train.fsdp`): every rank joins the gathering of a stage's full state,
+rank 0 writes the artifact or ``done.pt`` from it, and after the last stage rank 0 gets an unsharded copy of the
+model (built afresh, the gathered state loaded) for evaluation.
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ from eaglesearch.model import EagleModel, build_eagle
 from eaglesearch.model.build import part_seed
 from eaglesearch.spec import ExpertSpec, ModelSpec, TrialSpec
 from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec
-from eaglesearch.train import distributed
+from eaglesearch.train import distributed, fsdp
 from eaglesearch.train.artifacts import ArtifactStore, WaitState, artifact_key
-from eaglesearch.train.checkpoint import rng_state, save_atomic, set_rng_state, trained_state
+from eaglesearch.train.checkpoint import gathered_trained_state, rng_state, save_atomic, set_rng_state
 from eaglesearch.train.loop import batches, train
 from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.trainable import apply_trainable
@@ -178,6 +182,8 @@ class StagePipeline:
         model = self.on_model(model.to(self.device))
         for stage in self.trial.train.joint_stages:
             self._joint(model, stage)
+        if fsdp.is_sharded(model):
+            model = self._unsharded(model)
         return PipelineResult(model=model, stages=self._component_records() + self.records)
 
     def _component_records(self) -> list[StageRecord]:
@@ -188,6 +194,16 @@ class StagePipeline:
                             loss_final=c.losses[-1][1] if c.losses else None, wall_s=c.wall_s,
                             trainable_label=f"{c.kind} ({c.source})")
                 for c in self.pretrained.records.values()]
+
+    def _unsharded(self, model: EagleModel) -> EagleModel:
+        """Rank 0: a plain copy of the sharded ``model`` on this device (other ranks: ``model`` itself)."""
+        state = fsdp.full_state(model)  # collective
+        if not self.main:
+            return model
+        del model
+        plain = build_eagle(self.trial.model, self.tokenizer, seed=self.trial.seed)
+        plain.load_state_dict(state)
+        return plain.to(self.device)
 
     # ---------------------------------------------------------------------------------- per-expert stages
 
@@ -267,10 +283,10 @@ class StagePipeline:
         model = self.on_model(model.to(self.device))
         record = self._train(model, spec, stage, self.scratch / "stages" / f"{PREALIGNED}-{key}",
                                      expert=expert.name, key=key)
+        state = fsdp.full_state(model) if fsdp.is_sharded(model) else _unwrap(model).state_dict()  # collective
         if out is not None:
-            inner = _unwrap(model)
-            torch.save(_cpu(inner.experts[expert.name].state_dict()), out / EXPERT_FILE)
-            torch.save(_cpu(inner.projector.state_dict()), out / PROJECTOR_FILE)
+            torch.save(_part(state, f"experts.{expert.name}."), out / EXPERT_FILE)
+            torch.save(_part(state, "projector."), out / PROJECTOR_FILE)
             (out / RECORD_FILE).write_text(json.dumps({"record": record.to_json(), "stage": stage_fields(stage)},
                                                       indent=1) + "\n")
         if self.main:
@@ -284,15 +300,19 @@ class StagePipeline:
         done = folder / DONE_FILE
         if done.is_file():  # finished before this process started: restore its result, skip the work
             saved = torch.load(done, map_location="cpu", weights_only=True)
-            _unwrap(model).load_state_dict(saved["model"], strict=False)
+            if fsdp.is_sharded(model):
+                fsdp.load_full_state(model, saved["model"])
+            else:
+                _unwrap(model).load_state_dict(saved["model"], strict=False)
             set_rng_state(saved["rng"])
             record = StageRecord.from_json(json.loads(saved["record"]))
             self.records.append(record)
             self.say(f"stage {self.index[stage.name]}/{self.count} {stage.name}: restored (finished earlier)")
             return
         record = self._train(model, self.trial.model, stage, folder, expert=None, key=None)
+        trained = gathered_trained_state(_unwrap(model))  # collective for a sharded model
         if self.main:
-            save_atomic(done, {"model": _cpu(trained_state(_unwrap(model))), "rng": rng_state(),
+            save_atomic(done, {"model": _cpu(trained), "rng": rng_state(),
                                 "record": json.dumps(record.to_json())})
             (folder / "last.pt").unlink(missing_ok=True)
         if self.world is not None and self.world.world_size > 1:
@@ -339,3 +359,8 @@ def _unwrap(model: Any) -> EagleModel:
 
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in state.items()}
+
+
+def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of a model's state under ``prefix`` (``experts.clip.``), keyed relative to it, on the CPU."""
+    return _cpu({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
