@@ -54,18 +54,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import yaml  # noqa: E402
+import yaml
+from common import Trial, compare_objective, compare_task, fmt, load_trial
 
-from eaglesearch.evaluate.items import ScoredItem  # noqa: E402
-from eaglesearch.evaluate.metrics import Metric, get_metric  # noqa: E402
-from eaglesearch.evaluate.predictions import PREDICTIONS, by_benchmark, read_predictions  # noqa: E402
-from eaglesearch.evaluate.run import objective_group  # noqa: E402
-from eaglesearch.evaluate.uncertainty import PairedComparison, paired_aggregate, paired_bootstrap  # noqa: E402
-from eaglesearch.execution.controller import run_search  # noqa: E402
-from eaglesearch.model.validate import load_checked_search  # noqa: E402
-from eaglesearch.spec import EvalSpec  # noqa: E402
-from eaglesearch.spec.load import deep_merge  # noqa: E402
-from eaglesearch.tracking import TrackingStore  # noqa: E402
+from eaglesearch.evaluate.uncertainty import PairedComparison
+from eaglesearch.execution.controller import run_search
+from eaglesearch.model.validate import load_checked_search
+from eaglesearch.spec import EvalSpec
+from eaglesearch.spec.load import deep_merge
+from eaglesearch.tracking import TrackingStore
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTROL = "color_solo"
@@ -95,16 +92,6 @@ PLANTED: dict[str, Planted] = {
 
 
 @dataclass(frozen=True)
-class Trial:
-    label: str
-    objective: float
-    scores: dict[str, float]  # benchmark -> primary score
-    items: dict[str, list[ScoredItem]]  # benchmark -> scored items (persisted predictions)
-    metrics: dict[str, Metric]
-    eval: EvalSpec
-
-
-@dataclass(frozen=True)
 class SeedResult:
     seed: int
     ranking: list[Trial]  # best first
@@ -116,11 +103,6 @@ class SeedResult:
     order_margins: list[tuple[str, str, PairedComparison]]
     chance: dict[str, float]  # benchmark -> share of the most frequent reference answer
     wall_s: float
-
-
-def fmt(c: PairedComparison) -> str:
-    return (f"{c.delta:+.3f} [95% CI {c.low:+.3f}, {c.high:+.3f}] (paired bootstrap over {c.n_units} items, "
-            f"p={c.p_value:.3f})")
 
 
 # ------------------------------------------------------------------------------------------ running searches
@@ -143,30 +125,6 @@ def seeded_space(space: Path, seed: int, out: Path, args: argparse.Namespace) ->
     path = out / f"{data['name']}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def load_trial(store: TrackingStore, row: dict[str, object], objective: str, eval_spec: EvalSpec,
-               tmp: Path) -> Trial:
-    """A finished trial's scores and persisted predictions (a cached trial's live with the run it copies)."""
-    source = row.get("cached_from")
-    run_id = source if isinstance(source, str) and source else str(row["run_id"])
-    records = read_predictions(Path(store.download_artifact(run_id, PREDICTIONS, tmp / run_id)))
-    grouped = by_benchmark(records)
-    return Trial(label=str(row["label"]), objective=float(row[objective]),  # type: ignore[arg-type]
-                 scores={b: float(row[f"score/{b}"]) for b in grouped},  # type: ignore[arg-type]
-                 items={b: [r.scored for r in recs] for b, recs in grouped.items()},
-                 metrics={b: get_metric(recs[0].metric) for b, recs in grouped.items()}, eval=eval_spec)
-
-
-def compare_objective(a: Trial, b: Trial) -> PairedComparison:
-    group = objective_group(a.eval, list(a.items))
-    return paired_aggregate(a.items, b.items, a.metrics, group, n_resamples=a.eval.bootstrap_resamples,
-                            confidence=a.eval.confidence, seed=0)
-
-
-def compare_task(a: Trial, b: Trial, benchmark: str) -> PairedComparison:
-    return paired_bootstrap(a.items[benchmark], b.items[benchmark], a.metrics[benchmark],
-                            n_resamples=a.eval.bootstrap_resamples, confidence=a.eval.confidence, seed=0)
 
 
 def run_seed(space: Path, planted: Planted, seed: int, root: Path, args: argparse.Namespace) -> SeedResult:
