@@ -19,6 +19,9 @@ from eaglesearch.execution.tune_entry import run_tune_trial
 from eaglesearch.spec import ResourcesSpec
 
 COMPLETE_MARKER = "eaglesearch_complete"
+INTERRUPTED_MARKER = "eaglesearch_interrupted"
+"""Written when Ctrl-C stopped the experiment: its parent run is KILLED, so the next invocation records under a new
+parent and must not restore this experiment (its searcher would keep writing to the killed parent)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ def run_with_ray(
 ) -> RayRunInfo:
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ctrl-C must reach us as KeyboardInterrupt: Tune's own handler would end fit() as if the search had finished.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     from ray import tune
 
     _init_ray(address, dispatcher.context.tracking_uri)
@@ -68,7 +73,8 @@ def run_with_ray(
     trainable = tune.with_resources(run_tune_trial, request)
 
     resumed = False
-    if path.exists() and not (path / COMPLETE_MARKER).exists() and tune.Tuner.can_restore(str(path)):
+    closed = (path / COMPLETE_MARKER).exists() or (path / INTERRUPTED_MARKER).exists()
+    if path.exists() and not closed and tune.Tuner.can_restore(str(path)):
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
         resumed = True
     else:
@@ -91,7 +97,15 @@ def run_with_ray(
                 verbose=0,
             ),
         )
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    except KeyboardInterrupt:
+        import ray
+
+        path.mkdir(parents=True, exist_ok=True)
+        (path / INTERRUPTED_MARKER).write_text("interrupted\n")
+        ray.shutdown()  # stop the trials now, before the caller marks their runs KILLED
+        raise
     return RayRunInfo(resumed=resumed, experiment_path=path, errors=grid.num_errors)
 
 
