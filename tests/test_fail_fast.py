@@ -1,0 +1,93 @@
+"""A tracking store that cannot be used stops ``eaglesearch run`` at once: one message saying what is wrong and what
+to set, exit code 2, and nothing started (no workspace, no database, no Ray, no trial).
+
+Speed is bounded only by the subprocess timeout (the run used to hang for minutes on an unreachable server)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+from eaglesearch.tracking.uri import StoreUnavailable, probe_store
+from tests.e2e_helpers import cli, make_project
+
+SPACE = """\
+name: fail-fast
+recipe: experiments/tiny_test.yaml
+strategy:
+  kind: grid
+  factors:
+    experts: [[{name: clip, resolution: 64}]]
+"""
+TIMEOUT_S = 30  # generous for a 2-core CI box; the probe itself gives up after 5 s
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_with_store(root: Path, uri: str):
+    make_project(root, {"s": SPACE})
+    return cli(root, "run", "search_spaces/s.yaml", "--tracking-uri", uri, "--quiet", timeout=TIMEOUT_S)
+
+
+def assert_failed_fast(root: Path, proc, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    message = proc.stderr.strip()
+    assert "Traceback" not in message
+    assert message.startswith("MLflow tracking store ") and "cannot be used" in message, message
+    assert "set --tracking-uri" in message or "--tracking-uri sqlite:///" in message, message
+    for needle in needles:
+        assert needle in message, message
+    assert len(message.splitlines()) == 1, message  # one message, not a log
+    assert not (root / ".eaglesearch").exists()  # no workspace, so no Ray experiment and no trial
+    assert not (root / "mlflow.db").exists()
+
+
+def test_unreachable_server(tmp_path: Path) -> None:
+    uri = f"http://127.0.0.1:{free_port()}"
+    proc = run_with_store(tmp_path, uri)
+    assert_failed_fast(tmp_path, proc, uri, "nothing answers at that address")
+
+
+def test_unknown_scheme(tmp_path: Path) -> None:
+    proc = run_with_store(tmp_path, "mlfow://typo:5000")
+    assert_failed_fast(tmp_path, proc, "'mlfow://' is not a tracking store MLflow knows")
+
+
+def test_sqlite_below_a_file(tmp_path: Path) -> None:
+    """The folder of the database is a file: nothing can be created there, whoever runs it."""
+    (tmp_path / "occupied").write_text("a file, not a folder\n")
+    proc = run_with_store(tmp_path, f"sqlite:///{tmp_path}/occupied/db/mlflow.db")
+    assert_failed_fast(tmp_path, proc, f"{tmp_path / 'occupied'} is not a folder")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_sqlite_in_a_read_only_folder(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        proc = run_with_store(tmp_path, f"sqlite:///{locked}/mlflow.db")
+    finally:
+        locked.chmod(stat.S_IRWXU)
+    assert_failed_fast(tmp_path, proc, f"cannot write in {locked}")
+
+
+def test_probe_accepts_usable_stores_and_creates_nothing(tmp_path: Path) -> None:
+    probe_store(f"sqlite:///{tmp_path}/new/folder/mlflow.db")  # will be created by the run, not by the probe
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "mlflow.db"
+    existing.write_bytes(b"")
+    probe_store(f"sqlite:///{existing}")
+    probe_store("sqlite://")  # in memory
+    for uri in (str(tmp_path / "mlruns"), f"file://{tmp_path}/mlruns"):
+        with pytest.raises(StoreUnavailable, match="file store"):
+            probe_store(uri)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
