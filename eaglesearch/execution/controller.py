@@ -19,7 +19,7 @@ from eaglesearch.report import ReportPaths, write_report
 from eaglesearch.search import RoundDecision, make_strategy
 from eaglesearch.spec import LoadedSearch
 from eaglesearch.tracking import TrackingStore, absolute_uri
-from eaglesearch.tracking.uri import probe_store
+from eaglesearch.tracking.uri import create_store_once, probe_store
 
 Executor = Literal["ray", "inline"]
 
@@ -60,6 +60,7 @@ def run_search(
 
         prepare_cluster(address)
     workspace = Workspace.at(workdir, artifacts)
+    create_store_once(uri)  # searches started together on a new sqlite file must not both create its schema
     store = TrackingStore(uri)
     experiment_id = store.ensure_experiment(space.name)
     tune_name = f"{space.name}-{loaded.fingerprint}"

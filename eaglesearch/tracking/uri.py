@@ -131,3 +131,26 @@ def _probe_sqlite(uri: str, db: Path) -> None:
             pass
     except OSError as err:
         raise StoreUnavailable(uri, f"cannot write in {folder} ({err.strerror or err})", fix) from None
+
+
+def create_store_once(uri: str) -> None:
+    """Create (or migrate) a sqlite store's schema while holding an exclusive lock beside the file.
+
+    Why: two searches started at once on a new database both run MLflow's schema creation and one of them dies in
+    alembic ("expected to match one row when updating ... alembic_version"). Under the lock the first creates the
+    tables and the second finds them. Other stores are created by their server or administrator: nothing to do.
+    """
+    db = sqlite_path(absolute_uri(uri))
+    if db is None:
+        return
+    import fcntl
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.parent / f".{db.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(tracking_uri=absolute_uri(uri)).search_experiments(max_results=1)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
