@@ -5,14 +5,19 @@ Speed is bounded only by the subprocess timeout (the run used to hang for minute
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import socket
 import stat
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from eaglesearch.tracking.uri import StoreUnavailable, probe_store
+from eaglesearch.tracking.uri import PROBE_TIMEOUT_S, StoreUnavailable, probe_store
 from tests.e2e_helpers import cli, make_project
 
 SPACE = """\
@@ -91,3 +96,53 @@ def test_probe_accepts_usable_stores_and_creates_nothing(tmp_path: Path) -> None
         with pytest.raises(StoreUnavailable, match="file store"):
             probe_store(uri)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Answers what MLflow's experiment search expects, or (``hang``) never answers."""
+
+    hang = threading.Event()
+
+    def do_GET(self) -> None:  # the http.server API names
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        if self.hang.is_set():
+            time.sleep(PROBE_TIMEOUT_S + 3)
+            return
+        body = json.dumps({"experiments": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        _Handler.hang.clear()
+        server.shutdown()
+
+
+def test_probe_of_a_server_that_answers_and_of_one_that_hangs(fake_server: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
+    probe_store(fake_server)
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "7"  # the user's settings are back after the probe
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
+    _Handler.hang.set()
+    with pytest.raises(StoreUnavailable, match=f"no answer within {PROBE_TIMEOUT_S} s"):
+        probe_store(fake_server)
