@@ -47,7 +47,7 @@ def assert_failed_fast(root: Path, proc, *needles: str) -> None:
     message = proc.stderr.strip()
     assert "Traceback" not in message
     assert message.startswith("MLflow tracking store ") and "cannot be used" in message, message
-    assert "set --tracking-uri" in message or "--tracking-uri sqlite:///" in message, message
+    assert "set --tracking-uri (or MLFLOW_TRACKING_URI)" in message, message
     for needle in needles:
         assert needle in message, message
     assert len(message.splitlines()) == 1, message  # one message, not a log
@@ -92,6 +92,10 @@ def test_probe_accepts_usable_stores_and_creates_nothing(tmp_path: Path) -> None
     existing.write_bytes(b"")
     probe_store(f"sqlite:///{existing}")
     probe_store("sqlite://")  # in memory
+    (tmp_path / "notes.db").write_text("some notes, not a database\n")
+    with pytest.raises(StoreUnavailable, match="notes.db is not a SQLite database"):
+        probe_store(f"sqlite:///{tmp_path}/notes.db")
+    (tmp_path / "notes.db").unlink()
     for uri in (str(tmp_path / "mlruns"), f"file://{tmp_path}/mlruns"):
         with pytest.raises(StoreUnavailable, match="file store"):
             probe_store(uri)

@@ -49,6 +49,7 @@ def sqlite_path(uri: str) -> Path | None:
 # ---------------------------------------------------------------- probing a store before anything starts
 
 PROBE_TIMEOUT_S = 5
+_SQLITE_HEADER = b"SQLite format 3\x00"
 _HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(PROBE_TIMEOUT_S)}
 _FIX = ("set --tracking-uri (or MLFLOW_TRACKING_URI) to a store that works: sqlite:////absolute/path/mlflow.db "
         "for one machine, http://host:port of a running `mlflow server` for a cluster")
@@ -115,12 +116,21 @@ def _describe(err: Exception, scheme: str) -> str:
 
 def _probe_sqlite(uri: str, db: Path) -> None:
     """The database file is writable, or its folder (the nearest existing one) lets us create it; creates nothing."""
-    fix = f"choose a writable folder, e.g. --tracking-uri sqlite:///{Path.cwd() / DB_NAME}"
+    fix = (f"set --tracking-uri (or MLFLOW_TRACKING_URI) to a file in a writable folder, e.g. "
+           f"sqlite:///{Path.cwd() / DB_NAME}")
     if db.exists():
         if not db.is_file():
             raise StoreUnavailable(uri, f"{db} is not a file", fix)
         if not os.access(db, os.R_OK | os.W_OK):
             raise StoreUnavailable(uri, f"the database file {db} is not writable", fix)
+        try:
+            with open(db, "rb") as handle:
+                header = handle.read(len(_SQLITE_HEADER))
+        except OSError as err:
+            raise StoreUnavailable(uri, f"the database file {db} cannot be read ({err.strerror or err})", fix) \
+                from None
+        if header and header != _SQLITE_HEADER:
+            raise StoreUnavailable(uri, f"{db} is not a SQLite database", fix)
     folder = db.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
