@@ -25,6 +25,10 @@ _AUTH_FIX = (f"set {TOKEN_ENV} to the cluster's token (shown on the head node by
              f"in ~/.ray/auth_token or in a file named by {TOKEN_PATH_ENV}")
 
 
+class _NeverRaised(Exception):
+    """Stands in for ``ray.exceptions.AuthenticationError`` on a Ray that does not have it."""
+
+
 class ClusterUnavailable(RuntimeError):
     """The Ray cluster at ``--address`` cannot be joined; the message says what is wrong and what to set."""
 
@@ -78,29 +82,34 @@ def prepare_cluster(address: str) -> None:
 def _enable_token_mode() -> None:
     """``RAY_AUTH_MODE=token`` for this process and every process it starts (what Ray itself does for a local
     cluster it finds on its own)."""
-    from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
-
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray from before token authentication: nothing to switch on
+        return
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def _check_gcs(address: str, source: str | None) -> None:
+    import ray.exceptions
     from ray._raylet import GcsClient
-    from ray.exceptions import AuthenticationError
 
+    # A Ray from before token authentication has no such error: nothing can be rejected for want of a token.
+    auth_error: type[Exception] = getattr(ray.exceptions, "AuthenticationError", _NeverRaised)
     try:
         GcsClient(address=address).internal_kv_get(b"eaglesearch-probe", namespace=None,
                                                    timeout=CONNECT_TIMEOUT_S)
-    except AuthenticationError:
+    except auth_error:
+        mode = os.environ.get(AUTH_MODE_ENV)
         if source is None:
-            problem = "it requires token authentication and no token was found"
-        elif os.environ.get(AUTH_MODE_ENV, "").lower() != "token":
-            problem = f"it requires token authentication but {AUTH_MODE_ENV}={os.environ.get(AUTH_MODE_ENV)}"
-            raise ClusterUnavailable(f"the Ray cluster at {address} rejected this process: {problem}; "
-                                     f"unset {AUTH_MODE_ENV} or set it to 'token'") from None
+            problem, fix = "it requires token authentication and no token was found", _AUTH_FIX
+        elif (mode or "").lower() != "token":
+            problem = f"it requires token authentication but {AUTH_MODE_ENV}={mode}"
+            fix = f"unset {AUTH_MODE_ENV} or set it to 'token'"
         else:
-            problem = f"it rejected the token from {source}"
-        raise ClusterUnavailable(f"the Ray cluster at {address} rejected this process: {problem}; {_AUTH_FIX}") \
-            from None
+            problem, fix = f"it rejected the token from {source}", _AUTH_FIX
+        raise ClusterUnavailable(f"the Ray cluster at {address} rejected this process: {problem}; {fix}") from None
     except Exception as err:  # noqa: BLE001 - the GCS client raises several RPC error types
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
         raise ClusterUnavailable(f"the Ray cluster at {address} did not answer ({first}); check that the address "
