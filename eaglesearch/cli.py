@@ -211,13 +211,32 @@ def run(
     if executor not in ("ray", "inline"):
         err.print(f"[red]--executor must be 'ray' or 'inline', not '{executor}'[/red]")
         raise typer.Exit(2)
+    from eaglesearch.execution.cluster import ClusterUnavailable, prepare_cluster
+    from eaglesearch.tracking.uri import StoreUnavailable, probe_store
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    try:  # before validation imports torch: an unusable store or cluster fails in seconds
+        probe_store(_uri(tracking_uri))
+        if executor == "ray" and address:
+            prepare_cluster(address)
+    except (StoreUnavailable, ClusterUnavailable) as e:
+        err.print(str(e), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     loaded = _load(path, check_paths=not no_check_paths)
     _refuse_unfit(loaded, gpu_memory_gb)
-    from eaglesearch.execution.controller import run_search
+    from eaglesearch.execution.controller import SearchInterrupted, run_search
 
-    outcome = run_search(loaded, tracking_uri=_uri(tracking_uri), workdir=workdir, artifacts=artifacts,
-                         reports_dir=reports, executor=executor, address=address or os.environ.get("RAY_ADDRESS"),  # type: ignore[arg-type]
-                         show_progress=not quiet)
+    try:
+        outcome = run_search(loaded, tracking_uri=_uri(tracking_uri), workdir=workdir, artifacts=artifacts,
+                             reports_dir=reports, executor=executor, address=address,  # type: ignore[arg-type]
+                             show_progress=not quiet)
+    except (StoreUnavailable, ClusterUnavailable) as e:
+        err.print(str(e), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except SearchInterrupted as e:
+        err.print(f"{e}; run the same command again to continue (finished trials are served from the record)",
+                  style="yellow", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     for d in outcome.decisions:
         chosen = f"+{d.added}" if d.added else (d.chosen_label or "–")
         value = f"{d.objective:.4f}" if d.objective is not None else "–"

@@ -33,6 +33,7 @@ from eaglesearch.spec import (  # noqa: E402
 from eaglesearch.spec.train import StageSpec  # noqa: E402
 from eaglesearch.train.checkpoint import (  # noqa: E402
     CHECKPOINT_NAME,
+    CheckpointCorrupt,
     CheckpointError,
     load_checkpoint,
     trained_state,
@@ -195,16 +196,21 @@ def test_stage_in_epochs_must_be_resolved(tokenizer, dataset) -> None:
     assert by_epochs.with_steps(by_epochs.total_steps(len(dataset))).steps == 2
 
 
-def test_corrupt_checkpoint_names_the_file(tmp_path: Path, tokenizer, dataset) -> None:
+def test_corrupt_checkpoint_names_the_file(tmp_path: Path) -> None:
+    """A damaged file is reported as such (training skips it, see tests/test_faults.py); another format is not."""
     path = tmp_path / CHECKPOINT_NAME
     assert load_checkpoint(path) is None
     path.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="unreadable") as err:
-        run(tokenizer, dataset, tmp_path)
-    assert str(path) in str(err.value) and "delete it to start over" in str(err.value)
-    torch.save({"something": "else"}, path)
-    with pytest.raises(CheckpointError, match="not an eaglesearch training checkpoint"):
+    with pytest.raises(CheckpointCorrupt, match="unreadable") as err:
         load_checkpoint(path)
+    assert str(path) in str(err.value)
+    torch.save({"something": "else"}, path)
+    with pytest.raises(CheckpointCorrupt, match="not an eaglesearch training checkpoint"):
+        load_checkpoint(path)
+    torch.save({"format_version": 1}, path)
+    with pytest.raises(CheckpointError, match="format version 1.*delete it to start over") as other:
+        load_checkpoint(path)
+    assert not isinstance(other.value, CheckpointCorrupt)
 
 
 def test_frozen_weights_are_rebuilt_not_stored(tokenizer) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -17,8 +19,17 @@ from eaglesearch.report import ReportPaths, write_report
 from eaglesearch.search import Proposal, RoundDecision, make_strategy
 from eaglesearch.spec import LoadedSearch
 from eaglesearch.tracking import TrackingStore, absolute_uri
+from eaglesearch.tracking.uri import create_store_once, probe_store
 
 Executor = Literal["ray", "inline"]
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped the search; its parent run and the trials it was running are marked KILLED."""
+
+    def __init__(self, parent_id: str) -> None:
+        super().__init__(f"interrupted; MLflow parent run {parent_id} is marked KILLED")
+        self.parent_id = parent_id
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,13 @@ def run_search(
 ) -> SearchOutcome:
     space = loaded.space
     uri = absolute_uri(tracking_uri)
+    probe_store(uri)  # an unusable store fails here, in seconds, before Ray or any trial starts
+    if executor == "ray" and address:
+        from eaglesearch.execution.cluster import prepare_cluster
+
+        prepare_cluster(address)
     workspace = Workspace.at(workdir, artifacts)
+    create_store_once(uri)  # searches started together on a new sqlite file must not both create its schema
     store = TrackingStore(uri)
     experiment_id = store.ensure_experiment(space.name)
     tune_name = f"{space.name}-{loaded.fingerprint}"
@@ -75,6 +92,9 @@ def run_search(
 
             info = run_with_ray(dispatcher, space.resources, tune_name, workspace.ray_dir, address)
             resumed = resumed or info.resumed
+    except KeyboardInterrupt:
+        _mark_interrupted(store, parent_id)
+        raise SearchInterrupted(parent_id) from None
     finally:
         if progress is not None:
             progress.__exit__(None, None, None)
@@ -94,3 +114,20 @@ def run_search(
     return SearchOutcome(parent_id=parent_id, resumed=resumed, complete=complete,
                          decisions=final.strategy.decisions(), report=report,
                          pareto=pareto_front() if pareto_front is not None else [])
+
+
+def _mark_interrupted(store: TrackingStore, parent_id: str) -> None:
+    """Ctrl-C: the parent and its trials still RUNNING become KILLED, so the record says the search stopped (the
+    next invocation opens a new parent and serves every finished trial from the record). A second Ctrl-C while
+    this is written is ignored: a half-written mark would leave the parent RUNNING."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        runs = store.trial_runs(parent_id)
+        if not runs.empty:
+            for run_id in runs.loc[runs["status"] == "RUNNING", "run_id"]:
+                store.close_parent(str(run_id), "KILLED")
+        store.close_parent(parent_id, "KILLED")
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)

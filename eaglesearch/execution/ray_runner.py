@@ -1,8 +1,12 @@
 """Run a search on Ray Tune: resources per trial, a concurrency limit, retries, and resume after interruption.
 
-The experiment lives at ``<workdir>/ray/<search>-<fingerprint>``. If that folder holds an interrupted run of the
-same search (same fingerprint), ``Tuner.restore`` continues it; a completed one is replaced by a fresh experiment
-whose trials are all answered from the record.
+The experiment lives at ``<workdir>/ray/<search>-<fingerprint>``. If that folder holds a run of the same search
+(same fingerprint) whose process died, ``Tuner.restore`` continues it; a completed one, or one stopped by Ctrl-C
+(its parent run is then KILLED), is replaced by a fresh experiment whose finished trials are answered from the
+record.
+
+Ctrl-C reaches the driver as ``KeyboardInterrupt`` (Tune's own SIGINT handler is turned off: it would end ``fit()``
+as if the search had finished, and the caller could not tell the parent run was interrupted).
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from eaglesearch.execution.tune_entry import run_tune_trial
 from eaglesearch.spec import ResourcesSpec
 
 COMPLETE_MARKER = "eaglesearch_complete"
+INTERRUPTED_MARKER = "eaglesearch_interrupted"
+"""Written when Ctrl-C stopped the experiment: its parent run is KILLED, so the next invocation records under a new
+parent and must not restore this experiment (its searcher would keep writing to the killed parent)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,28 @@ def run_with_ray(
 ) -> RayRunInfo:
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    path = storage / tune_name
+    try:
+        return _run(dispatcher, resources, tune_name, storage, address)
+    except KeyboardInterrupt:
+        _abandon(path)
+        raise
+
+
+def _abandon(path: Path) -> None:
+    """After Ctrl-C (at any point: joining the cluster, restoring, running): stop the trials now, before the caller
+    marks their runs KILLED, and make sure the next invocation does not restore this experiment."""
+    import ray
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / INTERRUPTED_MARKER).write_text("interrupted\n")
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def _run(dispatcher: Dispatcher, resources: ResourcesSpec, tune_name: str, storage: Path,
+         address: str | None) -> RayRunInfo:
     from ray import tune
 
     _init_ray(address, dispatcher.context.tracking_uri)
@@ -68,7 +97,8 @@ def run_with_ray(
     trainable = tune.with_resources(run_tune_trial, request)
 
     resumed = False
-    if path.exists() and not (path / COMPLETE_MARKER).exists() and tune.Tuner.can_restore(str(path)):
+    closed = (path / COMPLETE_MARKER).exists() or (path / INTERRUPTED_MARKER).exists()
+    if path.exists() and not closed and tune.Tuner.can_restore(str(path)):
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
         resumed = True
     else:

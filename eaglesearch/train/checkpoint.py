@@ -1,7 +1,10 @@
 """In-trial checkpoints: everything a training stage needs to continue bit-identically after its process died.
 
 One file per stage (``last.pt``), replaced atomically (temp file in the same folder, then ``os.replace``), so a kill
-at any moment leaves either the previous checkpoint or the new one, never a torn file. It holds
+at any moment leaves either the previous checkpoint or the new one, never a torn file. The checkpoint it replaces is
+kept as ``prev.pt``: a file damaged later (a full disk, a bad copy, bit rot) is caught by the SHA-256 digest of its
+contents stored inside it (``torch.load`` itself does not notice flipped bytes in tensor data), and
+:func:`load_latest` then falls back to ``prev.pt`` or, failing that, to the start of the stage. It holds
 
 * the weights that training changes: every parameter with ``requires_grad`` and every persistent buffer. Frozen
   parameters are *not* saved: they are rebuilt bit-identically from the spec and seed (pretrained or seeded random
@@ -10,7 +13,7 @@ at any moment leaves either the previous checkpoint or the new one, never a torn
 * optimizer and LR-scheduler state;
 * the process RNG states: torch CPU (and CUDA when available), Python ``random``, numpy;
 * the data position ``(epoch, batches consumed in that epoch)`` of a :class:`~eaglesearch.train.loop.BatchStream`;
-* the losses so far, ``meta`` (a small JSON-like dict the caller owns) and a format version.
+* the losses so far, ``meta`` (a small JSON-like dict the caller owns), a format version and the digest.
 
 Files are read with ``torch.load(weights_only=True)``: nothing but tensors and plain containers is unpickled.
 
@@ -22,10 +25,12 @@ optimizer state has, so a checkpoint is resumed by the same kind of run that wro
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import random
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,13 +41,22 @@ from torch import nn
 
 from eaglesearch.train import fsdp
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CHECKPOINT_NAME = "last.pt"
-_REQUIRED = ("format_version", "step", "model", "optimizer", "scheduler", "rng", "data_state", "losses", "meta")
+PREVIOUS_NAME = "prev.pt"
+_CONTENT = ("step", "model", "optimizer", "scheduler", "rng", "data_state", "losses", "meta")
+_REQUIRED = ("format_version", "digest", *_CONTENT)
+
+logger = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be used: unreadable, another format version, or written for another model."""
+
+
+class CheckpointCorrupt(CheckpointError):
+    """A damaged checkpoint (unreadable, truncated, digest mismatch, inconsistent): skipped with a warning for the
+    previous one or the start of the stage, because nothing the user chose is wrong and training can go on."""
 
 
 @dataclass
@@ -60,6 +74,9 @@ class Checkpoint:
 
     def fail(self, problem: str) -> CheckpointError:
         return CheckpointError(f"checkpoint {self.path} {problem}; delete it to start over")
+
+    def corrupt(self, problem: str) -> CheckpointCorrupt:
+        return CheckpointCorrupt(f"checkpoint {self.path} {problem}")
 
 
 def trained_state(model: nn.Module, state: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
@@ -115,7 +132,8 @@ def save_checkpoint(
     meta: Mapping[str, Any] | None = None,
     is_main: bool = True,
 ) -> None:
-    """Write the checkpoint after ``step`` completed steps to ``path`` atomically (the RNG states are read now).
+    """Write the checkpoint after ``step`` completed steps to ``path`` atomically (the RNG states are read now); the
+    checkpoint it replaces becomes ``prev.pt`` beside it.
 
     For a sharded model every rank calls this (the state is gathered) and only the one with ``is_main`` writes."""
     sharded = fsdp.is_sharded(model)
@@ -123,8 +141,7 @@ def save_checkpoint(
     optimizer_state = fsdp.full_optimizer_state(model, optimizer) if sharded else optimizer.state_dict()
     if not is_main:
         return
-    payload = {
-        "format_version": FORMAT_VERSION,
+    payload: dict[str, Any] = {
         "step": int(step),
         "model": model_state,
         "optimizer": optimizer_state,
@@ -134,11 +151,43 @@ def save_checkpoint(
         "losses": [float(v) for v in losses],
         "meta": {**dict(meta or {}), "sharded": sharded},
     }
-    save_atomic(path, payload)
+    payload["digest"] = content_digest(payload)
+    payload["format_version"] = FORMAT_VERSION
+    save_atomic(path, payload, keep_previous=Path(path).with_name(PREVIOUS_NAME))
 
 
-def save_atomic(path: Path, payload: Mapping[str, Any]) -> None:
-    """``torch.save`` to a temp file beside ``path``, fsync, then rename: readers see the old file or the new one."""
+def content_digest(payload: Mapping[str, Any]) -> str:
+    """SHA-256 over the checkpoint's content (tensor bytes, dtypes and shapes, plain values), in a fixed order."""
+    digest = hashlib.sha256()
+
+    def feed(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"T{flat.dtype}{tuple(value.shape)}".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+        elif isinstance(value, Mapping):
+            digest.update(f"D{len(value)}".encode())
+            for key in sorted(value, key=repr):
+                digest.update(repr(key).encode())
+                feed(value[key])
+        elif isinstance(value, list | tuple):
+            digest.update(f"L{len(value)}".encode())
+            for item in value:
+                feed(item)
+        else:
+            digest.update(f"V{value!r}".encode())
+
+    for name in _CONTENT:
+        digest.update(name.encode())
+        feed(payload[name])
+    return digest.hexdigest()
+
+
+def save_atomic(path: Path, payload: Mapping[str, Any], keep_previous: Path | None = None) -> None:
+    """``torch.save`` to a temp file beside ``path``, fsync, then rename: readers see the old file or the new one.
+
+    With ``keep_previous`` the file being replaced is first renamed there (a kill between the two renames leaves
+    only ``keep_previous``, which :func:`load_latest` reads)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -147,6 +196,8 @@ def save_atomic(path: Path, payload: Mapping[str, Any]) -> None:
             torch.save(dict(payload), handle)
             handle.flush()
             os.fsync(handle.fileno())
+        if keep_previous is not None and path.exists():
+            os.replace(path, keep_previous)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -154,21 +205,26 @@ def save_atomic(path: Path, payload: Mapping[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> Checkpoint | None:
-    """The checkpoint at ``path``; None when there is none. Raises :class:`CheckpointError` naming the file when it
-    is unreadable or of another format version."""
+    """The checkpoint at ``path``; None when there is none. Raises :class:`CheckpointCorrupt` naming the file when it
+    is unreadable or damaged, :class:`CheckpointError` when it is of another format version."""
     path = Path(path)
     if not path.exists():
         return None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch.load fails in many ways on a torn or foreign file
+    except Exception as err:  # torch.load fails in many ways on a torn or foreign file
         detail = f"{type(err).__name__}: {err}".splitlines()[0][:200]
-        raise CheckpointError(f"checkpoint {path} is unreadable ({detail}); delete it to start over") from err
-    if not isinstance(payload, dict) or any(k not in payload for k in _REQUIRED):
-        raise CheckpointError(f"checkpoint {path} is not an eaglesearch training checkpoint; delete it to start over")
+        raise CheckpointCorrupt(f"checkpoint {path} is unreadable ({detail})") from err
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise CheckpointCorrupt(f"checkpoint {path} is not an eaglesearch training checkpoint")
     if payload["format_version"] != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has format version {payload['format_version']}, this eaglesearch "
                               f"reads version {FORMAT_VERSION}; delete it to start over")
+    if any(k not in payload for k in _REQUIRED):
+        raise CheckpointCorrupt(f"checkpoint {path} is not an eaglesearch training checkpoint")
+    if content_digest(payload) != payload["digest"]:
+        raise CheckpointCorrupt(f"checkpoint {path} is damaged (its contents do not match the digest written with "
+                                "them)")
     data_state = payload["data_state"]
     return Checkpoint(path=path, step=int(payload["step"]), model=payload["model"], optimizer=payload["optimizer"],
                       scheduler=payload["scheduler"], rng=payload["rng"],
@@ -214,3 +270,31 @@ def restore_checkpoint(
     except (ValueError, KeyError, RuntimeError) as err:
         raise checkpoint.fail(f"has optimizer state for another model ({err})") from err
     set_rng_state(checkpoint.rng)
+
+
+def load_latest(path: Path, check: Callable[[Checkpoint], None] | None = None) -> Checkpoint | None:
+    """The newest usable checkpoint: ``path`` (``last.pt``), else ``prev.pt`` beside it, else None (start over).
+
+    A damaged file is skipped with a warning that names it and says where training resumes instead. ``check`` sees
+    each loaded candidate: it raises :class:`CheckpointCorrupt` for damage only the caller can see (steps that do
+    not match the losses) and :class:`CheckpointError` for a sound checkpoint that must not be used (another model
+    or other settings), which stops the caller: silently starting over would hide the user's mistake.
+    """
+    path = Path(path)
+    damaged: list[str] = []
+    for candidate in (path, path.with_name(PREVIOUS_NAME)):
+        try:
+            found = load_checkpoint(candidate)
+            if found is not None and check is not None:
+                check(found)
+        except CheckpointCorrupt as err:
+            damaged.append(str(err))
+            continue
+        if found is None:
+            continue
+        if damaged:
+            logger.warning("%s; resuming from %s (step %d) instead", "; ".join(damaged), candidate, found.step)
+        return found
+    if damaged:
+        logger.warning("%s; no usable checkpoint is left, so the stage starts again from step 0", "; ".join(damaged))
+    return None

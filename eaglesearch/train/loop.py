@@ -9,7 +9,11 @@ process without accumulation the only extra work per step is reading the loss as
 ``log_every`` steps and, when a checkpoint folder is given, writing a checkpoint every ``checkpoint_every`` steps.
 
 With ``checkpoint_dir`` a stage survives its process: a rerun restores ``checkpoint_dir/last.pt`` (weights,
-optimizer, scheduler, RNG states, data position, losses) and continues bit-identically to an uninterrupted run.
+optimizer, scheduler, RNG states, data position, losses) and continues bit-identically to an uninterrupted run; a
+damaged ``last.pt`` is skipped with a warning for the checkpoint before it (``prev.pt``) or the stage start.
+
+A loss that stops being finite (NaN or inf) ends the stage at once with a ``FloatingPointError`` naming the step,
+so the trial is recorded FAILED with the reason instead of training on garbage.
 """
 
 from __future__ import annotations
@@ -25,7 +29,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec
 from eaglesearch.train import distributed, fsdp
-from eaglesearch.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_checkpoint, save_checkpoint
+from eaglesearch.train.checkpoint import (
+    CHECKPOINT_NAME,
+    Checkpoint,
+    load_latest,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from eaglesearch.train.optim import build_optimizer
 from eaglesearch.train.schedule import lr_multiplier
 
@@ -126,18 +136,22 @@ def _computed(spec: StageSpec) -> dict:
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
             scheduler: torch.optim.lr_scheduler.LRScheduler, data: Iterator, spec: StageSpec,
             stats: TrainStats) -> int:
-    """Restore ``path`` if it exists; returns the number of steps already done (0 without a checkpoint)."""
-    checkpoint = load_checkpoint(path)
+    """Restore the newest usable checkpoint at ``path`` (or the one before it, when ``path`` is damaged); returns
+    the number of steps already done (0 without a usable checkpoint)."""
+
+    def usable(checkpoint: Checkpoint) -> None:
+        saved = checkpoint.meta.get("train")
+        if saved != _computed(spec):
+            changed = sorted(k for k in {*(saved or {}), *_computed(spec)}
+                             if (saved or {}).get(k) != _computed(spec).get(k))
+            raise checkpoint.fail(f"was written with other training settings ({', '.join(changed)})")
+        assert spec.steps is not None
+        if not 0 < checkpoint.step <= spec.steps or len(checkpoint.losses) != checkpoint.step:
+            raise checkpoint.corrupt(f"is inconsistent (step {checkpoint.step}, {len(checkpoint.losses)} losses)")
+
+    checkpoint = load_latest(path, usable)
     if checkpoint is None:
         return 0
-    saved = checkpoint.meta.get("train")
-    if saved != _computed(spec):
-        changed = sorted(k for k in {*(saved or {}), *_computed(spec)}
-                         if (saved or {}).get(k) != _computed(spec).get(k))
-        raise checkpoint.fail(f"was written with other training settings ({', '.join(changed)})")
-    assert spec.steps is not None
-    if not 0 < checkpoint.step <= spec.steps or len(checkpoint.losses) != checkpoint.step:
-        raise checkpoint.fail(f"is inconsistent (step {checkpoint.step}, {len(checkpoint.losses)} losses)")
     restore_checkpoint(checkpoint, model, optimizer, scheduler)
     if isinstance(data, BatchStream) and checkpoint.data_state is not None:
         data.seek(checkpoint.data_state)
