@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import textwrap
@@ -290,3 +291,79 @@ def test_a_broken_entry_point_is_named(tmp_path: Path, monkeypatch: pytest.Monke
     err = _spec_error(_project(tmp_path / "p", None, GREEDY | {"candidates": ["convnext"]}))
     assert err.issues[0].field == "entry point plug_bad (eaglesearch.experts)"
     assert "byoe-plugin" in str(err) and "gives a int" in str(err)
+
+
+# --- End to end: a real search through the CLI with EfficientNet-Lite0 beside a built-in expert ---
+
+PROBE = '''\
+"""EfficientNet-Lite0 as the search builds it, noting what its stem weights were (for the test to compare)."""
+import json
+from pathlib import Path
+
+from examples.efficientnet_lite0 import build as lite0_build
+
+
+def build(pretrained: bool = True):
+    encoder = lite0_build(pretrained)
+    stem = encoder.net.conv_stem.weight.detach().double()
+    with open(Path(__file__).with_name("builds.jsonl"), "a") as fh:
+        fh.write(json.dumps({"pretrained": pretrained, "stem_sum": float(stem.sum()),
+                             "stem_abs": float(stem.abs().sum())}) + "\\n")
+    return encoder
+'''
+
+
+@pytest.mark.slow
+def test_a_search_with_efficientnet_lite0_beside_clip_runs_end_to_end(tmp_path: Path) -> None:
+    """``eaglesearch run --executor inline`` trains and evaluates clip+EfficientNet-Lite0 (ImageNet weights) in a
+    temp project whose encoder modules sit beside the search space, as a user's would."""
+    import shutil
+
+    import timm
+
+    from eaglesearch.tracking import TrackingStore
+    from tests.e2e_helpers import cli, make_project
+
+    declared = {k: v for k, v in lite0.DECLARATION.items() if k != "name"}
+    space = {"name": "byoe-e2e", "recipe": "experiments/tiny_test.yaml",
+             "experts": {"effnet": {**declared, "factory": "byoe_probe:build", "mean": list(lite0.MEAN),
+                                    "std": list(lite0.STD)}},
+             "strategy": {"kind": "grid", "factors": {"experts": [[{"name": "clip", "resolution": 64},
+                                                                    {"name": "effnet", "resolution": 64}]]}},
+             "resources": {"cpus_per_trial": 1}}
+    root = make_project(tmp_path, {"byoe": yaml.safe_dump(space, sort_keys=False)})
+    (root / "examples").mkdir()
+    shutil.copy(Path(lite0.__file__), root / "examples" / "efficientnet_lite0.py")
+    (root / "examples" / "__init__.py").write_text("")
+    (root / "byoe_probe.py").write_text(PROBE)
+
+    wrong = {**space, "experts": {"effnet": {**space["experts"]["effnet"], "channels": 320}}}
+    (root / "search_spaces" / "wrong.yaml").write_text(yaml.safe_dump(wrong, sort_keys=False))
+    proc = cli(root, "validate", "search_spaces/wrong.yaml")
+    line = _line_of(root / "search_spaces" / "wrong.yaml", "channels: 320")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    message = " ".join(proc.stderr.split())  # rich wraps long lines at spaces
+    assert f"search_spaces/wrong.yaml:{line}: experts.effnet.channels:" in message and "set channels: 1280" in message
+
+    proc = cli(root, "run", "search_spaces/byoe.yaml", "--executor", "inline", "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    store = TrackingStore(f"sqlite:///{root}/mlflow.db")
+    runs = store.trial_runs(store.latest_parent("byoe-e2e"))
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert run["status"] == "FINISHED" and run["status_tag"] == "finished"
+    assert run["label"] == "clip@64+effnet@64" and run["objective"] == run["objective"]  # a number, not NaN
+    assert run["param.model.expert.effnet.custom.factory"] == "byoe_probe:build"
+    assert run["param.model.expert.effnet.pretrained"] == "True"
+
+    # The encoder the trial built carried the package's ImageNet stem, not a random init's.
+    builds = [json.loads(line) for line in (root / "builds.jsonl").read_text().splitlines()]
+    trained = [b for b in builds if b["pretrained"]]
+    assert trained and len(trained) < len(builds)  # loading the space ran the encoder once, at random init
+    reference = lite0.build(pretrained=True).net.conv_stem.weight.detach().double()
+    random_stem = timm.create_model("tf_efficientnet_lite0").conv_stem.weight.detach().double()
+    for b in trained:
+        assert b["stem_sum"] == pytest.approx(float(reference.sum()), rel=1e-9)
+        assert b["stem_abs"] == pytest.approx(float(reference.abs().sum()), rel=1e-9)
+        assert b["stem_abs"] != pytest.approx(float(random_stem.abs().sum()), rel=1e-3)
