@@ -19,6 +19,19 @@ from tests import custom_encoders
 from tests.custom_encoders import declaration
 
 
+@pytest.fixture(autouse=True)
+def _restore_expert_registry():
+    """Leave the process-wide expert registry as it was (other test files list the built-in families)."""
+    from eaglesearch.model.experts import custom, registry
+
+    families, declared = dict(registry._FAMILIES), dict(custom._DECLARED)
+    yield
+    registry._FAMILIES.clear()
+    registry._FAMILIES.update(families)
+    custom._DECLARED.clear()
+    custom._DECLARED.update(declared)
+
+
 def test_every_package_weight_maps_onto_timm_by_shape_and_changes_the_network() -> None:
     import timm
 
