@@ -26,6 +26,7 @@ import torch
 
 from eaglesearch.execution.trial_core import TrialOutcome, run_trial_core
 from eaglesearch.execution.workspace import Workspace
+from eaglesearch.model.experts.discovery import register_trial_experts
 from eaglesearch.spec import TrialSpec
 from eaglesearch.spec.search_space import ResourcesSpec
 from eaglesearch.train.distributed import WorldInfo
@@ -73,6 +74,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
 
     world = WorldInfo(context.get_world_rank(), context.get_world_size())
     trial = TrialSpec.model_validate(config["trial"])
+    register_trial_experts(trial.model.experts)  # each Ray Train worker is a fresh process
     outcome = run_trial_core(trial, Workspace.at(config["workdir"], config["artifacts"]), int(config["threads"]),
                              progress=(lambda msg: print(f"[{trial.label}] {msg}", flush=True)), world=world,
                              parallelism=config.get("parallelism", "ddp"), device=get_device())

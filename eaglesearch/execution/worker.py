@@ -17,6 +17,7 @@ from eaglesearch.evaluate.predictions import PREDICTIONS, write_predictions
 from eaglesearch.execution.request import TrialRequest
 from eaglesearch.execution.trial_core import ProgressFn, run_trial_core
 from eaglesearch.execution.workspace import Workspace
+from eaglesearch.model.experts.discovery import register_trial_experts
 from eaglesearch.spec import TrialResult
 from eaglesearch.tracking import TrackingStore
 from eaglesearch.train.stages import StageRecord
@@ -63,6 +64,7 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None) -> Tria
         added=req.added, strategy=req.strategy, label=req.label,
     )
     try:
+        register_trial_experts(req.trial.model.experts)  # a fresh Ray worker knows only the built-in families
         if req.workers > 1:
             from eaglesearch.execution.multi_worker import run_trial_multi_worker
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from eaglesearch.model.experts.custom import declare_expert, resolve_declared_expert
+from eaglesearch.model.experts.discovery import PluginError, discover_experts
 from eaglesearch.model.experts.registry import expert_names, resolve_expert
-from eaglesearch.spec import ExpertSpec, LoadedSearch, ModelSpec, TrialSpec, load_search_space
+from eaglesearch.spec import ExpertSpec, LoadedSearch, ModelSpec, SpecError, TrialSpec, load_search_space
 
 # Expert families that are plain ViTs (patch embedding + a stack of global-attention blocks), by family name.
 # SAM is a ViT-Det with windowed attention and a conv neck, so it is not in the set.
@@ -68,6 +70,12 @@ def validate_trial(trial: TrialSpec) -> None:
 
 def load_checked_search(path: str | Path) -> LoadedSearch:
     """Load a search space checked against this model registry: expert names, preset defaults, and every
-    combination the model layer can't build (``validate_model``). Raises ``SpecError``."""
-    return load_search_space(path, known_experts=expert_names(), expert_resolver=resolve_expert,
-                             trial_validator=validate_trial)
+    combination the model layer can't build (``validate_model``). Encoders of ``eaglesearch.experts`` entry points
+    and of the ``experts:`` sections are registered (each run once on a zero image) before the names are checked.
+    Raises ``SpecError``."""
+    try:
+        discover_experts(check=True)
+    except PluginError as err:
+        raise SpecError.single(err.field, str(err)) from None
+    return load_search_space(path, known_experts=expert_names(), expert_resolver=resolve_declared_expert,
+                             trial_validator=validate_trial, declare_expert=declare_expert)

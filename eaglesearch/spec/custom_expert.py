@@ -1,10 +1,15 @@
 """A user's own vision encoder, declared like the built-in families: where its factory is and what it produces.
 
 Only the declaration lives here (the spec layer imports no model code); ``eaglesearch.model.experts.custom``
-imports the factory when the family is registered.
+imports the factory when the family is registered. A recipe or a search space declares encoders in a top-level
+``experts:`` mapping keyed by name (:data:`Declarations`); every trial that uses one carries its declaration in its
+``ExpertSpec.custom``, so the trial key (and a pre-aligned expert's artifact key) changes with the declaration.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import Field
 
@@ -27,3 +32,31 @@ class CustomExpertSpec(SpecModel):
     feature_layer: str = Field(description="which layer the features come from, for people reading the plan")
     pretrained: bool = Field(default=True, description="the factory can load trained weights (pretrained: true)")
     description: str = ""
+
+
+Declarations = dict[str, CustomExpertSpec]
+"""The ``experts:`` section: declarations by name (the key is the name; an entry may repeat it)."""
+
+
+class DeclarationError(ValueError):
+    """A declaration that cannot work (unimportable factory, wrong channels or stride); ``field`` names the
+    declaration field to fix, so the loader can point at its line."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def named_declarations(value: Any) -> Any:
+    """Fill each entry's ``name`` from its key (a ``mode="before"`` validator of an ``experts:`` section)."""
+    if not isinstance(value, Mapping):
+        return value
+    out: dict[Any, Any] = {}
+    for key, entry in value.items():
+        if isinstance(entry, Mapping):
+            if "name" in entry and entry["name"] != key:
+                raise ValueError(f"declaration '{key}' has name '{entry['name']}'; drop the name (the key is the "
+                                 "name) or make them equal")
+            entry = {"name": key, **entry}
+        out[key] = entry
+    return out

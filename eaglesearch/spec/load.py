@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from eaglesearch.spec.custom_expert import CustomExpertSpec
 from eaglesearch.spec.errors import SpecError, SpecIssue
 from eaglesearch.spec.metric_names import check_metric_names
 from eaglesearch.spec.model import ExpertSpec
@@ -30,6 +31,9 @@ from eaglesearch.spec.yaml_source import Loc, YamlDocument, format_loc, read_yam
 
 ExpertResolver = Callable[[ExpertSpec], ExpertSpec]
 TrialValidator = Callable[[TrialSpec], None]
+ExpertDeclarer = Callable[[CustomExpertSpec, Sequence[Path]], None]
+"""Registers a declared encoder (given the folders its factory module may live in); ``ValueError`` (with a
+``field`` attribute naming the declaration field, when it knows one) if the declaration cannot work."""
 EXPERTS_FACTOR = "experts"
 
 
@@ -111,9 +115,10 @@ class TrialFactory:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     expert_resolver: ExpertResolver | None = None
     trial_validator: TrialValidator | None = None  # raises ValueError for combinations the model can't build
+    declarations: Mapping[str, CustomExpertSpec] = field(default_factory=dict)  # the experts: sections, merged
 
     def base_dict(self) -> dict[str, Any]:
-        data = self.recipe.model_dump(mode="json", exclude={"name", "description", "scale"})
+        data = self.recipe.model_dump(mode="json", exclude={"name", "description", "scale", "experts"})
         return deep_merge(data, self.overrides)
 
     def make(self, experts: Sequence[ExpertSpec] | None = None, assignments: Mapping[str, Any] | None = None) -> TrialSpec:
@@ -136,6 +141,8 @@ class TrialFactory:
     def _resolve(self, expert: ExpertSpec) -> ExpertSpec:
         if expert.preset is None:
             expert = expert.model_copy(update={"preset": self.recipe.scale})
+        if expert.custom is None and expert.name in self.declarations:
+            expert = expert.model_copy(update={"custom": self.declarations[expert.name]})
         return self.expert_resolver(expert) if self.expert_resolver else expert
 
 
@@ -192,9 +199,11 @@ def load_search_space(
     known_experts: Collection[str] | None = None,
     expert_resolver: ExpertResolver | None = None,
     trial_validator: TrialValidator | None = None,
+    declare_expert: ExpertDeclarer | None = None,
 ) -> LoadedSearch:
     """Parse and fully validate a search space. ``known_experts`` are the registry's names, if checked;
-    ``expert_resolver`` fills preset defaults; ``trial_validator`` rejects combinations the model can't build."""
+    ``expert_resolver`` fills preset defaults; ``trial_validator`` rejects combinations the model can't build;
+    ``declare_expert`` registers the ``experts:`` declarations (before the expert names are checked)."""
     path = Path(path)
     doc = read_yaml(path)
     try:
@@ -210,17 +219,51 @@ def load_search_space(
         )
     recipe, recipe_doc = load_recipe(recipe_path)
 
-    issues: list[SpecIssue] = []
-    if known_experts is not None:
-        issues += _unknown_experts(doc, recipe_doc, known_experts)
+    declarations, issues = _declarations(space, doc, recipe, recipe_doc)
+    if declare_expert is not None and not issues:
+        issues += _declare(declarations, declare_expert, doc, recipe_doc)
+    if known_experts is not None and not issues:
+        issues += _unknown_experts(doc, recipe_doc, {*known_experts, *declarations})
     if issues:
         raise SpecError(issues)
 
     factory = TrialFactory(recipe=recipe, overrides=space.overrides, expert_resolver=expert_resolver,
-                           trial_validator=trial_validator)
+                           trial_validator=trial_validator, declarations=declarations)
     loaded = LoadedSearch(path=path, space=space, recipe_path=recipe_path, recipe=recipe, factory=factory, doc=doc)
     _check_trials(loaded, recipe_doc)
     return loaded
+
+
+def _declarations(space: SearchSpace, doc: YamlDocument, recipe: Recipe,
+                  recipe_doc: YamlDocument) -> tuple[dict[str, CustomExpertSpec], list[SpecIssue]]:
+    """The recipe's and the search space's ``experts:`` merged; one name declared differently in both is an error."""
+    merged = dict(recipe.experts)
+    issues = []
+    for name, declared in space.experts.items():
+        if name in merged and merged[name] != declared:
+            issues.append(SpecIssue(
+                field=format_loc(("experts", name)), file=doc.path, line=doc.line_of(("experts", name)),
+                message=f"'{name}' is also declared, differently, in the recipe {recipe_doc.path} (line "
+                f"{recipe_doc.line_of(('experts', name))}); keep one declaration or rename one of them"))
+        merged[name] = declared
+    return merged, issues
+
+
+def _declare(declarations: Mapping[str, CustomExpertSpec], declare: ExpertDeclarer, doc: YamlDocument,
+             recipe_doc: YamlDocument) -> list[SpecIssue]:
+    """Register every declaration; each one that fails is an issue at its own field's line."""
+    issues = []
+    for name, declared in declarations.items():
+        source = doc if name in doc.data.get("experts", {}) else recipe_doc
+        roots = [source.path.resolve().parent, source.path.resolve().parent.parent, Path.cwd()]
+        try:
+            declare(declared, roots)
+        except ValueError as err:
+            field_name = getattr(err, "field", None)
+            loc: Loc = ("experts", name, field_name) if field_name else ("experts", name)
+            issues.append(SpecIssue(field=format_loc(loc), message=str(err), file=source.path,
+                                    line=source.line_of(loc)))
+    return issues
 
 
 def _expert_refs(doc: YamlDocument, prefix: Loc) -> Iterator[tuple[Loc, str]]:

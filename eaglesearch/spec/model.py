@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
 from eaglesearch.spec.base import SpecModel, repeated
+from eaglesearch.spec.custom_expert import CustomExpertSpec
 
 Scale = Literal["tiny", "tiny_random", "paper"]
 FusionName = Literal["channel_concat", "sequence_append", "llava_hr", "mini_gemini", "deformable"]
@@ -35,12 +36,25 @@ class ExpertSpec(SpecModel):
         "published weights (paper) or a checkpoint is given, false for random-init presets (tiny)",
     )
     checkpoint: str | None = Field(default=None, description="hub id or local path overriding the preset's")
+    custom: CustomExpertSpec | None = Field(
+        default=None, description="declaration of a user's encoder (set when the trial is made from the `experts:` "
+        "section or an `eaglesearch.experts` entry point); part of the trial key")
 
     @model_validator(mode="after")
     def _check(self) -> ExpertSpec:
         if self.trainable_blocks is not None and not self.freeze:
             raise ValueError("trainable_blocks only applies with freeze: true (frozen except the last N blocks)")
+        if self.custom is not None and self.custom.name != self.name:
+            raise ValueError(f"expert '{self.name}' carries the declaration of '{self.custom.name}'; they must match")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_no_declaration(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave ``custom`` out when unset, so built-in experts keep the keys they had before declarations."""
+        data = handler(self)
+        if self.custom is None:
+            data.pop("custom", None)
+        return data
 
     @property
     def label(self) -> str:

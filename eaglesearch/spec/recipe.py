@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from eaglesearch.spec.base import SpecModel
+from eaglesearch.spec.custom_expert import Declarations, named_declarations
 from eaglesearch.spec.data import DataSpec
 from eaglesearch.spec.evaluate import EvalSpec
 from eaglesearch.spec.model import ExpertSpec, FusionName, LanguageModelSpec, TokenizerSpec
@@ -37,3 +38,15 @@ class Recipe(SpecModel):
     data: DataSpec = DataSpec()
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
+    experts: Declarations = Field(default_factory=dict, description="the user's own encoders by name: factory "
+                                  "'module:function', resolution, mean, std, channels, stride, feature_layer")
+
+    _named = field_validator("experts", mode="before")(named_declarations)
+
+    @model_serializer(mode="wrap")
+    def _omit_no_declarations(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """No ``experts`` key when nothing is declared (fingerprints of existing recipes stay as they were)."""
+        data = handler(self)
+        if not self.experts:
+            data.pop("experts", None)
+        return data

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
 from eaglesearch.spec.base import SpecModel
+from eaglesearch.spec.custom_expert import Declarations, named_declarations
 from eaglesearch.spec.model import ExpertSpec
 from eaglesearch.spec.optuna_space import OptunaStrategySpec
 
@@ -117,3 +118,15 @@ class SearchSpace(SpecModel):
     overrides: dict[str, Any] = Field(default_factory=dict, description="nested values merged over the recipe")
     strategy: StrategySpec
     resources: ResourcesSpec = ResourcesSpec()
+    experts: Declarations = Field(default_factory=dict, description="the user's own encoders by name (as in a "
+                                  "recipe); usable in base, candidates, factors and pools like clip or sam")
+
+    _named = field_validator("experts", mode="before")(named_declarations)
+
+    @model_serializer(mode="wrap")
+    def _omit_no_declarations(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """No ``experts`` key when nothing is declared (fingerprints of existing spaces stay as they were)."""
+        data = handler(self)
+        if not self.experts:
+            data.pop("experts", None)
+        return data

@@ -16,7 +16,10 @@ from eaglesearch.spec.train import TrainSpec
 
 
 class TrialSpec(SpecModel):
-    """Everything that determines a trial's numbers. Two specs with equal ``key`` are the same experiment."""
+    """Everything that determines a trial's numbers. Two specs with equal ``key`` are the same experiment.
+
+    A user's encoder travels inside its ``ExpertSpec.custom`` declaration: the worker re-registers it from there, and
+    the key changes with it, so two different encoders declared under one name never share a result."""
 
     model: ModelSpec
     data: DataSpec = DataSpec()
@@ -66,7 +69,12 @@ class TrialSpec(SpecModel):
         out["model.experts"] = self.model.label
         for e in experts:
             for k, v in e.items():
-                if k != "name":
+                if k == "custom":  # a declared encoder: model.expert.<name>.custom.factory, ...
+                    for field, value in v.items():
+                        if field != "name":
+                            out[f"model.expert.{e['name']}.custom.{field}"] = (
+                                json.dumps(value) if isinstance(value, list) else str(value))
+                elif k != "name":
                     out[f"model.expert.{e['name']}.{k}"] = str(v)
         walk("", data)
         return out

@@ -54,6 +54,11 @@ def register_expert(family: ExpertFamily) -> ExpertFamily:
     return family
 
 
+def unregister_expert(name: str) -> None:
+    """Forget family ``name`` (no-op when absent): a user's encoder re-declared differently replaces its family."""
+    _FAMILIES.pop(name, None)
+
+
 def expert_names() -> list[str]:
     """Sorted names of all registered expert families."""
     return sorted(_FAMILIES)
