@@ -94,7 +94,7 @@ def test_max_length_limit_is_exactly_visual_plus_the_text_bound(tmp_path: Path) 
         preflight(load_checked_search(_project(tmp_path, space.format(n=need - 1))))
     (issue,) = err.value.issues
     assert issue.field == "overrides.data.max_length" and issue.line == 3
-    assert f"at least {need}" in issue.message and "'clip@128+convnext@256+sam@256' (48 visual" in issue.message
+    assert f"at least {need}" in issue.message and "'clip@64+convnext@128+sam@256' (48 visual" in issue.message
     assert "clip@128+convnext@256'" not in issue.message.replace("+sam@256'", "")  # 32 + text fits: not listed
     preflight(load_checked_search(_project(tmp_path, space.format(n=need))))
 

@@ -84,7 +84,8 @@ from eaglesearch.data.scene import (  # noqa: F401 - re-exported: the scene mode
 from eaglesearch.data.tasks import TASKS, Item  # noqa: F401
 from eaglesearch.spec import SyntheticDataSpec
 
-GENERATOR_VERSION = 3  # 2: captions.json; 3: locate and ocr tasks, written words in captions
+GENERATOR_VERSION = 4  # 2: captions.json; 3: locate and ocr tasks, written words in captions; 4: marks scaled
+# to the canvas, print on the type grid
 MANIFEST = "manifest.json"
 
 

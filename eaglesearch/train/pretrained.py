@@ -38,13 +38,13 @@ from eaglesearch.model.language import build_language_model
 from eaglesearch.model.tokenizer import build_offline_tokenizer
 from eaglesearch.spec import ExpertSpec, LanguageModelSpec, ModelSpec, TokenizerSpec
 from eaglesearch.train.artifacts import ArtifactStore, artifact_key
-from eaglesearch.train.pretext import PretextRecipe, pretrain_expert
+from eaglesearch.train.pretext import PretextRecipe, pretext_accuracy, pretrain_expert
 
 PRETRAINED_VERSION = "pretrained-1"
 """Part of every pretrained component's key: bump it when a code change alters what pretraining computes."""
 TINY_EXPERT, TINY_LM, WORLD_TOKENIZER = "tiny_expert", "tiny_lm", "world_tokenizer"
 SHIPPED_ROOT = Path(__file__).resolve().parent.parent / "pretrained"
-WEIGHTS, RECORD = "weights.pt", "record.json"
+WEIGHTS, RECORD, HEAD = "weights.pt", "record.json", "head.pt"
 Say = Callable[[str], None]
 
 
@@ -119,7 +119,10 @@ def build_expert_weights(spec: ExpertSpec, out: Path, say: Say) -> None:
     result = pretrain_expert(expert, recipe, on_log=lambda s, v: say(f"pretrain {spec.name} step {s} loss {v:.4f}")
                              if s % 100 == 0 else None)
     torch.save(result.weights, out / WEIGHTS)
-    _write_record(out, spec.name, result.losses, result.wall_s, recipe.steps)
+    assert result.head is not None
+    torch.save(result.head.state_dict(), out / HEAD)  # kept so the specialty can be checked (tests/test_pretext.py)
+    _write_record(out, spec.name, result.losses, result.wall_s, recipe.steps, pretext_accuracy(expert, result.head,
+                                                                                                recipe))
 
 
 def build_lm_weights(lm: LanguageModelSpec, tokenizer_spec: TokenizerSpec, tokenizer: Any, out: Path,
@@ -167,9 +170,11 @@ def build_lm_weights(lm: LanguageModelSpec, tokenizer_spec: TokenizerSpec, token
     _write_record(out, "lm", losses, time.perf_counter() - started, recipe.steps)
 
 
-def _write_record(out: Path, name: str, losses: list[tuple[int, float]], wall_s: float, steps: int) -> None:
+def _write_record(out: Path, name: str, losses: list[tuple[int, float]], wall_s: float, steps: int,
+                  held_out: dict[str, float] | None = None) -> None:
     (out / RECORD).write_text(json.dumps({"name": name, "losses": losses, "wall_s": wall_s, "steps": steps,
-                                          "threads": torch.get_num_threads()}, indent=1) + "\n")
+                                          "threads": torch.get_num_threads(), "held_out": held_out or {}},
+                                         indent=1) + "\n")
 
 
 # ------------------------------------------------------------------------------------------- obtaining

@@ -164,7 +164,7 @@ PRESETS = {
         kwargs={"hidden_size": 128, "d_ff": 512, "d_kv": 32, "num_hidden_layers": 2, "num_attention_heads": 4},
         resample="bilinear",
         blocks=2,
-        pretext="read", pretext_settings={"steps": 500, "batch_size": 16},
+        pretext="read", pretext_settings={"steps": 300, "batch_size": 16},
     ),
     "paper": ExpertPreset(
         architecture="Pix2StructVisionModel",
