@@ -6,11 +6,13 @@ Tasks (every answer is one short word or digit; chance level in brackets):
 * ``color``  — "What color is the {shape}?" over 1–3 shapes of distinct kinds and colours (16.7%);
 * ``exist``  — "Is there a {color} {shape}?", POPE-like yes/no at 50/50; a negative always reuses a colour or a
   shape kind that is present, so it cannot be answered from colour or shape alone (50%);
-* ``detail`` — "Is the small mark a plus or a cross?": one 5×5-pixel glyph ('+' or '×', 1-pixel strokes, at any
-  canvas size) drawn dark among 2–3 large coloured distractor shapes (50%). Both glyphs have the same ink
-  (9 pixels), centre and bounding box, so they differ only in fine detail: legible at the canvas resolution, but
-  an expert that sees the image downsampled 4× gets a 1–2 px grey blob either way (the two classes then differ
-  by a few grey levels at most). This is the task where an expert's input resolution is meant to matter.
+* ``detail`` — "Is the small mark a plus or a cross?": one glyph of 5×5 cells ('+' or '×', strokes one cell wide;
+  a cell is canvas/128 px, so 5 px on 128 px and 10 px with 2-px strokes on 256 px), centred in a cell of the
+  canvas's 16-cell type grid (marks, like print, sit on the grid), drawn dark among 2–3 large coloured distractor
+  shapes (50%). Both glyphs have the same ink, centre and bounding box, so they differ only in fine detail: legible
+  at the canvas resolution, but an expert that sees the image downsampled 4× gets a 1–2 px grey blob either way
+  (the two classes then differ by a few grey levels at most). This is the task where an expert's input
+  resolution is meant to matter.
 * ``locate`` — "Where is the small mark?": the same glyph, well inside one quadrant (never near the midlines),
   among 2–3 large shapes; answers ``top left`` … ``bottom right`` (25%). Downsampled 4× the mark is a faint smudge:
   findable only by an expert whose features keep small, dark, non-shape marks.
@@ -84,8 +86,8 @@ from eaglesearch.data.scene import (  # noqa: F401 - re-exported: the scene mode
 from eaglesearch.data.tasks import TASKS, Item  # noqa: F401
 from eaglesearch.spec import SyntheticDataSpec
 
-GENERATOR_VERSION = 4  # 2: captions.json; 3: locate and ocr tasks, written words in captions; 4: marks scaled
-# to the canvas, print on the type grid
+GENERATOR_VERSION = 5  # 2: captions.json; 3: locate and ocr tasks, written words in captions; 4: marks scaled
+# to the canvas, print on the type grid; 5: marks on the type grid
 MANIFEST = "manifest.json"
 
 

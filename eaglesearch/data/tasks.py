@@ -27,7 +27,7 @@ Item = tuple[Scene, str, str]  # scene, question, answer
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
 
 
-def _boxes(rng: random.Random, canvas: int, sizes: list[int],
+def free_boxes(rng: random.Random, canvas: int, sizes: list[int],
            taken: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
     """Top-left corners for squares of ``sizes`` that overlap neither each other nor ``taken`` (x, y, size)."""
     margin = max(2, canvas // 32)
@@ -49,14 +49,14 @@ def _boxes(rng: random.Random, canvas: int, sizes: list[int],
     raise RuntimeError(f"could not place {len(sizes)} shapes on a {canvas}px canvas; use a larger image_size")
 
 
-def _shapes(rng: random.Random, canvas: int, kinds: list[str], colors: list[str],
+def place_shapes(rng: random.Random, canvas: int, kinds: list[str], colors: list[str],
             taken: list[tuple[int, int, int]] | None = None) -> tuple[Shape, ...]:
     sizes = [rng.randint(canvas * 14 // 100, canvas * 22 // 100) for _ in kinds]
-    corners = _boxes(rng, canvas, sizes, taken or [])
+    corners = free_boxes(rng, canvas, sizes, taken or [])
     return tuple(Shape(k, c, x, y, s) for k, c, (x, y), s in zip(kinds, colors, corners, sizes, strict=True))
 
 
-def _background(rng: random.Random) -> tuple[int, int, int]:
+def background(rng: random.Random) -> tuple[int, int, int]:
     return (rng.randint(215, 250), rng.randint(215, 250), rng.randint(215, 250))
 
 
@@ -64,19 +64,19 @@ def _count(rng: random.Random, canvas: int) -> Item:
     n = rng.randint(1, 5)
     kinds = [rng.choice(SHAPES) for _ in range(n)]
     colors = [rng.choice(list(COLORS)) for _ in range(n)]
-    return Scene(_background(rng), _shapes(rng, canvas, kinds, colors)), "How many shapes are there?", str(n)
+    return Scene(background(rng), place_shapes(rng, canvas, kinds, colors)), "How many shapes are there?", str(n)
 
 
 def _color(rng: random.Random, canvas: int) -> Item:
     n = rng.randint(1, 3)
-    shapes = _shapes(rng, canvas, rng.sample(SHAPES, n), rng.sample(list(COLORS), n))
+    shapes = place_shapes(rng, canvas, rng.sample(SHAPES, n), rng.sample(list(COLORS), n))
     target = rng.choice(shapes)
-    return Scene(_background(rng), shapes), f"What color is the {target.kind}?", target.color
+    return Scene(background(rng), shapes), f"What color is the {target.kind}?", target.color
 
 
 def _exist(rng: random.Random, canvas: int) -> Item:
     n = rng.randint(1, 3)
-    shapes = _shapes(rng, canvas, rng.sample(SHAPES, n), rng.sample(list(COLORS), n))
+    shapes = place_shapes(rng, canvas, rng.sample(SHAPES, n), rng.sample(list(COLORS), n))
     anchor = rng.choice(shapes)
     if rng.random() < 0.5:
         color, kind, answer = anchor.color, anchor.kind, "yes"
@@ -84,16 +84,24 @@ def _exist(rng: random.Random, canvas: int) -> Item:
         color, kind, answer = anchor.color, rng.choice([k for k in SHAPES if k != anchor.kind]), "no"
     else:  # keep a present kind, change the colour
         color, kind, answer = rng.choice([c for c in COLORS if c != anchor.color]), anchor.kind, "no"
-    return Scene(_background(rng), shapes), f"Is there a {color} {kind}?", answer
+    return Scene(background(rng), shapes), f"Is there a {color} {kind}?", answer
+
+
+def mark_position(rng: random.Random, canvas: int, cols: range, rows: range) -> tuple[int, int]:
+    """Top-left corner of the small mark, centred in a cell of the canvas's 16-cell type grid (marks, like print,
+    sit on the grid), in one of ``cols`` × ``rows``."""
+    step = max(1, canvas // 16)
+    inset = (step - glyph_side(canvas)) // 2
+    return rng.choice(cols) * step + inset, rng.choice(rows) * step + inset
 
 
 def _detail(rng: random.Random, canvas: int) -> Item:
     name = rng.choice(sorted(GLYPHS))
-    (gx, gy), = _boxes(rng, canvas, [glyph_side(canvas)], [])
+    gx, gy = mark_position(rng, canvas, range(1, 15), range(1, 15))
     n = rng.randint(2, 3)
-    shapes = _shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
+    shapes = place_shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
                      taken=[(gx, gy, glyph_side(canvas))])
-    return Scene(_background(rng), shapes, (name, gx, gy)), "Is the small mark a plus or a cross?", name
+    return Scene(background(rng), shapes, (name, gx, gy)), "Is the small mark a plus or a cross?", name
 
 
 def _grating_of_period(period: int) -> Callable[[random.Random, int], Item]:
@@ -103,16 +111,16 @@ def _grating_of_period(period: int) -> Callable[[random.Random, int], Item]:
         cx, cy = rng.randint(radius, canvas - radius), rng.randint(radius, canvas - radius)
         grating = Grating(orientation, cx, cy, radius, mid=rng.randint(105, 150), amp=rng.randint(75, 100),
                           phase=rng.randint(0, period - 1), period=period)
-        return Scene(_background(rng), (), grating=grating), "Are the stripes horizontal or vertical?", orientation
+        return Scene(background(rng), (), grating=grating), "Are the stripes horizontal or vertical?", orientation
     return task
 
 
 def _color_solo(rng: random.Random, canvas: int) -> Item:
     color = rng.choice(sorted(ISO_COLORS))
     size = rng.randint(canvas * 35 // 100, canvas * 55 // 100)
-    (x, y), = _boxes(rng, canvas, [size], [])
+    (x, y), = free_boxes(rng, canvas, [size], [])
     shape = Shape(rng.choice(SHAPES), color, x, y, size, rgb=ISO_COLORS[color])
-    return Scene(_background(rng), (shape,)), "What color is the shape?", color
+    return Scene(background(rng), (shape,)), "What color is the shape?", color
 
 
 
@@ -124,16 +132,14 @@ def _locate(rng: random.Random, canvas: int) -> Item:
     """The small mark, well inside one quadrant (never near the midlines), among 2-3 large distractor shapes."""
     name = rng.choice(sorted(GLYPHS))
     quadrant = rng.randrange(4)
-    half, pad = canvas // 2, max(4, canvas // 16)
-    x0 = (half if quadrant % 2 else 0) + pad
-    y0 = (half if quadrant >= 2 else 0) + pad
+    first_col, first_row = (8 if quadrant % 2 else 0), (8 if quadrant >= 2 else 0)
+    gx, gy = mark_position(rng, canvas, range(first_col + 1, first_col + 7), range(first_row + 1, first_row + 7))
     side = glyph_side(canvas)
-    gx, gy = rng.randint(x0, x0 + half - 2 * pad - side), rng.randint(y0, y0 + half - 2 * pad - side)
     n = rng.randint(2, 3)
-    shapes = _shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
+    shapes = place_shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
                      taken=[(gx, gy, glyph_side(canvas))])
     answer = _quadrant(gx + side / 2, gy + side / 2, canvas)
-    return Scene(_background(rng), shapes, (name, gx, gy)), "Where is the small mark?", answer
+    return Scene(background(rng), shapes, (name, gx, gy)), "Where is the small mark?", answer
 
 
 def print_position(rng: random.Random, word: str, canvas: int) -> tuple[int, int]:
@@ -151,9 +157,9 @@ def _ocr(rng: random.Random, canvas: int) -> Item:
     tx, ty = print_position(rng, word, canvas)
     width, height = text_box(word, canvas)
     n = rng.randint(1, 2)
-    shapes = _shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
+    shapes = place_shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
                      taken=[(tx, ty, max(width, height))])
-    return Scene(_background(rng), shapes, text=(word, tx, ty)), "What word is written in the image?", word
+    return Scene(background(rng), shapes, text=(word, tx, ty)), "What word is written in the image?", word
 
 
 TASKS: dict[str, Callable[[random.Random, int], Item]] = {

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from eaglesearch.data.scene import COLORS, SHAPES, WORDS, Scene, glyph_side, render, text_box
-from eaglesearch.data.tasks import TASKS, _background, _shapes, print_position
+from eaglesearch.data.tasks import TASKS, background, place_shapes, print_position
 from eaglesearch.data.world import WORLD_CANVAS, WORLD_TASKS
 from eaglesearch.model.experts import VisionExpert
 
@@ -64,9 +64,9 @@ def _read_scene(rng: random.Random, canvas: int) -> tuple[Scene, str]:
     tx, ty = print_position(rng, word, canvas)
     width, height = text_box(word, canvas)
     n = rng.randint(0, 2)
-    shapes = _shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
+    shapes = place_shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
                      taken=[(tx, ty, max(width, height))])
-    return Scene(_background(rng), shapes, text=(word, tx, ty)), word
+    return Scene(background(rng), shapes, text=(word, tx, ty)), word
 
 
 def world_scene(rng: random.Random, canvas: int) -> Scene:

@@ -282,13 +282,11 @@ def _resample_pos_embed(value: Tensor, shape: torch.Size, expert: VisionExpert) 
 
     if value.dim() == 4:  # SAM's NHWC table
         return resample_abs_pos_embed_nhwc(value, [shape[1], shape[2]])
-    prefix = int(getattr(getattr(expert, "backbone", None), "num_prefix_tokens", 0) or 0)
-    if getattr(getattr(expert, "backbone", None), "no_embed_class", False):
-        prefix_in_table = 0
-    else:
-        prefix_in_table = prefix
-    side = int(round((shape[1] - prefix_in_table) ** 0.5))
-    return resample_abs_pos_embed(value, [side, side], num_prefix_tokens=prefix_in_table)
+    backbone = getattr(expert, "backbone", None)
+    # Prefix tokens (CLS, registers) have rows of their own in the table unless the model embeds them separately.
+    prefix = 0 if getattr(backbone, "no_embed_class", False) else int(getattr(backbone, "num_prefix_tokens", 0) or 0)
+    side = round((shape[1] - prefix) ** 0.5)
+    return resample_abs_pos_embed(value, [side, side], num_prefix_tokens=prefix)
 
 
 # --------------------------------------------------------------------------------------- shipped components

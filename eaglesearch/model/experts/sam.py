@@ -54,7 +54,7 @@ PRESETS = {
                 "window_size": 4, "neck_chans": 128, "num_classes": 0},
         resample="auto",
         blocks=2,
-        pretext="segment", pretext_settings={"steps": 400, "batch_size": 16},
+        pretext="segment", pretext_settings={"steps": 300, "batch_size": 16},
     ),
     "paper": ExpertPreset(
         architecture="samvit_large_patch16",

@@ -1,0 +1,86 @@
+"""Each shipped tiny expert is good at its own pretext and, by its resolution, blind to what it must not see.
+
+The specialties the tiny world is built on (``eaglesearch/train/pretext.py``): CLIP knows colour-shape pairs and
+counts, SAM finds the small mark and tells plus from cross, Pix2Struct reads printed words. Each is checked with the
+expert's own pretext head on scenes it never saw (another seed). The blind side is a property of the pixels: at
+CLIP's 64 px the two marks and the eight words are nearly the same image.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import random  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from eaglesearch.data.scene import WORDS, render  # noqa: E402
+from eaglesearch.data.tasks import TASKS  # noqa: E402
+from eaglesearch.model.experts import build_expert  # noqa: E402
+from eaglesearch.spec import ExpertSpec  # noqa: E402
+from eaglesearch.train.artifacts import ArtifactStore, artifact_key  # noqa: E402
+from eaglesearch.train.pretext import PRETEXTS, PretextRecipe, pretext_accuracy  # noqa: E402
+from eaglesearch.train.pretrained import HEAD, SHIPPED_ROOT, TINY_EXPERT, WEIGHTS, expert_payload  # noqa: E402
+
+CANVAS = 256
+
+
+def shipped_expert(name: str):
+    spec = ExpertSpec(name=name, preset="tiny")
+    payload = expert_payload(spec)
+    folder = ArtifactStore(SHIPPED_ROOT).get(TINY_EXPERT, artifact_key(payload))
+    assert folder is not None, f"{name} is not shipped; run `eaglesearch pretrain --only {name}`"
+    expert = build_expert(spec)
+    expert.load_state_dict(torch.load(folder / WEIGHTS, weights_only=True))
+    recipe = PretextRecipe(**payload["recipe"])
+    head = PRETEXTS[recipe.pretext].head(expert.channels, expert.native_grid)
+    head.load_state_dict(torch.load(folder / HEAD, weights_only=True))
+    return expert.eval(), head.eval(), recipe
+
+
+@pytest.mark.parametrize(("name", "floors"), [
+    ("clip", {"count": 0.8, "pairs_exact": 0.5}),
+    ("siglip", {"count": 0.8, "pairs_exact": 0.5}),
+    ("convnext", {"label": 0.7}),
+    ("sam", {"mark_found": 0.9, "mark_kind": 0.9, "shape_cells": 0.85}),
+    ("pix2struct", {"word": 0.9}),
+])
+def test_shipped_experts_have_their_specialty_on_held_out_scenes(name: str, floors: dict[str, float]) -> None:
+    expert, head, recipe = shipped_expert(name)
+    measured = pretext_accuracy(expert, head, recipe, n=96, seed=7)
+    for key, floor in floors.items():
+        assert measured[key] >= floor, f"{name}: {key} {measured[key]:.2f} < {floor} on held-out scenes"
+
+
+def test_an_untrained_head_is_at_chance_so_the_checks_can_fail() -> None:
+    expert, _, recipe = shipped_expert("sam")
+    torch.manual_seed(0)
+    fresh = PRETEXTS[recipe.pretext].head(expert.channels, expert.native_grid)
+    assert pretext_accuracy(expert, fresh, recipe, n=96, seed=7)["mark_kind"] < 0.8
+
+
+def _at(image, side: int) -> torch.Tensor:
+    x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()[None] / 255.0
+    return F.interpolate(x, size=side, mode="bilinear", antialias=True) if side != x.shape[-1] else x
+
+
+@pytest.mark.parametrize("task", ["detail", "ocr"])
+def test_the_fine_detail_is_nearly_gone_at_clips_resolution(task: str) -> None:
+    """Swap the mark (plus <-> cross) or the word in one scene: a large change at 256 px, a small one at 64 px,
+    relative to the image's own contrast."""
+    scene, _, answer = TASKS[task](random.Random(11), CANVAS)
+    if task == "detail":
+        name, gx, gy = scene.glyph
+        twin = type(scene)(scene.background, scene.shapes, ("cross" if name == "plus" else "plus", gx, gy))
+    else:
+        other = next(w for w in WORDS if w != answer)
+        twin = type(scene)(scene.background, scene.shapes, text=(other, *scene.text[1:]))
+    a, b = render(scene, CANVAS), render(twin, CANVAS)
+    full = (_at(a, CANVAS) - _at(b, CANVAS)).abs().amax().item()
+    low = (_at(a, 64) - _at(b, 64)).abs().amax().item()
+    assert full > 0.5 and low < 0.5 * full
