@@ -385,8 +385,9 @@ def pretext_accuracy(expert: VisionExpert, head: nn.Module, recipe: PretextRecip
     expert.eval()
     out = torch.cat([head(_features(expert, images[i:i + 32])) for i in range(0, n, 32)])
     if recipe.pretext == "caption":
-        pairs = (out[:, :len(PAIRS)] > 0).float()
-        return {"pairs_exact": (pairs == labels["pairs"]).all(1).float().mean().item(),
+        pairs, truth = out[:, :len(PAIRS)] > 0, labels["pairs"] > 0.5
+        tp, wrong = (pairs & truth).sum().item(), (pairs ^ truth).sum().item()
+        return {"pairs_exact": (pairs == truth).all(1).float().mean().item(), "pairs_f1": 2 * tp / max(1, 2 * tp + wrong),
                 "count": (out[:, len(PAIRS):].argmax(1) == labels["count"]).float().mean().item()}
     if recipe.pretext == "classify":
         return {"label": (out.argmax(1) == labels["label"]).float().mean().item()}
