@@ -20,7 +20,7 @@ from eaglesearch.execution.workspace import Workspace
 from eaglesearch.model.experts.discovery import register_trial_experts
 from eaglesearch.spec import TrialResult
 from eaglesearch.tracking import TrackingStore
-from eaglesearch.train.stages import StageRecord
+from eaglesearch.train.stages import PRETRAIN, StageRecord
 
 
 def lookup(store: TrackingStore, req: TrialRequest) -> TrialResult | None:
@@ -40,9 +40,12 @@ def lookup(store: TrackingStore, req: TrialRequest) -> TrialResult | None:
 
 def log_stage(store: TrackingStore, trial_run_id: str, req: TrialRequest, record: StageRecord) -> str:
     """One nested MLflow run for a stage of the trial: its settings, loss curve and whether it was reused."""
-    stage = req.trial.train.stage(record.stage)
-    params = {k: str(v) for k, v in stage.model_dump(mode="json").items() if k not in ("name", "trainable")}
-    params["trainable"] = record.trainable_label
+    if record.stage == PRETRAIN:  # a pretrained component: its source and key, no stage settings of this recipe
+        params = {"component": record.trainable_label, "pretrained_key": str(record.artifact_key)}
+    else:
+        stage = req.trial.train.stage(record.stage)
+        params = {k: str(v) for k, v in stage.model_dump(mode="json").items() if k not in ("name", "trainable")}
+        params["trainable"] = record.trainable_label
     metrics = {"stage/steps": float(record.steps), "stage/resumed_from_step": float(record.resumed_from),
                "stage/samples": float(record.samples), "stage/wall_s": record.wall_s,
                **{f"trainable/{k}": float(v) for k, v in record.trainable.items()}}

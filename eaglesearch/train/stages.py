@@ -53,6 +53,8 @@ STAGE_VERSION = "stages-1"
 
 PREALIGNED = "prealigned_expert"
 """Artifact kind of a per-expert stage's result."""
+PRETRAIN = "pretrain"
+"""Stage name of the records of pretrained components (index 0: before every stage of the recipe)."""
 
 EXPERT_FILE, PROJECTOR_FILE, RECORD_FILE, DONE_FILE = "expert.pt", "projector.pt", "stage.json", "done.pt"
 
@@ -189,7 +191,7 @@ class StagePipeline:
     def _component_records(self) -> list[StageRecord]:
         """The pretrained components this trial used, as stage records of a ``pretrain`` stage (index 0): trained
         here, or reused (shipped with the package or found in the artifact store)."""
-        return [StageRecord(stage="pretrain", index=0, data="world", status="trained" if c.source == "trained"
+        return [StageRecord(stage=PRETRAIN, index=0, data="world", status="trained" if c.source == "trained"
                             else "reused", steps=c.steps, expert=c.name, artifact_key=c.key, losses=c.losses,
                             loss_final=c.losses[-1][1] if c.losses else None, wall_s=c.wall_s,
                             trainable_label=f"{c.kind} ({c.source})")
