@@ -185,6 +185,8 @@ def stage_metrics(records: list[StageRecord]) -> dict[str, float]:
         "train/samples_per_s": final.samples / final.wall_s if final.wall_s > 0 else 0.0,
         "train/wall_s": sum(r.wall_s for r in trained),
         "train/resumed_from_step": float(final.resumed_from),
+        # Optimizer steps this trial ran itself (restored ones excluded): the compute a multi-fidelity search saves.
+        "train/steps_trained": float(sum(r.steps - r.resumed_from for r in trained)),
         "stages/trained": float(len(trained)),
         "stages/reused": float(len(records) - len(trained)),
     }

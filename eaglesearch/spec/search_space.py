@@ -17,6 +17,25 @@ def as_expert(ref: ExpertRef) -> ExpertSpec:
     return ExpertSpec(name=ref) if isinstance(ref, str) else ref
 
 
+class HalvingSpec(SpecModel):
+    """Successive halving inside each greedy round (``strategy.halving``): every candidate of the round trains to
+    ``min_fraction`` of the final stage's steps (a rung), only the best ``1/eta`` continue from their checkpoints to
+    ``eta`` times that budget, and so on up to the full budget; the round is decided on full-budget results only."""
+
+    eta: int = Field(default=3, ge=2, le=16, description="keep the best 1/eta of the candidates at each rung")
+    min_fraction: float = Field(
+        default=0.25, gt=0, lt=1, description="budget of the first rung: a fraction of the final stage's steps")
+
+    def fractions(self) -> tuple[float, ...]:
+        """The rungs' budgets, ending with 1.0 (the full trial): min_fraction, min_fraction*eta, ... < 1, then 1."""
+        out: list[float] = []
+        value = self.min_fraction
+        while value < 1 - 1e-9:
+            out.append(round(value, 6))
+            value *= self.eta
+        return (*out, 1.0)
+
+
 class GreedyStrategySpec(SpecModel):
     """Greedy round-robin expert selection (Eagle §2.6): each round adds the pool expert that helps most."""
 
@@ -34,6 +53,9 @@ class GreedyStrategySpec(SpecModel):
         "(pick) or train both again with `tie_seeds` more seeds and decide on the mean over seeds (add_seeds)",
     )
     tie_seeds: int = Field(default=2, ge=1, le=8, description="extra seeds per tied candidate with add_seeds")
+    halving: HalvingSpec | None = Field(
+        default=None, description="successive halving inside each round ({eta, min_fraction}); default: every "
+        "candidate trains the full budget")
 
     @model_validator(mode="after")
     def _disjoint(self) -> GreedyStrategySpec:

@@ -10,6 +10,11 @@ process without accumulation the only extra work per step is reading the loss as
 
 With ``checkpoint_dir`` a stage survives its process: a rerun restores ``checkpoint_dir/last.pt`` (weights,
 optimizer, scheduler, RNG states, data position, losses) and continues bit-identically to an uninterrupted run.
+
+With ``stop_at`` (a multi-fidelity rung, see ``eaglesearch/search/halving.py``) the stage stops after that many
+steps of the full stage: the LR schedule is still the full stage's, and the checkpoint written at the stop is
+exactly the one an uninterrupted full run would write there, so a later call with a larger ``stop_at`` (or none)
+continues from it as if the stage had never stopped.
 """
 
 from __future__ import annotations
@@ -125,7 +130,7 @@ def _computed(spec: StageSpec) -> dict:
 
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
             scheduler: torch.optim.lr_scheduler.LRScheduler, data: Iterator, spec: StageSpec,
-            stats: TrainStats) -> int:
+            stats: TrainStats, stop: int) -> int:
     """Restore ``path`` if it exists; returns the number of steps already done (0 without a checkpoint)."""
     checkpoint = load_checkpoint(path)
     if checkpoint is None:
@@ -138,6 +143,9 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     assert spec.steps is not None
     if not 0 < checkpoint.step <= spec.steps or len(checkpoint.losses) != checkpoint.step:
         raise checkpoint.fail(f"is inconsistent (step {checkpoint.step}, {len(checkpoint.losses)} losses)")
+    if checkpoint.step > stop:
+        raise checkpoint.fail(f"is at step {checkpoint.step}, past this run's stop at step {stop} (a rung cannot "
+                              "be evaluated from a later checkpoint)")
     restore_checkpoint(checkpoint, model, optimizer, scheduler)
     if isinstance(data, BatchStream) and checkpoint.data_state is not None:
         data.seek(checkpoint.data_state)
@@ -158,6 +166,7 @@ def train(
     on_log: StepLogger | None = None,
     checkpoint_dir: Path | None = None,
     world: distributed.WorldInfo | None = None,
+    stop_at: int | None = None,
 ) -> TrainStats:
     """Run the stage's ``spec.steps`` optimizer steps (warmup + schedule, gradient clipping) on the parameters
     that have ``requires_grad``. Returns per-step losses. ``spec.steps`` must be resolved: for a stage given in
@@ -177,11 +186,19 @@ def train(
     a worker's share, the share is run in micro-batches whose gradients accumulate before the optimizer step; loss
     and update equal the full-batch step's up to float rounding. ``world=None`` without accumulation is the plain
     single-process loop.
+
+    With ``stop_at`` (1 <= stop_at <= spec.steps) only steps ``[0, stop_at)`` run, on the schedule of all
+    ``spec.steps``; with ``checkpoint_dir`` the checkpoint at ``stop_at`` is always written, so a later call with a
+    larger ``stop_at`` or none resumes there (a checkpoint past ``stop_at`` is an error). ``stats.steps`` is the
+    step reached.
     """
     if spec.steps is None:
         raise ValueError(f"stage '{spec.name}' has no resolved step count (epochs={spec.epochs}); pass "
                          "stage.with_steps(stage.total_steps(len(dataset))) to train()")
     total_steps, warmup, kind = spec.steps, round(spec.warmup_ratio * spec.steps), spec.schedule
+    stop = spec.steps if stop_at is None else stop_at
+    if not 1 <= stop <= spec.steps:
+        raise ValueError(f"stage '{spec.name}': stop_at={stop_at} is outside 1..{spec.steps} (the stage's steps)")
     optimizer = build_optimizer(model, spec)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, total_steps, warmup, kind))
     # The plain step: one CPU process, no accumulation. On CUDA the accumulating step also moves batches to the
@@ -189,12 +206,12 @@ def train(
     plain = world is None and (spec.micro_batch_size is None or spec.micro_batch_size >= spec.batch_size) and \
         not distributed.on_cuda(model)
     params = [p for p in model.parameters() if p.requires_grad]
-    stats = TrainStats(steps=spec.steps)
+    stats = TrainStats(steps=stop)
     first, every, path = 0, 0, None
     if checkpoint_dir is not None:
         path = Path(checkpoint_dir) / CHECKPOINT_NAME
         every = spec.checkpoint_every or spec.steps
-        first = _resume(path, model, optimizer, scheduler, data, spec, stats)
+        first = _resume(path, model, optimizer, scheduler, data, spec, stats, stop)
         if on_log is not None:
             for step, value in enumerate(stats.losses):
                 if step % spec.log_every == 0 or step == spec.steps - 1:
@@ -202,7 +219,7 @@ def train(
     model.train()
     wall_before = stats.wall_s
     start = time.perf_counter()
-    for step in range(first, spec.steps):
+    for step in range(first, stop):
         batch = next(data)
         if plain:
             out = model(batch["images"], batch["input_ids"], batch["attention_mask"], labels=batch["labels"])
@@ -224,13 +241,13 @@ def train(
         value = shown.item()
         stats.losses.append(value)
         stats.samples += batch["input_ids"].shape[0]
-        if every and ((step + 1) % every == 0 or step == spec.steps - 1) and (world is None or world.is_main):
+        if every and ((step + 1) % every == 0 or step == stop - 1) and (world is None or world.is_main):
             stats.wall_s = wall_before + time.perf_counter() - start
             save_checkpoint(path, step=step + 1, model=model, optimizer=optimizer,  # type: ignore[arg-type]
                             scheduler=scheduler, data_state=data.position if isinstance(data, BatchStream) else None,
                             losses=stats.losses,
                             meta={"train": _computed(spec), "samples": stats.samples, "wall_s": stats.wall_s})
-        if on_log is not None and (step % spec.log_every == 0 or step == spec.steps - 1):
+        if on_log is not None and (step % spec.log_every == 0 or step in (stop - 1, spec.steps - 1)):
             on_log(step, value)
     stats.wall_s = wall_before + time.perf_counter() - start
     return stats

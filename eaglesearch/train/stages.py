@@ -19,6 +19,11 @@ shared by every trial that may build it; ``<scratch>/trials/<trial key>/<stage>`
 that finished writes ``done.pt`` (the weights it trained, and the RNG state), so a trial killed in stage 3 restores
 stages 1-2 from their results and resumes stage 3 from its last checkpoint: the final weights equal an
 uninterrupted run's.
+
+Multi-fidelity rungs (``trial.budget``, see ``eaglesearch/search/halving.py``): a rung trains its final joint stage
+only to ``trial.stop_step(steps)`` and keeps that stage's ``last.pt`` (no ``done.pt``). Joint stages checkpoint
+under the *full* trial's key (``trial.full_key``), so every rung of a candidate and its full trial share one
+folder: a higher rung, or the full trial, resumes from the previous rung's checkpoint.
 """
 
 from __future__ import annotations
@@ -280,8 +285,13 @@ class StagePipeline:
     # -------------------------------------------------------------------------------------- joint stages
 
     def _joint(self, model: EagleModel, stage: StageSpec) -> None:
-        folder = self.scratch / "trials" / self.trial.key / stage.name
+        folder = self.scratch / "trials" / self.trial.full_key / stage.name
         done = folder / DONE_FILE
+        rung = self.trial.budget is not None and stage.name == self.trial.train.joint_stages[-1].name
+        if rung and done.is_file():
+            raise RuntimeError(f"stage '{stage.name}' of this rung (budget {self.trial.budget}) already finished "
+                               f"at the full budget in {folder}; a rung cannot be evaluated from it. Delete the "
+                               "folder to train the rung again")
         if done.is_file():  # finished before this process started: restore its result, skip the work
             saved = torch.load(done, map_location="cpu", weights_only=True)
             _unwrap(model).load_state_dict(saved["model"], strict=False)
@@ -290,7 +300,10 @@ class StagePipeline:
             self.records.append(record)
             self.say(f"stage {self.index[stage.name]}/{self.count} {stage.name}: restored (finished earlier)")
             return
-        record = self._train(model, self.trial.model, stage, folder, expert=None, key=None)
+        record = self._train(model, self.trial.model, stage, folder, expert=None, key=None, rung=rung)
+        if rung:  # keep last.pt at the stop step: the next rung or the full trial continues from it
+            self.records.append(record)
+            return
         if self.main:
             save_atomic(done, {"model": _cpu(trained_state(_unwrap(model))), "rng": rng_state(),
                                 "record": json.dumps(record.to_json())})
@@ -304,7 +317,7 @@ class StagePipeline:
     # ---------------------------------------------------------------------------------------- one stage
 
     def _train(self, model: EagleModel, spec: ModelSpec, stage: StageSpec, checkpoints: Path, *,
-               expert: str | None, key: str | None) -> StageRecord:
+               expert: str | None, key: str | None, rung: bool = False) -> StageRecord:
         inner = _unwrap(model)
         counts = apply_trainable(inner, stage.trainable, spec)
         dataset = self.dataset_for(stage, inner.num_visual_tokens)
@@ -315,8 +328,9 @@ class StagePipeline:
         stream = batches(dataset, stage.batch_size, self.collate, stage_seed(self.trial.seed, stage))
         label = f"{stage.name}/{expert}" if expert else stage.name
         position = f"stage {self.index[stage.name]}/{self.count} {label}"
+        stop = self.trial.stop_step(steps) if rung else None
         self.say(f"{position}: {steps} steps on {stage.data} data, trains {stage.trainable.label} "
-                 f"({counts.get('total', 0):,} parameters)")
+                 f"({counts.get('total', 0):,} parameters)" + (f"; rung: stops at step {stop}" if stop else ""))
         logged: list[tuple[int, float]] = []
 
         def on_log(step: int, loss: float) -> None:
@@ -324,9 +338,9 @@ class StagePipeline:
             self.say(f"{position} step {step + 1}/{steps} loss {loss:.4f}")
 
         stats = train(model, stream, stage.with_steps(steps), on_log=on_log, checkpoint_dir=checkpoints,
-                      world=self.world)
+                      world=self.world, stop_at=stop)
         record = StageRecord(stage=stage.name, index=self.index[stage.name], data=stage.data, status="trained",
-                             steps=steps, expert=expert, artifact_key=key, resumed_from=stats.resumed_from,
+                             steps=stats.steps, expert=expert, artifact_key=key, resumed_from=stats.resumed_from,
                              losses=logged, loss_final=stats.loss_final, wall_s=stats.wall_s, samples=stats.samples,
                              trainable=counts, trainable_label=stage.trainable.label,
                              built_by=self.trial.key if expert else None)
