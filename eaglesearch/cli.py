@@ -193,6 +193,10 @@ def run(
         raise typer.Exit(2)
     loaded = _load(path)
     _refuse_unfit(loaded, gpu_memory_gb)
+    if executor == "inline" and loaded.space.scheduler is not None:
+        err.print(f"[red]{path}: scheduler ({loaded.space.scheduler.kind}) stops trials through Ray Tune and needs "
+                  "the Ray executor; drop --executor inline, or remove scheduler to run every trial in full[/red]")
+        raise typer.Exit(2)
     from eaglesearch.execution.controller import run_search
 
     outcome = run_search(loaded, tracking_uri=_uri(tracking_uri), workdir=workdir, artifacts=artifacts,

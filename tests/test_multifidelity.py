@@ -279,3 +279,64 @@ def test_rung_stops_on_the_full_schedule_and_the_continuation_equals_an_uninterr
         _train(tiny_stage, folder, 4)  # a rung cannot be evaluated from a later checkpoint
     with pytest.raises(ValueError, match="outside 1..9"):
         _train(tiny_stage, None, 10)
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+TWO_STAGES = """
+  stages:
+    - {name: align, data: caption, template: plain, trainable: {experts: none, projector: true, lm: none},
+       steps: 2, batch_size: 8, lr: 1.0e-3, log_every: 1}
+    - {name: sft, steps: 8, batch_size: 8, lr: 5.0e-4, log_every: 1, checkpoint_every: 0}"""
+
+
+def _space(name: str, candidates: str, halving: str) -> str:
+    return (f"name: {name}\nrecipe: experiments/tiny_test.yaml\nstrategy:\n  kind: greedy\n"
+            f"  base: [{{name: clip, resolution: 64}}]\n  candidates: [{candidates}]\n  max_rounds: 1\n{halving}"
+            "resources: {cpus_per_trial: 1, max_concurrent_trials: 1, max_failures: 1}\n")
+
+
+@pytest.mark.slow
+def test_continued_trial_resumes_from_its_rung_checkpoint(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from eaglesearch.tracking import TrackingStore
+    from tests.e2e_helpers import cli, tiny_recipe
+
+    recipe = tiny_recipe("tiny_test", train=TWO_STAGES, max_length=160)
+    candidates = "convnext, sam, dinov2"
+
+    def run(root: Path, body: str) -> pd.DataFrame:
+        (root / "experiments").mkdir(parents=True)
+        (root / "experiments" / "tiny_test.yaml").write_text(recipe)
+        (root / "search_spaces").mkdir()
+        (root / "search_spaces" / "s.yaml").write_text(body)
+        proc = cli(root, "run", "search_spaces/s.yaml", "--executor", "inline", "--quiet")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        store = TrackingStore(f"sqlite:///{root}/mlflow.db")
+        return store.trial_runs(store.latest_parent(body.split("\n")[0].removeprefix("name: ")))
+
+    halving = run(tmp_path / "halving", _space("mf-halving", candidates, "  halving: {eta: 3, min_fraction: 0.25}\n"))
+    rungs = halving[halving["role"] == "rung"]
+    full = halving[halving["role"] == "candidate"]
+    assert len(rungs) == 3 and len(full) == 1 and len(halving) == 5
+    # Each rung ran the align stage and 2 of the 8 SFT steps (25%), on the 8-step schedule.
+    assert list(rungs["stage/sft/steps"]) == [2.0] * 3 and list(rungs["train/steps_trained"]) == [4.0] * 3
+    assert list(rungs["param.budget"]) == ["0.25"] * 3
+    winner = full.iloc[0]
+    # The continued trial restored align (done.pt) and SFT step 2 (last.pt) from its rung, and trained 6 steps.
+    assert winner["train/resumed_from_step"] == 2.0 and winner["stage/sft/steps"] == 8.0
+    assert winner["train/steps_trained"] == 6.0
+    best_rung = rungs.loc[rungs["objective"].idxmax()]
+    assert winner["added"] == best_rung["added"]
+    # The promoted candidate's scratch folder is gone (finished); the others keep their rung checkpoints.
+    kept = sorted(p.parent.parent.name for p in (tmp_path / "halving" / ".eaglesearch" / "scratch").rglob("last.pt"))
+    assert len(kept) == 2 and winner["key"] not in kept
+
+    # The same candidate trained from scratch in a fresh project: same key, same numbers, all 10 steps trained.
+    plain = run(tmp_path / "plain", _space("mf-plain", winner["added"], ""))
+    again = plain[plain["role"] == "candidate"].iloc[0]
+    assert again["key"] == winner["key"] and again["train/steps_trained"] == 10.0
+    assert again["objective"] == winner["objective"]
+    assert again["train/loss_final"] == winner["train/loss_final"]

@@ -25,3 +25,5 @@ class TrialRequest(BaseModel):
     artifacts: str  # root of the stage-artifact store (path or fsspec URL)
     threads: int
     workers: int = 1  # data-parallel workers for this trial (Ray Train TorchTrainer when > 1)
+    eval_every: int | None = None  # under a scheduler (ASHA): evaluate every N final-stage steps and report it
+    eval_limit: int = 32  # items per benchmark in those intermediate evaluations

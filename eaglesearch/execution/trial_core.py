@@ -33,6 +33,7 @@ from eaglesearch.evaluate.items import BenchmarkItem
 from eaglesearch.evaluate.predictions import PredictionRecord
 from eaglesearch.evaluate.prior import prior_records
 from eaglesearch.evaluate.run import Benchmark, evaluate_benchmarks, summarize, summary_metrics
+from eaglesearch.execution.intermediate import IntermediateEval, IntermediateSettings, subset
 from eaglesearch.execution.threads import pin_threads
 from eaglesearch.execution.workspace import PER_TRIAL, Workspace, file_lock
 from eaglesearch.model import EagleModel, load_tokenizer
@@ -200,13 +201,16 @@ def stage_metrics(records: list[StageRecord]) -> dict[str, float]:
 
 def run_trial_core(
     trial: TrialSpec, workspace: Workspace, threads: int, progress: ProgressFn | None = None,
-    world: WorldInfo | None = None,
+    world: WorldInfo | None = None, intermediate: IntermediateSettings | None = None,
 ) -> TrialOutcome | None:
     """Build, train (every stage, see :mod:`eaglesearch.train.stages`) and evaluate the model ``trial`` describes.
     Deterministic for a fixed seed and thread count.
 
     With ``world`` (one rank of a data-parallel trial, see ``execution/multi_worker.py``) every rank trains its
     shard of each global batch on its device; rank 0 evaluates and returns the outcome, the others return None.
+
+    With ``intermediate`` (a scheduler such as ASHA watches the trial) the final stage is evaluated on a subset
+    every ``intermediate.every`` steps and reported (``execution/intermediate.py``); the result is unchanged.
     """
     say = progress or (lambda _msg: None)
     main = world is None or world.is_main
@@ -235,11 +239,15 @@ def run_trial_core(
             broadcast_parameters(model)
         return model
 
+    watch = None
+    if intermediate is not None and main:
+        watch = IntermediateEval(trial, tokenizer, subset(data.benchmarks, intermediate.limit), intermediate.every,
+                                 intermediate.report)
     say(f"building {trial.label} ({trial.train.label})")
     # No reuse ("per-trial"): a private store and scratch inside the trial's folder, deleted when it finishes.
     pipeline = StagePipeline(trial, tokenizer, datasets, lambda b: collate_train(b, tokenizer.pad_token_id),
                              store=store, scratch=private or workspace.scratch_dir, world=world,
-                             device=device, say=say, on_model=place, pretrained=pretrained)
+                             device=device, say=say, on_model=place, pretrained=pretrained, on_final_step=watch)
     result = pipeline.run()
     if not main:
         return None

@@ -113,6 +113,25 @@ class GridStrategySpec(SpecModel):
 StrategySpec = Annotated[GreedyStrategySpec | GridStrategySpec | OptunaStrategySpec, Field(discriminator="kind")]
 
 
+class SchedulerSpec(SpecModel):
+    """Early stopping of grid and Optuna trials by Ray Tune's ASHA scheduler (``scheduler: {kind: asha, ...}``).
+
+    A trial evaluates itself every ``eval_every`` steps of its final stage on the first ``eval_limit`` items of
+    each benchmark and reports that objective; ASHA stops the trials that fall behind at its rungs (``grace_period``
+    steps, then ``reduction_factor`` times more, up to ``max_t``). The intermediate evaluations leave training
+    untouched (same weights, RNG and result as without them); a stopped trial is recorded with status ``stopped``
+    and never wins. Ray executor only: greedy searches use ``strategy.halving`` instead."""
+
+    kind: Literal["asha"]
+    eval_every: int = Field(gt=0, description="steps of the final stage between intermediate evaluations")
+    eval_limit: int = Field(default=32, gt=0, description="items per benchmark in an intermediate evaluation")
+    grace_period: int | None = Field(
+        default=None, gt=0, description="steps every trial trains before it can be stopped; default: eval_every")
+    reduction_factor: int = Field(default=3, ge=2, description="keep the best 1/reduction_factor at each rung")
+    max_t: int | None = Field(
+        default=None, gt=0, description="steps of a full trial's final stage; default: the recipe's")
+
+
 class ResourcesSpec(SpecModel):
     cpus_per_trial: float = Field(default=2, gt=0)
     gpus_per_trial: float = Field(default=0, ge=0)
@@ -139,3 +158,12 @@ class SearchSpace(SpecModel):
     overrides: dict[str, Any] = Field(default_factory=dict, description="nested values merged over the recipe")
     strategy: StrategySpec
     resources: ResourcesSpec = ResourcesSpec()
+    scheduler: SchedulerSpec | None = Field(
+        default=None, description="early stopping for grid and optuna searches on Ray ({kind: asha, eval_every, ...})")
+
+    @model_validator(mode="after")
+    def _scheduler_fits(self) -> SearchSpace:
+        if self.scheduler is not None and self.strategy.kind == "greedy":
+            raise ValueError("scheduler: greedy rounds are decided on full-budget results; use strategy.halving "
+                             "({eta, min_fraction}) for successive halving inside a round, and drop scheduler")
+        return self

@@ -99,7 +99,8 @@ class TrialSpec(SpecModel):
         return out
 
 
-TrialStatus = Literal["finished", "failed", "cached"]
+TrialStatus = Literal["finished", "failed", "cached", "stopped"]
+"""``stopped``: ended early by a scheduler (ASHA) after an intermediate evaluation; recorded, never a winner."""
 
 
 class TrialResult(SpecModel):
@@ -114,4 +115,4 @@ class TrialResult(SpecModel):
 
     @property
     def ok(self) -> bool:
-        return self.status != "failed" and self.objective is not None
+        return self.status not in ("failed", "stopped") and self.objective is not None

@@ -167,6 +167,7 @@ def train(
     checkpoint_dir: Path | None = None,
     world: distributed.WorldInfo | None = None,
     stop_at: int | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> TrainStats:
     """Run the stage's ``spec.steps`` optimizer steps (warmup + schedule, gradient clipping) on the parameters
     that have ``requires_grad``. Returns per-step losses. ``spec.steps`` must be resolved: for a stage given in
@@ -191,6 +192,9 @@ def train(
     ``spec.steps``; with ``checkpoint_dir`` the checkpoint at ``stop_at`` is always written, so a later call with a
     larger ``stop_at`` or none resumes there (a checkpoint past ``stop_at`` is an error). ``stats.steps`` is the
     step reached.
+
+    ``on_step(done)`` is called after every optimizer step (and its checkpoint) with the steps done so far: where a
+    scheduler's intermediate evaluation hooks in. It must leave the model, its mode and the RNG as it found them.
     """
     if spec.steps is None:
         raise ValueError(f"stage '{spec.name}' has no resolved step count (epochs={spec.epochs}); pass "
@@ -249,5 +253,7 @@ def train(
                             meta={"train": _computed(spec), "samples": stats.samples, "wall_s": stats.wall_s})
         if on_log is not None and (step % spec.log_every == 0 or step in (stop - 1, spec.steps - 1)):
             on_log(step, value)
+        if on_step is not None:
+            on_step(step + 1)
     stats.wall_s = wall_before + time.perf_counter() - start
     return stats

@@ -155,13 +155,15 @@ class StagePipeline:
                  store: ArtifactStore, scratch: Path, world: distributed.WorldInfo | None = None,
                  device: torch.device | None = None, say: Say | None = None,
                  on_model: Callable[[EagleModel], EagleModel] | None = None,
-                 pretrained: PretrainedComponents | None = None) -> None:
+                 pretrained: PretrainedComponents | None = None,
+                 on_final_step: Callable[[EagleModel, int, int], None] | None = None) -> None:
         self.trial, self.tokenizer, self.dataset_for, self.collate = trial, tokenizer, dataset_for, collate
         self.pretrained = pretrained or PretrainedComponents(store, say)
         self.store, self.scratch, self.world = store, Path(scratch), world
         self.device = device or torch.device("cpu")
         self.say: Say = say or (lambda _msg: None)
         self.on_model = on_model or (lambda model: model)
+        self.on_final_step = on_final_step  # (model, steps done, steps of the stage): intermediate evaluations
         self.main = world is None or world.is_main
         self.records: list[StageRecord] = []
         stages = trial.train.active
@@ -329,6 +331,9 @@ class StagePipeline:
         label = f"{stage.name}/{expert}" if expert else stage.name
         position = f"stage {self.index[stage.name]}/{self.count} {label}"
         stop = self.trial.stop_step(steps) if rung else None
+        hook = self.on_final_step
+        final = expert is None and stage.name == self.trial.train.joint_stages[-1].name
+        on_step = (lambda done: hook(model, done, steps)) if hook is not None and final else None
         self.say(f"{position}: {steps} steps on {stage.data} data, trains {stage.trainable.label} "
                  f"({counts.get('total', 0):,} parameters)" + (f"; rung: stops at step {stop}" if stop else ""))
         logged: list[tuple[int, float]] = []
@@ -338,7 +343,7 @@ class StagePipeline:
             self.say(f"{position} step {step + 1}/{steps} loss {loss:.4f}")
 
         stats = train(model, stream, stage.with_steps(steps), on_log=on_log, checkpoint_dir=checkpoints,
-                      world=self.world, stop_at=stop)
+                      world=self.world, stop_at=stop, on_step=on_step)
         record = StageRecord(stage=stage.name, index=self.index[stage.name], data=stage.data, status="trained",
                              steps=stats.steps, expert=expert, artifact_key=key, resumed_from=stats.resumed_from,
                              losses=logged, loss_final=stats.loss_final, wall_s=stats.wall_s, samples=stats.samples,
