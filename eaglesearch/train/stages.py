@@ -82,7 +82,7 @@ class StageRecord:
     samples: int = 0
     trainable: dict[str, int] = field(default_factory=dict)
     trainable_label: str = ""
-    built_by: str | None = None  # key of the trial that trained it (per-expert stages)
+    built_by: str | None = None  # key of the trial that trained it (per-expert stages; joint stages of a rung)
 
     @property
     def name(self) -> str:
@@ -299,6 +299,8 @@ class StagePipeline:
             _unwrap(model).load_state_dict(saved["model"], strict=False)
             set_rng_state(saved["rng"])
             record = StageRecord.from_json(json.loads(saved["record"]))
+            if record.built_by not in (None, self.trial.key):  # trained by a rung of this trial, not by this trial
+                record.status = "reused"
             self.records.append(record)
             self.say(f"stage {self.index[stage.name]}/{self.count} {stage.name}: restored (finished earlier)")
             return
@@ -306,6 +308,8 @@ class StagePipeline:
         if rung:  # keep last.pt at the stop step: the next rung or the full trial continues from it
             self.records.append(record)
             return
+        if self.trial.budget is not None:  # an earlier stage of a rung: its continuation reuses it
+            record.built_by = self.trial.key
         if self.main:
             save_atomic(done, {"model": _cpu(trained_state(_unwrap(model))), "rng": rng_state(),
                                 "record": json.dumps(record.to_json())})
