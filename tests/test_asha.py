@@ -142,3 +142,56 @@ def test_intermediate_evaluations_leave_the_trial_result_unchanged(tmp_path: Pat
     assert watched.objective == plain.objective
     assert watched.loss_history == plain.loss_history
     assert [p.scored.prediction for p in watched.predictions] == [p.scored.prediction for p in plain.predictions]
+
+
+class StopAllButFirst:
+    """A deterministic stand-in for ASHA's judgement (whose choices depend on the values): the first trial runs to
+    the end, every later one is stopped at its first intermediate report. Built lazily (Ray imports slowly)."""
+
+    @staticmethod
+    def make(*_args: object) -> object:
+        from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+        class Scheduler(FIFOScheduler):
+            def __init__(self) -> None:
+                super().__init__()
+                self.first: str | None = None
+
+            def on_trial_result(self, tune_controller, trial, result):
+                self.first = self.first or trial.trial_id
+                if trial.trial_id != self.first and result.get("status") == "running":
+                    return TrialScheduler.STOP
+                return TrialScheduler.CONTINUE
+
+        return Scheduler()
+
+
+@pytest.mark.slow
+def test_a_trial_the_scheduler_stops_on_ray_is_recorded_stopped(tmp_path: Path, monkeypatch) -> None:
+    import ray
+
+    from eaglesearch.execution import ray_runner
+    from eaglesearch.execution.controller import run_search
+    from eaglesearch.model.validate import load_checked_search
+    from eaglesearch.tracking import TrackingStore
+    from tests.e2e_helpers import tiny_recipe
+
+    (tmp_path / "recipe.yaml").write_text(tiny_recipe(train="{steps: 6, batch_size: 8, lr: 5.0e-4, log_every: 2}"))
+    space = tmp_path / "s.yaml"
+    space.write_text("name: asha-ray\nrecipe: recipe.yaml\nstrategy:\n  kind: grid\n"
+                     "  factors: {experts: [[{name: clip, resolution: 64}]], train.lr: [5.0e-4, 1.0e-4]}\n"
+                     "scheduler: {kind: asha, eval_every: 2, eval_limit: 4}\n"
+                     "resources: {cpus_per_trial: 1, max_concurrent_trials: 1, max_failures: 0}\n")
+    monkeypatch.setattr(ray_runner, "make_scheduler", StopAllButFirst.make)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    try:
+        outcome = run_search(load_checked_search(space), tracking_uri=uri, workdir=tmp_path / "ws",
+                             reports_dir=tmp_path / "reports", show_progress=False)
+    finally:
+        ray.shutdown()
+    assert outcome.complete  # the stopped trial answers the replay from the record
+    runs = TrackingStore(uri).trial_runs(outcome.parent_id).set_index("param.train.sft.lr")
+    assert runs.loc["0.0005", "status_tag"] == "finished" and runs.loc["0.0005", "objective"] >= 0
+    stopped = runs.loc["0.0001"]
+    assert stopped["status_tag"] == "stopped" and stopped["asha/stopped_at_step"] == 2.0
+    assert 0 <= stopped["asha/objective"] <= 1 and math.isnan(stopped["objective"])
