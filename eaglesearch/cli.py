@@ -224,6 +224,10 @@ def run(
         raise typer.Exit(2) from None
     loaded = _load(path, check_paths=not no_check_paths)
     _refuse_unfit(loaded, gpu_memory_gb)
+    if executor == "inline" and loaded.space.scheduler is not None:
+        err.print(f"[red]{path}: scheduler ({loaded.space.scheduler.kind}) stops trials through Ray Tune and needs "
+                  "the Ray executor; drop --executor inline, or remove scheduler to run every trial in full[/red]")
+        raise typer.Exit(2)
     from eaglesearch.execution.controller import SearchInterrupted, run_search
 
     try:

@@ -17,7 +17,7 @@ from eaglesearch.execution.ties import tie_labels
 from eaglesearch.execution.workspace import Workspace
 from eaglesearch.report import ReportPaths, write_report
 from eaglesearch.search import Proposal, RoundDecision, make_strategy
-from eaglesearch.spec import LoadedSearch
+from eaglesearch.spec import LoadedSearch, TrainSpec
 from eaglesearch.tracking import TrackingStore, absolute_uri
 from eaglesearch.tracking.uri import create_store_once, probe_store
 
@@ -42,6 +42,18 @@ class SearchOutcome:
     pareto: list[Proposal] = field(default_factory=list)  # Optuna searches: the strategy's non-dominated trials
 
 
+def scheduler_max_t(loaded: LoadedSearch) -> int:
+    """``scheduler.max_t``, else the steps of the recipe's final stage (which must then be given in steps)."""
+    assert loaded.space.scheduler is not None
+    if loaded.space.scheduler.max_t is not None:
+        return loaded.space.scheduler.max_t
+    final = TrainSpec.model_validate(loaded.factory.base_dict()["train"]).joint_stages[-1]
+    if final.steps is None:
+        raise ValueError(f"{loaded.path}: the final stage '{final.name}' is given in epochs, so ASHA cannot know "
+                         "its length in steps; set scheduler.max_t")
+    return final.steps
+
+
 def run_search(
     loaded: LoadedSearch,
     *,
@@ -54,6 +66,11 @@ def run_search(
     show_progress: bool = True,
 ) -> SearchOutcome:
     space = loaded.space
+    if space.scheduler is not None and executor == "inline":
+        raise ValueError(f"{loaded.path}: scheduler ({space.scheduler.kind}) stops trials through Ray Tune and "
+                         "needs the Ray executor; drop --executor inline, or remove scheduler to run every trial "
+                         "in full inline")
+    max_t = scheduler_max_t(loaded) if space.scheduler is not None else 0
     uri = absolute_uri(tracking_uri)
     probe_store(uri)  # an unusable store fails here, in seconds, before Ray or any trial starts
     if executor == "ray" and address:
@@ -77,7 +94,9 @@ def run_search(
     context = RunContext(search=space.name, parent_id=parent_id, experiment_id=experiment_id, tracking_uri=uri,
                          workdir=str(workspace.root), artifacts=workspace.artifacts, threads=space.resources.torch_threads,
                          workers=workers_per_trial(space.resources),
-                         parallelism=parallelism_for(space.resources))
+                         parallelism=parallelism_for(space.resources),
+                         eval_every=space.scheduler.eval_every if space.scheduler else None,
+                         eval_limit=space.scheduler.eval_limit if space.scheduler else 32)
     dispatcher = Dispatcher(strategy=strategy, context=context)
 
     progress = ConsoleProgress(space.name, strategy, space.strategy.mode) if show_progress else None
@@ -88,9 +107,11 @@ def run_search(
         if executor == "inline":
             run_inline(dispatcher)
         else:
-            from eaglesearch.execution.ray_runner import mark_complete, run_with_ray
+            from eaglesearch.execution.ray_runner import make_scheduler, mark_complete, run_with_ray
 
-            info = run_with_ray(dispatcher, space.resources, tune_name, workspace.ray_dir, address)
+            scheduler = (make_scheduler(space.scheduler, space.strategy.mode, max_t) if space.scheduler is not None
+                         else None)
+            info = run_with_ray(dispatcher, space.resources, tune_name, workspace.ray_dir, address, scheduler)
             resumed = resumed or info.resumed
     except KeyboardInterrupt:
         _mark_interrupted(store, parent_id)

@@ -28,6 +28,8 @@ class RunContext:
     threads: int
     workers: int = 1
     parallelism: str = "ddp"  # how multi-worker trials hold the model: ddp or fsdp
+    eval_every: int | None = None  # a scheduler watches the trials: intermediate evaluation cadence (steps)
+    eval_limit: int = 32
 
 
 @dataclass
@@ -58,7 +60,8 @@ class Dispatcher:
             trial=proposal.trial, key=proposal.trial.key, search=c.search, strategy=self.strategy.kind,
             round=proposal.round, role=proposal.role, added=proposal.added, label=proposal.label,
             parent_id=c.parent_id, experiment_id=c.experiment_id, tracking_uri=c.tracking_uri, workdir=c.workdir, artifacts=c.artifacts,
-            threads=c.threads, workers=c.workers, parallelism=c.parallelism,
+            threads=c.threads, workers=c.workers, parallelism=c.parallelism, eval_every=c.eval_every,
+            eval_limit=c.eval_limit,
         )
 
     def next_request(self) -> TrialRequest | None:
@@ -87,6 +90,15 @@ class Dispatcher:
         self.strategy.tell(key, result)
         if proposal is not None:
             listener().trial_finished(proposal, result)
+
+    def stopped(self, key: str, result: TrialResult) -> None:
+        """A scheduler (ASHA) stopped the trial: record its RUNNING run as ``stopped`` with the partial numbers
+        and tell the strategy (a stopped trial never wins; its search's resume answers it from the record)."""
+        runs = self.store.trial_runs(self.context.parent_id)
+        if not runs.empty and "key" in runs:
+            for _, row in runs[(runs["key"] == key) & (runs["status"] == "RUNNING")].iterrows():
+                self.store.stop_trial(row["run_id"], result.metrics, result.error or "stopped")
+        self.complete(key, result)
 
     def crashed(self, key: str, error: str) -> None:
         """A worker died for good (after Ray's retries): record the run FAILED and tell the strategy."""

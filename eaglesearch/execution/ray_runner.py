@@ -20,7 +20,7 @@ from pathlib import Path
 from eaglesearch.execution.dispatch import Dispatcher
 from eaglesearch.execution.searcher import StrategySearcher
 from eaglesearch.execution.tune_entry import run_tune_trial
-from eaglesearch.spec import ResourcesSpec
+from eaglesearch.spec import ResourcesSpec, SchedulerSpec
 
 COMPLETE_MARKER = "eaglesearch_complete"
 INTERRUPTED_MARKER = "eaglesearch_interrupted"
@@ -55,9 +55,26 @@ def _trial_name(trial) -> str:
     return f"r{request.get('round', 0)}-{request.get('key', trial.trial_id)}-{trial.trial_id}"
 
 
+def make_scheduler(spec: SchedulerSpec, mode: str, max_t: int):
+    """Ray Tune's ASHA over the trials' intermediate reports: time is final-stage steps, the metric the
+    subset objective (``execution/intermediate.py``)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    from eaglesearch.execution.intermediate import OBJECTIVE, STEP
+
+    grace = spec.grace_period or spec.eval_every
+    if grace >= max_t:
+        raise ValueError(f"scheduler.grace_period {grace} is not below max_t {max_t} (the final stage's steps): "
+                         "nothing could be stopped; lower scheduler.grace_period or scheduler.eval_every")
+    return ASHAScheduler(time_attr=STEP, metric=OBJECTIVE, mode=mode, max_t=max_t, grace_period=grace,
+                         reduction_factor=spec.reduction_factor)
+
+
 def run_with_ray(
-    dispatcher: Dispatcher, resources: ResourcesSpec, tune_name: str, storage: Path, address: str | None = None
+    dispatcher: Dispatcher, resources: ResourcesSpec, tune_name: str, storage: Path, address: str | None = None,
+    scheduler: object | None = None,
 ) -> RayRunInfo:
+    """Run the dispatcher's search on Ray Tune; ``scheduler`` is a Tune trial scheduler (``make_scheduler``)."""
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
@@ -108,6 +125,7 @@ def _run(dispatcher: Dispatcher, resources: ResourcesSpec, tune_name: str, stora
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=StrategySearcher(dispatcher),
+                scheduler=scheduler,  # type: ignore[arg-type]
                 num_samples=-1,
                 max_concurrent_trials=resources.max_concurrent_trials,
                 reuse_actors=False,

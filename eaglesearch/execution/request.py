@@ -28,3 +28,5 @@ class TrialRequest(BaseModel):
     threads: int
     workers: int = 1  # data-parallel workers for this trial (Ray Train TorchTrainer when > 1)
     parallelism: Literal["ddp", "fsdp"] = "ddp"  # multi-worker trials: a model copy per worker, or a shard
+    eval_every: int | None = None  # under a scheduler (ASHA): evaluate every N final-stage steps and report it
+    eval_limit: int = 32  # items per benchmark in those intermediate evaluations

@@ -3,6 +3,9 @@
 ``suggest`` returns ``None`` while a greedy round is in flight (Tune asks again later) and ``FINISHED`` when the
 strategy is done. Its whole state (strategy, in-flight trials) is pickled by Tune's experiment snapshots, so
 ``Tuner.restore`` after an interruption continues the same rounds.
+
+Under a scheduler (ASHA) a trial also reports intermediate evaluations (status ``running``); one the scheduler
+stops completes with such a result, and is recorded and told as ``stopped``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from ray.tune.search import Searcher
 
 from eaglesearch.execution.dispatch import Dispatcher
 from eaglesearch.spec import TrialResult
+
+RUNNING = "running"
+"""Status of an intermediate report: the trial is still training."""
 
 
 class StrategySearcher(Searcher):
@@ -42,6 +48,9 @@ class StrategySearcher(Searcher):
         if error or not result or "status" not in result:
             self.dispatcher.crashed(key, "the trial process failed repeatedly (crash, OOM or kill); see the Ray logs")
             return
+        if result["status"] == RUNNING:  # its last report was intermediate: the scheduler stopped it
+            self.dispatcher.stopped(key, stopped_result(key, result))
+            return
         self.dispatcher.complete(key, result_from_report(key, result))
 
     def save(self, checkpoint_path: str) -> None:
@@ -61,6 +70,20 @@ def report_from_result(result: TrialResult) -> dict[str, Any]:
         "run_id": result.run_id or "",
         "metrics_json": json.dumps(result.metrics),
     }
+
+
+def stopped_result(key: str, report: dict[str, Any]) -> TrialResult:
+    """What a trial the scheduler stopped tells the strategy: status ``stopped`` (it never wins), no objective,
+    and its last intermediate numbers as ``asha/...`` metrics (a partial evaluation, not the trial's result)."""
+    from eaglesearch.execution.intermediate import OBJECTIVE, STEP
+
+    metrics = {"asha/stopped_at_step": float(report.get(STEP, math.nan)),
+               "asha/objective": float(report.get(OBJECTIVE, math.nan))}
+    metrics.update({f"asha/{k.removeprefix('intermediate/')}": float(v) for k, v in report.items()
+                    if k.startswith("intermediate/") and isinstance(v, (int, float))})
+    step = metrics["asha/stopped_at_step"]
+    return TrialResult(key=key, status="stopped", metrics=metrics,
+                       error=f"stopped by the ASHA scheduler after step {step:.0f}")
 
 
 def result_from_report(key: str, report: dict[str, Any]) -> TrialResult:

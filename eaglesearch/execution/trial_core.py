@@ -33,6 +33,7 @@ from eaglesearch.evaluate.items import BenchmarkItem
 from eaglesearch.evaluate.predictions import PredictionRecord
 from eaglesearch.evaluate.prior import prior_records
 from eaglesearch.evaluate.run import Benchmark, evaluate_benchmarks, summarize, summary_metrics
+from eaglesearch.execution.intermediate import IntermediateEval, IntermediateSettings, subset
 from eaglesearch.execution.threads import pin_threads
 from eaglesearch.execution.workspace import PER_TRIAL, Workspace, file_lock
 from eaglesearch.model import EagleModel, load_tokenizer
@@ -41,8 +42,8 @@ from eaglesearch.spec import DataSpec, TrialSpec
 from eaglesearch.spec.train import StageSpec
 from eaglesearch.train.artifacts import ArtifactStore
 from eaglesearch.train.distributed import WorldInfo, broadcast_parameters, prepare_model, training_device
-from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.fsdp import shard_model
+from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.stages import StagePipeline, StageRecord
 
 ProgressFn = Callable[[str], None]
@@ -187,6 +188,8 @@ def stage_metrics(records: list[StageRecord]) -> dict[str, float]:
         "train/samples_per_s": final.samples / final.wall_s if final.wall_s > 0 else 0.0,
         "train/wall_s": sum(r.wall_s for r in trained),
         "train/resumed_from_step": float(final.resumed_from),
+        # Optimizer steps this trial ran itself (restored ones excluded): the compute a multi-fidelity search saves.
+        "train/steps_trained": float(sum(r.steps - r.resumed_from for r in trained)),
         "stages/trained": float(len(trained)),
         "stages/reused": float(len(records) - len(trained)),
     }
@@ -201,6 +204,7 @@ def stage_metrics(records: list[StageRecord]) -> dict[str, float]:
 def run_trial_core(
     trial: TrialSpec, workspace: Workspace, threads: int, progress: ProgressFn | None = None,
     world: WorldInfo | None = None, parallelism: Literal["ddp", "fsdp"] = "ddp", device: torch.device | None = None,
+    intermediate: IntermediateSettings | None = None,
 ) -> TrialOutcome | None:
     """Build, train (every stage, see :mod:`eaglesearch.train.stages`) and evaluate the model ``trial`` describes.
     Deterministic for a fixed seed and thread count.
@@ -210,6 +214,9 @@ def run_trial_core(
     ``parallelism`` says how the ranks hold the model: ``ddp`` a full copy each (gradients all-reduced), ``fsdp``
     a shard each (:mod:`eaglesearch.train.fsdp`; rank 0 evaluates an unsharded copy). ``device`` defaults to
     :func:`~eaglesearch.train.distributed.training_device`.
+
+    With ``intermediate`` (a scheduler such as ASHA watches the trial) the final stage is evaluated on a subset
+    every ``intermediate.every`` steps and reported (``execution/intermediate.py``); the result is unchanged.
     """
     say = progress or (lambda _msg: None)
     main = world is None or world.is_main
@@ -242,11 +249,15 @@ def run_trial_core(
             broadcast_parameters(model)
         return model
 
+    watch = None
+    if intermediate is not None and main:
+        watch = IntermediateEval(trial, tokenizer, subset(data.benchmarks, intermediate.limit), intermediate.every,
+                                 intermediate.report)
     say(f"building {trial.label} ({trial.train.label})")
     # No reuse ("per-trial"): a private store and scratch inside the trial's folder, deleted when it finishes.
     pipeline = StagePipeline(trial, tokenizer, datasets, lambda b: collate_train(b, tokenizer.pad_token_id),
                              store=store, scratch=private or workspace.scratch_dir, world=world,
-                             device=device, say=say, on_model=place, pretrained=pretrained)
+                             device=device, say=say, on_model=place, pretrained=pretrained, on_final_step=watch)
     result = pipeline.run()
     if not main:
         return None

@@ -9,10 +9,18 @@ def run_tune_trial(config: dict[str, Any]) -> None:
     import eaglesearch  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads in this fresh process)
     from ray import tune
 
+    from eaglesearch.execution.intermediate import STEP
     from eaglesearch.execution.request import TrialRequest
-    from eaglesearch.execution.searcher import report_from_result
+    from eaglesearch.execution.searcher import RUNNING, report_from_result
     from eaglesearch.execution.worker import execute_trial
 
     request = TrialRequest.model_validate(config["request"])
-    result = execute_trial(request)
-    tune.report(report_from_result(result))
+
+    def intermediate(metrics: dict[str, float]) -> None:  # a scheduler (ASHA) may stop the trial here
+        tune.report({**metrics, "status": RUNNING, "run_id": "", "error": "", "metrics_json": "{}"})
+
+    result = execute_trial(request, report=intermediate if request.eval_every else None)
+    final = report_from_result(result)
+    if request.eval_every:
+        final[STEP] = float(request.trial.train.joint_stages[-1].steps or 0)  # the scheduler's time attribute
+    tune.report(final)

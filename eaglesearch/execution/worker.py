@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 from eaglesearch.evaluate.predictions import PREDICTIONS, write_predictions
+from eaglesearch.execution.intermediate import IntermediateSettings, Report
 from eaglesearch.execution.request import TrialRequest
 from eaglesearch.execution.trial_core import ProgressFn, run_trial_core
 from eaglesearch.execution.workspace import Workspace
@@ -57,7 +58,10 @@ def log_stage(store: TrackingStore, trial_run_id: str, req: TrialRequest, record
                               losses=record.losses)
 
 
-def execute_trial(req: TrialRequest, progress: ProgressFn | None = None) -> TrialResult:
+def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report: Report | None = None) -> TrialResult:
+    """Serve ``req`` from the record, or train, evaluate and record it. With ``report`` and ``req.eval_every``
+    (a scheduler watches the trial) intermediate evaluations are handed to ``report`` as training goes; a
+    data-parallel trial (``workers > 1``) reports only its final result."""
     store = TrackingStore(req.tracking_uri)
     cached = lookup(store, req)
     if cached is not None:
@@ -74,7 +78,10 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None) -> Tria
             outcome = run_trial_multi_worker(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads,
                                              req.workers, parallelism=req.parallelism)
         else:
-            outcome = run_trial_core(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads, progress)
+            watch = (IntermediateSettings(req.eval_every, req.eval_limit, report)
+                     if report is not None and req.eval_every else None)
+            outcome = run_trial_core(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads, progress,
+                                     intermediate=watch)
     except Exception as err:  # noqa: BLE001 - every trial error is recorded, the search goes on
         summary = f"{type(err).__name__}: {err}"
         store.fail_trial(run_id, f"{summary}\n\n{traceback.format_exc()}")

@@ -61,8 +61,8 @@ class RoundDecision:
 
 def score_of(result: TrialResult | None, metric: str) -> float | None:
     """The value a result is ranked by (``objective`` or any recorded metric such as ``acc/count``); ``None``
-    when it may not win: missing, failed, or not a number."""
-    if result is None or result.status == "failed":
+    when it may not win: missing, failed, stopped early (a partial result), or not a number."""
+    if result is None or result.status in ("failed", "stopped"):
         return None
     value = result.objective if metric == "objective" else result.metrics.get(metric)
     if value is None or math.isnan(value):

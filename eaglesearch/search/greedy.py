@@ -11,6 +11,11 @@ when the base failed, or (``stop_when_no_gain``) when a round's best does not be
 With ``on_tie: add_seeds``, a round whose best two candidates are not separated (their recorded 95% intervals of
 the ranking metric overlap) is extended before it is decided: both are trained again with ``tie_seeds`` more
 seeds, and every candidate's value becomes the mean over its seeds.
+
+With ``halving: {eta, min_fraction}``, an adding round with two or more candidates climbs a successive-halving
+ladder (:mod:`eaglesearch.search.halving`) before it is decided: every candidate first trains to ``min_fraction``
+of the final stage's steps, only the best ``1/eta`` continue (from their checkpoints) to ``eta`` times that, up to
+the full budget, and the round is decided (ties, seeds, gain) on the full-budget results only.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import math
 
 from eaglesearch.search.base import Proposal, RoundDecision, Strategy, best_index, improvement, score_of
+from eaglesearch.search.halving import RUNG, Ladder, keep_count
 from eaglesearch.spec import ExpertSpec, GreedyStrategySpec, TrialFactory, TrialResult
 
 BASE_FAILED = "base failed"
@@ -49,6 +55,7 @@ class GreedyStrategy(Strategy):
         self._finished = False
         self._seeds: dict[str, list[str]] = {}  # candidate key → keys of its extra-seed trials (add_seeds)
         self._reseeded: set[int] = set()  # rounds already extended with extra seeds
+        self._ladder: Ladder | None = None  # the current round's successive-halving rungs (halving only)
         self._start_round()
 
     # -- ask / tell ---------------------------------------------------------------------------------------------
@@ -107,7 +114,20 @@ class GreedyStrategy(Strategy):
     def expected_trials(self) -> list[int]:
         n = len(self.spec.candidates)
         rounds = n if self.spec.max_rounds is None else min(n, self.spec.max_rounds)
-        return [1] + [n - r for r in range(rounds)]
+        return [1] + [self._round_trials(n - r) for r in range(rounds)]
+
+    def _round_trials(self, n: int) -> int:
+        """Trials of an adding round with ``n`` candidates: ``n``, or every rung's with halving."""
+        halving = self.spec.halving
+        if halving is None or n <= 1:
+            return n
+        total, entering = n, n
+        for budget in halving.fractions()[1:]:
+            entering = keep_count(entering, halving.eta)
+            total += entering
+            if budget >= 1 or entering == 1:
+                break
+        return total
 
     # -- round machinery ----------------------------------------------------------------------------------------
 
@@ -124,18 +144,35 @@ class GreedyStrategy(Strategy):
                 self._proposals.append(
                     Proposal(trial=trial, round=self._round, label=trial.label, role="candidate", added=expert.name)
                 )
+            if self.spec.halving is not None:
+                self._ladder = Ladder(self.spec.halving, self._proposals)
+                self._proposals = list(self._ladder.current)
         for p in self._proposals:
             self._round_of.setdefault(p.key, self._round)
 
     def _advance(self) -> None:
         """Decide every round whose trials are all answered (told now, or earlier: pre-told or memoised)."""
         while not self._finished and all(p.key in self._results for p in self._proposals):
+            if self._climb():
+                continue
             if self._extend_with_seeds():
                 continue
             self._decide()
             if not self._finished:
                 self._round += 1
                 self._start_round()
+
+    def _climb(self) -> bool:
+        """With halving, move the round's survivors to the next rung once the current one is answered. True when
+        new proposals were added (the round must wait for them)."""
+        ladder = self._ladder
+        if ladder is None or ladder.done or self._round == 0:
+            return False
+        added = ladder.next_rung(self._results.get, self.metric, self.mode)
+        for p in added:
+            self._proposals.append(p)
+            self._round_of.setdefault(p.key, self._round)
+        return bool(added)
 
     def _interval(self, key: str) -> tuple[float, float] | None:
         """The recorded 95% interval of the ranking metric for a trial, if the result carries one."""
@@ -193,7 +230,7 @@ class GreedyStrategy(Strategy):
     def _decide(self) -> None:
         rows = tuple((p.label, p.key, score_of(self._results[p.key], self.metric), self._results[p.key].status)
                      for p in self._proposals)
-        originals = [p for p in self._proposals if p.role != "reseed"]
+        originals = [p for p in self._proposals if p.role not in ("reseed", RUNG)]
         objectives = [self._value(p) for p in originals]
         i = best_index(objectives, self.mode)
         previous = self._incumbent_objective

@@ -219,7 +219,9 @@ class OptunaStrategy(Strategy):
 
     def _tell_study(self, number: int, result: TrialResult) -> None:
         values = self._values_of(result)
-        if values is None:
+        if result.status == "stopped":  # ended early by the scheduler: Optuna's own notion of it
+            self.study.tell(number, state=TrialState.PRUNED)
+        elif values is None:
             self.study.tell(number, state=TrialState.FAIL)
         else:
             self.study.tell(number, list(values) if len(values) > 1 else values[0])

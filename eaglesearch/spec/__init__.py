@@ -7,14 +7,21 @@ from eaglesearch.spec.load import LoadedSearch, TrialFactory, grid_combinations,
 from eaglesearch.spec.model import ExpertSpec, LanguageModelSpec, ModelSpec, TokenizerSpec
 from eaglesearch.spec.optuna_space import ExpertSearchSpec, ObjectiveSpec, OptunaStrategySpec, ParamSpec
 from eaglesearch.spec.recipe import Recipe
-from eaglesearch.spec.search_space import GreedyStrategySpec, GridStrategySpec, ResourcesSpec, SearchSpace
+from eaglesearch.spec.search_space import (
+    GreedyStrategySpec,
+    GridStrategySpec,
+    HalvingSpec,
+    ResourcesSpec,
+    SchedulerSpec,
+    SearchSpace,
+)
 from eaglesearch.spec.train import TrainSpec
 from eaglesearch.spec.trial import TrialResult, TrialSpec
 
 __all__ = [
     "BenchmarkSplitSpec", "DataSpec", "EvalSpec", "ExpertSearchSpec", "ExpertSpec", "GreedyStrategySpec", "GridStrategySpec",
-    "LanguageModelSpec", "LlavaSplitSpec", "LoadedSearch", "ModelSpec", "ObjectiveSpec", "OptunaStrategySpec", "ParamSpec",
-    "Recipe", "ResourcesSpec", "SearchSpace", "SpecError",
+    "HalvingSpec", "LanguageModelSpec", "LlavaSplitSpec", "LoadedSearch", "ModelSpec", "ObjectiveSpec", "OptunaStrategySpec", "ParamSpec",
+    "Recipe", "ResourcesSpec", "SchedulerSpec", "SearchSpace", "SpecError",
     "SpecIssue", "SyntheticDataSpec", "TokenizerSpec", "TrainSpec", "TrialFactory", "TrialResult", "TrialSpec",
     "grid_combinations", "load_recipe", "load_search_space",
 ]

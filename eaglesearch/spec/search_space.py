@@ -18,6 +18,25 @@ def as_expert(ref: ExpertRef) -> ExpertSpec:
     return ExpertSpec(name=ref) if isinstance(ref, str) else ref
 
 
+class HalvingSpec(SpecModel):
+    """Successive halving inside each greedy round (``strategy.halving``): every candidate of the round trains to
+    ``min_fraction`` of the final stage's steps (a rung), only the best ``1/eta`` continue from their checkpoints to
+    ``eta`` times that budget, and so on up to the full budget; the round is decided on full-budget results only."""
+
+    eta: int = Field(default=3, ge=2, le=16, description="keep the best 1/eta of the candidates at each rung")
+    min_fraction: float = Field(
+        default=0.25, gt=0, lt=1, description="budget of the first rung: a fraction of the final stage's steps")
+
+    def fractions(self) -> tuple[float, ...]:
+        """The rungs' budgets, ending with 1.0 (the full trial): min_fraction, min_fraction*eta, ... < 1, then 1."""
+        out: list[float] = []
+        value = self.min_fraction
+        while value < 1 - 1e-9:
+            out.append(round(value, 6))
+            value *= self.eta
+        return (*out, 1.0)
+
+
 class GreedyStrategySpec(SpecModel):
     """Greedy round-robin expert selection (Eagle §2.6): each round adds the pool expert that helps most."""
 
@@ -35,6 +54,9 @@ class GreedyStrategySpec(SpecModel):
         "(pick) or train both again with `tie_seeds` more seeds and decide on the mean over seeds (add_seeds)",
     )
     tie_seeds: int = Field(default=2, ge=1, le=8, description="extra seeds per tied candidate with add_seeds")
+    halving: HalvingSpec | None = Field(
+        default=None, description="successive halving inside each round ({eta, min_fraction}); default: every "
+        "candidate trains the full budget")
 
     @model_validator(mode="after")
     def _disjoint(self) -> GreedyStrategySpec:
@@ -92,6 +114,25 @@ class GridStrategySpec(SpecModel):
 StrategySpec = Annotated[GreedyStrategySpec | GridStrategySpec | OptunaStrategySpec, Field(discriminator="kind")]
 
 
+class SchedulerSpec(SpecModel):
+    """Early stopping of grid and Optuna trials by Ray Tune's ASHA scheduler (``scheduler: {kind: asha, ...}``).
+
+    A trial evaluates itself every ``eval_every`` steps of its final stage on the first ``eval_limit`` items of
+    each benchmark and reports that objective; ASHA stops the trials that fall behind at its rungs (``grace_period``
+    steps, then ``reduction_factor`` times more, up to ``max_t``). The intermediate evaluations leave training
+    untouched (same weights, RNG and result as without them); a stopped trial is recorded with status ``stopped``
+    and never wins. Ray executor only: greedy searches use ``strategy.halving`` instead."""
+
+    kind: Literal["asha"]
+    eval_every: int = Field(gt=0, description="steps of the final stage between intermediate evaluations")
+    eval_limit: int = Field(default=32, gt=0, description="items per benchmark in an intermediate evaluation")
+    grace_period: int | None = Field(
+        default=None, gt=0, description="steps every trial trains before it can be stopped; default: eval_every")
+    reduction_factor: int = Field(default=3, ge=2, description="keep the best 1/reduction_factor at each rung")
+    max_t: int | None = Field(
+        default=None, gt=0, description="steps of a full trial's final stage; default: the recipe's")
+
+
 class ResourcesSpec(SpecModel):
     cpus_per_trial: float = Field(default=2, gt=0)
     gpus_per_trial: float = Field(default=0, ge=0)
@@ -130,3 +171,13 @@ class SearchSpace(SpecModel):
         if not self.experts:
             data.pop("experts", None)
         return data
+
+    scheduler: SchedulerSpec | None = Field(
+        default=None, description="early stopping for grid and optuna searches on Ray ({kind: asha, eval_every, ...})")
+
+    @model_validator(mode="after")
+    def _scheduler_fits(self) -> SearchSpace:
+        if self.scheduler is not None and self.strategy.kind == "greedy":
+            raise ValueError("scheduler: greedy rounds are decided on full-budget results; use strategy.halving "
+                             "({eta, min_fraction}) for successive halving inside a round, and drop scheduler")
+        return self

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from eaglesearch.spec.base import SpecModel
 from eaglesearch.spec.data import DataSpec
@@ -26,6 +27,16 @@ class TrialSpec(SpecModel):
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
     seed: int = 0
+    budget: float | None = Field(
+        default=None, gt=0, le=1,
+        description="multi-fidelity rung: train the final stage only to this fraction of its steps (its LR "
+        "schedule stays the full stage's, the rung just stops early), then evaluate; None (or 1) is the full trial")
+
+    @field_validator("budget")
+    @classmethod
+    def _full_is_none(cls, value: float | None) -> float | None:
+        # A budget of 1 is the full trial: the same experiment, so the same key.
+        return None if value is not None and value >= 1 else value
 
     @model_validator(mode="after")
     def _caption_source(self) -> TrialSpec:
@@ -38,14 +49,30 @@ class TrialSpec(SpecModel):
 
     def canonical_json(self) -> str:
         """Sorted, compact JSON of the semantic fields (no logging cadence, no disabled stage): the input of
-        :attr:`key`."""
-        payload = self.model_dump(mode="json", exclude={"train"})
+        :attr:`key`. ``budget`` is in it only when set: a rung's numbers differ from the full trial's, so it
+        needs a key (and a record) of its own, while a full-budget trial keeps the key it had before budgets
+        existed, so a successive-halving search and a plain one share their full-budget trials."""
+        payload = self.model_dump(mode="json", exclude={"train"} if self.budget is not None else {"train", "budget"})
         payload["train"] = self.train.semantic()
         return json.dumps(payload, sort_keys=True, separators=(",", ":"))
 
     @property
     def key(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+    @property
+    def full_key(self) -> str:
+        """Key of this trial at the full budget (its own key when ``budget`` is None). Every rung of a candidate
+        checkpoints into the full trial's scratch folder, so the next rung, and the full trial, resume from the
+        previous rung's last checkpoint instead of training from scratch."""
+        return self.key if self.budget is None else self.model_copy(update={"budget": None}).key
+
+    def stop_step(self, steps: int) -> int | None:
+        """The step the final stage stops at for a stage of ``steps`` steps: ``ceil(budget * steps)`` (at least
+        1), or None for the full trial."""
+        if self.budget is None:
+            return None
+        return min(steps, max(1, math.ceil(self.budget * steps - 1e-9)))
 
     @property
     def label(self) -> str:
@@ -62,7 +89,7 @@ class TrialSpec(SpecModel):
             else:
                 out[prefix] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
 
-        data = self.model_dump(mode="json")
+        data = self.model_dump(mode="json", exclude={"budget"} if self.budget is None else None)
         data["train"] = {s.pop("name"): s for s in data["train"]["stages"]}  # train.<stage>.<field>
         out["train.stages"] = self.train.label
         experts = data["model"].pop("experts")
@@ -80,7 +107,8 @@ class TrialSpec(SpecModel):
         return out
 
 
-TrialStatus = Literal["finished", "failed", "cached"]
+TrialStatus = Literal["finished", "failed", "cached", "stopped"]
+"""``stopped``: ended early by a scheduler (ASHA) after an intermediate evaluation; recorded, never a winner."""
 
 
 class TrialResult(SpecModel):
@@ -95,4 +123,4 @@ class TrialResult(SpecModel):
 
     @property
     def ok(self) -> bool:
-        return self.status != "failed" and self.objective is not None
+        return self.status not in ("failed", "stopped") and self.objective is not None

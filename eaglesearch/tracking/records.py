@@ -46,7 +46,8 @@ STATUS_RUNNING = "running"
 STATUS_FINISHED = "finished"
 STATUS_FAILED = "failed"
 STATUS_CACHED = "cached"
-DONE_STATUSES = (STATUS_FINISHED, STATUS_CACHED, STATUS_FAILED)
+STATUS_STOPPED = "stopped"  # ended early by a scheduler (ASHA); served within its search only, never as a cache hit
+DONE_STATUSES = (STATUS_FINISHED, STATUS_CACHED, STATUS_FAILED, STATUS_STOPPED)
 
 ERROR_TAG_CHARS = 500
 # MLflow limits (3.x): param values <= 6000 chars, <= 100 params/tags and <= 1000 metrics per log_batch.

@@ -189,6 +189,14 @@ class TrackingStore:
         self._log_metrics(run_id, _final_metrics(result), None, tags={R.TAG_STATUS: R.STATUS_FINISHED})
         self._client.set_terminated(run_id, "FINISHED")
 
+    def stop_trial(self, run_id: str, metrics: dict[str, float], reason: str) -> None:
+        """A trial a scheduler stopped early: its last intermediate ``metrics``, status tag ``stopped`` and the
+        ``reason`` as error tag; terminated FINISHED so its search's resume finds it (:meth:`find_finished` does
+        not: its numbers are partial)."""
+        self._log_metrics(run_id, metrics, None, tags={R.TAG_STATUS: R.STATUS_STOPPED,
+                                                       R.TAG_ERROR: reason[:R.ERROR_TAG_CHARS]})
+        self._client.set_terminated(run_id, "FINISHED")
+
     def fail_trial(self, run_id: str, error: str) -> None:
         """Status tag ``failed``, the error's start as tag, the full text as ``error.txt``; terminate FAILED."""
         self._log_batch(run_id, tags={R.TAG_STATUS: R.STATUS_FAILED, R.TAG_ERROR: error[:R.ERROR_TAG_CHARS]})

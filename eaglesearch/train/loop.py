@@ -14,6 +14,11 @@ damaged ``last.pt`` is skipped with a warning for the checkpoint before it (``pr
 
 A loss that stops being finite (NaN or inf) ends the stage at once with a ``FloatingPointError`` naming the step,
 so the trial is recorded FAILED with the reason instead of training on garbage.
+
+With ``stop_at`` (a multi-fidelity rung, see ``eaglesearch/search/halving.py``) the stage stops after that many
+steps of the full stage: the LR schedule is still the full stage's, and the checkpoint written at the stop is
+exactly the one an uninterrupted full run would write there, so a later call with a larger ``stop_at`` (or none)
+continues from it as if the stage had never stopped.
 """
 
 from __future__ import annotations
@@ -135,9 +140,9 @@ def _computed(spec: StageSpec) -> dict:
 
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
             scheduler: torch.optim.lr_scheduler.LRScheduler, data: Iterator, spec: StageSpec,
-            stats: TrainStats) -> int:
+            stats: TrainStats, stop: int) -> int:
     """Restore the newest usable checkpoint at ``path`` (or the one before it, when ``path`` is damaged); returns
-    the number of steps already done (0 without a usable checkpoint)."""
+    the number of steps already done (0 without a usable checkpoint). A checkpoint past ``stop`` is an error."""
 
     def usable(checkpoint: Checkpoint) -> None:
         saved = checkpoint.meta.get("train")
@@ -148,6 +153,9 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
         assert spec.steps is not None
         if not 0 < checkpoint.step <= spec.steps or len(checkpoint.losses) != checkpoint.step:
             raise checkpoint.corrupt(f"is inconsistent (step {checkpoint.step}, {len(checkpoint.losses)} losses)")
+        if checkpoint.step > stop:
+            raise checkpoint.fail(f"is at step {checkpoint.step}, past this run's stop at step {stop} (a rung "
+                                  "cannot be evaluated from a later checkpoint)")
 
     checkpoint = load_latest(path, usable)
     if checkpoint is None:
@@ -172,6 +180,8 @@ def train(
     on_log: StepLogger | None = None,
     checkpoint_dir: Path | None = None,
     world: distributed.WorldInfo | None = None,
+    stop_at: int | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> TrainStats:
     """Run the stage's ``spec.steps`` optimizer steps (warmup + schedule, gradient clipping) on the parameters
     that have ``requires_grad``. Returns per-step losses. ``spec.steps`` must be resolved: for a stage given in
@@ -193,11 +203,22 @@ def train(
     a worker's share, the share is run in micro-batches whose gradients accumulate before the optimizer step; loss
     and update equal the full-batch step's up to float rounding. ``world=None`` without accumulation is the plain
     single-process loop.
+
+    With ``stop_at`` (1 <= stop_at <= spec.steps) only steps ``[0, stop_at)`` run, on the schedule of all
+    ``spec.steps``; with ``checkpoint_dir`` the checkpoint at ``stop_at`` is always written, so a later call with a
+    larger ``stop_at`` or none resumes there (a checkpoint past ``stop_at`` is an error). ``stats.steps`` is the
+    step reached.
+
+    ``on_step(done)`` is called after every optimizer step (and its checkpoint) with the steps done so far: where a
+    scheduler's intermediate evaluation hooks in. It must leave the model, its mode and the RNG as it found them.
     """
     if spec.steps is None:
         raise ValueError(f"stage '{spec.name}' has no resolved step count (epochs={spec.epochs}); pass "
                          "stage.with_steps(stage.total_steps(len(dataset))) to train()")
     total_steps, warmup, kind = spec.steps, round(spec.warmup_ratio * spec.steps), spec.schedule
+    stop = spec.steps if stop_at is None else stop_at
+    if not 1 <= stop <= spec.steps:
+        raise ValueError(f"stage '{spec.name}': stop_at={stop_at} is outside 1..{spec.steps} (the stage's steps)")
     optimizer = build_optimizer(model, spec)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, total_steps, warmup, kind))
     # The plain step: one CPU process, no accumulation. On CUDA the accumulating step also moves batches to the
@@ -206,12 +227,12 @@ def train(
         not distributed.on_cuda(model)
     params = [p for p in model.parameters() if p.requires_grad]
     sharded = fsdp.is_sharded(model)
-    stats = TrainStats(steps=spec.steps)
+    stats = TrainStats(steps=stop)
     first, every, path = 0, 0, None
     if checkpoint_dir is not None:
         path = Path(checkpoint_dir) / CHECKPOINT_NAME
         every = spec.checkpoint_every or spec.steps
-        first = _resume(path, model, optimizer, scheduler, data, spec, stats)
+        first = _resume(path, model, optimizer, scheduler, data, spec, stats, stop)
         if on_log is not None:
             for step, value in enumerate(stats.losses):
                 if step % spec.log_every == 0 or step == spec.steps - 1:
@@ -219,7 +240,7 @@ def train(
     model.train()
     wall_before = stats.wall_s
     start = time.perf_counter()
-    for step in range(first, spec.steps):
+    for step in range(first, stop):
         batch = next(data)
         if plain:
             out = model(batch["images"], batch["input_ids"], batch["attention_mask"], labels=batch["labels"])
@@ -245,13 +266,15 @@ def train(
         stats.losses.append(value)
         stats.samples += batch["input_ids"].shape[0]
         main = world is None or world.is_main
-        if every and ((step + 1) % every == 0 or step == spec.steps - 1) and (main or sharded):
+        if every and ((step + 1) % every == 0 or step == stop - 1) and (main or sharded):
             stats.wall_s = wall_before + time.perf_counter() - start
             save_checkpoint(path, step=step + 1, model=model, optimizer=optimizer,  # type: ignore[arg-type]
                             scheduler=scheduler, data_state=data.position if isinstance(data, BatchStream) else None,
                             losses=stats.losses, is_main=main,
                             meta={"train": _computed(spec), "samples": stats.samples, "wall_s": stats.wall_s})
-        if on_log is not None and (step % spec.log_every == 0 or step == spec.steps - 1):
+        if on_log is not None and (step % spec.log_every == 0 or step in (stop - 1, spec.steps - 1)):
             on_log(step, value)
+        if on_step is not None:
+            on_step(step + 1)
     stats.wall_s = wall_before + time.perf_counter() - start
     return stats

@@ -23,6 +23,11 @@ uninterrupted run's.
 Sharded models (FSDP, :mod:`eaglesearch.train.fsdp`): every rank joins the gathering of a stage's full state,
 rank 0 writes the artifact or ``done.pt`` from it, and after the last stage rank 0 gets an unsharded copy of the
 model (built afresh, the gathered state loaded) for evaluation.
+
+Multi-fidelity rungs (``trial.budget``, see ``eaglesearch/search/halving.py``): a rung trains its final joint stage
+only to ``trial.stop_step(steps)`` and keeps that stage's ``last.pt`` (no ``done.pt``). Joint stages checkpoint
+under the *full* trial's key (``trial.full_key``), so every rung of a candidate and its full trial share one
+folder: a higher rung, or the full trial, resumes from the previous rung's checkpoint.
 """
 
 from __future__ import annotations
@@ -83,7 +88,7 @@ class StageRecord:
     samples: int = 0
     trainable: dict[str, int] = field(default_factory=dict)
     trainable_label: str = ""
-    built_by: str | None = None  # key of the trial that trained it (per-expert stages)
+    built_by: str | None = None  # key of the trial that trained it (per-expert stages; joint stages of a rung)
 
     @property
     def name(self) -> str:
@@ -156,13 +161,15 @@ class StagePipeline:
                  store: ArtifactStore, scratch: Path, world: distributed.WorldInfo | None = None,
                  device: torch.device | None = None, say: Say | None = None,
                  on_model: Callable[[EagleModel], EagleModel] | None = None,
-                 pretrained: PretrainedComponents | None = None) -> None:
+                 pretrained: PretrainedComponents | None = None,
+                 on_final_step: Callable[[EagleModel, int, int], None] | None = None) -> None:
         self.trial, self.tokenizer, self.dataset_for, self.collate = trial, tokenizer, dataset_for, collate
         self.pretrained = pretrained or PretrainedComponents(store, say)
         self.store, self.scratch, self.world = store, Path(scratch), world
         self.device = device or torch.device("cpu")
         self.say: Say = say or (lambda _msg: None)
         self.on_model = on_model or (lambda model: model)
+        self.on_final_step = on_final_step  # (model, steps done, steps of the stage): intermediate evaluations
         self.main = world is None or world.is_main
         self.records: list[StageRecord] = []
         stages = trial.train.active
@@ -298,8 +305,13 @@ class StagePipeline:
     # -------------------------------------------------------------------------------------- joint stages
 
     def _joint(self, model: EagleModel, stage: StageSpec) -> None:
-        folder = self.scratch / "trials" / self.trial.key / stage.name
+        folder = self.scratch / "trials" / self.trial.full_key / stage.name
         done = folder / DONE_FILE
+        rung = self.trial.budget is not None and stage.name == self.trial.train.joint_stages[-1].name
+        if rung and done.is_file():
+            raise RuntimeError(f"stage '{stage.name}' of this rung (budget {self.trial.budget}) already finished "
+                               f"at the full budget in {folder}; a rung cannot be evaluated from it. Delete the "
+                               "folder to train the rung again")
         if done.is_file():  # finished before this process started: restore its result, skip the work
             saved = torch.load(done, map_location="cpu", weights_only=True)
             if fsdp.is_sharded(model):
@@ -308,10 +320,17 @@ class StagePipeline:
                 _unwrap(model).load_state_dict(saved["model"], strict=False)
             set_rng_state(saved["rng"])
             record = StageRecord.from_json(json.loads(saved["record"]))
+            if record.built_by not in (None, self.trial.key):  # trained by a rung of this trial, not by this trial
+                record.status = "reused"
             self.records.append(record)
             self.say(f"stage {self.index[stage.name]}/{self.count} {stage.name}: restored (finished earlier)")
             return
-        record = self._train(model, self.trial.model, stage, folder, expert=None, key=None)
+        record = self._train(model, self.trial.model, stage, folder, expert=None, key=None, rung=rung)
+        if rung:  # keep last.pt at the stop step: the next rung or the full trial continues from it
+            self.records.append(record)
+            return
+        if self.trial.budget is not None:  # an earlier stage of a rung: its continuation reuses it
+            record.built_by = self.trial.key
         trained = gathered_trained_state(_unwrap(model))  # collective for a sharded model
         if self.main:
             save_atomic(done, {"model": _cpu(trained), "rng": rng_state(),
@@ -326,7 +345,7 @@ class StagePipeline:
     # ---------------------------------------------------------------------------------------- one stage
 
     def _train(self, model: EagleModel, spec: ModelSpec, stage: StageSpec, checkpoints: Path, *,
-               expert: str | None, key: str | None) -> StageRecord:
+               expert: str | None, key: str | None, rung: bool = False) -> StageRecord:
         inner = _unwrap(model)
         counts = apply_trainable(inner, stage.trainable, spec)
         dataset = self.dataset_for(stage, inner.num_visual_tokens)
@@ -337,8 +356,12 @@ class StagePipeline:
         stream = batches(dataset, stage.batch_size, self.collate, stage_seed(self.trial.seed, stage))
         label = f"{stage.name}/{expert}" if expert else stage.name
         position = f"stage {self.index[stage.name]}/{self.count} {label}"
+        stop = self.trial.stop_step(steps) if rung else None
+        hook = self.on_final_step
+        final = expert is None and stage.name == self.trial.train.joint_stages[-1].name
+        on_step = (lambda done: hook(model, done, steps)) if hook is not None and final else None
         self.say(f"{position}: {steps} steps on {stage.data} data, trains {stage.trainable.label} "
-                 f"({counts.get('total', 0):,} parameters)")
+                 f"({counts.get('total', 0):,} parameters)" + (f"; rung: stops at step {stop}" if stop else ""))
         logged: list[tuple[int, float]] = []
 
         def on_log(step: int, loss: float) -> None:
@@ -346,9 +369,9 @@ class StagePipeline:
             self.say(f"{position} step {step + 1}/{steps} loss {loss:.4f}")
 
         stats = train(model, stream, stage.with_steps(steps), on_log=on_log, checkpoint_dir=checkpoints,
-                      world=self.world)
+                      world=self.world, stop_at=stop, on_step=on_step)
         record = StageRecord(stage=stage.name, index=self.index[stage.name], data=stage.data, status="trained",
-                             steps=steps, expert=expert, artifact_key=key, resumed_from=stats.resumed_from,
+                             steps=stats.steps, expert=expert, artifact_key=key, resumed_from=stats.resumed_from,
                              losses=logged, loss_final=stats.loss_final, wall_s=stats.wall_s, samples=stats.samples,
                              trainable=counts, trainable_label=stage.trainable.label,
                              built_by=self.trial.key if expert else None)

@@ -1,0 +1,91 @@
+"""Successive halving inside a greedy round (``strategy.halving``): the rung ladder of one round's candidates.
+
+A *rung* is a trial with ``budget`` < 1: its final stage stops at that fraction of its steps, on the full stage's
+LR schedule, and keeps its checkpoint there (``eaglesearch/train/stages.py``). The ladder of a round with ``n``
+candidates:
+
+* rung 0: every candidate at ``min_fraction``;
+* rung i+1: the best ``max(1, n_i // eta)`` of rung i's ``n_i`` (failed or unscored rungs never continue), at
+  ``eta`` times the budget, resumed from their rung-i checkpoints by the execution layer (same scratch folder);
+* once one candidate is left, or the next budget reaches 1, the survivors run the full trial (``budget`` None:
+  the very key a search without halving trains, so either search reuses the other's full trials).
+
+The round is decided on the full-budget results only; rung results are recorded (and listed in the round's
+decision) but never win. Everything here is pure: the strategy asks for ``(candidate, budget)`` as a trial spec
+with ``budget`` set, and the worker reads the budget from the spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from eaglesearch.search.base import Proposal, score_of
+from eaglesearch.spec import HalvingSpec, TrialResult
+
+RUNG = "rung"
+"""Proposal role of a rung trial (a candidate below the full budget)."""
+
+
+def rung_label(label: str, budget: float) -> str:
+    """``clip+sam @25%``: the candidate's label with the rung's budget."""
+    return f"{label} @{budget:.0%}"
+
+
+def at_budget(p: Proposal, budget: float | None) -> Proposal:
+    """The proposal ``p`` (a full-budget candidate) at ``budget`` (None or 1: ``p`` itself)."""
+    if budget is None or budget >= 1:
+        return p
+    trial = p.trial.model_copy(update={"budget": budget})
+    return Proposal(trial=trial, round=p.round, label=rung_label(p.label, budget), role=RUNG, added=p.added)
+
+
+def keep_count(entering: int, eta: int) -> int:
+    """How many of ``entering`` candidates continue past a rung: the best 1/eta, at least one."""
+    return max(1, entering // eta)
+
+
+def best(rung: list[Proposal], results: Callable[[str], TrialResult | None], metric: str, mode: str,
+         keep: int) -> list[Proposal]:
+    """The ``keep`` best of a rung's proposals by ``metric`` (ties: earlier in pool order), unscored ones never."""
+    scored = [(score_of(results(p.key), metric), i, p) for i, p in enumerate(rung)]
+    usable = [(v, i, p) for v, i, p in scored if v is not None]
+    usable.sort(key=lambda t: (-t[0] if mode == "max" else t[0], t[1]))
+    return [p for _, _, p in usable[:keep]]
+
+
+class Ladder:
+    """The rungs of one round: which candidates run at which budget, and who continues.
+
+    ``candidates`` are the round's full-budget proposals in pool order. :meth:`next_rung` is called when every
+    proposal of the current rung is answered; it returns the proposals of the next rung (the full-budget ones last)
+    or an empty list once the full rung is done (or no candidate survived).
+    """
+
+    def __init__(self, spec: HalvingSpec, candidates: list[Proposal]) -> None:
+        self.spec, self.candidates = spec, list(candidates)
+        self.budgets = spec.fractions()
+        self.level = 0
+        self.done = False
+        single = len(candidates) <= 1
+        self.current: list[Proposal] = [at_budget(p, None if single else self.budgets[0]) for p in candidates]
+        self.full = single  # a lone candidate skips straight to the full budget: no rung would decide anything
+
+    def next_rung(self, results: Callable[[str], TrialResult | None], metric: str, mode: str) -> list[Proposal]:
+        if self.full:
+            self.done = True
+            return []
+        keep = keep_count(len(self.current), self.spec.eta)
+        winners = best(self.current, results, metric, mode, keep)
+        chosen = {w.key for w in winners}
+        at_rung = self.budgets[self.level]
+        survivors = [p for p in self.candidates if at_budget(p, at_rung).key in chosen]  # in pool order
+        if not survivors:
+            self.done = True
+            return []
+        self.level += 1
+        budget = self.budgets[self.level]
+        if budget >= 1 or len(survivors) == 1:
+            self.full = True
+            budget = 1.0
+        self.current = [at_budget(p, budget) for p in survivors]
+        return list(self.current)
