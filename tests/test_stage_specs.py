@@ -12,7 +12,7 @@ from eaglesearch.spec.load import deep_merge, load_recipe, load_search_space, se
 from eaglesearch.spec.train import DEFAULT_STEPS, StageSpec, TrainableSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ModelSpec(experts=(ExpertSpec(name="clip", preset="tiny"),))
+MODEL = ModelSpec(experts=(ExpertSpec(name="clip", preset="tiny_random"),))
 PREALIGN = {"name": "prealign", "per_expert": True, "trainable": {"experts": "all", "projector": True, "lm": "none"},
             "steps": 5}
 ALIGN = {"name": "align", "data": "caption", "trainable": {"experts": "none", "projector": True, "lm": "none"},

@@ -54,7 +54,7 @@ STAGES = [
 
 
 def make_trial(experts: tuple[str, ...], stages: list[dict] = STAGES, **expert_kw) -> TrialSpec:
-    model = ModelSpec(experts=tuple(ExpertSpec(name=n, preset="tiny", resolution=64, **expert_kw) for n in experts),
+    model = ModelSpec(experts=tuple(ExpertSpec(name=n, preset="tiny_random", resolution=64, **expert_kw) for n in experts),
                       grid=4, lm=TINY_LM, tokenizer=TokenizerSpec(vocab_size=300))
     return TrialSpec(model=model, data=DataSpec(synthetic=SYNTH, image_size=64, max_length=160),
                      train=TrainSpec.model_validate({"stages": stages}))
