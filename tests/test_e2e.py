@@ -34,7 +34,9 @@ def runs_of(root: Path, search: str) -> pd.DataFrame:
 
 
 def leaderboard(root: Path, search: str) -> pd.DataFrame:
-    return pd.read_csv(root / "reports" / search / "leaderboard.csv")
+    """The trials' rows of the leaderboard (the answer-prior baseline row is checked in tests/test_world_e2e.py)."""
+    board = pd.read_csv(root / "reports" / search / "leaderboard.csv")
+    return board[board["candidate"] != "answer prior"].reset_index(drop=True)
 
 
 def test_invalid_space_starts_nothing(tmp_path: Path) -> None:
