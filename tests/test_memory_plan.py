@@ -147,6 +147,19 @@ def test_auto_picks_fsdp_when_ddp_does_not_fit_and_cpu_trials_are_not_checked(re
     assert memory_refusals(cpu) == []
 
 
+def test_auto_parallelism_reaches_the_trial_as_the_plan_decides(repo: Path, tmp_path: Path) -> None:
+    """The dispatcher asks each trial's plan under `parallelism: auto`: fsdp for X5-7B on 8x80 GB, ddp when ddp
+    fits (the same trial on imaginary 400 GB cards)."""
+    from eaglesearch.execution.multi_worker import parallelism_for
+    from eaglesearch.execution.planner import planned_trials
+
+    for memory_gb, expected in ((80, "fsdp"), (400, "ddp")):
+        loaded = load_checked_search(_space(tmp_path, repo, {"parallelism": "auto", "gpu_memory_gb": memory_gb}))
+        (trial,) = planned_trials(loaded)
+        assert parallelism_for(loaded.space.resources, trial) == expected
+    assert parallelism_for(loaded.space.resources) == "ddp"  # no trial to plan: the safe default
+
+
 def test_a_large_micro_batch_is_refused_naming_a_micro_batch_that_fits(repo: Path, tmp_path: Path) -> None:
     loaded = load_checked_search(_space(tmp_path, repo, {"parallelism": "fsdp", "gpu_memory_gb": 80}, 16))
     (message,) = memory_refusals(loaded)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Literal
 from eaglesearch.execution.dispatch import Dispatcher, RunContext
 from eaglesearch.execution.events import set_listener
 from eaglesearch.execution.inline_runner import replay, run_inline
-from eaglesearch.execution.multi_worker import parallelism_for, workers_per_trial
+from eaglesearch.execution.multi_worker import PARALLELISM_ENV, parallelism_for, workers_per_trial
 from eaglesearch.execution.progress import ConsoleProgress
 from eaglesearch.execution.ties import tie_labels
 from eaglesearch.execution.workspace import Workspace
@@ -94,7 +95,9 @@ def run_search(
     context = RunContext(search=space.name, parent_id=parent_id, experiment_id=experiment_id, tracking_uri=uri,
                          workdir=str(workspace.root), artifacts=workspace.artifacts, threads=space.resources.torch_threads,
                          workers=workers_per_trial(space.resources),
-                         parallelism=parallelism_for(space.resources),
+                         parallelism=("auto" if space.resources.parallelism == "auto"
+                                      and not os.environ.get(PARALLELISM_ENV) else parallelism_for(space.resources)),
+                         resources=space.resources,
                          eval_every=space.scheduler.eval_every if space.scheduler else None,
                          eval_limit=space.scheduler.eval_limit if space.scheduler else 32)
     dispatcher = Dispatcher(strategy=strategy, context=context)

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from eaglesearch.execution.events import listener
+from eaglesearch.execution.multi_worker import parallelism_for
 from eaglesearch.execution.request import TrialRequest
 from eaglesearch.search import Proposal, Strategy
-from eaglesearch.spec import TrialResult
+from eaglesearch.spec import ResourcesSpec, TrialResult
 from eaglesearch.tracking import TrackingStore
 
 
@@ -27,7 +28,8 @@ class RunContext:
     artifacts: str
     threads: int
     workers: int = 1
-    parallelism: str = "ddp"  # how multi-worker trials hold the model: ddp or fsdp
+    parallelism: str = "ddp"  # how multi-worker trials hold the model: ddp or fsdp (auto: see resources)
+    resources: ResourcesSpec | None = None  # with parallelism auto, each trial's memory plan decides
     eval_every: int | None = None  # a scheduler watches the trials: intermediate evaluation cadence (steps)
     eval_limit: int = 32
 
@@ -60,7 +62,8 @@ class Dispatcher:
             trial=proposal.trial, key=proposal.trial.key, search=c.search, strategy=self.strategy.kind,
             round=proposal.round, role=proposal.role, added=proposal.added, label=proposal.label,
             parent_id=c.parent_id, experiment_id=c.experiment_id, tracking_uri=c.tracking_uri, workdir=c.workdir, artifacts=c.artifacts,
-            threads=c.threads, workers=c.workers, parallelism=c.parallelism, eval_every=c.eval_every,
+            threads=c.threads, workers=c.workers, eval_every=c.eval_every,
+            parallelism=parallelism_for(c.resources, proposal.trial) if c.parallelism == "auto" else c.parallelism,
             eval_limit=c.eval_limit,
         )
 

@@ -52,15 +52,20 @@ def workers_per_trial(resources: ResourcesSpec | None = None) -> int:
     return 1
 
 
-def parallelism_for(resources: ResourcesSpec | None = None) -> Parallelism:
+def parallelism_for(resources: ResourcesSpec | None = None, trial: TrialSpec | None = None) -> Parallelism:
     """``ddp`` or ``fsdp`` for a multi-worker trial: ``$EAGLESEARCH_PARALLELISM`` (CPU testing), else
-    ``resources.parallelism``. ``auto`` is ``ddp`` until a memory plan decides it."""
+    ``resources.parallelism``; ``auto`` asks the trial's memory plan (ddp when it fits the GPUs, else fsdp:
+    :func:`eaglesearch.execution.memory_check.trial_memory`), and is ``ddp`` without a trial or a multi-GPU trial."""
     env = os.environ.get(PARALLELISM_ENV, "").strip().lower()
     if env:
         if env not in ("ddp", "fsdp"):
             raise ValueError(f"{PARALLELISM_ENV} must be ddp or fsdp, got {env!r}")
         return env  # type: ignore[return-value]
     chosen = getattr(resources, "parallelism", "auto") if resources is not None else "auto"
+    if chosen == "auto" and trial is not None and resources is not None and workers_per_trial(resources) > 1:
+        from eaglesearch.execution.memory_check import available_gpu_memory_gb, trial_memory
+
+        return trial_memory(trial, resources, available_gpu_memory_gb(resources)).parallelism
     return "fsdp" if chosen == "fsdp" else "ddp"
 
 
