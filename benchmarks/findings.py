@@ -73,16 +73,16 @@ class Finding:
 DESIGNS = {d.name: d for d in (
     Design("clip@64 frozen", [{"name": "clip", "resolution": 64}]),
     Design("clip@64 unfrozen", [{"name": "clip", "resolution": 64}],
-           {"train": {"stages": [{"name": "sft", "trainable": {"experts": "all"}}]}}),
+           {"train": {"stages": {"sft": {"trainable": {"experts": "all"}}}}}),
     Design("clip@128 frozen", [{"name": "clip", "resolution": 128}]),
     Design("clip@128 unfrozen", [{"name": "clip", "resolution": 128}],
-           {"train": {"stages": [{"name": "sft", "trainable": {"experts": "all"}}]}}),
+           {"train": {"stages": {"sft": {"trainable": {"experts": "all"}}}}}),
     Design("clip", ["clip"]),
     *(Design(f"mix {fusion}", MIX, {"model": {"fusion": fusion}})
       for fusion in ("channel_concat", "sequence_append", "llava_hr", "mini_gemini", "deformable")),
     Design("sam+pix2struct prealign", ["sam", "pix2struct"], recipe=PREALIGN),
     Design("sam+pix2struct no prealign", ["sam", "pix2struct"],
-           {"train": {"stages": [{"name": "prealign", "enabled": False}]}}, recipe=PREALIGN),
+           {"train": {"stages": {"prealign": {"enabled": False}}}}, recipe=PREALIGN),
 )}
 
 FINDINGS = [
