@@ -151,15 +151,20 @@ def print_position(rng: random.Random, word: str, canvas: int) -> tuple[int, int
     return rng.randint(0, cols) * step, rng.randint(0, rows) * step
 
 
+def printed_scene(rng: random.Random, canvas: int, word: str, fewest: int, most: int) -> Scene:
+    """``word`` in small dark print on the type grid, beside ``fewest``..``most`` large distractor shapes."""
+    tx, ty = print_position(rng, word, canvas)
+    width, height = text_box(word, canvas)
+    n = rng.randint(fewest, most)
+    kinds, colors = [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)]
+    shapes = place_shapes(rng, canvas, kinds, colors, taken=[(tx, ty, max(width, height))])
+    return Scene(background(rng), shapes, text=(word, tx, ty))
+
+
 def _ocr(rng: random.Random, canvas: int) -> Item:
     """One short word in small dark print, beside 1-2 large distractor shapes."""
     word = rng.choice(WORDS)
-    tx, ty = print_position(rng, word, canvas)
-    width, height = text_box(word, canvas)
-    n = rng.randint(1, 2)
-    shapes = place_shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
-                     taken=[(tx, ty, max(width, height))])
-    return Scene(background(rng), shapes, text=(word, tx, ty)), "What word is written in the image?", word
+    return printed_scene(rng, canvas, word, 1, 2), "What word is written in the image?", word
 
 
 TASKS: dict[str, Callable[[random.Random, int], Item]] = {

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from eaglesearch.data.scene import COLORS, SHAPES, WORDS, Scene, glyph_side, render, text_box
-from eaglesearch.data.tasks import TASKS, background, place_shapes, print_position
+from eaglesearch.data.tasks import TASKS, printed_scene
 from eaglesearch.data.world import WORLD_CANVAS, WORLD_TASKS
 from eaglesearch.model.experts import VisionExpert
 
@@ -61,12 +61,7 @@ DENSE = ("circle", "square", "triangle", "plus", "cross", "text")
 
 def _read_scene(rng: random.Random, canvas: int) -> tuple[Scene, str]:
     word = rng.choice(LEXICON)
-    tx, ty = print_position(rng, word, canvas)
-    width, height = text_box(word, canvas)
-    n = rng.randint(0, 2)
-    shapes = place_shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
-                     taken=[(tx, ty, max(width, height))])
-    return Scene(background(rng), shapes, text=(word, tx, ty)), word
+    return printed_scene(rng, canvas, word, 0, 2), word
 
 
 def world_scene(rng: random.Random, canvas: int) -> Scene:
