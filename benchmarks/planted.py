@@ -58,11 +58,9 @@ import yaml
 from common import Trial, compare_objective, compare_task, fmt, load_trial
 
 from eaglesearch.evaluate.uncertainty import PairedComparison
-from eaglesearch.execution.controller import run_search
 from eaglesearch.model.validate import load_checked_search
 from eaglesearch.spec import EvalSpec
 from eaglesearch.spec.load import deep_merge
-from eaglesearch.tracking import TrackingStore
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTROL = "color_solo"
@@ -128,18 +126,10 @@ def seeded_space(space: Path, seed: int, out: Path, args: argparse.Namespace) ->
 
 
 def run_seed(space: Path, planted: Planted, seed: int, root: Path, args: argparse.Namespace) -> SeedResult:
-    loaded = load_checked_search(seeded_space(space, seed, root / "spaces", args))
-    uri = f"sqlite:///{root}/mlflow.db"
-    t0 = time.perf_counter()
-    outcome = run_search(loaded, tracking_uri=uri, workdir=root / "ws", reports_dir=root / "reports",
-                         executor="inline", show_progress=False)
-    wall = time.perf_counter() - t0
-    store = TrackingStore(uri)
-    runs = store.trial_runs(outcome.parent_id)
-    failed = runs[runs["status_tag"] == "failed"]
-    if len(failed):
-        raise RuntimeError(f"{loaded.name}: trial(s) failed: "
-                           + "; ".join(f"{r.label}: {r.error}" for r in failed.itertuples()))
+    path = seeded_space(space, seed, root / "spaces", args)
+    loaded = load_checked_search(path)
+    run = run_space(path, root)
+    store, runs, wall = run.store, run.runs, run.wall_s
     objective, mode = loaded.space.strategy.objective, loaded.space.strategy.mode
     eval_spec = EvalSpec.model_validate(loaded.factory.base_dict()["eval"])
     with tempfile.TemporaryDirectory(dir=root) as tmp:
