@@ -55,7 +55,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import yaml
-from common import Trial, compare_objective, compare_task, fmt, load_trial
+from common import Trial, compare_objective, compare_task, fmt, load_trial, run_space
 
 from eaglesearch.evaluate.uncertainty import PairedComparison
 from eaglesearch.model.validate import load_checked_search
