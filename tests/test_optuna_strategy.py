@@ -426,3 +426,17 @@ def test_tiny_tpe_twin_runs_inline_and_a_rerun_is_served_from_the_record(repo: P
     # Same seed, same results: the same three proposals, every one answered from the first run's record.
     assert sorted(rerun["key"]) == sorted(runs["key"])
     assert set(rerun["status_tag"]) <= {"cached", "failed"}
+
+
+@pytest.mark.slow
+def test_tiny_nsga2_twin_runs_inline_and_reports_its_pareto_front(repo: Path, tmp_path: Path) -> None:
+    from tests.e2e_helpers import cli, make_project
+
+    root = make_project(tmp_path, {"nsga2": tiny_twin(repo, "tiny_optuna_nsga2", 4)})
+    done = cli(root, "run", "search_spaces/nsga2.yaml", "--executor", "inline", "--quiet")
+    assert done.returncode == 0, done.stdout + done.stderr
+    store = TrackingStore(f"sqlite:///{root}/mlflow.db")
+    runs = store.trial_runs(store.latest_parent("tiny-optuna-nsga2"))
+    assert len(runs) == 4 and set(runs["strategy"]) == {"optuna"}
+    board = (root / "reports" / "tiny-optuna-nsga2" / "leaderboard.md").read_text()
+    assert "## Pareto front" in board and "cost/vision_gflops" in board
