@@ -80,7 +80,7 @@ def run_with_ray(
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     path = storage / tune_name
     try:
-        return _run(dispatcher, resources, tune_name, storage, address)
+        return _run(dispatcher, resources, tune_name, storage, address, scheduler)
     except KeyboardInterrupt:
         _abandon(path)
         raise
@@ -98,7 +98,7 @@ def _abandon(path: Path) -> None:
 
 
 def _run(dispatcher: Dispatcher, resources: ResourcesSpec, tune_name: str, storage: Path,
-         address: str | None) -> RayRunInfo:
+         address: str | None, scheduler: object | None) -> RayRunInfo:
     from ray import tune
 
     _init_ray(address, dispatcher.context.tracking_uri)
