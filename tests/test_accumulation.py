@@ -38,7 +38,7 @@ from eaglesearch.train.distributed import (  # noqa: E402
 torch.set_num_threads(1)
 
 TINY_LM = LanguageModelSpec(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
-SPEC = ModelSpec(experts=(ExpertSpec(name="clip", resolution=64),), grid=4, lm=TINY_LM)
+SPEC = ModelSpec(experts=(ExpertSpec(name="clip", preset="tiny_random", resolution=64),), grid=4, lm=TINY_LM)
 STAGE = TrainSpec(steps=4, batch_size=8, lr=1e-3, warmup_ratio=0.25, log_every=1).stages[0]
 SEED = 0
 

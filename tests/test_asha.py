@@ -131,7 +131,7 @@ def test_intermediate_evaluations_leave_the_trial_result_unchanged(tmp_path: Pat
     path = tmp_path / "recipe.yaml"
     path.write_text(tiny_recipe(train="{steps: 6, batch_size: 8, lr: 5.0e-4, log_every: 2}"))
     recipe, _ = load_recipe(path)
-    trial = TrialFactory(recipe=recipe).make((ExpertSpec(name="clip", resolution=64),))
+    trial = TrialFactory(recipe=recipe).make((ExpertSpec(name="clip", preset="tiny_random", resolution=64),))
     plain = run_trial_core(trial, Workspace.at(tmp_path / "plain"), threads=1)
     reports: list[dict[str, float]] = []
     watched = run_trial_core(trial, Workspace.at(tmp_path / "watched"), threads=1,

@@ -43,7 +43,7 @@ from eaglesearch.train.loop import BatchStream, TrainStats, batches, train  # no
 torch.set_num_threads(1)
 
 TINY_LM = LanguageModelSpec(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
-SPEC = ModelSpec(experts=(ExpertSpec(name="clip", resolution=64),), grid=4, lm=TINY_LM)
+SPEC = ModelSpec(experts=(ExpertSpec(name="clip", preset="tiny_random", resolution=64),), grid=4, lm=TINY_LM)
 # 40 samples in batches of 8: 5 per epoch, so checkpoints at steps 4 and 8 sit mid-epoch ((0, 4) and (1, 3)).
 TRAIN = TrainSpec(steps=12, batch_size=8, lr=1e-3, warmup_ratio=0.25, log_every=1, checkpoint_every=4).stages[0]
 SEED = 0
@@ -214,7 +214,8 @@ def test_corrupt_checkpoint_names_the_file(tmp_path: Path) -> None:
 
 
 def test_frozen_weights_are_rebuilt_not_stored(tokenizer) -> None:
-    frozen = ModelSpec(experts=(ExpertSpec(name="clip", resolution=64, freeze=True),), grid=4, lm=TINY_LM)
+    frozen = ModelSpec(experts=(ExpertSpec(name="clip", preset="tiny_random", resolution=64, freeze=True),), grid=4,
+                       lm=TINY_LM)
     torch.manual_seed(SEED)
     model = build_eagle(frozen, tokenizer)
     stored = trained_state(model)

@@ -38,7 +38,8 @@ from eaglesearch.train.distributed import (  # noqa: E402
 torch.set_num_threads(1)
 
 TINY_LM = LanguageModelSpec(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128)
-SPEC = ModelSpec(experts=(ExpertSpec(name="clip"), ExpertSpec(name="sam", freeze=True)), grid=8, lm=TINY_LM)
+SPEC = ModelSpec(experts=(ExpertSpec(name="clip", preset="tiny_random"),
+                         ExpertSpec(name="sam", preset="tiny_random", freeze=True)), grid=8, lm=TINY_LM)
 TRAIN = TrainSpec(steps=4, batch_size=8, lr=1e-3, warmup_ratio=0.0, log_every=1).stages[0]
 MICRO = TRAIN.model_copy(update={"micro_batch_size": 2})
 SEED = 3

@@ -36,7 +36,8 @@ from eaglesearch.train.distributed import WorldInfo, destroy_process_group, free
 torch.set_num_threads(1)
 
 TINY_LM = LanguageModelSpec(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128)
-SPEC = ModelSpec(experts=(ExpertSpec(name="clip"), ExpertSpec(name="sam", freeze=True)), grid=8, lm=TINY_LM)
+SPEC = ModelSpec(experts=(ExpertSpec(name="clip", preset="tiny_random"),
+                         ExpertSpec(name="sam", preset="tiny_random", freeze=True)), grid=8, lm=TINY_LM)
 # grad_clip 0.5: the gradient norm of these first steps is above it, so clipping is active and must use the global
 # norm of the sharded gradients to match one process.
 TRAIN = TrainSpec(steps=4, batch_size=8, lr=1e-3, warmup_ratio=0.0, log_every=1, grad_clip=0.5).stages[0]

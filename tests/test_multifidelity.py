@@ -83,7 +83,7 @@ def additive(weights: dict[str, float]) -> Value:
 
 
 def test_budget_is_in_the_key_only_when_set() -> None:
-    full = TrialSpec(model=ModelSpec(experts=(ExpertSpec(name="clip"),)))
+    full = TrialSpec(model=ModelSpec(experts=(ExpertSpec(name="clip", preset="tiny_random"),)))
     rung = full.model_copy(update={"budget": 0.25})
     assert "budget" not in full.canonical_json() and '"budget":0.25' in rung.canonical_json()
     assert rung.key != full.key and rung.full_key == full.key == full.full_key
@@ -231,7 +231,7 @@ def tiny_stage(tmp_path_factory: pytest.TempPathFactory):
     samples = read_llava_json(data.train_json, data.image_folder)
     tokenizer = load_tokenizer(TokenizerSpec(vocab_size=300), lambda: training_corpus(samples))
     lm = LanguageModelSpec(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
-    model_spec = ModelSpec(experts=(ExpertSpec(name="clip", resolution=64),), grid=4, lm=lm)
+    model_spec = ModelSpec(experts=(ExpertSpec(name="clip", preset="tiny_random", resolution=64),), grid=4, lm=lm)
     visual = build_eagle(model_spec, tokenizer, seed=0).num_visual_tokens
     dataset = TrainDataset(samples, tokenizer, image_size=64, num_visual_tokens=visual, max_length=96)
     stage = TrainSpec(steps=9, batch_size=8, lr=1e-3, warmup_ratio=0.25, log_every=4, checkpoint_every=0).stages[0]
