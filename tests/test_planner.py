@@ -11,7 +11,7 @@ from eaglesearch.execution.workspace import Workspace
 from eaglesearch.model.validate import load_checked_search
 
 EXPECTED_TRIALS = {
-    "demo_greedy": [1, 2, 1], "paper_greedy_experts": [1, 4, 3, 2, 1], "tiny_greedy_experts": [1, 4, 3, 2, 1],
+    "demo_greedy": [1, 3, 2], "paper_greedy_experts": [1, 4, 3, 2, 1], "tiny_greedy_experts": [1, 4, 3, 2, 1],
     "paper_fusion": [10], "tiny_fusion": [10], "paper_single_experts": [7], "tiny_single_experts": [7],
     "paper_clip_resolution": [10], "tiny_clip_resolution": [8], "paper_prealign": [4], "tiny_prealign": [4],
 }
