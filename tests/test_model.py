@@ -113,7 +113,7 @@ def test_registry_names_and_resolution() -> None:
     with pytest.raises(ValueError, match="not a multiple of its stride 16"):
         resolve_expert(ExpertSpec(name="clip", resolution=100))
     with pytest.raises(ValueError, match="no published weights"):
-        resolve_expert(ExpertSpec(name="clip", pretrained=True))
+        resolve_expert(ExpertSpec(name="clip", preset="tiny_random", pretrained=True))
 
 
 @pytest.mark.parametrize(("name", "resolution", "channels", "side"), [

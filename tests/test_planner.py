@@ -50,7 +50,7 @@ def test_every_paper_space_plans_on_meta(repo: Path, tmp_path: Path, name: str) 
         assert tokens == {1024, 2048, 3072}  # sequence append grows with the experts; the others keep 32x32
 
 
-@pytest.mark.parametrize(("name", "experts"), [("demo_greedy", ["clip@128", "convnext@256", "sam@256"]),
+@pytest.mark.parametrize(("name", "experts"), [("tiny_prealign", ["clip@64", "convnext@128"]),
                                                ("paper_prealign", ["clip@448", "convnext@1024"]),
                                                ("tiny_fusion", [])])
 def test_plan_lists_each_per_expert_artifact_once(repo: Path, tmp_path: Path, name: str,

@@ -70,7 +70,7 @@ def test_three_stage_trial_on_smollm2_prealigns_evaluates_and_rescores(tmp_path:
     assert trial["cost/params_total"] > 134e6  # SmolLM2's 134.5M parameters (and its <image> row) were trained
 
     stages = store.stage_runs("smollm2-e2e", trial_run_id=trial["run_id"]).set_index("stage")
-    assert set(stages.index) == {"prealign", "align", "sft"}
+    assert set(stages.index) == {"pretrain", "prealign", "align", "sft"}  # pretrain: the shipped tiny expert
     curve = [value for _, value in store.metric_history(stages.loc["prealign"]["run_id"], "train/loss")]
     assert len(curve) == PREALIGN_STEPS
     first, last = curve[0], sum(curve[-2:]) / 2
