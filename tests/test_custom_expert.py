@@ -21,15 +21,24 @@ from tests.custom_encoders import declaration
 
 @pytest.fixture(autouse=True)
 def _restore_expert_registry():
-    """Leave the process-wide expert registry as it was (other test files list the built-in families)."""
+    """Leave the process-wide expert registry, sys.path and PYTHONPATH as they were (other test files list the
+    built-in families, and later Ray workers inherit this process's PYTHONPATH)."""
+    import sys
+
     from eaglesearch.model.experts import custom, registry
 
     families, declared = dict(registry._FAMILIES), dict(custom._DECLARED)
+    path, pythonpath = list(sys.path), os.environ.get("PYTHONPATH")
     yield
     registry._FAMILIES.clear()
     registry._FAMILIES.update(families)
     custom._DECLARED.clear()
     custom._DECLARED.update(declared)
+    sys.path[:] = path
+    if pythonpath is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = pythonpath
 
 
 def test_every_package_weight_maps_onto_timm_by_shape_and_changes_the_network() -> None:
