@@ -170,6 +170,8 @@ def test_ray_torch_trainer_two_cpu_workers(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     assert workers_per_trial() == 2
     trial = staged_trial([PREALIGN_STAGE, ALIGN_STAGE, {"name": "sft", "steps": 2, "batch_size": 4, "log_every": 1}])
+    for name in ("RAY_AIR_NEW_OUTPUT", "RAY_CHDIR_TO_TRIAL_DIR", "TUNE_DISABLE_SIGINT_HANDLER"):
+        monkeypatch.delenv(name, raising=False)  # set in this process by an earlier Tune search (run_with_ray)
     ray.shutdown()  # a fresh two-CPU Ray, whatever an earlier test left running in this process
     try:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
