@@ -153,12 +153,16 @@ class StageSpec(SpecModel):
 
 
 _STAGE_FIELDS = set(StageSpec.model_fields) - {"name", "enabled", "per_expert", "data"}
+_TRAIN_FIELDS = {"stages", "feature_cache_mb"}
 
 
 class TrainSpec(SpecModel):
     """The ordered training stages of a trial; disabled ones are kept (a factor may enable them) but not run."""
 
     stages: tuple[StageSpec, ...] = Field(min_length=1)
+    feature_cache_mb: int = Field(
+        default=0, ge=0, description="memory (MiB, all experts together) for the feature maps of frozen experts, "
+        "computed once per image instead of at every step (0: off; not part of the trial key)")
     yaml_shorthands: ClassVar[tuple[str, ...]] = ()  # set below: stage settings allowed directly under train
 
     @model_validator(mode="before")
@@ -166,11 +170,12 @@ class TrainSpec(SpecModel):
     def _shorthands(cls, data: object) -> object:
         """A flat mapping of stage settings is one SFT stage named ``sft``; next to ``stages``, a stage setting
         applies to every stage (``train.steps: 10`` in a search's overrides shortens them all)."""
-        if not isinstance(data, dict) or set(data) - _STAGE_FIELDS - {"stages"}:
+        if not isinstance(data, dict) or set(data) - _STAGE_FIELDS - _TRAIN_FIELDS:
             return data  # let validation name the unknown keys
-        shared = {k: v for k, v in data.items() if k != "stages"}
+        own = {k: v for k, v in data.items() if k in _TRAIN_FIELDS and k != "stages"}
+        shared = {k: v for k, v in data.items() if k not in _TRAIN_FIELDS}
         if "stages" not in data:
-            return {"stages": [{"name": "sft", **shared}]}
+            return {"stages": [{"name": "sft", **shared}], **own}
         stages = data["stages"]
         if shared and isinstance(stages, (list, tuple)):
             stages = [{**s, **shared} if isinstance(s, dict) else s for s in stages]
@@ -178,7 +183,7 @@ class TrainSpec(SpecModel):
                 stages = [{**s, "epochs": None} if isinstance(s, dict) else s for s in stages]
             if "epochs" in shared:
                 stages = [{**s, "steps": None} if isinstance(s, dict) else s for s in stages]
-        return {"stages": stages}
+        return {"stages": stages, **own}
 
     @field_validator("stages", mode="after")
     @classmethod

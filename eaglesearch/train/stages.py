@@ -37,13 +37,14 @@ import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch.utils.data import Dataset
 
 from eaglesearch.model import EagleModel, build_eagle
 from eaglesearch.model.build import part_seed
+from eaglesearch.model.experts.base import VisionExpert
 from eaglesearch.spec import ExpertSpec, ModelSpec, TrialSpec
 from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec
 from eaglesearch.train import distributed, fsdp
@@ -189,6 +190,8 @@ class StagePipeline:
         for name, state in experts.items():
             model.experts[name].load_state_dict(state)
         model = self.on_model(model.to(self.device))
+        if not fsdp.is_sharded(model):  # a sharded expert's maps need every rank; nothing to cache per rank
+            attach_feature_caches(_unwrap(model), self.trial.train.feature_cache_mb)
         for stage in self.trial.train.joint_stages:
             self._joint(model, stage)
         if fsdp.is_sharded(model):
@@ -376,6 +379,15 @@ class StagePipeline:
                              trainable=counts, trainable_label=stage.trainable.label,
                              built_by=self.trial.key if expert else None)
         return record
+
+
+def attach_feature_caches(model: EagleModel, megabytes: int) -> None:
+    """Give every expert a share of ``megabytes`` for the maps it computes while fully frozen (0: none)."""
+    if megabytes <= 0:
+        return
+    share = megabytes * 2**20 // len(model.experts)
+    for expert in model.experts.values():
+        cast(VisionExpert, expert).attach_feature_cache(share)
 
 
 def _unwrap(model: Any) -> EagleModel:

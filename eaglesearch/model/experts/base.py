@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from eaglesearch.model.experts.feature_cache import FeatureCache
 from eaglesearch.model.resample import ResampleMode, grid_channels, to_grid
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -87,6 +88,7 @@ class VisionExpert(nn.Module, ABC):
         self.resample: ResampleMode = resample
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.feature_cache: FeatureCache | None = None
 
     # ------------------------------------------------------------------------------------- the pipeline
 
@@ -108,9 +110,16 @@ class VisionExpert(nn.Module, ABC):
     def forward(self, pixels: Tensor) -> Tensor:
         """Preprocessed pixels (B,3,R,R) → feature map (B, channels, native_grid, native_grid)."""
 
+    def feature_map(self, images: Tensor) -> Tensor:
+        """uint8 images (B,3,S,S) → feature map (B, channels, native_grid, native_grid): ``forward(preprocess())``,
+        answered from the attached :class:`FeatureCache` while the expert is fully frozen."""
+        if self.feature_cache is None or not self.fully_frozen:
+            return self(self.preprocess(images))
+        return self.feature_cache.maps(self, images, lambda batch: self(self.preprocess(batch)))
+
     def grid_tokens(self, images: Tensor, grid: int) -> Tensor:
         """uint8 images (B,3,S,S) → (B, token_count(grid), grid_channels(grid)) tokens on the common grid."""
-        return to_grid(self(self.preprocess(images)), grid, self.resample)
+        return to_grid(self.feature_map(images), grid, self.resample)
 
     def token_count(self, grid: int) -> int:
         """How many tokens :meth:`grid_tokens` gives per image: ``grid²``."""
@@ -121,6 +130,16 @@ class VisionExpert(nn.Module, ABC):
         return grid_channels(self.channels, self.native_grid, grid, self.resample)
 
     # -------------------------------------------------------------------------------------- freezing
+
+    @property
+    def fully_frozen(self) -> bool:
+        """Frozen with no trainable blocks: a fixed function of the image (eval mode, no gradients)."""
+        return self.frozen and not self.trainable_blocks and not self.training
+
+    def attach_feature_cache(self, max_bytes: int) -> FeatureCache:
+        """Keep the feature maps of up to ``max_bytes`` of images while fully frozen (see ``feature_cache.py``)."""
+        self.feature_cache = FeatureCache(max_bytes)
+        return self.feature_cache
 
     def freezable_blocks(self) -> list[nn.Module]:
         """The blocks ``freeze(trainable_blocks=N)`` counts from the end, in order (none for this expert)."""

@@ -13,7 +13,7 @@ from eaglesearch.model.experts.base import VisionExpert
 
 def expert_map(expert: VisionExpert, images: Tensor) -> Tensor:
     """uint8 images (B,3,S,S) → the expert's native feature map (B, channels, native_grid, native_grid)."""
-    return expert(expert.preprocess(images))
+    return expert.feature_map(images)
 
 
 def resize_bilinear(features: Tensor, side: int) -> Tensor:
