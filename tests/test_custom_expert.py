@@ -63,9 +63,9 @@ def test_pretrained_features_are_1280x7x7_and_deterministic() -> None:
 
 
 def test_a_declared_expert_trains_beside_a_built_in_one() -> None:
-    from eaglesearch.execution.planner import _Vocabulary
     from eaglesearch.model import build_eagle, resolve_expert
     from eaglesearch.spec import ExpertSpec, ModelSpec
+    from eaglesearch.trial.plan import _Vocabulary
 
     family = register_custom_expert(CustomExpertSpec.model_validate(lite0.DECLARATION))
     assert register_custom_expert(CustomExpertSpec.model_validate(lite0.DECLARATION)) is family  # idempotent

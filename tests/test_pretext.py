@@ -19,11 +19,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from eaglesearch.artifacts import ArtifactStore, artifact_key  # noqa: E402
 from eaglesearch.data.scene import WORDS, render  # noqa: E402
 from eaglesearch.data.tasks import TASKS  # noqa: E402
 from eaglesearch.model.experts import build_expert  # noqa: E402
 from eaglesearch.spec import ExpertSpec  # noqa: E402
-from eaglesearch.train.artifacts import ArtifactStore, artifact_key  # noqa: E402
 from eaglesearch.train.pretext import PRETEXTS, PretextRecipe, pretext_accuracy  # noqa: E402
 from eaglesearch.train.pretrained import HEAD, SHIPPED_ROOT, TINY_EXPERT, WEIGHTS, expert_payload  # noqa: E402
 

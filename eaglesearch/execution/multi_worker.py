@@ -24,12 +24,12 @@ from typing import Any, Literal
 
 import torch
 
-from eaglesearch.execution.trial_core import TrialOutcome, run_trial_core
-from eaglesearch.execution.workspace import Workspace
 from eaglesearch.model.experts.discovery import register_trial_experts
 from eaglesearch.spec import TrialSpec
 from eaglesearch.spec.search_space import ResourcesSpec
 from eaglesearch.train.distributed import WorldInfo
+from eaglesearch.trial.run import TrialOutcome, run_trial_core
+from eaglesearch.trial.workspace import Workspace
 
 WORKERS_ENV = "EAGLESEARCH_WORKERS_PER_TRIAL"
 PARALLELISM_ENV = "EAGLESEARCH_PARALLELISM"
@@ -55,7 +55,7 @@ def workers_per_trial(resources: ResourcesSpec | None = None) -> int:
 def parallelism_for(resources: ResourcesSpec | None = None, trial: TrialSpec | None = None) -> Parallelism:
     """``ddp`` or ``fsdp`` for a multi-worker trial: ``$EAGLESEARCH_PARALLELISM`` (CPU testing), else
     ``resources.parallelism``; ``auto`` asks the trial's memory plan (ddp when it fits the GPUs, else fsdp:
-    :func:`eaglesearch.execution.memory_check.trial_memory`), and is ``ddp`` without a trial or a multi-GPU trial."""
+    :func:`eaglesearch.trial.memory.trial_memory`), and is ``ddp`` without a trial or a multi-GPU trial."""
     env = os.environ.get(PARALLELISM_ENV, "").strip().lower()
     if env:
         if env not in ("ddp", "fsdp"):
@@ -63,7 +63,7 @@ def parallelism_for(resources: ResourcesSpec | None = None, trial: TrialSpec | N
         return env  # type: ignore[return-value]
     chosen = getattr(resources, "parallelism", "auto") if resources is not None else "auto"
     if chosen == "auto" and trial is not None and resources is not None and workers_per_trial(resources) > 1:
-        from eaglesearch.execution.memory_check import available_gpu_memory_gb, trial_memory
+        from eaglesearch.trial.memory import available_gpu_memory_gb, trial_memory
 
         return trial_memory(trial, resources, available_gpu_memory_gb(resources)).parallelism
     return "fsdp" if chosen == "fsdp" else "ddp"
@@ -71,8 +71,9 @@ def parallelism_for(resources: ResourcesSpec | None = None, trial: TrialSpec | N
 
 def _train_loop_per_worker(config: dict[str, Any]) -> None:
     """What each Ray Train worker runs (module-level, so Ray pickles it by reference)."""
-    import eaglesearch  # noqa: F401  (sets OMP_WAIT_POLICY in this fresh process)
     import ray.train
+
+    import eaglesearch  # noqa: F401  (sets OMP_WAIT_POLICY in this fresh process)
 
     context = ray.train.get_context()
     from ray.train.torch import get_device  # this worker's GPU (or the CPU)

@@ -14,14 +14,14 @@ import traceback
 from pathlib import Path
 
 from eaglesearch.evaluate.predictions import PREDICTIONS, write_predictions
-from eaglesearch.execution.intermediate import IntermediateSettings, Report
 from eaglesearch.execution.request import TrialRequest
-from eaglesearch.execution.trial_core import ProgressFn, run_trial_core
-from eaglesearch.execution.workspace import Workspace
 from eaglesearch.model.experts.discovery import register_trial_experts
 from eaglesearch.spec import TrialResult
 from eaglesearch.tracking import TrackingStore
 from eaglesearch.train.stages import PRETRAIN, StageRecord
+from eaglesearch.trial.intermediate import IntermediateSettings, Report
+from eaglesearch.trial.run import ProgressFn, run_trial_core
+from eaglesearch.trial.workspace import Workspace
 
 
 def lookup(store: TrackingStore, req: TrialRequest) -> TrialResult | None:

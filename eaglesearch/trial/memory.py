@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import torch
 
-from eaglesearch.execution.planner import _architecture_only, _Vocabulary, planned_trials
 from eaglesearch.model import build_eagle
 from eaglesearch.model.memory import (
     BF16_MIXED,
@@ -37,6 +36,7 @@ from eaglesearch.model.memory import (
 from eaglesearch.spec import LoadedSearch, ResourcesSpec, TrialSpec
 from eaglesearch.spec.train import StageSpec
 from eaglesearch.train import apply_trainable
+from eaglesearch.trial.plan import _architecture_only, _Vocabulary, planned_trials
 
 MAX_GPUS_SUGGESTED = 64
 
@@ -168,7 +168,7 @@ def trial_memory(trial: TrialSpec, resources: ResourcesSpec, available_gb: float
 
 
 def plan_memory(loaded: LoadedSearch, available_gb: float | None = None) -> list[TrialMemory]:
-    """Every planned trial's memory (see :func:`~eaglesearch.execution.planner.planned_trials`);
+    """Every planned trial's memory (see :func:`~eaglesearch.trial.plan.planned_trials`);
     ``available_gb`` defaults to :func:`available_gpu_memory_gb`."""
     resources = loaded.space.resources
     available = available_gb if available_gb is not None else available_gpu_memory_gb(resources)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import torch
 
+from eaglesearch.artifacts import ArtifactStore
 from eaglesearch.data import (
     Sample,
     TrainDataset,
@@ -33,18 +34,17 @@ from eaglesearch.evaluate.items import BenchmarkItem
 from eaglesearch.evaluate.predictions import PredictionRecord
 from eaglesearch.evaluate.prior import prior_records
 from eaglesearch.evaluate.run import Benchmark, evaluate_benchmarks, summarize, summary_metrics
-from eaglesearch.execution.intermediate import IntermediateEval, IntermediateSettings, subset
-from eaglesearch.execution.threads import pin_threads
-from eaglesearch.execution.workspace import PER_TRIAL, Workspace, file_lock
 from eaglesearch.model import EagleModel, load_tokenizer
 from eaglesearch.model.cost import measure_cost
 from eaglesearch.spec import DataSpec, TrialSpec
 from eaglesearch.spec.train import StageSpec
-from eaglesearch.train.artifacts import ArtifactStore
 from eaglesearch.train.distributed import WorldInfo, broadcast_parameters, prepare_model, training_device
 from eaglesearch.train.fsdp import shard_model
 from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.stages import StagePipeline, StageRecord
+from eaglesearch.trial.intermediate import IntermediateEval, IntermediateSettings, subset
+from eaglesearch.trial.threads import pin_threads
+from eaglesearch.trial.workspace import PER_TRIAL, Workspace, file_lock
 
 ProgressFn = Callable[[str], None]
 
@@ -216,7 +216,7 @@ def run_trial_core(
     :func:`~eaglesearch.train.distributed.training_device`.
 
     With ``intermediate`` (a scheduler such as ASHA watches the trial) the final stage is evaluated on a subset
-    every ``intermediate.every`` steps and reported (``execution/intermediate.py``); the result is unchanged.
+    every ``intermediate.every`` steps and reported (``trial/intermediate.py``); the result is unchanged.
     """
     say = progress or (lambda _msg: None)
     main = world is None or world.is_main

@@ -11,7 +11,7 @@ image, whole model per sample).
   are loaded or allocated, so a 7B model is sized in seconds; the LM comes from its local config if present, else
   from the dimensions declared in the recipe. Step time is not estimated there (it depends on the GPUs).
 
-Each model is also priced in memory per GPU (``execution.memory_check``: weights, gradients, optimizer state and
+Each model is also priced in memory per GPU (``trial.memory``: weights, gradients, optimizer state and
 activations under ddp and fsdp, against the GPU size).
 
 A model's estimate covers the stages every trial runs (the combined model's). Per-expert stages (pre-alignment)
@@ -28,10 +28,8 @@ from typing import Any
 
 import torch
 
+from eaglesearch.artifacts import ArtifactStore, artifact_key
 from eaglesearch.data import TrainDataset, collate_train
-from eaglesearch.execution.threads import pin_threads
-from eaglesearch.execution.trial_core import PreparedData, prepare_data, prepare_tokenizer
-from eaglesearch.execution.workspace import PER_TRIAL, Workspace
 from eaglesearch.model import IMAGE_TOKEN, build_eagle
 from eaglesearch.model.cost import count_flops, measure_cost
 from eaglesearch.search import Strategy, make_strategy
@@ -39,9 +37,11 @@ from eaglesearch.spec import ExpertSpec, LoadedSearch, ModelSpec, TrialSpec
 from eaglesearch.spec.search_space import GreedyStrategySpec, OptunaStrategySpec
 from eaglesearch.spec.train import StageSpec
 from eaglesearch.train import apply_trainable, build_optimizer
-from eaglesearch.train.artifacts import ArtifactStore, artifact_key
 from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.stages import PREALIGNED, per_expert_payload, prealign_model
+from eaglesearch.trial.run import PreparedData, prepare_data, prepare_tokenizer
+from eaglesearch.trial.threads import pin_threads
+from eaglesearch.trial.workspace import PER_TRIAL, Workspace
 
 META_TEXT_TOKENS = 128  # text tokens per sample assumed for the whole-model FLOPs of a paper-scale plan
 
@@ -58,7 +58,7 @@ class ModelPlan:
     gflops_per_sample: float | None
     step_s: float | None
     est_train_s: float | None
-    memory: Any = None  # TrialMemory (execution.memory_check): estimated peak memory per GPU, ddp and fsdp
+    memory: Any = None  # TrialMemory (trial.memory): estimated peak memory per GPU, ddp and fsdp
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,7 @@ def make_plan(loaded: LoadedSearch, workspace: Workspace, measure_costs: bool = 
               gpu_memory_gb: float | None = None) -> Plan:
     """The plan; with ``measure_costs`` every planned model is built (and timed at tiny scale) and priced in memory
     per GPU against ``gpu_memory_gb`` (default: ``resources.gpu_memory_gb`` or the visible GPU)."""
-    from eaglesearch.execution.memory_check import available_gpu_memory_gb, trial_memory
+    from eaglesearch.trial.memory import available_gpu_memory_gb, trial_memory
 
     strategy = make_strategy(loaded)
     models: list[ModelPlan] = []

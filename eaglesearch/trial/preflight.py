@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 
 from eaglesearch.data.templates import get_template
-from eaglesearch.execution.planner import planned_trials
 from eaglesearch.model.experts import build_expert, resolve_expert
 from eaglesearch.model.fusions import build_fusion
 from eaglesearch.model.tokenizer import IM_END, IMAGE_TOKEN, SPECIAL_TOKENS
@@ -39,6 +38,7 @@ from eaglesearch.spec import ExpertSpec, LoadedSearch, ModelSpec, SpecError, Spe
 from eaglesearch.spec.provenance import TrialSources
 from eaglesearch.spec.search_space import GreedyStrategySpec, GridStrategySpec
 from eaglesearch.spec.yaml_source import Loc, YamlDocument, format_loc, read_yaml
+from eaglesearch.trial.plan import planned_trials
 
 MAX_GREEDY_SETS = 4096  # expert sets checked for a greedy search; past it, the singletons and the largest set
 _SPECIAL = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS if t != IMAGE_TOKEN))
@@ -55,7 +55,7 @@ class Candidate:
 def candidate_trials(loaded: LoadedSearch) -> Iterator[Candidate]:
     """Every grid trial; for greedy, the base plus each set of candidates reachable within ``max_rounds``
     (the singletons and the largest set when there are more than :data:`MAX_GREEDY_SETS`); for any other
-    strategy, the trials ``plan`` sizes for it (:func:`~eaglesearch.execution.planner.planned_trials`)."""
+    strategy, the trials ``plan`` sizes for it (:func:`~eaglesearch.trial.plan.planned_trials`)."""
     spec = loaded.space.strategy
     if isinstance(spec, GridStrategySpec):
         for combo in grid_combinations(spec):

@@ -60,7 +60,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from eaglesearch.execution.workspace import file_lock
+from eaglesearch.trial.workspace import file_lock
 
 __all__ = [
     "MARKER",
