@@ -40,7 +40,6 @@ the local cache (``~/.cache/eaglesearch/artifacts/<kind>/<key>``) stays valid an
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -60,6 +59,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from eaglesearch.spec.keys import content_key
 from eaglesearch.trial.workspace import file_lock
 
 __all__ = [
@@ -98,13 +98,12 @@ def artifact_key(payload: Mapping[str, Any]) -> str:
     are normalised the same way every time.
     """
     try:
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return content_key(dict(payload), 20)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"artifact payload must be plain JSON (dicts, lists, str, finite numbers, bool, None): {exc}; "
             "dump specs with model_dump(mode='json') first"
         ) from exc
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def _check_name(what: str, value: str) -> str:
@@ -185,7 +184,7 @@ class ClaimInfo:
                        ttl_s=None if data.get("ttl_s") is None else float(data["ttl_s"]))
         except (ValueError, KeyError, TypeError):
             stamp = time.time() if mtime is None else mtime
-            token = "unreadable-" + hashlib.sha256(raw + repr(mtime).encode()).hexdigest()[:16]
+            token = "unreadable-" + content_key(raw + repr(mtime).encode(), 16)
             return cls(owner="<unreadable claim>", pid=0, host="?", host_id="", token=token,
                        created_at=stamp, refreshed_at=stamp, ttl_s=None, readable=False)
 

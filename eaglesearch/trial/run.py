@@ -6,8 +6,6 @@ Pure computation: no tracking, no Ray. The worker (``execution/worker.py``) wrap
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -37,6 +35,7 @@ from eaglesearch.evaluate.run import Benchmark, evaluate_benchmarks, summarize, 
 from eaglesearch.model import EagleModel, load_tokenizer
 from eaglesearch.model.cost import measure_cost
 from eaglesearch.spec import DataSpec, TrialSpec
+from eaglesearch.spec.keys import content_key
 from eaglesearch.spec.train import StageSpec
 from eaglesearch.train.distributed import WorldInfo, broadcast_parameters, prepare_model, training_device
 from eaglesearch.train.fsdp import shard_model
@@ -81,7 +80,7 @@ def make_benchmark(name: str, kind: str, items: list[BenchmarkItem], scoring: st
 
 
 def _digest(payload: object) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+    return content_key(payload, 12, spaced=True)
 
 
 def prepare_data(spec: DataSpec, workspace: Workspace, captions: bool = False) -> PreparedData:
