@@ -16,6 +16,7 @@ from typing import Any, Literal
 import torch
 
 from eaglesearch.artifacts import ArtifactStore
+from eaglesearch.artifacts.files import file_lock
 from eaglesearch.data import (
     Sample,
     TrainDataset,
@@ -43,7 +44,7 @@ from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.stages import StagePipeline, StageRecord
 from eaglesearch.trial.intermediate import IntermediateEval, IntermediateSettings, subset
 from eaglesearch.trial.threads import pin_threads
-from eaglesearch.trial.workspace import PER_TRIAL, Workspace, file_lock
+from eaglesearch.trial.workspace import PER_TRIAL, Workspace
 
 ProgressFn = Callable[[str], None]
 
