@@ -79,13 +79,13 @@ def measure(config: dict) -> dict:
     from eaglesearch.spec.train import StageSpec
     from eaglesearch.train import apply_trainable, build_optimizer
     from eaglesearch.train.distributed import accumulate_gradients
-    from eaglesearch.trial.plan import _Vocabulary
+    from eaglesearch.trial.plan import Vocabulary
 
     torch.set_num_threads(1)
     spec = _spec(config)
     stage = StageSpec(name="sft", trainable={"experts": "all", "projector": True, "lm": "all"}, steps=2,
                       batch_size=config["micro_batch"])
-    vocab = _Vocabulary(VOCAB)
+    vocab = Vocabulary(VOCAB)
     with torch.device("meta"):
         meta = build_eagle(spec, vocab)
     apply_trainable(meta, stage.trainable, spec)

@@ -37,7 +37,7 @@ import eaglesearch  # noqa: F401
 from eaglesearch.execution.controller import run_search
 from eaglesearch.model.validate import load_checked_search
 from eaglesearch.tracking import TrackingStore
-from eaglesearch.trial.run import prepare_data, prepare_tokenizer
+from eaglesearch.trial.data import prepare_data, prepare_tokenizer
 from eaglesearch.trial.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,7 +33,7 @@ from eaglesearch.model import build_eagle, resolve_expert  # noqa: E402
 from eaglesearch.model.validate import load_checked_search  # noqa: E402
 from eaglesearch.tracking import TrackingStore  # noqa: E402
 from eaglesearch.train import batches, train  # noqa: E402
-from eaglesearch.trial.run import prepare_data, prepare_tokenizer  # noqa: E402
+from eaglesearch.trial.data import prepare_data, prepare_tokenizer  # noqa: E402
 from eaglesearch.trial.workspace import Workspace  # noqa: E402
 
 RECIPE = """\

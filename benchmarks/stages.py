@@ -33,7 +33,7 @@ import eaglesearch  # noqa: E402, F401
 from eaglesearch.execution.controller import run_search  # noqa: E402
 from eaglesearch.model.validate import load_checked_search  # noqa: E402
 from eaglesearch.tracking import TrackingStore  # noqa: E402
-from eaglesearch.trial.run import prepare_data, prepare_tokenizer  # noqa: E402
+from eaglesearch.trial.data import prepare_data, prepare_tokenizer  # noqa: E402
 from eaglesearch.trial.workspace import PER_TRIAL, Workspace  # noqa: E402
 
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from eaglesearch.execution.plan import make_plan
 from eaglesearch.model.validate import load_checked_search
-from eaglesearch.trial.plan import make_plan, measure_on_meta, planned_trials
+from eaglesearch.search.reach import planned_trials
+from eaglesearch.trial.plan import measure_on_meta
 from eaglesearch.trial.workspace import Workspace
 
 EXPECTED_TRIALS = {

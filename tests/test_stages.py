@@ -37,7 +37,7 @@ from eaglesearch.train.stages import (  # noqa: E402
     per_expert_payload,
     prealign_model,
 )
-from eaglesearch.trial.run import PreparedData, StageDatasets  # noqa: E402
+from eaglesearch.trial.data import PreparedData, StageDatasets  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -184,7 +184,7 @@ def test_killed_mid_stage_resumes_and_ends_equal_to_an_uninterrupted_run(prepare
 
 def test_llava_source_reads_caption_pairs(tmp_path: Path, prepared) -> None:
     """The caption stage on LLaVA-format files: data.caption names a pre-training json the tests write."""
-    from eaglesearch.trial.run import prepare_data
+    from eaglesearch.trial.data import prepare_data
     from eaglesearch.trial.workspace import Workspace
 
     data, _ = prepared

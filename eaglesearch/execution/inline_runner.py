@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from eaglesearch.execution.dispatch import Dispatcher
 from eaglesearch.execution.worker import execute_trial
-from eaglesearch.trial.run import ProgressFn
+from eaglesearch.trial.data import ProgressFn
 
 
 def run_inline(dispatcher: Dispatcher, progress: ProgressFn | None = None) -> None:
