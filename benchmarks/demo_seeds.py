@@ -1,7 +1,7 @@
 """Does the demo's greedy search recover its planted path for other training seeds?
 
 ``search_spaces/demo_greedy.yaml`` runs Eagle's greedy round-robin expert selection in the pretrained tiny world;
-by construction (``experiments/tiny_world.yaml``, ``eaglesearch/train/pretext.py``) its best path is
+by construction (``experiments/tiny_world.yaml``, ``eaglesearch/train/pretext_tasks.py``) its best path is
 clip → clip+sam → clip+sam+pix2struct. This script runs the same search once per training seed (model init and
 batch order; the data and the pretrained parts stay fixed), with the inline executor into a private store, and
 prints per seed: the path the search took, whether it is the planted one, each adopted round's gain over the

@@ -67,7 +67,6 @@ def measure(config: dict) -> dict:
     """One configuration, in this (fresh) process: measured and estimated bytes."""
     import torch
 
-    from eaglesearch.execution.planner import _Vocabulary
     from eaglesearch.model import build_eagle
     from eaglesearch.model.memory import (
         FP32,
@@ -80,12 +79,13 @@ def measure(config: dict) -> dict:
     from eaglesearch.spec.train import StageSpec
     from eaglesearch.train import apply_trainable, build_optimizer
     from eaglesearch.train.distributed import accumulate_gradients
+    from eaglesearch.trial.plan import Vocabulary
 
     torch.set_num_threads(1)
     spec = _spec(config)
     stage = StageSpec(name="sft", trainable={"experts": "all", "projector": True, "lm": "all"}, steps=2,
                       batch_size=config["micro_batch"])
-    vocab = _Vocabulary(VOCAB)
+    vocab = Vocabulary(VOCAB)
     with torch.device("meta"):
         meta = build_eagle(spec, vocab)
     apply_trainable(meta, stage.trainable, spec)
@@ -130,9 +130,9 @@ def measure(config: dict) -> dict:
 
 
 def paper_x5() -> None:
-    from eaglesearch.execution.memory_check import trial_memory
     from eaglesearch.model.validate import load_checked_search
     from eaglesearch.spec import ExpertSpec, ResourcesSpec
+    from eaglesearch.trial.memory import trial_memory
 
     loaded = load_checked_search(ROOT / "search_spaces" / "paper_greedy_experts.yaml")
     x5 = loaded.factory.make([ExpertSpec(name=n) for n in ("clip", "convnext", "sam", "pix2struct", "eva02")])

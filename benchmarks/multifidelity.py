@@ -35,10 +35,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import eaglesearch  # noqa: F401
 from eaglesearch.execution.controller import run_search
-from eaglesearch.execution.trial_core import prepare_data, prepare_tokenizer
-from eaglesearch.execution.workspace import Workspace
 from eaglesearch.model.validate import load_checked_search
 from eaglesearch.tracking import TrackingStore
+from eaglesearch.trial.data import prepare_data, prepare_tokenizer
+from eaglesearch.trial.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANTED_WINNER = "clip"

@@ -29,12 +29,12 @@ import torch  # noqa: E402
 import eaglesearch  # noqa: E402, F401
 from eaglesearch.data import TrainDataset, collate_train  # noqa: E402
 from eaglesearch.execution.controller import run_search  # noqa: E402
-from eaglesearch.execution.trial_core import prepare_data, prepare_tokenizer  # noqa: E402
-from eaglesearch.execution.workspace import Workspace  # noqa: E402
 from eaglesearch.model import build_eagle, resolve_expert  # noqa: E402
 from eaglesearch.model.validate import load_checked_search  # noqa: E402
 from eaglesearch.tracking import TrackingStore  # noqa: E402
 from eaglesearch.train import batches, train  # noqa: E402
+from eaglesearch.trial.data import prepare_data, prepare_tokenizer  # noqa: E402
+from eaglesearch.trial.workspace import Workspace  # noqa: E402
 
 RECIPE = """\
 name: bench

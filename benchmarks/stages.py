@@ -31,10 +31,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import eaglesearch  # noqa: E402, F401
 from eaglesearch.execution.controller import run_search  # noqa: E402
-from eaglesearch.execution.trial_core import prepare_data, prepare_tokenizer  # noqa: E402
-from eaglesearch.execution.workspace import PER_TRIAL, Workspace  # noqa: E402
 from eaglesearch.model.validate import load_checked_search  # noqa: E402
 from eaglesearch.tracking import TrackingStore  # noqa: E402
+from eaglesearch.trial.data import prepare_data, prepare_tokenizer  # noqa: E402
+from eaglesearch.trial.workspace import PER_TRIAL, Workspace  # noqa: E402
 
 
 def recipe(prealign_steps: int, sft_steps: int) -> str:

@@ -43,12 +43,12 @@ NoCheckPathsOpt = Annotated[bool, typer.Option("--no-check-paths", help="do not 
 
 def _load(path: Path, check_paths: bool = True) -> LoadedSearch:
     """The search space, checked by spec/ and then by the preflight (token budget, data paths); exit 2 if not."""
-    from eaglesearch.execution.preflight import preflight
+    from eaglesearch.execution.plan import preflight_search
     from eaglesearch.model.validate import load_checked_search
 
     try:
         loaded = load_checked_search(path)
-        preflight(loaded, check_paths_exist=check_paths)
+        preflight_search(loaded, check_paths_exist=check_paths)
         return loaded
     except SpecError as e:
         err.print(f"[bold red]invalid search space[/bold red]\n{e}", highlight=False)
@@ -56,8 +56,8 @@ def _load(path: Path, check_paths: bool = True) -> LoadedSearch:
 
 
 def _refuse_unfit(loaded: LoadedSearch, gpu_memory_gb: float | None) -> None:
-    """Exit 2 with one message per trial that cannot fit its GPUs (eaglesearch.execution.memory_check)."""
-    from eaglesearch.execution.memory_check import memory_refusals
+    """Exit 2 with one message per trial that cannot fit its GPUs (eaglesearch.trial.memory)."""
+    from eaglesearch.execution.plan import memory_refusals
 
     if gpu_memory_gb is not None:
         loaded = replace(loaded, space=loaded.space.model_copy(update={"resources": loaded.space.resources.model_copy(
@@ -121,8 +121,8 @@ def plan(
 ) -> None:
     """Trials per round (or grid size) and each model's size, tokens, FLOPs and estimated time. No training."""
     from eaglesearch.data.llava import DataProblem
-    from eaglesearch.execution.planner import make_plan
-    from eaglesearch.execution.workspace import Workspace
+    from eaglesearch.execution.plan import make_plan
+    from eaglesearch.trial.workspace import Workspace
 
     loaded = _load(path, check_paths=not no_check_paths)
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from eaglesearch.train.artifacts import MARKER, ArtifactStore, ClaimLost, WaitState, artifact_key
+from eaglesearch.artifacts import MARKER, ArtifactStore, ClaimLost, WaitState, artifact_key
 
 KIND = "prealigned_expert"
 PAYLOAD = {"expert": {"name": "clip", "resolution": 224}, "lm": {"name": "tiny", "hidden": 64},
@@ -164,7 +164,7 @@ def test_stale_claim_by_ttl_is_taken_over(store: ArtifactStore, caplog: pytest.L
     old = store.claim(KIND, "k1", "alice", ttl_s=0.2)
     assert store.claim(KIND, "k1", "bob") is None
     time.sleep(0.3)
-    with caplog.at_level(logging.WARNING, logger="eaglesearch.train.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="eaglesearch.artifacts"):
         new = store.claim(KIND, "k1", "bob")
     assert new is not None and store.claim_holder(KIND, "k1").owner == "bob"
     assert "taking over stale claim" in caplog.text and "alice" in caplog.text and "ttl" in caplog.text
@@ -189,7 +189,7 @@ def test_claim_of_a_dead_process_is_taken_over(tmp_path: Path, caplog: pytest.Lo
     store = ArtifactStore(root)
     holder = store.claim_holder(KIND, "k1")
     assert holder is not None and holder.owner == "doomed" and holder.pid == proc.pid
-    with caplog.at_level(logging.WARNING, logger="eaglesearch.train.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="eaglesearch.artifacts"):
         claim = store.claim(KIND, "k1", "heir")  # ttl is an hour: only the dead pid makes it stale
     assert claim is not None
     assert f"process {proc.pid}" in caplog.text and "no longer exists" in caplog.text

@@ -63,9 +63,9 @@ def test_pretrained_features_are_1280x7x7_and_deterministic() -> None:
 
 
 def test_a_declared_expert_trains_beside_a_built_in_one() -> None:
-    from eaglesearch.execution.planner import _Vocabulary
     from eaglesearch.model import build_eagle, resolve_expert
     from eaglesearch.spec import ExpertSpec, ModelSpec
+    from eaglesearch.trial.plan import Vocabulary
 
     family = register_custom_expert(CustomExpertSpec.model_validate(lite0.DECLARATION))
     assert register_custom_expert(CustomExpertSpec.model_validate(lite0.DECLARATION)) is family  # idempotent
@@ -73,7 +73,7 @@ def test_a_declared_expert_trains_beside_a_built_in_one() -> None:
     assert resolved.pretrained is True and resolved.resolution == 128
     spec = ModelSpec.model_validate({"experts": [{"name": "clip"}, {"name": "effnet_lite0", "resolution": 128}],
                                      "grid": 4})
-    model = build_eagle(spec, _Vocabulary(400), seed=0)
+    model = build_eagle(spec, Vocabulary(400), seed=0)
     images = torch.randint(0, 256, (2, 3, 128, 128), dtype=torch.uint8)
     tokens = model.encode_images(images)
     assert tokens.shape == (2, 16, model.lm.config.hidden_size)

@@ -160,11 +160,11 @@ def test_ray_torch_trainer_two_cpu_workers(tmp_path: Path, monkeypatch: pytest.M
     run's with the same global batch."""
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.train.torch")
+    from eaglesearch.artifacts import ArtifactStore
     from eaglesearch.execution.multi_worker import WORKERS_ENV, run_trial_multi_worker, workers_per_trial
-    from eaglesearch.execution.trial_core import run_trial_core
-    from eaglesearch.execution.workspace import Workspace
-    from eaglesearch.train.artifacts import ArtifactStore
     from eaglesearch.train.stages import PREALIGNED
+    from eaglesearch.trial.run import run_trial_core
+    from eaglesearch.trial.workspace import Workspace
 
     monkeypatch.setenv(WORKERS_ENV, "2")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
@@ -202,8 +202,8 @@ def test_ray_torch_trainer_two_cpu_workers(tmp_path: Path, monkeypatch: pytest.M
 def test_single_gpu_trial_trains_and_evaluates_on_the_gpu(tmp_path: Path) -> None:
     """One process, one GPU: every stage trains on CUDA (bf16 autocast, gradient checkpointing) and the benchmarks
     are scored there."""
-    from eaglesearch.execution.trial_core import run_trial_core
-    from eaglesearch.execution.workspace import Workspace
+    from eaglesearch.trial.run import run_trial_core
+    from eaglesearch.trial.workspace import Workspace
 
     trial = staged_trial([PREALIGN_STAGE,
                           {"name": "sft", "steps": 2, "batch_size": 4, "micro_batch_size": 2, "log_every": 1}])

@@ -92,9 +92,7 @@ def test_ray_run_then_rerun_trains_nothing(tmp_path: Path) -> None:
     assert len(runs) == 4 and set(runs["status_tag"]) == {"finished"}
     table = leaderboard(root, "ray-greedy")
 
-    started = time.monotonic()
     second = cli(root, "run", "search_spaces/g.yaml", "--quiet")
-    elapsed = time.monotonic() - started
     assert second.returncode == 0, second.stdout + second.stderr
     again = runs_of(root, "ray-greedy")
     assert len(again) == 4 and set(again["status_tag"]) == {"cached"}
@@ -104,7 +102,6 @@ def test_ray_run_then_rerun_trains_nothing(tmp_path: Path) -> None:
     )
     # Nothing trained: every child copies a run of the first invocation.
     assert set(again["cached_from"]) == set(runs["run_id"])
-    assert elapsed < 120, f"re-run took {elapsed:.0f}s"
 
     report = cli(root, "report", "ray-greedy")
     assert report.returncode == 0 and "ray-greedy" in report.stdout

@@ -162,8 +162,8 @@ def test_shard_units_are_expert_blocks_and_decoder_layers(setup) -> None:
 # ------------------------------------------------------------------------------------------- a whole trial
 
 def _trial_worker(rank: int, world_size: int, port: int, root: Path, kill: bool) -> None:
-    from eaglesearch.execution.trial_core import run_trial_core
-    from eaglesearch.execution.workspace import Workspace
+    from eaglesearch.trial.run import run_trial_core
+    from eaglesearch.trial.workspace import Workspace
     from tests.test_distributed import staged_trial
 
     def progress(message: str) -> None:  # rank 0 only; rank 1 then fails in its next collective
@@ -195,10 +195,10 @@ def test_killed_fsdp_trial_resumes_and_matches_one_process(tmp_path: Path) -> No
     """A 2-rank FSDP trial (pre-align per expert → align → sft) killed in sft: the rerun reuses the pre-aligned
     experts written from gathered state, restores align from its ``done.pt``, resumes sft from its checkpoint,
     evaluates an unsharded copy on rank 0, and matches a 1-process run of the same trial."""
-    from eaglesearch.execution.trial_core import run_trial_core
-    from eaglesearch.execution.workspace import Workspace
-    from eaglesearch.train.artifacts import ArtifactStore
+    from eaglesearch.artifacts import ArtifactStore
     from eaglesearch.train.stages import PREALIGNED
+    from eaglesearch.trial.run import run_trial_core
+    from eaglesearch.trial.workspace import Workspace
     from tests.test_distributed import staged_trial
 
     root = tmp_path / "fsdp"

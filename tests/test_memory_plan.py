@@ -13,7 +13,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from typer.testing import CliRunner
 
 from eaglesearch.cli import app
-from eaglesearch.execution.memory_check import memory_refusals, plan_memory
+from eaglesearch.execution.plan import memory_refusals, plan_memory
 from eaglesearch.model.memory import (
     BF16_MIXED,
     FP32,
@@ -98,14 +98,14 @@ def test_checkpointing_and_smaller_micro_batches_shrink_activations() -> None:
 
 
 def test_vision_activations_traced_on_meta_match_a_real_cpu_trace() -> None:
-    from eaglesearch.execution.planner import _Vocabulary
     from eaglesearch.model import build_eagle
     from eaglesearch.spec import ModelSpec
+    from eaglesearch.trial.plan import Vocabulary
 
     spec = ModelSpec.model_validate({"experts": [{"name": "clip"}, {"name": "convnext"}], "grid": 8})
     with torch.device("meta"):
-        meta = build_eagle(spec, _Vocabulary(400))
-    real = build_eagle(spec, _Vocabulary(400), seed=0)
+        meta = build_eagle(spec, Vocabulary(400))
+    real = build_eagle(spec, Vocabulary(400), seed=0)
     traced, measured = vision_activation_bytes(meta, 128), vision_activation_bytes(real, 128)
     assert measured > 0 and abs(traced - measured) / measured < 0.1
 
@@ -152,7 +152,7 @@ def test_auto_parallelism_reaches_the_trial_as_the_plan_decides(repo: Path, tmp_
     """The dispatcher asks each trial's plan under `parallelism: auto`: fsdp for X5-7B on 8x80 GB, ddp when ddp
     fits (the same trial on imaginary 400 GB cards)."""
     from eaglesearch.execution.multi_worker import parallelism_for
-    from eaglesearch.execution.planner import planned_trials
+    from eaglesearch.search.reach import planned_trials
 
     for memory_gb, expected in ((80, "fsdp"), (400, "ddp")):
         loaded = load_checked_search(_space(tmp_path, repo, {"parallelism": "auto", "gpu_memory_gb": memory_gb}))

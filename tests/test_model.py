@@ -392,7 +392,7 @@ def test_predict_by_generation_decodes_what_generate_greedy_returns(lively_model
     """The evaluation path end to end on one model: prompts built, images batched, decoded texts scored."""
     from eaglesearch.evaluate.benchmarks import load_benchmark
     from eaglesearch.evaluate.run import predict
-    from eaglesearch.execution.trial_core import make_benchmark
+    from eaglesearch.trial.data import make_benchmark
 
     items = load_benchmark("synthetic", data.eval_json["count"], data.image_folder)[:4]
     bench = make_benchmark("count", "synthetic", items, scoring="generate")

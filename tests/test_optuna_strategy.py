@@ -353,9 +353,10 @@ def test_unknown_key_is_an_error_and_repeats_are_ignored() -> None:
 @pytest.mark.parametrize(("name", "trials"), [("tiny_optuna_tpe", 12), ("tiny_optuna_nsga2", 12),
                                               ("paper_optuna_tpe", 40), ("paper_optuna_nsga2", 48)])
 def test_shipped_spaces_validate_and_plan(repo: Path, tmp_path: Path, name: str, trials: int) -> None:
-    from eaglesearch.execution.planner import make_plan, planned_trials
-    from eaglesearch.execution.workspace import Workspace
+    from eaglesearch.execution.plan import make_plan
     from eaglesearch.model.validate import load_checked_search
+    from eaglesearch.search.reach import planned_trials
+    from eaglesearch.trial.workspace import Workspace
 
     loaded = load_checked_search(repo / "search_spaces" / f"{name}.yaml")
     plan = make_plan(loaded, Workspace.at(tmp_path), measure_costs=False)

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from eaglesearch.execution.planner import make_plan, measure_on_meta, planned_trials
-from eaglesearch.execution.workspace import Workspace
+from eaglesearch.execution.plan import make_plan
 from eaglesearch.model.validate import load_checked_search
+from eaglesearch.search.reach import planned_trials
+from eaglesearch.trial.plan import measure_on_meta
+from eaglesearch.trial.workspace import Workspace
 
 EXPECTED_TRIALS = {
     "demo_greedy": [1, 3, 2], "paper_greedy_experts": [1, 4, 3, 2, 1], "tiny_greedy_experts": [1, 4, 3, 2, 1],
@@ -57,7 +59,7 @@ def test_plan_lists_each_per_expert_artifact_once(repo: Path, tmp_path: Path, na
                                                   experts: list[str]) -> None:
     """Pre-alignment is planned per distinct expert, not per trial; the freeze variants of paper_prealign share
     their artifacts, and an artifact already in the store is marked as such."""
-    from eaglesearch.train.artifacts import ArtifactStore
+    from eaglesearch.artifacts import ArtifactStore
     from eaglesearch.train.stages import PREALIGNED
 
     loaded = load_checked_search(repo / "search_spaces" / f"{name}.yaml")

@@ -11,10 +11,12 @@ import pytest
 from eaglesearch.data import read_llava_json, write_synthetic
 from eaglesearch.data.conversation import encode_for_training
 from eaglesearch.data.templates import TEMPLATES, get_template
-from eaglesearch.execution.preflight import VisualTokens, candidate_trials, min_text_tokens, preflight
+from eaglesearch.execution.plan import preflight_search as preflight
 from eaglesearch.model import build_eagle, load_tokenizer
 from eaglesearch.model.validate import load_checked_search
+from eaglesearch.search.reach import candidate_trials
 from eaglesearch.spec import ModelSpec, SpecError, SyntheticDataSpec, TokenizerSpec
+from eaglesearch.trial.preflight import VisualTokens, min_text_tokens
 
 LM = {"kind": "tiny_llama", "hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
       "intermediate_size": 64}

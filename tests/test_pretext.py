@@ -1,6 +1,6 @@
 """Each shipped tiny expert is good at its own pretext and, by its resolution, blind to what it must not see.
 
-The specialties the tiny world is built on (``eaglesearch/train/pretext.py``): CLIP knows colour-shape pairs and
+The specialties the tiny world is built on (``eaglesearch/train/pretext_tasks.py``): CLIP knows colour-shape pairs and
 counts, SAM finds the small mark and tells plus from cross, Pix2Struct reads printed words. Each is checked with the
 expert's own pretext head on scenes it never saw (another seed). The blind side is a property of the pixels: at
 CLIP's 64 px the two marks and the eight words are nearly the same image.
@@ -19,12 +19,13 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from eaglesearch.artifacts import ArtifactStore, artifact_key  # noqa: E402
 from eaglesearch.data.scene import WORDS, render  # noqa: E402
 from eaglesearch.data.tasks import TASKS  # noqa: E402
 from eaglesearch.model.experts import build_expert  # noqa: E402
 from eaglesearch.spec import ExpertSpec  # noqa: E402
-from eaglesearch.train.artifacts import ArtifactStore, artifact_key  # noqa: E402
-from eaglesearch.train.pretext import PRETEXTS, PretextRecipe, pretext_accuracy  # noqa: E402
+from eaglesearch.train.pretext import PretextRecipe, pretext_accuracy  # noqa: E402
+from eaglesearch.train.pretext_tasks import PRETEXTS  # noqa: E402
 from eaglesearch.train.pretrained import HEAD, SHIPPED_ROOT, TINY_EXPERT, WEIGHTS, expert_payload  # noqa: E402
 
 CANVAS = 256

@@ -13,10 +13,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from eaglesearch.artifacts import ArtifactStore  # noqa: E402
 from eaglesearch.model import build_eagle  # noqa: E402
 from eaglesearch.model.experts import build_expert  # noqa: E402
 from eaglesearch.spec import ExpertSpec, ModelSpec  # noqa: E402
-from eaglesearch.train.artifacts import ArtifactStore  # noqa: E402
 from eaglesearch.train.pretrained import (  # noqa: E402
     RECORD,
     SHIPPED_ROOT,

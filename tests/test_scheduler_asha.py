@@ -122,10 +122,10 @@ def test_inline_executor_refuses_a_scheduler(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_intermediate_evaluations_leave_the_trial_result_unchanged(tmp_path: Path) -> None:
-    from eaglesearch.execution.intermediate import IntermediateSettings
-    from eaglesearch.execution.trial_core import run_trial_core
-    from eaglesearch.execution.workspace import Workspace
     from eaglesearch.spec import ExpertSpec, load_recipe
+    from eaglesearch.trial.intermediate import IntermediateSettings
+    from eaglesearch.trial.run import run_trial_core
+    from eaglesearch.trial.workspace import Workspace
     from tests.e2e_helpers import tiny_recipe
 
     path = tmp_path / "recipe.yaml"

@@ -12,13 +12,13 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from eaglesearch.artifacts import ArtifactStore  # noqa: E402
 from eaglesearch.data import (  # noqa: E402
     collate_train,  # noqa: E402
     read_llava_json,
     training_corpus,
     write_synthetic,
 )
-from eaglesearch.execution.trial_core import PreparedData, StageDatasets  # noqa: E402
 from eaglesearch.model import build_eagle, load_tokenizer  # noqa: E402
 from eaglesearch.spec import (  # noqa: E402
     DataSpec,
@@ -30,7 +30,6 @@ from eaglesearch.spec import (  # noqa: E402
     TrainSpec,
     TrialSpec,
 )
-from eaglesearch.train.artifacts import ArtifactStore  # noqa: E402
 from eaglesearch.train.stages import (  # noqa: E402
     DONE_FILE,
     PREALIGNED,
@@ -38,6 +37,7 @@ from eaglesearch.train.stages import (  # noqa: E402
     per_expert_payload,
     prealign_model,
 )
+from eaglesearch.trial.data import PreparedData, StageDatasets  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -184,8 +184,8 @@ def test_killed_mid_stage_resumes_and_ends_equal_to_an_uninterrupted_run(prepare
 
 def test_llava_source_reads_caption_pairs(tmp_path: Path, prepared) -> None:
     """The caption stage on LLaVA-format files: data.caption names a pre-training json the tests write."""
-    from eaglesearch.execution.trial_core import prepare_data
-    from eaglesearch.execution.workspace import Workspace
+    from eaglesearch.trial.data import prepare_data
+    from eaglesearch.trial.workspace import Workspace
 
     data, _ = prepared
     images = Path(data.train[0].image).parent.parent

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from eaglesearch.artifacts import ArtifactStore
 from eaglesearch.tracking import TrackingStore
-from eaglesearch.train.artifacts import ArtifactStore
 from eaglesearch.train.stages import PREALIGNED
 from tests.e2e_helpers import PREALIGN_STAGES, cli, greedy_space, tiny_recipe
 

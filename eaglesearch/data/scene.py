@@ -1,6 +1,6 @@
 """What a synthetic image holds and how it is drawn and described: the scene model, palettes, :func:`render`
 (pixels) and :func:`describe` (the caption). Task generators (``tasks.py``) build scenes; the writer
-(``synthetic.py``) renders and stores them; the tiny world's pretext tasks (``eaglesearch/train/pretext.py``) read the
+(``synthetic.py``) renders and stores them; the tiny world's pretext tasks (``eaglesearch/train/pretext_tasks.py``) read the
 same scenes for their labels.
 """
 

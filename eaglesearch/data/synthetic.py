@@ -61,7 +61,6 @@ renamed into place; a concurrent writer's identical result wins a race).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -85,6 +84,7 @@ from eaglesearch.data.scene import (  # noqa: F401 - re-exported: the scene mode
 )
 from eaglesearch.data.tasks import TASKS, Item  # noqa: F401
 from eaglesearch.spec import SyntheticDataSpec
+from eaglesearch.spec.keys import content_key
 
 GENERATOR_VERSION = 5  # 2: captions.json; 3: locate and ocr tasks, written words in captions; 4: marks scaled
 # to the canvas, print on the type grid; 5: marks on the type grid
@@ -104,8 +104,7 @@ class SyntheticDataset:
 
 
 def spec_hash(spec: SyntheticDataSpec) -> str:
-    payload = json.dumps({"generator": GENERATOR_VERSION, "spec": spec.model_dump(mode="json")}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return content_key({"generator": GENERATOR_VERSION, "spec": spec.model_dump(mode="json")}, 16, spaced=True)
 
 
 def _layout(root: Path, spec: SyntheticDataSpec) -> SyntheticDataset:

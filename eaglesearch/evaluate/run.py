@@ -10,7 +10,6 @@ does later without the model.
 from __future__ import annotations
 
 import contextlib
-
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass

@@ -15,12 +15,12 @@ from eaglesearch.execution.inline_runner import replay, run_inline
 from eaglesearch.execution.multi_worker import PARALLELISM_ENV, parallelism_for, workers_per_trial
 from eaglesearch.execution.progress import ConsoleProgress
 from eaglesearch.execution.ties import tie_labels
-from eaglesearch.execution.workspace import Workspace
 from eaglesearch.report import ReportPaths, write_report
 from eaglesearch.search import Proposal, RoundDecision, make_strategy
 from eaglesearch.spec import LoadedSearch, TrainSpec
 from eaglesearch.tracking import TrackingStore, absolute_uri
 from eaglesearch.tracking.uri import create_store_once, probe_store
+from eaglesearch.trial.workspace import Workspace
 
 Executor = Literal["ray", "inline"]
 

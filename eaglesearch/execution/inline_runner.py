@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from eaglesearch.execution.dispatch import Dispatcher
-from eaglesearch.execution.trial_core import ProgressFn
 from eaglesearch.execution.worker import execute_trial
+from eaglesearch.trial.data import ProgressFn
 
 
 def run_inline(dispatcher: Dispatcher, progress: ProgressFn | None = None) -> None:

@@ -2,11 +2,11 @@
 
 The trial process (a Ray Tune function trial, or any process that can start Ray) calls
 :func:`run_trial_multi_worker`. It starts ``k`` Ray Train workers (Train V2 sets up the gloo/nccl process group);
-each builds the same data, tokenizer and seeded model, trains with its :class:`WorldInfo` (global batch split
+each builds the same data, tokenizer and seeded model, trains with its ``WorldInfo`` (global batch split
 into contiguous per-rank rows, gradients summed, so the losses equal a 1-worker run's), then rank 0 evaluates the
 benchmarks and reports the :class:`TrialOutcome` *as a checkpoint*: in Train V2 ``Result.metrics`` is ``None``
 unless a checkpoint was reported, and the driver needs the whole outcome (loss history, predictions), not only
-flat metrics. Pure computation like :func:`run_trial_core`: no tracking here.
+flat metrics. Pure computation like :func:`~eaglesearch.trial.run.run_trial_core`: no tracking here.
 
 How many workers: :func:`workers_per_trial` — ``EAGLESEARCH_WORKERS_PER_TRIAL`` (CPU testing) or else
 ``resources.gpus_per_trial`` when it is above 1. How they hold the model: :func:`parallelism_for` (DDP: a full
@@ -24,12 +24,11 @@ from typing import Any, Literal
 
 import torch
 
-from eaglesearch.execution.trial_core import TrialOutcome, run_trial_core
-from eaglesearch.execution.workspace import Workspace
-from eaglesearch.model.experts.discovery import register_trial_experts
 from eaglesearch.spec import TrialSpec
 from eaglesearch.spec.search_space import ResourcesSpec
-from eaglesearch.train.distributed import WorldInfo
+from eaglesearch.trial.outcome import TrialOutcome
+from eaglesearch.trial.run import run_trial_rank
+from eaglesearch.trial.workspace import Workspace
 
 WORKERS_ENV = "EAGLESEARCH_WORKERS_PER_TRIAL"
 PARALLELISM_ENV = "EAGLESEARCH_PARALLELISM"
@@ -55,7 +54,7 @@ def workers_per_trial(resources: ResourcesSpec | None = None) -> int:
 def parallelism_for(resources: ResourcesSpec | None = None, trial: TrialSpec | None = None) -> Parallelism:
     """``ddp`` or ``fsdp`` for a multi-worker trial: ``$EAGLESEARCH_PARALLELISM`` (CPU testing), else
     ``resources.parallelism``; ``auto`` asks the trial's memory plan (ddp when it fits the GPUs, else fsdp:
-    :func:`eaglesearch.execution.memory_check.trial_memory`), and is ``ddp`` without a trial or a multi-GPU trial."""
+    :func:`eaglesearch.trial.memory.trial_memory`), and is ``ddp`` without a trial or a multi-GPU trial."""
     env = os.environ.get(PARALLELISM_ENV, "").strip().lower()
     if env:
         if env not in ("ddp", "fsdp"):
@@ -63,7 +62,7 @@ def parallelism_for(resources: ResourcesSpec | None = None, trial: TrialSpec | N
         return env  # type: ignore[return-value]
     chosen = getattr(resources, "parallelism", "auto") if resources is not None else "auto"
     if chosen == "auto" and trial is not None and resources is not None and workers_per_trial(resources) > 1:
-        from eaglesearch.execution.memory_check import available_gpu_memory_gb, trial_memory
+        from eaglesearch.trial.memory import available_gpu_memory_gb, trial_memory
 
         return trial_memory(trial, resources, available_gpu_memory_gb(resources)).parallelism
     return "fsdp" if chosen == "fsdp" else "ddp"
@@ -71,17 +70,17 @@ def parallelism_for(resources: ResourcesSpec | None = None, trial: TrialSpec | N
 
 def _train_loop_per_worker(config: dict[str, Any]) -> None:
     """What each Ray Train worker runs (module-level, so Ray pickles it by reference)."""
-    import eaglesearch  # noqa: F401  (sets OMP_WAIT_POLICY in this fresh process)
     import ray.train
+
+    import eaglesearch  # noqa: F401  (sets OMP_WAIT_POLICY in this fresh process)
 
     context = ray.train.get_context()
     from ray.train.torch import get_device  # this worker's GPU (or the CPU)
 
-    world = WorldInfo(context.get_world_rank(), context.get_world_size())
     trial = TrialSpec.model_validate(config["trial"])
-    register_trial_experts(trial.model.experts)  # each Ray Train worker is a fresh process
-    outcome = run_trial_core(trial, Workspace.at(config["workdir"], config["artifacts"]), int(config["threads"]),
-                             progress=(lambda msg: print(f"[{trial.label}] {msg}", flush=True)), world=world,
+    outcome = run_trial_rank(trial, Workspace.at(config["workdir"], config["artifacts"]), int(config["threads"]),
+                             context.get_world_rank(), context.get_world_size(),
+                             progress=(lambda msg: print(f"[{trial.label}] {msg}", flush=True)),
                              parallelism=config.get("parallelism", "ddp"), device=get_device())
     # ray.train.report is a barrier: every rank calls it once; only rank 0's metrics and checkpoint count.
     if outcome is None:

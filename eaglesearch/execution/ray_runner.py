@@ -57,10 +57,10 @@ def _trial_name(trial) -> str:
 
 def make_scheduler(spec: SchedulerSpec, mode: str, max_t: int):
     """Ray Tune's ASHA over the trials' intermediate reports: time is final-stage steps, the metric the
-    subset objective (``execution/intermediate.py``)."""
+    subset objective (``trial/intermediate.py``)."""
     from ray.tune.schedulers import ASHAScheduler
 
-    from eaglesearch.execution.intermediate import OBJECTIVE, STEP
+    from eaglesearch.trial.intermediate import OBJECTIVE, STEP
 
     grace = spec.grace_period or spec.eval_every
     if grace >= max_t:

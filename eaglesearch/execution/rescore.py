@@ -12,12 +12,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from eaglesearch.evaluate.predictions import PREDICTIONS, read_predictions
-from eaglesearch.evaluate.run import summarize, summary_metrics
 from eaglesearch.spec import TrialSpec
 from eaglesearch.tracking import TrackingStore, source_run_id
+from eaglesearch.tracking.records import ARTIFACT_TRIAL_SPEC
+from eaglesearch.trial.scoring import PREDICTIONS, rescore_predictions
 
-TRIAL_SPEC = "trial_spec.json"
+TRIAL_SPEC = ARTIFACT_TRIAL_SPEC
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,8 @@ def rescore_run(store: TrackingStore, run_id: str, source_run_id: str, label: st
         predictions = store.download_artifact(source_run_id, PREDICTIONS, tmp)
         spec = store.download_artifact(source_run_id, TRIAL_SPEC, tmp)
         trial = TrialSpec.model_validate_json(Path(spec).read_text())
-        summary = summarize(read_predictions(Path(predictions)), trial.eval, rescore=True, seed=trial.seed)
-    return Rescored(label=label, run_id=run_id, source_run_id=source_run_id, logged=logged,
-                    rescored=summary_metrics(summary))
+        rescored = rescore_predictions(Path(predictions), trial)
+    return Rescored(label=label, run_id=run_id, source_run_id=source_run_id, logged=logged, rescored=rescored)
 
 
 def rescore_search(store: TrackingStore, search: str, parent_id: str | None = None) -> list[Rescored]:

@@ -75,7 +75,7 @@ def report_from_result(result: TrialResult) -> dict[str, Any]:
 def stopped_result(key: str, report: dict[str, Any]) -> TrialResult:
     """What a trial the scheduler stopped tells the strategy: status ``stopped`` (it never wins), no objective,
     and its last intermediate numbers as ``asha/...`` metrics (a partial evaluation, not the trial's result)."""
-    from eaglesearch.execution.intermediate import OBJECTIVE, STEP
+    from eaglesearch.trial.intermediate import OBJECTIVE, STEP
 
     metrics = {"asha/stopped_at_step": float(report.get(STEP, math.nan)),
                "asha/objective": float(report.get(OBJECTIVE, math.nan))}

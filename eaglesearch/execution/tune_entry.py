@@ -6,13 +6,13 @@ from typing import Any
 
 
 def run_tune_trial(config: dict[str, Any]) -> None:
-    import eaglesearch  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads in this fresh process)
     from ray import tune
 
-    from eaglesearch.execution.intermediate import STEP
+    import eaglesearch  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads in this fresh process)
     from eaglesearch.execution.request import TrialRequest
     from eaglesearch.execution.searcher import RUNNING, report_from_result
     from eaglesearch.execution.worker import execute_trial
+    from eaglesearch.trial.intermediate import STEP
 
     request = TrialRequest.model_validate(config["request"])
 

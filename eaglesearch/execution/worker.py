@@ -13,15 +13,13 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from eaglesearch.evaluate.predictions import PREDICTIONS, write_predictions
-from eaglesearch.execution.intermediate import IntermediateSettings, Report
 from eaglesearch.execution.request import TrialRequest
-from eaglesearch.execution.trial_core import ProgressFn, run_trial_core
-from eaglesearch.execution.workspace import Workspace
-from eaglesearch.model.experts.discovery import register_trial_experts
 from eaglesearch.spec import TrialResult
 from eaglesearch.tracking import TrackingStore
-from eaglesearch.train.stages import PRETRAIN, StageRecord
+from eaglesearch.trial.intermediate import IntermediateSettings, Report
+from eaglesearch.trial.outcome import PRETRAIN, StageRecord
+from eaglesearch.trial.run import ProgressFn, run_trial_core
+from eaglesearch.trial.workspace import Workspace
 
 
 def lookup(store: TrackingStore, req: TrialRequest) -> TrialResult | None:
@@ -71,7 +69,6 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report:
         added=req.added, strategy=req.strategy, label=req.label,
     )
     try:
-        register_trial_experts(req.trial.model.experts)  # a fresh Ray worker knows only the built-in families
         if req.workers > 1:
             from eaglesearch.execution.multi_worker import run_trial_multi_worker
 
@@ -92,7 +89,7 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report:
     for record in outcome.stages:
         log_stage(store, run_id, req, record)
     with tempfile.TemporaryDirectory() as tmp:
-        store.log_artifact(run_id, write_predictions(Path(tmp) / PREDICTIONS, outcome.predictions))
+        store.log_artifact(run_id, outcome.write_predictions(Path(tmp)))
     result = TrialResult(key=req.key, status="finished", objective=outcome.objective, metrics=outcome.metrics,
                          run_id=run_id)
     store.finish_trial(run_id, result)

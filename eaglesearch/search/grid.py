@@ -50,7 +50,6 @@ class GridStrategy(Strategy):
         self.spec: GridStrategySpec = spec
         short = factor_labels(list(spec.factors))
         self._proposals: list[Proposal] = []
-        self._combos: list[dict[str, Any]] = []  # parallel to _proposals: the first combination giving each key
         self._index: dict[str, int] = {}
         self._baseline_key: str | None = None
         for combo in grid_combinations(spec):
@@ -64,7 +63,6 @@ class GridStrategy(Strategy):
             label = f"{trial.label} {extras}" if extras else trial.label
             self._index[key] = len(self._proposals)
             self._proposals.append(Proposal(trial=trial, round=0, label=label, role="grid", added=None))
-            self._combos.append(dict(combo))
         self._results: dict[str, TrialResult] = {}
         self._asked: set[str] = set()
         self._pending: set[str] = set()
@@ -115,10 +113,6 @@ class GridStrategy(Strategy):
     def proposals(self) -> list[Proposal]:
         """Every (deduplicated) proposal, in grid order."""
         return list(self._proposals)
-
-    def assignments(self, key: str) -> dict[str, Any]:
-        """The factor values of the combination that produced ``key`` (the first, if several did)."""
-        return dict(self._combos[self._index[key]])
 
     def expected_trials(self) -> list[int]:
         return [len(self._proposals)]

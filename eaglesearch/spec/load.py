@@ -7,9 +7,7 @@ line, the field and what is allowed, for the search space and for the recipe it 
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from pydantic import ValidationError
 
 from eaglesearch.spec.custom_expert import CustomExpertSpec
 from eaglesearch.spec.errors import SpecError, SpecIssue
+from eaglesearch.spec.keys import content_key
 from eaglesearch.spec.metric_names import check_metric_names
 from eaglesearch.spec.model import ExpertSpec
 from eaglesearch.spec.optuna_space import OptunaStrategySpec
@@ -164,11 +163,8 @@ class LoadedSearch:
     @property
     def fingerprint(self) -> str:
         """Changes whenever the search space or its recipe changes semantically."""
-        payload = json.dumps(
-            {"space": self.space.model_dump(mode="json"), "recipe": self.recipe.model_dump(mode="json")},
-            sort_keys=True,
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+        return content_key({"space": self.space.model_dump(mode="json"), "recipe": self.recipe.model_dump(mode="json")},
+                           12, spaced=True)
 
 
 def _resolve_recipe_path(space_path: Path, ref: str) -> tuple[Path | None, list[Path]]:

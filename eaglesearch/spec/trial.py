@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from typing import Any, Literal
@@ -12,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from eaglesearch.spec.base import SpecModel
 from eaglesearch.spec.data import DataSpec
 from eaglesearch.spec.evaluate import EvalSpec
+from eaglesearch.spec.keys import canonical_json, content_key
 from eaglesearch.spec.model import ModelSpec
 from eaglesearch.spec.train import TrainSpec
 
@@ -54,11 +54,11 @@ class TrialSpec(SpecModel):
         existed, so a successive-halving search and a plain one share their full-budget trials."""
         payload = self.model_dump(mode="json", exclude={"train"} if self.budget is not None else {"train", "budget"})
         payload["train"] = self.train.semantic()
-        return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return canonical_json(payload)
 
     @property
     def key(self) -> str:
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+        return content_key(self.canonical_json(), 16)
 
     @property
     def full_key(self) -> str:

@@ -153,14 +153,9 @@ def create_store_once(uri: str) -> None:
     db = sqlite_path(absolute_uri(uri))
     if db is None:
         return
-    import fcntl
+    from filelock import FileLock
+    from mlflow.tracking import MlflowClient
 
     db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.parent / f".{db.name}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            from mlflow.tracking import MlflowClient
-
-            MlflowClient(tracking_uri=absolute_uri(uri)).search_experiments(max_results=1)
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(db.parent / f".{db.name}.lock"):
+        MlflowClient(tracking_uri=absolute_uri(uri)).search_experiments(max_results=1)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from eaglesearch.artifacts import ArtifactStore, artifact_key
 from eaglesearch.data.conversation import encode_for_training
 from eaglesearch.data.synthetic import GENERATOR_VERSION
 from eaglesearch.data.world import text_samples, world_corpus
@@ -37,7 +38,6 @@ from eaglesearch.model.experts import VisionExpert, build_expert, get_preset, re
 from eaglesearch.model.language import build_language_model
 from eaglesearch.model.tokenizer import build_offline_tokenizer
 from eaglesearch.spec import ExpertSpec, LanguageModelSpec, ModelSpec, TokenizerSpec
-from eaglesearch.train.artifacts import ArtifactStore, artifact_key
 from eaglesearch.train.pretext import PretextRecipe, pretext_accuracy, pretrain_expert
 
 PRETRAINED_VERSION = "pretrained-1"

@@ -5,7 +5,7 @@ A trial's ``train.stages`` (see :mod:`eaglesearch.spec.train`) split in two grou
 1. **Per-expert stages** (Eagle's pre-alignment, ``per_expert: true``). For each expert of the trial, a one-expert
    model (that expert, a projector of its own, the trial's LM) trains on the stage's data. The trained expert is a
    *stage artifact*, content-addressed by everything it depends on (:func:`per_expert_payload`) and kept in an
-   :class:`~eaglesearch.train.artifacts.ArtifactStore`: a later trial, round or search that needs the same
+   :class:`~eaglesearch.artifacts.ArtifactStore`: a later trial, round or search that needs the same
    pre-aligned expert loads it instead of training it, and concurrent trials train it once (a claim in the store).
    Chained per-expert stages key each artifact on the previous one's key.
 2. **Joint stages** (``per_expert: false``): the full model, its experts loaded from their artifacts, trains stage
@@ -42,13 +42,13 @@ from typing import Any, Literal, cast
 import torch
 from torch.utils.data import Dataset
 
+from eaglesearch.artifacts import ArtifactStore, WaitState, artifact_key
 from eaglesearch.model import EagleModel, build_eagle
 from eaglesearch.model.build import part_seed
 from eaglesearch.model.experts.base import VisionExpert
 from eaglesearch.spec import ExpertSpec, ModelSpec, TrialSpec
 from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec
 from eaglesearch.train import distributed, fsdp
-from eaglesearch.train.artifacts import ArtifactStore, WaitState, artifact_key
 from eaglesearch.train.checkpoint import gathered_trained_state, rng_state, save_atomic, set_rng_state
 from eaglesearch.train.loop import batches, train
 from eaglesearch.train.pretrained import PretrainedComponents
@@ -129,7 +129,7 @@ def prealign_model(spec: ModelSpec, expert: ExpertSpec) -> ModelSpec:
 
 
 def per_expert_payload(trial: TrialSpec, expert: ExpertSpec, stage: StageSpec, previous: str | None) -> dict[str, Any]:
-    """Everything a pre-aligned expert depends on; its :func:`~eaglesearch.train.artifacts.artifact_key` names it.
+    """Everything a pre-aligned expert depends on; its :func:`~eaglesearch.artifacts.artifact_key` names it.
 
     Freeze flags the stage overrides are left out (a stage that trains the whole expert gives the same result for a
     frozen or a trainable expert spec), so the freeze ablations of a search share one artifact. The evaluation

@@ -45,7 +45,7 @@ class ExpertPreset:
     loads (a timm pretrained tag ``arch.tag``, or a hub repo id); ``None`` means random init only. ``resample`` is
     how the feature map reaches the common grid (see ``eaglesearch.model.resample``) and ``blocks`` how many
     transformer blocks (ConvNeXt: stages) ``trainable_blocks`` may leave trainable. ``pretext`` (tiny presets) names
-    the pretext task the tiny world pretrains the expert on (``eaglesearch/train/pretext.py``) and
+    the pretext task the tiny world pretrains the expert on (``eaglesearch/train/pretext_tasks.py``) and
     ``pretext_settings`` overrides its recipe (steps, batch size, lr); the weights are then a content-addressed
     artifact that the stage pipeline loads.
     """

@@ -20,61 +20,31 @@ Every problem is a :class:`~eaglesearch.spec.SpecError` issue that names the fil
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
 from eaglesearch.data.templates import get_template
-from eaglesearch.execution.planner import planned_trials
 from eaglesearch.model.experts import build_expert, resolve_expert
 from eaglesearch.model.fusions import build_fusion
 from eaglesearch.model.tokenizer import IM_END, IMAGE_TOKEN, SPECIAL_TOKENS
-from eaglesearch.spec import ExpertSpec, LoadedSearch, ModelSpec, SpecError, SpecIssue, TrialSpec, grid_combinations
+from eaglesearch.spec import ExpertSpec, LoadedSearch, ModelSpec, SpecError, SpecIssue, TrialSpec
 from eaglesearch.spec.provenance import TrialSources
-from eaglesearch.spec.search_space import GreedyStrategySpec, GridStrategySpec
+from eaglesearch.spec.search_space import GreedyStrategySpec
 from eaglesearch.spec.yaml_source import Loc, YamlDocument, format_loc, read_yaml
 
-MAX_GREEDY_SETS = 4096  # expert sets checked for a greedy search; past it, the singletons and the largest set
 _SPECIAL = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS if t != IMAGE_TOKEN))
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A trial the strategy can produce, and the strategy entry it comes from (for the error's location)."""
+class Candidate(Protocol):
+    """A trial the strategy can produce, and the strategy entry it comes from (``search.reach.Candidate``)."""
 
     trial: TrialSpec
     entry: Loc
-
-
-def candidate_trials(loaded: LoadedSearch) -> Iterator[Candidate]:
-    """Every grid trial; for greedy, the base plus each set of candidates reachable within ``max_rounds``
-    (the singletons and the largest set when there are more than :data:`MAX_GREEDY_SETS`); for any other
-    strategy, the trials ``plan`` sizes for it (:func:`~eaglesearch.execution.planner.planned_trials`)."""
-    spec = loaded.space.strategy
-    if isinstance(spec, GridStrategySpec):
-        for combo in grid_combinations(spec):
-            yield Candidate(loaded.factory.make(assignments=combo), ("strategy", "factors", next(iter(combo))))
-        return
-    if not isinstance(spec, GreedyStrategySpec):  # any other strategy: the trials the planner sizes for it
-        for trial in planned_trials(loaded):
-            yield Candidate(trial, ("strategy",))
-        return
-    base, pool = spec.base_experts, spec.candidate_experts
-    largest = min(len(pool), spec.max_rounds or len(pool))
-    sizes = range(largest + 1)
-    if sum(math.comb(len(pool), k) for k in sizes) > MAX_GREEDY_SETS:
-        subsets: list[tuple[ExpertSpec, ...]] = [(), *((c,) for c in pool), tuple(pool[:largest])]
-    else:
-        subsets = [tuple(s) for k in sizes for s in itertools.combinations(pool, k)]
-    for subset in subsets:
-        entry: Loc = ("strategy", "candidates") if subset else ("strategy", "base")
-        yield Candidate(loaded.factory.make((*base, *subset)), entry)
 
 
 class VisualTokens:
@@ -196,12 +166,13 @@ def trial_sources(loaded: LoadedSearch, recipe_doc: YamlDocument | None = None) 
                         overrides=loaded.space.overrides, base=loaded.factory.base_dict())
 
 
-def preflight(loaded: LoadedSearch, check_paths_exist: bool = True) -> None:
-    """Raise :class:`SpecError` listing every token-budget and (unless disabled) missing-path problem."""
+def preflight(loaded: LoadedSearch, reachable: Iterable[Candidate], check_paths_exist: bool = True) -> None:
+    """Raise :class:`SpecError` listing every token-budget and (unless disabled) missing-path problem of the
+    ``reachable`` trials (``search.reach.candidate_trials``: making them may raise for a set no model can build)."""
     sources = trial_sources(loaded)
     candidates: list[Candidate] = []
     try:
-        candidates = list(candidate_trials(loaded))
+        candidates = list(reachable)
     except ValueError as err:  # a greedy expert set reachable in a later round that the model cannot build
         spec = loaded.space.strategy
         loc: Loc = ("strategy", "candidates") if isinstance(spec, GreedyStrategySpec) else ("strategy", "factors")

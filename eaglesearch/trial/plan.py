@@ -11,7 +11,7 @@ image, whole model per sample).
   are loaded or allocated, so a 7B model is sized in seconds; the LM comes from its local config if present, else
   from the dimensions declared in the recipe. Step time is not estimated there (it depends on the GPUs).
 
-Each model is also priced in memory per GPU (``execution.memory_check``: weights, gradients, optimizer state and
+Each model is also priced in memory per GPU (``trial.memory``: weights, gradients, optimizer state and
 activations under ddp and fsdp, against the GPU size).
 
 A model's estimate covers the stages every trial runs (the combined model's). Per-expert stages (pre-alignment)
@@ -28,20 +28,18 @@ from typing import Any
 
 import torch
 
+from eaglesearch.artifacts import ArtifactStore, artifact_key
 from eaglesearch.data import TrainDataset, collate_train
-from eaglesearch.execution.threads import pin_threads
-from eaglesearch.execution.trial_core import PreparedData, prepare_data, prepare_tokenizer
-from eaglesearch.execution.workspace import PER_TRIAL, Workspace
 from eaglesearch.model import IMAGE_TOKEN, build_eagle
 from eaglesearch.model.cost import count_flops, measure_cost
-from eaglesearch.search import Strategy, make_strategy
-from eaglesearch.spec import ExpertSpec, LoadedSearch, ModelSpec, TrialSpec
-from eaglesearch.spec.search_space import GreedyStrategySpec, OptunaStrategySpec
+from eaglesearch.spec import ExpertSpec, ModelSpec, ResourcesSpec, TrialSpec
 from eaglesearch.spec.train import StageSpec
 from eaglesearch.train import apply_trainable, build_optimizer
-from eaglesearch.train.artifacts import ArtifactStore, artifact_key
 from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.stages import PREALIGNED, per_expert_payload, prealign_model
+from eaglesearch.trial.data import PreparedData, prepare_data, prepare_tokenizer
+from eaglesearch.trial.threads import pin_threads
+from eaglesearch.trial.workspace import PER_TRIAL, Workspace
 
 META_TEXT_TOKENS = 128  # text tokens per sample assumed for the whole-model FLOPs of a paper-scale plan
 
@@ -58,7 +56,7 @@ class ModelPlan:
     gflops_per_sample: float | None
     step_s: float | None
     est_train_s: float | None
-    memory: Any = None  # TrialMemory (execution.memory_check): estimated peak memory per GPU, ddp and fsdp
+    memory: Any = None  # TrialMemory (trial.memory): estimated peak memory per GPU, ddp and fsdp
 
 
 @dataclass(frozen=True)
@@ -105,33 +103,6 @@ class Plan:
         return sum(self.trials_per_round)
 
 
-def _first_proposals(strategy: Strategy) -> list[TrialSpec]:
-    trials = []
-    while (p := strategy.ask()) is not None:
-        trials.append(p.trial)
-    return trials
-
-
-def planned_trials(loaded: LoadedSearch) -> list[TrialSpec]:
-    """The trials whose cost the plan reports: greedy's base, base + each candidate and the largest reachable
-    model; every grid trial; an Optuna space's corners (each choice and range end, the largest expert set)."""
-    spec = loaded.space.strategy
-    if isinstance(spec, GreedyStrategySpec):
-        base = spec.base_experts
-        trials = [loaded.factory.make(base)]
-        trials += [loaded.factory.make((*base, c)) for c in spec.candidate_experts]
-        trials.append(loaded.factory.make((*base, *spec.candidate_experts)))
-    elif isinstance(spec, OptunaStrategySpec):  # the corners of the space: each choice and range end, largest set
-        recipe_experts = loaded.factory.base_dict()["model"]["experts"]
-        trials = [loaded.factory.make(assignments=spec.assignments(p, recipe_experts)) for p in spec.corner_points()]
-    else:
-        trials = _first_proposals(make_strategy(loaded))
-    seen: dict[str, TrialSpec] = {}
-    for t in trials:
-        seen.setdefault(t.key, t)
-    return list(seen.values())
-
-
 def needs_meta(trial: TrialSpec) -> bool:
     """True for models that can't be built here: paper presets, hub LMs or tokenizers, llava-format data."""
     model = trial.model
@@ -167,7 +138,7 @@ def measure_here(trial: TrialSpec, workspace: Workspace, threads: int) -> ModelP
     )
 
 
-class _Vocabulary:
+class Vocabulary:
     """Just enough of a tokenizer for building a model on ``meta``: a size and the special-token ids."""
 
     def __init__(self, size: int) -> None:
@@ -181,7 +152,7 @@ class _Vocabulary:
         return self.size - 1 if token == IMAGE_TOKEN else None
 
 
-def _architecture_only(spec: ModelSpec) -> ModelSpec:
+def architecture_only(spec: ModelSpec) -> ModelSpec:
     """The same architecture with nothing to download: experts unpretrained, the LM from config dimensions."""
     experts = tuple(e.model_copy(update={"pretrained": False, "checkpoint": None}) for e in spec.experts)
     lm = spec.lm
@@ -202,9 +173,9 @@ def _architecture_only(spec: ModelSpec) -> ModelSpec:
 
 
 def measure_on_meta(trial: TrialSpec) -> ModelPlan:
-    spec = _architecture_only(trial.model)
+    spec = architecture_only(trial.model)
     with torch.device("meta"):
-        model = build_eagle(spec, _Vocabulary(trial.model.tokenizer.vocab_size))
+        model = build_eagle(spec, Vocabulary(trial.model.tokenizer.vocab_size))
         apply_trainable(model, trial.train.joint_stages[-1].trainable, spec)
         image = torch.empty(1, 3, trial.data.image_size, trial.data.image_size, dtype=torch.uint8)
         vision = count_flops(model.encode_images, image)
@@ -231,12 +202,12 @@ def _timed_steps(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimiz
     return min(times[1:])  # the first step pays one-off allocation costs
 
 
-def plan_artifacts(loaded: LoadedSearch, workspace: Workspace, measure: bool) -> list[ArtifactPlan]:
-    """Every distinct per-expert stage artifact the planned trials need, whether the store already holds it, and
+def plan_artifacts(trials: list[TrialSpec], workspace: Workspace, measure: bool) -> list[ArtifactPlan]:
+    """Every distinct per-expert stage artifact ``trials`` need, whether the store already holds it, and
     (tiny scale, ``measure``) its training time timed on the one-expert model."""
     store = ArtifactStore(workspace.artifacts) if workspace.artifacts != PER_TRIAL else None
     found: dict[str, ArtifactPlan] = {}
-    for trial in planned_trials(loaded):
+    for trial in trials:
         prepared = None  # the trial's data and tokenizer, read once when a measurement needs them
         for expert in trial.model.experts:
             previous = None
@@ -272,36 +243,34 @@ def _time_per_expert(trial: TrialSpec, expert: ExpertSpec, stage: StageSpec, dat
     return _timed_steps(model, batch, build_optimizer(model, stage)), stage.total_steps(len(samples))
 
 
-def make_plan(loaded: LoadedSearch, workspace: Workspace, measure_costs: bool = True,
-              gpu_memory_gb: float | None = None) -> Plan:
-    """The plan; with ``measure_costs`` every planned model is built (and timed at tiny scale) and priced in memory
-    per GPU against ``gpu_memory_gb`` (default: ``resources.gpu_memory_gb`` or the visible GPU)."""
-    from eaglesearch.execution.memory_check import available_gpu_memory_gb, trial_memory
+def make_plan(trials: list[TrialSpec], strategy: str, trials_per_round: list[int], resources: ResourcesSpec,
+              workspace: Workspace, measure_costs: bool = True, gpu_memory_gb: float | None = None) -> Plan:
+    """The plan of a search reaching ``trials`` (``search/reach.py``); with ``measure_costs`` every planned model is
+    built (and timed at tiny scale) and priced in memory per GPU against ``gpu_memory_gb`` (default:
+    ``resources.gpu_memory_gb`` or the visible GPU)."""
+    from eaglesearch.trial.memory import available_gpu_memory_gb, trial_memory
 
-    strategy = make_strategy(loaded)
     models: list[ModelPlan] = []
-    resources = loaded.space.resources
     threads = resources.torch_threads
     if measure_costs:
         pin_threads(threads)
-        trials = planned_trials(loaded)
         varied = len({t.train.label for t in trials}) > 1  # e.g. pre-alignment on/off: name the stages per row
         available = gpu_memory_gb if gpu_memory_gb is not None else available_gpu_memory_gb(resources)
         for trial in trials:
             plan = measure_on_meta(trial) if needs_meta(trial) else measure_here(trial, workspace, threads)
             plan = replace(plan, memory=trial_memory(trial, resources, available))
             models.append(replace(plan, label=f"{plan.label} ({trial.train.label})") if varied else plan)
-    artifacts = plan_artifacts(loaded, workspace, measure=measure_costs)
-    return Plan(strategy=strategy.kind, trials_per_round=strategy.expected_trials(), models=models,
-                artifacts=artifacts, pretrained=plan_pretrained(loaded, workspace))
+    artifacts = plan_artifacts(trials, workspace, measure=measure_costs)
+    return Plan(strategy=strategy, trials_per_round=trials_per_round, models=models,
+                artifacts=artifacts, pretrained=plan_pretrained(trials, workspace))
 
 
-def plan_pretrained(loaded: LoadedSearch, workspace: Workspace) -> list[ComponentPlan]:
-    """Every pretrained tiny component the planned trials load, once each, and where it will come from."""
+def plan_pretrained(trials: list[TrialSpec], workspace: Workspace) -> list[ComponentPlan]:
+    """Every pretrained tiny component ``trials`` load, once each, and where it will come from."""
     store = ArtifactStore(workspace.artifacts) if workspace.artifacts != PER_TRIAL else None
     components = PretrainedComponents(store or ArtifactStore(workspace.scratch_dir / "plan-artifacts"))
     seen: dict[str, ComponentPlan] = {}
-    for trial in planned_trials(loaded):
+    for trial in trials:
         if trial.model.experts[0].preset == "paper":
             continue
         for kind, name, key in components.needed(trial.model):

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import torch
 
-from eaglesearch.execution.planner import _architecture_only, _Vocabulary, planned_trials
 from eaglesearch.model import build_eagle
 from eaglesearch.model.memory import (
     BF16_MIXED,
@@ -34,9 +33,10 @@ from eaglesearch.model.memory import (
     param_split,
     vision_activation_bytes,
 )
-from eaglesearch.spec import LoadedSearch, ResourcesSpec, TrialSpec
+from eaglesearch.spec import ResourcesSpec, TrialSpec
 from eaglesearch.spec.train import StageSpec
 from eaglesearch.train import apply_trainable
+from eaglesearch.trial.plan import Vocabulary, architecture_only
 
 MAX_GPUS_SUGGESTED = 64
 
@@ -141,12 +141,12 @@ def _workers(resources: ResourcesSpec) -> int:
 
 def trial_memory(trial: TrialSpec, resources: ResourcesSpec, available_gb: float | None) -> TrialMemory:
     """Build ``trial``'s model on ``meta`` and price each of its combined-model stages."""
-    spec = _architecture_only(trial.model)
+    spec = architecture_only(trial.model)
     on_gpu = resources.gpus_per_trial > 0
     precision = BF16_MIXED if on_gpu else FP32
     workers = _workers(resources)
     with torch.device("meta"):
-        model = build_eagle(spec, _Vocabulary(trial.model.tokenizer.vocab_size))
+        model = build_eagle(spec, Vocabulary(trial.model.tokenizer.vocab_size))
     lm = LMShape.from_config(model.lm.config)
     stages = []
     for stage in trial.train.joint_stages:
@@ -167,17 +167,17 @@ def trial_memory(trial: TrialSpec, resources: ResourcesSpec, available_gb: float
                        available_gb=available_gb if on_gpu else None)
 
 
-def plan_memory(loaded: LoadedSearch, available_gb: float | None = None) -> list[TrialMemory]:
-    """Every planned trial's memory (see :func:`~eaglesearch.execution.planner.planned_trials`);
-    ``available_gb`` defaults to :func:`available_gpu_memory_gb`."""
-    resources = loaded.space.resources
+def plan_memory(trials: list[TrialSpec], resources: ResourcesSpec, available_gb: float | None = None) \
+        -> list[TrialMemory]:
+    """The memory of every trial a search reaches (``search/reach.py``); ``available_gb`` defaults to
+    :func:`available_gpu_memory_gb`."""
     available = available_gb if available_gb is not None else available_gpu_memory_gb(resources)
-    return [trial_memory(t, resources, available) for t in planned_trials(loaded)]
+    return [trial_memory(t, resources, available) for t in trials]
 
 
-def memory_refusals(loaded: LoadedSearch) -> list[str]:
-    """One message per planned trial that cannot fit its GPUs; empty when all fit or nothing can be checked
+def memory_refusals(trials: list[TrialSpec], resources: ResourcesSpec) -> list[str]:
+    """One message per trial that cannot fit its GPUs; empty when all fit or nothing can be checked
     (CPU-only trials are not checked, nor are GPU trials when no GPU size is known)."""
-    if available_gpu_memory_gb(loaded.space.resources) is None:
+    if available_gpu_memory_gb(resources) is None:
         return []
-    return [m.refusal() for m in plan_memory(loaded) if m.fits is False]
+    return [m.refusal() for m in plan_memory(trials, resources) if m.fits is False]

@@ -3,17 +3,14 @@
 One folder (default ``.eaglesearch/`` in the working directory, ``--workdir`` or ``EAGLESEARCH_HOME`` to move it),
 always absolute, because Ray trials run in other working directories.
 
-Stage artifacts (pre-aligned experts, see ``eaglesearch/train/stages.py``) live under ``<root>/artifacts`` unless
-``--artifacts`` or ``EAGLESEARCH_ARTIFACTS`` names another root: a shared folder or any fsspec URL (``s3://...``),
-so every machine of a cluster, and every search, reuses them.
+Stage artifacts (pre-aligned experts, see ``eaglesearch/train/stages.py``; the store is ``eaglesearch/artifacts/``)
+live under ``<root>/artifacts`` unless ``--artifacts`` or ``EAGLESEARCH_ARTIFACTS`` names another root: a shared
+folder or any fsspec URL (``s3://...``), so every machine of a cluster, and every search, reuses them.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,15 +51,3 @@ class Workspace:
     @property
     def scratch_dir(self) -> Path:
         return self.root / "scratch"
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (``flock``) held for the ``with`` block; one writer per cached artifact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
