@@ -94,3 +94,58 @@ def test_feature_cache_is_a_train_setting_outside_the_trial_key() -> None:
     assert plain.semantic() == cached.semantic()
     staged = TrainSpec.model_validate({"stages": [{"name": "sft", "steps": 5}], "feature_cache_mb": 8, "lr": 0.1})
     assert staged.feature_cache_mb == 8 and staged.stages[0].lr == 0.1
+
+
+def test_saved_maps_serve_a_later_model_with_the_same_weights_only(tmp_path) -> None:
+    expert = _expert()
+    expert.freeze()
+    cache = expert.attach_feature_cache(2**30)
+    images = _images(4)
+    first = expert.feature_map(images)
+    path = cache.save(tmp_path, expert)
+    assert path is not None and path.is_file() and not list(tmp_path.glob("*.partial"))
+
+    twin = _expert()  # same seed: same weights, a fresh process would build it the same way
+    twin.freeze()
+    later = twin.attach_feature_cache(2**30)
+    assert later.load(tmp_path, twin) == 4
+    assert torch.equal(twin.feature_map(images), first) and later.misses == 0
+
+    other = _expert()
+    with torch.no_grad():
+        next(other.parameters()).mul_(2.0)
+    other.freeze()
+    assert other.attach_feature_cache(2**30).load(tmp_path, other) == 0  # other weights: other file
+
+
+def test_maps_are_not_saved_once_the_weights_moved_on(tmp_path) -> None:
+    expert = _expert()
+    expert.freeze()
+    cache = expert.attach_feature_cache(2**30)
+    expert.feature_map(_images(2))
+    with torch.no_grad():
+        next(expert.parameters()).add_(1.0)
+    assert cache.save(tmp_path, expert) is None and not list(tmp_path.iterdir())
+
+
+def test_evaluation_under_inference_mode_uses_the_cache() -> None:
+    expert = _expert()
+    expert.freeze()
+    cache = expert.attach_feature_cache(2**30)
+    images = _images(3)
+    with torch.inference_mode():
+        first = expert.feature_map(images)
+        again = expert.feature_map(images)
+    assert torch.equal(first, again) and cache.hits == 3
+
+
+def test_maps_cached_during_inference_serve_training_later() -> None:
+    expert = _expert()
+    expert.freeze()
+    expert.attach_feature_cache(2**30)
+    images = _images(2)
+    with torch.inference_mode():
+        expert.feature_map(images)
+    weight = torch.ones(1, requires_grad=True)
+    (expert.feature_map(images) * weight).sum().backward()  # an inference tensor here would raise
+    assert weight.grad is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from pathlib import Path
 from typing import cast
 
 import torch
@@ -51,6 +52,26 @@ class EagleModel(nn.Module):
     def num_visual_tokens(self) -> int:
         """Visual tokens per image: grid², or more for sequence_append and tiled experts (the fusion's count)."""
         return self.fusion.num_tokens
+
+    def cache_expert_features(self, megabytes: int, folder: Path | None = None) -> None:
+        """Give every expert a share of ``megabytes`` for the maps it computes while fully frozen, so each image
+        is encoded once (``model/experts/feature_cache.py``), starting from the maps saved in ``folder`` for its
+        current weights (:meth:`save_expert_features`); 0 leaves the experts uncached."""
+        if megabytes <= 0:
+            return
+        share = megabytes * 2**20 // len(self.experts)
+        for expert in self.experts.values():
+            vision = cast(VisionExpert, expert)
+            cache = vision.attach_feature_cache(share)
+            if folder is not None:
+                cache.load(folder, vision)
+
+    def save_expert_features(self, folder: Path) -> None:
+        """Save each cached expert's maps in ``folder``, named by the expert's weights, for later trials."""
+        for expert in self.experts.values():
+            vision = cast(VisionExpert, expert)
+            if vision.feature_cache is not None:
+                vision.feature_cache.save(folder, vision)
 
     def encode_images(self, images: Tensor) -> Tensor:
         """uint8 images (B,3,S,S) → visual tokens (B, num_visual_tokens, d_lm)."""

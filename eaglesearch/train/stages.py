@@ -37,7 +37,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import Dataset
@@ -45,7 +45,6 @@ from torch.utils.data import Dataset
 from eaglesearch.artifacts import ArtifactStore, WaitState, artifact_key
 from eaglesearch.model import EagleModel, build_eagle
 from eaglesearch.model.build import part_seed
-from eaglesearch.model.experts.base import VisionExpert
 from eaglesearch.spec import ExpertSpec, ModelSpec, TrialSpec
 from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec
 from eaglesearch.train import distributed, fsdp
@@ -191,7 +190,7 @@ class StagePipeline:
             model.experts[name].load_state_dict(state)
         model = self.on_model(model.to(self.device))
         if not fsdp.is_sharded(model):  # a sharded expert's maps need every rank; nothing to cache per rank
-            attach_feature_caches(_unwrap(model), self.trial.train.feature_cache_mb)
+            _unwrap(model).cache_expert_features(self.trial.train.feature_cache_mb, self.scratch / FEATURES)
         for stage in self.trial.train.joint_stages:
             self._joint(model, stage)
         if fsdp.is_sharded(model):
@@ -381,13 +380,8 @@ class StagePipeline:
         return record
 
 
-def attach_feature_caches(model: EagleModel, megabytes: int) -> None:
-    """Give every expert a share of ``megabytes`` for the maps it computes while fully frozen (0: none)."""
-    if megabytes <= 0:
-        return
-    share = megabytes * 2**20 // len(model.experts)
-    for expert in model.experts.values():
-        cast(VisionExpert, expert).attach_feature_cache(share)
+FEATURES = "features"
+"""Folder of the scratch directory holding frozen experts' saved feature maps, one file per expert weights."""
 
 
 def _unwrap(model: Any) -> EagleModel:

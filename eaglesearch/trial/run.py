@@ -23,7 +23,7 @@ from eaglesearch.spec import TrialSpec
 from eaglesearch.train.distributed import WorldInfo, broadcast_parameters, prepare_model, training_device
 from eaglesearch.train.fsdp import shard_model
 from eaglesearch.train.pretrained import PretrainedComponents
-from eaglesearch.train.stages import StagePipeline, StageRecord
+from eaglesearch.train.stages import FEATURES, StagePipeline, StageRecord
 from eaglesearch.trial.data import ProgressFn, StageDatasets, prepare_data, prepare_tokenizer
 from eaglesearch.trial.intermediate import IntermediateEval, IntermediateSettings, subset
 from eaglesearch.trial.outcome import TrialOutcome
@@ -125,6 +125,8 @@ def run_trial_core(
                                           batch_size=trial.eval.batch_size, max_new_tokens=trial.eval.max_new_tokens,
                                           template=trial.data.template)
     summary = summarize(records, trial.eval, seed=trial.seed)
+    if private is None:  # later trials with the same frozen experts start from these maps
+        model.save_expert_features(workspace.scratch_dir / FEATURES)
 
     metrics: dict[str, float] = summary_metrics(summary)
     baseline = prior_records(data.train, data.benchmarks)

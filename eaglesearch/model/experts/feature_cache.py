@@ -16,8 +16,10 @@ the cache reproduces training without it up to the batch-composition rounding of
 from __future__ import annotations
 
 import hashlib
+import os
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -29,12 +31,13 @@ def image_keys(images: Tensor) -> list[bytes]:
     """:func:`image_key` of every image of a batch. The experts of one model see the same batch tensor in turn, so
     the digests of the last batch are remembered for as long as that very tensor lives, unmodified."""
     global _last_batch
+    version = -1 if images.is_inference() else images._version  # inference tensors keep no version counter
     if _last_batch is not None:
-        ref, version, keys = _last_batch
-        if ref() is images and images._version == version:
+        ref, seen, keys = _last_batch
+        if ref() is images and version == seen:
             return keys
     keys = [image_key(image) for image in images]
-    _last_batch = (weakref.ref(images), images._version, keys)
+    _last_batch = (weakref.ref(images), version, keys)
     return keys
 
 
@@ -51,6 +54,16 @@ def weights_state(module: nn.Module) -> tuple[tuple[int, int], ...]:
     """Changes whenever a parameter or buffer of ``module`` is modified in place or replaced."""
     tensors = [*module.parameters(), *module.buffers()]
     return tuple((t.data_ptr(), t._version) for t in tensors)
+
+
+def weights_digest(module: nn.Module) -> str:
+    """A digest of every parameter's and buffer's name and bytes: which weights a set of maps belongs to."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(module.state_dict(keep_vars=False).items()):
+        data = tensor.detach().contiguous().cpu()
+        digest.update(f"{name}|{tuple(data.shape)}|{data.dtype}".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
 
 
 class FeatureCache:
@@ -74,6 +87,42 @@ class FeatureCache:
         self.bytes = 0
         self._state = None
 
+    def load(self, folder: Path, owner: nn.Module) -> int:
+        """Add the maps saved in ``folder`` for ``owner``'s current weights (see :meth:`save`); how many were added."""
+        path = folder / f"{weights_digest(owner)}.pt"
+        if not path.is_file():
+            return 0
+        try:
+            saved: dict[bytes, Tensor] = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError):  # a file cut short by a crash: ignore it, it is rewritten later
+            return 0
+        device = next((t.device for t in owner.parameters()), torch.device("cpu"))
+        state = weights_state(owner)
+        if state != self._state:
+            self.clear()
+            self._state = state
+        added = 0
+        for key, value in saved.items():
+            size = value.numel() * value.element_size()
+            if key in self._maps or self.bytes + size > self.max_bytes:
+                continue
+            self._maps[key] = value.to(device)
+            self.bytes += size
+            added += 1
+        return added
+
+    def save(self, folder: Path, owner: nn.Module) -> Path | None:
+        """Write the maps, under a name given by ``owner``'s weights, when they are the maps of those weights
+        (nothing when the weights changed since, or the cache is empty). Atomic: a reader never sees half a file."""
+        if not self._maps or self._state != weights_state(owner):
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{weights_digest(owner)}.pt"
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        torch.save({key: value.cpu() for key, value in self._maps.items()}, partial)
+        os.replace(partial, path)
+        return path
+
     def maps(self, owner: nn.Module, images: Tensor, compute: Callable[[Tensor], Tensor]) -> Tensor:
         """``compute(images)`` for a batch, with each image's map taken from the cache when it is there.
 
@@ -96,7 +145,8 @@ class FeatureCache:
             for key, value in fresh.items():
                 size = value.numel() * value.element_size()
                 if self.bytes + size <= self.max_bytes:
-                    self._maps[key] = value.clone()
+                    with torch.inference_mode(False):  # a normal tensor, usable later with autograd on
+                        self._maps[key] = value.clone()
                     self.bytes += size
         self.misses += len(todo)
         self.hits += len(keys) - len(todo)
