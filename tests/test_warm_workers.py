@@ -115,7 +115,6 @@ def test_two_cpu_trials_on_ray_share_a_worker_and_the_second_starts_clean(tmp_pa
     probes = tmp_path / "probes"
     probes.mkdir()
     monkeypatch.setenv(PROBE_DIR, str(probes))
-    monkeypatch.delenv(LEAK_VAR, raising=False)
     (tmp_path / "recipe.yaml").write_text(tiny_recipe())
     probe = declaration("tests.custom_encoders:recording")
     space = {"name": "warm-workers", "recipe": "recipe.yaml", "experts": {"probe_a": probe, "probe_b": probe},
@@ -123,6 +122,7 @@ def test_two_cpu_trials_on_ray_share_a_worker_and_the_second_starts_clean(tmp_pa
              "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 1, "max_failures": 0}}
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
     loaded = load_checked_search(tmp_path / "space.yaml")  # registers both declarations in this process only
+    monkeypatch.delenv(LEAK_VAR, raising=False)  # the check above built the encoder here, before Ray starts
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ray.shutdown()  # a Ray started here, after PROBE_DIR is set, so that its workers see it
     try:
