@@ -24,8 +24,9 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import torch  # noqa: E402
+import torch
 
+<<<<<<< HEAD
 import eaglesearch  # noqa: E402, F401
 from eaglesearch.data import TrainDataset, collate_train  # noqa: E402
 from eaglesearch.execution.controller import run_search  # noqa: E402
@@ -35,6 +36,17 @@ from eaglesearch.tracking import TrackingStore  # noqa: E402
 from eaglesearch.train import batches, train  # noqa: E402
 from eaglesearch.trial.data import prepare_data, prepare_tokenizer  # noqa: E402
 from eaglesearch.trial.workspace import Workspace  # noqa: E402
+=======
+import eaglesearch  # noqa: F401
+from eaglesearch.data import TrainDataset, collate_train
+from eaglesearch.execution.controller import run_search
+from eaglesearch.trial.data import prepare_data, prepare_tokenizer
+from eaglesearch.trial.workspace import Workspace
+from eaglesearch.model import build_eagle, resolve_expert
+from eaglesearch.model.validate import load_checked_search
+from eaglesearch.tracking import TrackingStore
+from eaglesearch.train import batches, train
+>>>>>>> wt-overhead
 
 RECIPE = """\
 name: bench
@@ -80,11 +92,11 @@ def orchestration(root: Path, trials: int, executor: str) -> dict[str, float]:
     loaded = load_checked_search(space)
     uri = f"sqlite:///{root}/mlflow-{executor}.db"
     ray_start = 0.0
-    if executor == "ray":
-        import ray
+    if executor == "ray":  # started here, as `run_search` would, so that its time is reported on its own
+        from eaglesearch.execution.ray_runner import init_ray
 
         t0 = time.perf_counter()
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        init_ray(None, uri)
         ray_start = time.perf_counter() - t0
     # Data and tokenizer are cached by the first trial; warm them so every trial pays the same.
     data = prepare_data(loaded.factory.make(assignments={"experts": [{"name": "clip", "resolution": 64}]}).data,
@@ -155,19 +167,24 @@ def main() -> None:
     parser.add_argument("--loop-steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-loop", action="store_true", help="measure the orchestration overhead only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        loop = loop_throughput(root, args.loop_steps, args.repeats)
-        print(f"training loop: eaglesearch {loop['ours_samples_per_s']:.1f} samples/s, hand-written "
-              f"{loop['hand_written_samples_per_s']:.1f} samples/s, ratio {loop['ratio']:.3f} "
-              f"(median of {args.repeats}, {args.loop_steps} steps each)")
+        if not args.no_loop:
+            loop = loop_throughput(root, args.loop_steps, args.repeats)
+            print(f"training loop: eaglesearch {loop['ours_samples_per_s']:.1f} samples/s, hand-written "
+                  f"{loop['hand_written_samples_per_s']:.1f} samples/s, ratio {loop['ratio']:.3f} "
+                  f"(median of {args.repeats}, {args.loop_steps} steps each)")
+        found = {}
         for executor in ("inline", "ray"):
-            r = orchestration(root / executor, args.trials, executor)
+            r = found[executor] = orchestration(root / executor, args.trials, executor)
             print(f"orchestration [{executor}]: {r['trials']:.0f} trivial trials in {r['wall_s']:.1f}s, in-trial compute "
                   f"{r['compute_s']:.1f}s, overhead {r['overhead_per_trial_s']:.2f}s/trial"
                   + (f" (ray.init {r['ray_init_s']:.1f}s, not included)" if executor == "ray" else ""))
+        print(f"overhead per trial, same run: ray {found['ray']['overhead_per_trial_s']:.2f}s, inline "
+              f"{found['inline']['overhead_per_trial_s']:.2f}s; ray.init {found['ray']['ray_init_s']:.2f}s")
     sys.stdout.flush()
 
 

@@ -125,18 +125,18 @@ def run_search(
         set_listener(None)
 
     # The record is the truth: replay the strategy on it to learn whether the search is complete and its path.
-    final = Dispatcher(strategy=make_strategy(loaded), context=context)
-    complete = replay(final)
+    final = make_strategy(loaded)
+    complete = replay(final, store.trial_results(parent_id, experiment_id))
     if executor != "inline" and complete:
         mark_complete(info)
     store.close_parent(parent_id, "FINISHED" if complete else "FAILED")
-    baseline = final.strategy.baseline_key()
+    baseline = final.baseline_key()
     report = write_report(store, space.name, reports_dir, parent_id=parent_id, objective=space.strategy.objective,
                           mode=space.strategy.mode, baseline_key=baseline,
                           ties=lambda table, runs: tie_labels(store, table, runs))
-    pareto_front = getattr(final.strategy, "pareto_front", None)
+    pareto_front = getattr(final, "pareto_front", None)
     return SearchOutcome(parent_id=parent_id, resumed=resumed, complete=complete,
-                         decisions=final.strategy.decisions(), report=report,
+                         decisions=final.decisions(), report=report,
                          pareto=pareto_front() if pareto_front is not None else [])
 
 

@@ -1,4 +1,4 @@
-"""The controller's side of a search: ask the strategy, answer from the record when possible, dispatch the rest.
+"""The controller's side of a search: ask the strategy, dispatch each proposal, tell the strategy the results.
 
 Shared by the Ray Tune searcher adapter and the inline executor, so both behave the same. Picklable: Ray Tune
 snapshots it inside the searcher; the tracking client is re-opened lazily after a restore.
@@ -68,25 +68,18 @@ class Dispatcher:
         )
 
     def next_request(self) -> TrialRequest | None:
-        """The next trial that needs a worker, or None (round in flight, or search finished).
+        """The next trial for a worker, or None (round in flight, or search finished).
 
-        Proposals whose key is already recorded are told to the strategy right here, without a worker.
+        No lookup here: the worker looks the key up in the record (it must, for Tune's at-least-once re-execution
+        to be harmless) and serves a recorded trial without training, so each trial is looked up once.
         """
-        from eaglesearch.execution.worker import lookup
-
-        while True:
-            proposal = self.strategy.ask()
-            if proposal is None:
-                return None
-            request = self.request_for(proposal)
-            listener().trial_started(proposal)
-            known = lookup(self.store, request)
-            if known is not None:
-                self.strategy.tell(request.key, known)
-                listener().trial_finished(proposal, known)
-                continue
-            self.in_flight[request.key] = proposal
-            return request
+        proposal = self.strategy.ask()
+        if proposal is None:
+            return None
+        request = self.request_for(proposal)
+        listener().trial_started(proposal)
+        self.in_flight[request.key] = proposal
+        return request
 
     def complete(self, key: str, result: TrialResult) -> None:
         proposal = self.in_flight.pop(key, None)
@@ -97,16 +90,15 @@ class Dispatcher:
     def stopped(self, key: str, result: TrialResult) -> None:
         """A scheduler (ASHA) stopped the trial: record its RUNNING run as ``stopped`` with the partial numbers
         and tell the strategy (a stopped trial never wins; its search's resume answers it from the record)."""
-        runs = self.store.trial_runs(self.context.parent_id)
-        if not runs.empty and "key" in runs:
-            for _, row in runs[(runs["key"] == key) & (runs["status"] == "RUNNING")].iterrows():
-                self.store.stop_trial(row["run_id"], result.metrics, result.error or "stopped")
+        for run_id in self._running(key):
+            self.store.stop_trial(run_id, result.metrics, result.error or "stopped")
         self.complete(key, result)
 
     def crashed(self, key: str, error: str) -> None:
         """A worker died for good (after Ray's retries): record the run FAILED and tell the strategy."""
-        runs = self.store.trial_runs(self.context.parent_id)
-        if not runs.empty and "key" in runs:
-            for _, row in runs[(runs["key"] == key) & (runs["status"] == "RUNNING")].iterrows():
-                self.store.fail_trial(row["run_id"], error)
+        for run_id in self._running(key):
+            self.store.fail_trial(run_id, error)
         self.complete(key, TrialResult(key=key, status="failed", error=error))
+
+    def _running(self, key: str) -> list[str]:
+        return self.store.running_trials(self.context.parent_id, self.context.experiment_id, key)

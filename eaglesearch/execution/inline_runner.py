@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from eaglesearch.execution.dispatch import Dispatcher
+from eaglesearch.execution.trial_state import trial_scope
 from eaglesearch.execution.worker import execute_trial
+from eaglesearch.search import Strategy
+from eaglesearch.spec import TrialResult
 from eaglesearch.trial.data import ProgressFn
 
 
@@ -14,13 +19,20 @@ def run_inline(dispatcher: Dispatcher, progress: ProgressFn | None = None) -> No
             if dispatcher.finished:
                 break
             raise RuntimeError("the strategy is waiting for results but no trial is in flight; this is a bug")
-        dispatcher.complete(request.key, execute_trial(request, progress))
+        with trial_scope(request.trial.seed, request.threads):
+            result = execute_trial(request, progress)
+        dispatcher.complete(request.key, result)
 
 
-def replay(dispatcher: Dispatcher) -> bool:
-    """Drive a fresh strategy with recorded results only. True when the search is complete in the record."""
-    while not dispatcher.finished:
-        if dispatcher.next_request() is None:
-            return dispatcher.finished
-        return False
+def replay(strategy: Strategy, recorded: Mapping[str, TrialResult]) -> bool:
+    """Drive a fresh strategy with recorded results only (``TrackingStore.trial_results``: the parent's children,
+    read once). True when the search is complete in the record."""
+    while not strategy.finished:
+        proposal = strategy.ask()
+        if proposal is None:
+            return strategy.finished
+        result = recorded.get(proposal.trial.key)
+        if result is None:
+            return False
+        strategy.tell(proposal.trial.key, result)
     return True

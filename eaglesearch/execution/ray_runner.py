@@ -5,6 +5,11 @@ The experiment lives at ``<workdir>/ray/<search>-<fingerprint>``. If that folder
 (its parent run is then KILLED), is replaced by a fresh experiment whose finished trials are answered from the
 record.
 
+Worker processes: a trial that runs in one process on CPUs runs in a warm worker Tune reuses (``reuse_actors``):
+it keeps its imports (torch, transformers, timm, mlflow: most of a trivial trial's cost in a fresh process) and
+``trial_state.trial_scope`` gives each trial a clean state. A trial that holds GPUs, or drives Ray Train workers,
+gets a fresh process each (``reuse_workers``).
+
 Ctrl-C reaches the driver as ``KeyboardInterrupt`` (Tune's own SIGINT handler is turned off: it would end ``fit()``
 as if the search had finished, and the caller could not tell the parent run was interrupted).
 """
@@ -35,13 +40,26 @@ class RayRunInfo:
     errors: int
 
 
-def _init_ray(address: str | None, tracking_uri: str) -> None:
+THREAD_TIMEOUT_S = "60"
+"""How long a reused worker waits for the previous trial's thread to end (Tune's default, 2 s, is short for a
+stopped trial that frees a model; past it the next trial would fail instead of getting another worker)."""
+
+
+def reuse_workers(resources: ResourcesSpec, workers: int) -> bool:
+    """Warm workers for trials that run in one process on CPUs. GPU trials get a fresh process each: its exit frees
+    all of the trial's CUDA memory (a leak included), and spawning costs little beside a GPU trial's minutes.
+    Multi-worker trials (a Ray Train driver per trial) also start fresh."""
+    return workers <= 1 and not resources.gpus_per_trial
+
+
+def init_ray(address: str | None, tracking_uri: str) -> None:
+    """Start (or join, with ``address``) Ray with the environment every trial worker needs; no-op when running."""
     import ray
 
     if ray.is_initialized():
         return
     env = {"OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false", "MLFLOW_TRACKING_URI": tracking_uri,
-           "RAY_CHDIR_TO_TRIAL_DIR": "0"}
+           "RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_FUNCTION_THREAD_TIMEOUT_S": THREAD_TIMEOUT_S}
     kwargs: dict = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False,
                     "runtime_env": {"env_vars": env}}
     if address:
@@ -101,7 +119,7 @@ def _run(dispatcher: Dispatcher, resources: ResourcesSpec, tune_name: str, stora
          address: str | None, scheduler: object | None) -> RayRunInfo:
     from ray import tune
 
-    _init_ray(address, dispatcher.context.tracking_uri)
+    init_ray(address, dispatcher.context.tracking_uri)
     storage.mkdir(parents=True, exist_ok=True)
     path = storage / tune_name
     if dispatcher.context.workers > 1:
@@ -128,7 +146,7 @@ def _run(dispatcher: Dispatcher, resources: ResourcesSpec, tune_name: str, stora
                 scheduler=scheduler,  # type: ignore[arg-type]
                 num_samples=-1,
                 max_concurrent_trials=resources.max_concurrent_trials,
-                reuse_actors=False,
+                reuse_actors=reuse_workers(resources, dispatcher.context.workers),
                 trial_name_creator=_trial_name,
                 trial_dirname_creator=_trial_name,
             ),

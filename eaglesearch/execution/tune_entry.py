@@ -1,4 +1,10 @@
-"""The function Ray Tune runs in each trial process (importable by reference, as restores require)."""
+"""The function Ray Tune runs for each trial (importable by reference, as restores require).
+
+CPU trials share warm worker processes (``reuse_actors``, see ``ray_runner``): the first trial of a worker pays
+for the imports, the next ones find them loaded. Each trial runs inside ``trial_scope`` (seeded, threads pinned,
+its registrations and memory released afterwards, also when a scheduler stops it), so it cannot tell a warm
+worker from a fresh one.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,10 @@ from typing import Any
 def run_tune_trial(config: dict[str, Any]) -> None:
     from ray import tune
 
-    import eaglesearch  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads in this fresh process)
+    import eaglesearch  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads in a fresh process)
     from eaglesearch.execution.request import TrialRequest
     from eaglesearch.execution.searcher import RUNNING, report_from_result
+    from eaglesearch.execution.trial_state import trial_scope
     from eaglesearch.execution.worker import execute_trial
     from eaglesearch.trial.intermediate import STEP
 
@@ -19,7 +26,8 @@ def run_tune_trial(config: dict[str, Any]) -> None:
     def intermediate(metrics: dict[str, float]) -> None:  # a scheduler (ASHA) may stop the trial here
         tune.report({**metrics, "status": RUNNING, "run_id": "", "error": "", "metrics_json": "{}"})
 
-    result = execute_trial(request, report=intermediate if request.eval_every else None)
+    with trial_scope(request.trial.seed, request.threads):
+        result = execute_trial(request, report=intermediate if request.eval_every else None)
     final = report_from_result(result)
     if request.eval_every:
         final[STEP] = float(request.trial.train.joint_stages[-1].steps or 0)  # the scheduler's time attribute

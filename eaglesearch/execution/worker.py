@@ -23,11 +23,12 @@ from eaglesearch.trial.workspace import Workspace
 
 
 def lookup(store: TrackingStore, req: TrialRequest) -> TrialResult | None:
-    """A result for ``req`` without training: already under this parent, or finished by any earlier search."""
-    existing = store.find_in_parent(req.parent_id, req.key)
-    if existing is not None:
-        return existing
-    source = store.find_finished(req.key)
+    """A result for ``req`` without training: already under this parent, or finished by any earlier search (one
+    query: the trial's only lookup)."""
+    found = store.lookup_trial(req.parent_id, req.key)
+    if found.in_parent is not None:
+        return found.in_parent
+    source = found.finished
     if source is None:
         return None
     run_id = store.record_cached(
@@ -84,8 +85,7 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report:
         store.fail_trial(run_id, f"{summary}\n\n{traceback.format_exc()}")
         return TrialResult(key=req.key, status="failed", error=summary, run_id=run_id)
 
-    for step, loss in outcome.loss_history:
-        store.log_metrics(run_id, {"train/loss": loss}, step=step)
+    store.log_history(run_id, "train/loss", outcome.loss_history)
     for record in outcome.stages:
         log_stage(store, run_id, req, record)
     with tempfile.TemporaryDirectory() as tmp:

@@ -134,6 +134,47 @@ def trial_result(run: Any) -> TrialResult:
     )
 
 
+@dataclass(frozen=True)
+class TrialLookup:
+    """What the record holds for one trial key, read in one query: its completed run under this search's parent
+    (``in_parent``), else the latest finished trial run of any search (``finished``, a source to serve from)."""
+
+    in_parent: TrialResult | None
+    finished: TrialResult | None
+
+
+def is_done(run: Any) -> bool:
+    """A completed child run: FINISHED or FAILED, with a done status tag (finished, cached, failed, stopped)."""
+    return run.info.status in ("FINISHED", "FAILED") and run.data.tags.get(TAG_STATUS) in DONE_STATUSES
+
+
+def is_finished_trial(run: Any) -> bool:
+    """A trial run that trained to the end (not failed, cached or stopped): what another search may be served."""
+    tags = run.data.tags
+    return (run.info.status == "FINISHED" and tags.get(TAG_STATUS) == STATUS_FINISHED
+            and tags.get(TAG_KIND) == KIND_TRIAL)
+
+
+def lookup_in(runs: list[Any], parent_id: str) -> TrialLookup:
+    """Both answers of a lookup from the runs carrying one key (any experiment, any parent)."""
+    mine = [r for r in runs if r.data.tags.get(TAG_PARENT) == parent_id and is_done(r)]
+    if mine:
+        return TrialLookup(in_parent=trial_result(max(mine, key=run_priority)), finished=None)
+    sources = [r for r in runs if is_finished_trial(r)]
+    best = max(sources, key=lambda r: r.info.end_time or 0) if sources else None
+    return TrialLookup(in_parent=None, finished=None if best is None else trial_result(best))
+
+
+def results_by_key(runs: list[Any]) -> dict[str, TrialResult]:
+    """The completed result of every key among a parent's child runs (its latest completed run)."""
+    best: dict[str, Any] = {}
+    for run in runs:
+        key = run.data.tags.get(TAG_KEY)
+        if key is not None and is_done(run) and (key not in best or run_priority(run) > run_priority(best[key])):
+            best[key] = run
+    return {key: trial_result(run) for key, run in best.items()}
+
+
 def run_priority(run: Any) -> tuple[int, int, int]:
     """Sort key: higher is the run to keep among duplicates of one key (completed, then most recent)."""
     info = run.info

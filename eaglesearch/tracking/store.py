@@ -14,9 +14,9 @@ import pandas as pd
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in logs
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from eaglesearch.spec.trial import TrialResult, TrialSpec
 from eaglesearch.tracking import mlflow_ui as UI
@@ -136,9 +136,26 @@ class TrackingStore:
         """A completed (finished, cached or failed) child of ``parent_id`` with this key, the latest one."""
         exp_id = self._client.get_run(parent_id).info.experiment_id
         runs = self._search([exp_id], R.tag_filter({R.TAG_PARENT: parent_id, R.TAG_KEY: key}))
-        done = [r for r in runs if r.info.status in ("FINISHED", "FAILED")
-                and r.data.tags.get(R.TAG_STATUS) in R.DONE_STATUSES]
+        done = [r for r in runs if R.is_done(r)]
         return R.trial_result(max(done, key=R.run_priority)) if done else None
+
+    def lookup_trial(self, parent_id: str, key: str) -> R.TrialLookup:
+        """:meth:`find_in_parent` and :meth:`find_finished` at once: every run of ``key`` in one query (per 100
+        experiments), the worker's one lookup per trial."""
+        runs: list[Any] = []
+        for ids in _chunks(self._experiment_ids(), _EXPERIMENTS_PER_QUERY):
+            runs.extend(self._search(ids, R.tag_filter({R.TAG_KEY: key})))
+        return R.lookup_in(runs, parent_id)
+
+    def trial_results(self, parent_id: str, experiment_id: str) -> dict[str, TrialResult]:
+        """The completed result of every trial key under ``parent_id``, read in one query (what a replay of the
+        strategy on the record needs)."""
+        return R.results_by_key(self._search([experiment_id], R.tag_filter({R.TAG_PARENT: parent_id})))
+
+    def running_trials(self, parent_id: str, experiment_id: str, key: str) -> list[str]:
+        """Run ids of ``key``'s runs still RUNNING under ``parent_id`` (a worker was stopped or died)."""
+        query = R.tag_filter({R.TAG_PARENT: parent_id, R.TAG_KEY: key}, status="RUNNING")
+        return [run.info.run_id for run in self._search([experiment_id], query)]
 
     def trial_runs(self, parent_id: str) -> pd.DataFrame:
         """One row per trial of the parent (duplicates of a key collapsed to the run that completed last)."""
@@ -164,6 +181,13 @@ class TrackingStore:
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
         self._log_metrics(run_id, metrics, step)
+
+    def log_history(self, run_id: str, name: str, points: Iterable[tuple[int, float]]) -> None:
+        """A metric's whole history (``(step, value)`` pairs, e.g. a loss curve) in batches of MLflow's limit."""
+        now = _now_ms()
+        curve = [Metric(name, float(v), now, int(s)) for s, v in points]
+        for chunk in _chunks(curve, R.METRICS_PER_BATCH):
+            self._log_batch(run_id, metrics=chunk)
 
     def log_text(self, run_id: str, text: str, artifact_path: str) -> None:
         self._client.log_text(run_id, text, artifact_path)
@@ -233,10 +257,7 @@ class TrackingStore:
             tags[R.TAG_ARTIFACT_KEY] = artifact_key
         run_id = self._client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
         self._log_params(run_id, params or {})
-        now = _now_ms()
-        curve = [Metric("train/loss", float(v), now, int(s)) for s, v in losses]
-        for chunk in _chunks(curve, R.METRICS_PER_BATCH):
-            self._log_batch(run_id, metrics=chunk)
+        self.log_history(run_id, "train/loss", losses)
         self._log_metrics(run_id, dict(metrics or {}), None)
         self._client.set_terminated(run_id, "FINISHED")
         return run_id
@@ -315,9 +336,8 @@ class TrackingStore:
 
     def _kill_running(self, parent_id: str, experiment_id: str, key: str) -> None:
         """Runs of this key a killed worker left RUNNING under the parent are marked KILLED."""
-        query = R.tag_filter({R.TAG_PARENT: parent_id, R.TAG_KEY: key}, status="RUNNING")
-        for run in self._search([experiment_id], query):
-            self._client.set_terminated(run.info.run_id, "KILLED")
+        for run_id in self.running_trials(parent_id, experiment_id, key):
+            self._client.set_terminated(run_id, "KILLED")
 
     def _log_params(self, run_id: str, params: dict[str, str]) -> None:
         items = [Param(str(k), str(v)[:R.MAX_PARAM_VALUE]) for k, v in params.items()]

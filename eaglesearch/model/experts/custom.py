@@ -171,6 +171,16 @@ def declare_expert(declared: CustomExpertSpec, roots: Sequence[Path]) -> None:
     register_custom_expert(declared, roots, check=True)
 
 
+def declarations_snapshot() -> dict[str, CustomExpertSpec]:
+    """The declarations registered now, for :func:`restore_declarations`."""
+    return dict(_DECLARED)
+
+
+def restore_declarations(snapshot: dict[str, CustomExpertSpec]) -> None:
+    _DECLARED.clear()
+    _DECLARED.update(snapshot)
+
+
 def declaration_of(name: str) -> CustomExpertSpec | None:
     """The declaration family ``name`` was registered from (``None`` for built-in families)."""
     return _DECLARED.get(name)

@@ -10,19 +10,22 @@ Two ways besides a YAML ``experts:`` section:
       [project.entry-points."eaglesearch.experts"]
       effnet_lite0 = "my_encoders.effnet:DECLARATION"
 
-* **A trial's own declarations**: a Ray worker is a fresh process that knows only the built-in families, so before
-  it builds a model, :func:`register_trial_experts` re-registers every declaration the trial's experts carry.
+* **A trial's own declarations**: a Ray worker knows only the built-in families, so before it builds a model,
+  :func:`register_trial_experts` re-registers every declaration the trial's experts carry. A worker runs many
+  trials: inside :func:`trial_expert_scope` those registrations last for one trial only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from pydantic import ValidationError
 
-from eaglesearch.model.experts.custom import register_custom_expert
+from eaglesearch.model.experts.custom import declarations_snapshot, register_custom_expert, restore_declarations
+from eaglesearch.model.experts.registry import families_snapshot, restore_families
 from eaglesearch.spec import ExpertSpec
 from eaglesearch.spec.custom_expert import CustomExpertSpec
 
@@ -91,3 +94,16 @@ def register_trial_experts(experts: Iterable[ExpertSpec]) -> None:
     for expert in experts:
         if expert.custom is not None:
             register_custom_expert(expert.custom)
+
+
+@contextmanager
+def trial_expert_scope() -> Iterator[None]:
+    """Undo, on exit, every expert family registered inside (a trial's own declarations), so the next trial in this
+    process sees only the built-in families and the installed entry points (discovered first, and kept)."""
+    discover_experts()
+    families, declared = families_snapshot(), declarations_snapshot()
+    try:
+        yield
+    finally:
+        restore_families(families)
+        restore_declarations(declared)

@@ -59,6 +59,16 @@ def unregister_expert(name: str) -> None:
     _FAMILIES.pop(name, None)
 
 
+def families_snapshot() -> dict[str, ExpertFamily]:
+    """The registry as it is now, for :func:`restore_families` (a trial's registrations are undone after it)."""
+    return dict(_FAMILIES)
+
+
+def restore_families(snapshot: Mapping[str, ExpertFamily]) -> None:
+    _FAMILIES.clear()
+    _FAMILIES.update(snapshot)
+
+
 def expert_names() -> list[str]:
     """Sorted names of all registered expert families."""
     return sorted(_FAMILIES)
