@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from eaglesearch.execution.ray_runner import reuse_workers
-from eaglesearch.execution.trial_state import trial_scope
+from eaglesearch.trial.scope import trial_scope
 from eaglesearch.model.experts import expert_names
 from eaglesearch.model.experts.custom import declaration_of, declarations_snapshot, restore_declarations
 from eaglesearch.model.experts.discovery import register_trial_experts

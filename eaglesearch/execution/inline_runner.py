@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from eaglesearch.execution.dispatch import Dispatcher
-from eaglesearch.execution.trial_state import trial_scope
+from eaglesearch.trial.scope import trial_scope
 from eaglesearch.execution.worker import execute_trial
 from eaglesearch.search import Strategy
 from eaglesearch.spec import TrialResult

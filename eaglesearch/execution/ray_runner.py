@@ -7,7 +7,7 @@ record.
 
 Worker processes: a trial that runs in one process on CPUs runs in a warm worker Tune reuses (``reuse_actors``):
 it keeps its imports (torch, transformers, timm, mlflow: most of a trivial trial's cost in a fresh process) and
-``trial_state.trial_scope`` gives each trial a clean state. A trial that holds GPUs, or drives Ray Train workers,
+``trial.scope.trial_scope`` gives each trial a clean state. A trial that holds GPUs, or drives Ray Train workers,
 gets a fresh process each (``reuse_workers``).
 
 Ctrl-C reaches the driver as ``KeyboardInterrupt`` (Tune's own SIGINT handler is turned off: it would end ``fit()``
