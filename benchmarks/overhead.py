@@ -27,8 +27,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 import eaglesearch  # noqa: E402, F401
+from eaglesearch.cli import run_and_report  # noqa: E402
 from eaglesearch.data import TrainDataset, collate_train  # noqa: E402
-from eaglesearch.execution.controller import run_search  # noqa: E402
 from eaglesearch.model import build_eagle, resolve_expert  # noqa: E402
 from eaglesearch.model.validate import load_checked_search  # noqa: E402
 from eaglesearch.tracking import TrackingStore  # noqa: E402
@@ -91,8 +91,8 @@ def orchestration(root: Path, trials: int, executor: str) -> dict[str, float]:
                         Workspace.at(root / "ws"))
     del data
     t0 = time.perf_counter()
-    outcome = run_search(loaded, tracking_uri=uri, workdir=root / "ws", reports_dir=root / "reports",
-                         executor=executor, show_progress=False)  # type: ignore[arg-type]
+    outcome, _ = run_and_report(loaded, tracking_uri=uri, workdir=root / "ws", reports_dir=root / "reports",
+                                executor=executor, show_progress=False)
     wall = time.perf_counter() - t0
     runs = TrackingStore(uri).trial_runs(outcome.parent_id)
     compute = float(runs["cost/wall_s"].sum())
