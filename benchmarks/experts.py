@@ -149,9 +149,10 @@ def measure(config: Row, reps: int, warmup: int, batch: int, threads: int) -> Ro
 def run_child(config: Row, args: argparse.Namespace) -> Row:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(config), "--reps", str(args.reps),
            "--warmup", str(args.warmup), "--batch", str(args.batch), "--threads", str(args.threads)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True,
+                          env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     if done.returncode != 0:
-        return {**config, "error": (done.stderr.strip().splitlines() or ["exit code %d" % done.returncode])[-1]}
+        return {**config, "error": (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]}
     row = json.loads(done.stdout.strip().splitlines()[-1])
     for key in ("fwd_bwd_ms", "fwd_ms"):
         row[key.replace("_ms", "_min")], row[key.replace("_ms", "_med")] = min(row[key]), statistics.median(row[key])

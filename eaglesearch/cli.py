@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -94,7 +95,7 @@ def _print_table(df, title: str) -> None:
         for col in df.columns:
             value = row[col]
             if isinstance(value, float):
-                cells.append("–" if value != value else (f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}"))
+                cells.append("–" if math.isnan(value) else (f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}"))
             else:
                 cells.append("" if value is None else str(value))
         table.add_row(*cells)

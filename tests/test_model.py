@@ -157,7 +157,8 @@ def test_faulty_expert_passes_its_declaration_check_then_raises_on_real_images()
         assert faulty_expert.NAME in expert_names()
         expert = build_expert(ExpertSpec(name=faulty_expert.NAME))
         assert (expert.channels, expert.native_grid) == (8, 8)
-        for image in (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), torch.full((2, 3, 128, 128), 200, dtype=torch.uint8)):
+        black, grey = torch.zeros(1, 3, 64, 64, dtype=torch.uint8), torch.full((2, 3, 128, 128), 200, dtype=torch.uint8)
+        for image in (black, grey):  # real images never reach the encoder as all zeros: both raise
             pixels = expert.preprocess(image)
             with pytest.raises(RuntimeError, match="faulty expert: injected failure"):
                 expert(pixels)
