@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from eaglesearch.cli import run_and_report
 from eaglesearch.evaluate.items import ScoredItem
 from eaglesearch.evaluate.metrics import Metric, get_metric
 from eaglesearch.evaluate.predictions import PREDICTIONS, by_benchmark, read_predictions
 from eaglesearch.evaluate.run import objective_group
 from eaglesearch.evaluate.uncertainty import PairedComparison, paired_aggregate, paired_bootstrap
-from eaglesearch.execution.controller import run_search
 from eaglesearch.model.validate import load_checked_search
 from eaglesearch.spec import EvalSpec
 from eaglesearch.tracking import TrackingStore
@@ -87,8 +87,8 @@ def run_space(space: Path, root: Path, threads: int | None = None) -> SearchRun:
     loaded = load_checked_search(space)
     uri = f"sqlite:///{root}/mlflow.db"
     t0 = time.perf_counter()
-    outcome = run_search(loaded, tracking_uri=uri, workdir=root / "ws", reports_dir=root / "reports",
-                         executor="inline", show_progress=False)
+    outcome, _ = run_and_report(loaded, tracking_uri=uri, workdir=root / "ws", reports_dir=root / "reports",
+                                executor="inline", show_progress=False)
     store = TrackingStore(uri)
     runs = store.trial_runs(outcome.parent_id)
     failed = runs[runs["status_tag"] == "failed"]

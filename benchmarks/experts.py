@@ -3,7 +3,7 @@
 Every configuration is random-init, tiny preset, fed a batch (default 8) of random uint8 images at 256 px, with
 torch pinned to ``--threads`` (default 2) threads and ``OMP_WAIT_POLICY=PASSIVE`` set before torch is imported.
 
-1. **Experts**: every registered family except ``faulty``, at its tiny default resolution, as the model uses it:
+1. **Experts**: every registered family, at its tiny default resolution, as the model uses it:
    ``expert.grid_tokens(images, grid=8)`` (resize + normalise + encoder + resampling onto the 8×8 grid).
 2. **Fusions**: all five on clip@128 + convnext@256 and on clip@128 + convnext@256 + sam@256 (grid 8): the whole
    vision side as ``build_eagle`` wires it — experts, ``build_fusion(spec, experts, lm_dim=128)`` and the shared
@@ -149,9 +149,10 @@ def measure(config: Row, reps: int, warmup: int, batch: int, threads: int) -> Ro
 def run_child(config: Row, args: argparse.Namespace) -> Row:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(config), "--reps", str(args.reps),
            "--warmup", str(args.warmup), "--batch", str(args.batch), "--threads", str(args.threads)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True,
+                          env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     if done.returncode != 0:
-        return {**config, "error": (done.stderr.strip().splitlines() or ["exit code %d" % done.returncode])[-1]}
+        return {**config, "error": (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]}
     row = json.loads(done.stdout.strip().splitlines()[-1])
     for key in ("fwd_bwd_ms", "fwd_ms"):
         row[key.replace("_ms", "_min")], row[key.replace("_ms", "_med")] = min(row[key]), statistics.median(row[key])
@@ -211,7 +212,7 @@ def main() -> None:
         print(json.dumps(measure(json.loads(args.child), args.reps, args.warmup, args.batch, args.threads)))
         return
 
-    configs: list[Row] = [{"kind": "expert", "name": n} for n in expert_names() if n != "faulty"]
+    configs: list[Row] = [{"kind": "expert", "name": n} for n in expert_names()]
     configs += [{"kind": "fusion", "fusion": f, "experts": s} for s in EXPERT_SETS for f in FUSIONS]
     load = os.getloadavg()[0]
     rows = []

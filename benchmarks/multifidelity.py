@@ -34,7 +34,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import eaglesearch  # noqa: F401
-from eaglesearch.execution.controller import run_search
+from eaglesearch.cli import run_and_report
 from eaglesearch.model.validate import load_checked_search
 from eaglesearch.tracking import TrackingStore
 from eaglesearch.trial.data import prepare_data, prepare_tokenizer
@@ -71,8 +71,8 @@ def run_side(root: Path, name: str, space: Path, workdir: Path) -> dict[str, obj
     loaded = load_checked_search(space)
     uri = f"sqlite:///{root / name}.db"
     started = time.perf_counter()
-    outcome = run_search(loaded, tracking_uri=uri, workdir=workdir, reports_dir=root / "reports" / name,
-                         executor="inline", show_progress=False)
+    outcome, _ = run_and_report(loaded, tracking_uri=uri, workdir=workdir, reports_dir=root / "reports" / name,
+                                executor="inline", show_progress=False)
     wall = time.perf_counter() - started
     runs = TrackingStore(uri).trial_runs(outcome.parent_id)
     decision = outcome.decisions[-1]

@@ -28,8 +28,8 @@ import torch
 
 <<<<<<< HEAD
 import eaglesearch  # noqa: E402, F401
+from eaglesearch.cli import run_and_report  # noqa: E402
 from eaglesearch.data import TrainDataset, collate_train  # noqa: E402
-from eaglesearch.execution.controller import run_search  # noqa: E402
 from eaglesearch.model import build_eagle, resolve_expert  # noqa: E402
 from eaglesearch.model.validate import load_checked_search  # noqa: E402
 from eaglesearch.tracking import TrackingStore  # noqa: E402
@@ -103,8 +103,8 @@ def orchestration(root: Path, trials: int, executor: str) -> dict[str, float]:
                         Workspace.at(root / "ws"))
     del data
     t0 = time.perf_counter()
-    outcome = run_search(loaded, tracking_uri=uri, workdir=root / "ws", reports_dir=root / "reports",
-                         executor=executor, show_progress=False)  # type: ignore[arg-type]
+    outcome, _ = run_and_report(loaded, tracking_uri=uri, workdir=root / "ws", reports_dir=root / "reports",
+                                executor=executor, show_progress=False)
     wall = time.perf_counter() - t0
     runs = TrackingStore(uri).trial_runs(outcome.parent_id)
     compute = float(runs["cost/wall_s"].sum())

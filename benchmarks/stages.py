@@ -30,7 +30,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import eaglesearch  # noqa: E402, F401
-from eaglesearch.execution.controller import run_search  # noqa: E402
+from eaglesearch.cli import run_and_report  # noqa: E402
 from eaglesearch.model.validate import load_checked_search  # noqa: E402
 from eaglesearch.tracking import TrackingStore  # noqa: E402
 from eaglesearch.trial.data import prepare_data, prepare_tokenizer  # noqa: E402
@@ -81,8 +81,8 @@ def run_once(root: Path, name: str, artifacts: str | None, workdir: Path) -> dic
     loaded = load_checked_search(space)
     uri = f"sqlite:///{root / name}.db"
     started = time.perf_counter()
-    run_search(loaded, tracking_uri=uri, workdir=workdir, artifacts=artifacts, reports_dir=root / "reports" / name,
-               executor="inline", show_progress=False)
+    run_and_report(loaded, tracking_uri=uri, workdir=workdir, artifacts=artifacts, reports_dir=root / "reports" / name,
+                   executor="inline", show_progress=False)
     wall = time.perf_counter() - started
     runs = TrackingStore(uri).stage_runs(name)
     pre = runs[runs["stage"] == "prealign"]

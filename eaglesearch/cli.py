@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,6 +17,10 @@ from rich.table import Table
 
 import eaglesearch  # noqa: F401  (environment defaults before torch loads)
 from eaglesearch.spec import LoadedSearch, SpecError
+
+if TYPE_CHECKING:
+    from eaglesearch.execution.controller import SearchOutcome
+    from eaglesearch.report import ReportPaths
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 out = Console()
@@ -90,7 +95,7 @@ def _print_table(df, title: str) -> None:
         for col in df.columns:
             value = row[col]
             if isinstance(value, float):
-                cells.append("–" if value != value else (f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}"))
+                cells.append("–" if math.isnan(value) else (f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}"))
             else:
                 cells.append("" if value is None else str(value))
         table.add_row(*cells)
@@ -193,6 +198,27 @@ def _print_memory(models) -> None:
             err.print(f"[yellow]does not fit:[/yellow] {m.memory.refusal()}", highlight=False)
 
 
+def run_and_report(loaded: LoadedSearch, *, tracking_uri: str, reports_dir: Path = Path("reports"),
+                   workdir: Path | None = None, artifacts: str | None = None, executor: str = "ray",
+                   address: str | None = None, show_progress: bool = True) -> tuple[SearchOutcome, ReportPaths]:
+    """What ``eaglesearch run`` does once the space is checked (the benchmarks call it too): run the search
+    (``execution.controller.run_search``), then write its report into ``reports_dir/<search>/`` and log it on the
+    search's parent run, ranked by the space's objective with ties marked."""
+    from eaglesearch.execution.controller import run_search
+    from eaglesearch.execution.ties import tie_labels
+    from eaglesearch.report import write_report
+    from eaglesearch.tracking import TrackingStore
+
+    outcome = run_search(loaded, tracking_uri=tracking_uri, workdir=workdir, artifacts=artifacts,
+                         executor=executor, address=address, show_progress=show_progress)  # type: ignore[arg-type]
+    store = TrackingStore(outcome.tracking_uri)
+    strategy = loaded.space.strategy
+    report = write_report(store, loaded.space.name, reports_dir, parent_id=outcome.parent_id,
+                          objective=strategy.objective, mode=strategy.mode, baseline_key=outcome.baseline_key,
+                          ties=lambda table, runs: tie_labels(store, table, runs))
+    return outcome, report
+
+
 @app.command()
 def run(
     path: SpacePath,
@@ -228,12 +254,12 @@ def run(
         err.print(f"[red]{path}: scheduler ({loaded.space.scheduler.kind}) stops trials through Ray Tune and needs "
                   "the Ray executor; drop --executor inline, or remove scheduler to run every trial in full[/red]")
         raise typer.Exit(2)
-    from eaglesearch.execution.controller import SearchInterrupted, run_search
+    from eaglesearch.execution.controller import SearchInterrupted
 
     try:
-        outcome = run_search(loaded, tracking_uri=_uri(tracking_uri), workdir=workdir, artifacts=artifacts,
-                             reports_dir=reports, executor=executor, address=address,  # type: ignore[arg-type]
-                             show_progress=not quiet)
+        outcome, report = run_and_report(loaded, tracking_uri=_uri(tracking_uri), reports_dir=reports,
+                                         workdir=workdir, artifacts=artifacts, executor=executor, address=address,
+                                         show_progress=not quiet)
     except (StoreUnavailable, ClusterUnavailable) as e:
         err.print(str(e), style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -246,8 +272,8 @@ def run(
         value = f"{d.objective:.4f}" if d.objective is not None else "–"
         note = f" (stopped: {d.stopped})" if d.stopped else ""
         out.print(f"round {d.round}: chose {chosen} → {value}{note}")
-    _print_table(outcome.report.table, f"{loaded.name}: ranked by {loaded.space.strategy.objective}")
-    out.print(f"report: {outcome.report.markdown}  ·  MLflow parent run {outcome.parent_id}"
+    _print_table(report.table, f"{loaded.name}: ranked by {loaded.space.strategy.objective}")
+    out.print(f"report: {report.markdown}  ·  MLflow parent run {outcome.parent_id}"
               + ("  ·  resumed" if outcome.resumed else ""))
     if not outcome.complete:
         err.print("[yellow]the search did not complete; run the same command again to resume it[/yellow]")

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from eaglesearch.tracking import TrackingStore
 from tests.e2e_helpers import cli, greedy_space, make_project, tiny_recipe
+from tests.support import faulty_expert
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +54,10 @@ def test_invalid_space_starts_nothing(tmp_path: Path) -> None:
 
 def test_inline_greedy_with_failing_candidate(tmp_path: Path) -> None:
     """A trial that raises is a FAILED run with its error; the search completes and the report marks it."""
-    root = make_project(tmp_path, {"g": greedy_space("inline-fail", ["{name: convnext, resolution: 128}", "faulty"])})
+    # The failure-injection encoder is declared as a user declares theirs, its module beside the project.
+    declared = yaml.safe_dump({"experts": {faulty_expert.NAME: faulty_expert.copy_beside(tmp_path)}}, sort_keys=False)
+    space = greedy_space("inline-fail", ["{name: convnext, resolution: 128}", faulty_expert.NAME]) + declared
+    root = make_project(tmp_path, {"g": space})
     proc = cli(root, "run", "search_spaces/g.yaml", "--executor", "inline", "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs = runs_of(root, "inline-fail")

@@ -34,6 +34,7 @@ from eaglesearch.model.resample import (  # noqa: E402
 )
 from eaglesearch.model.tiling import TiledExpert  # noqa: E402
 from eaglesearch.spec import ExpertSpec  # noqa: E402
+from tests.support import faulty_expert  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -81,7 +82,7 @@ def count(modules: list[torch.nn.Module]) -> int:
 
 
 def test_registry_lists_every_family_and_which_tile() -> None:
-    assert set(FAMILIES) | {"faulty"} == set(expert_names())
+    assert set(FAMILIES) == set(expert_names())  # no test-only family (tests/support/faulty_expert.py)
     assert {n for n in expert_names() if get_family(n).tileable} == set(VITS)
     for name in FAMILIES:
         assert resolve_expert(ExpertSpec(name=name)).resolution == TINY[name][0]
@@ -257,8 +258,8 @@ def test_trainable_blocks_validated_before_building() -> None:
     assert resolve_expert(ExpertSpec(name="clip", preset="paper", freeze=True, trainable_blocks=24))
     with pytest.raises(ValueError, match="'convnext' \\(preset 'tiny'\\) has 4 blocks.*trainable_blocks=5"):
         resolve_expert(ExpertSpec(name="convnext", freeze=True, trainable_blocks=5))
-    with pytest.raises(ValueError, match="has 0 blocks"):
-        resolve_expert(ExpertSpec(name="faulty", freeze=True, trainable_blocks=1))
+    with faulty_expert.registered(), pytest.raises(ValueError, match="has 0 blocks"):  # a declared encoder
+        resolve_expert(ExpertSpec(name=faulty_expert.NAME, freeze=True, trainable_blocks=1))
 
 
 def test_tiled_expert_freezes_its_wrapped_blocks() -> None:

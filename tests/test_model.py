@@ -34,7 +34,6 @@ from eaglesearch.model import (  # noqa: E402
     resolve_expert,
 )
 from eaglesearch.model.experts import get_preset  # noqa: E402
-from eaglesearch.model.experts.faulty import FAULTY_MESSAGE  # noqa: E402
 from eaglesearch.model.fusions import ChannelConcat, build_fusion  # noqa: E402
 from eaglesearch.model.resample import grid_channels, to_grid  # noqa: E402
 from eaglesearch.spec import (  # noqa: E402
@@ -44,6 +43,7 @@ from eaglesearch.spec import (  # noqa: E402
     SyntheticDataSpec,
     TokenizerSpec,
 )
+from tests.support import faulty_expert  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -101,7 +101,8 @@ def prompts(data, tokenizer, model):
 
 
 def test_registry_names_and_resolution() -> None:
-    assert {"clip", "convnext", "sam", "faulty"} <= set(expert_names())
+    assert {"clip", "convnext", "sam"} <= set(expert_names())
+    assert faulty_expert.NAME not in expert_names()  # the failure-injection encoder is declared by tests only
     assert expert_names() == sorted(expert_names())
     clip = resolve_expert(ExpertSpec(name="clip"))
     assert (clip.preset, clip.resolution) == ("tiny", 64)
@@ -151,12 +152,20 @@ def test_expert_normalisation_follows_preset() -> None:
     assert torch.allclose(clip.mean.flatten(), torch.tensor([0.48145466, 0.4578275, 0.40821073]))
 
 
-def test_faulty_expert_builds_then_raises() -> None:
-    expert = build_expert(ExpertSpec(name="faulty"))
-    pixels = expert.preprocess(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
-    with pytest.raises(RuntimeError, match="faulty expert: injected failure"):
-        expert(pixels)
-    assert "test failure handling" in FAULTY_MESSAGE
+def test_faulty_expert_passes_its_declaration_check_then_raises_on_real_images() -> None:
+    with faulty_expert.registered():  # runs the declaration check: one zero image at random init
+        assert faulty_expert.NAME in expert_names()
+        expert = build_expert(ExpertSpec(name=faulty_expert.NAME))
+        assert (expert.channels, expert.native_grid) == (8, 8)
+        black, grey = torch.zeros(1, 3, 64, 64, dtype=torch.uint8), torch.full((2, 3, 128, 128), 200, dtype=torch.uint8)
+        for image in (black, grey):  # real images never reach the encoder as all zeros: both raise
+            pixels = expert.preprocess(image)
+            with pytest.raises(RuntimeError, match="faulty expert: injected failure"):
+                expert(pixels)
+        with torch.device("meta"):  # sized on meta without raising
+            assert build_expert(ExpertSpec(name=faulty_expert.NAME))(torch.zeros(1, 3, 128, 128)).shape == (1, 8, 8, 8)
+    assert faulty_expert.NAME not in expert_names()
+    assert "test failure handling" in faulty_expert.FAULTY_MESSAGE
 
 
 def test_pretrained_offline_names_hub_id(monkeypatch: pytest.MonkeyPatch) -> None:

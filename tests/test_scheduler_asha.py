@@ -186,7 +186,7 @@ def test_a_trial_the_scheduler_stops_on_ray_is_recorded_stopped(tmp_path: Path, 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     try:
         outcome = run_search(load_checked_search(space), tracking_uri=uri, workdir=tmp_path / "ws",
-                             reports_dir=tmp_path / "reports", show_progress=False)
+                             show_progress=False)
     finally:
         ray.shutdown()
     assert outcome.complete  # the stopped trial answers the replay from the record

@@ -1,4 +1,8 @@
-"""Run a whole search: open the MLflow parent run, drive the strategy on an executor, write the report."""
+"""Run a whole search: open the MLflow parent run, drive the strategy on an executor, close the parent run.
+
+The report is written above this package, by the caller (``eaglesearch.cli.run_and_report``): execution/ is dispatch
+only, and the outcome carries what the report needs (the parent run, its store, the baseline).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,6 @@ from eaglesearch.execution.events import set_listener
 from eaglesearch.execution.inline_runner import replay, run_inline
 from eaglesearch.execution.multi_worker import PARALLELISM_ENV, parallelism_for, workers_per_trial
 from eaglesearch.execution.progress import ConsoleProgress
-from eaglesearch.execution.ties import tie_labels
-from eaglesearch.report import ReportPaths, write_report
 from eaglesearch.search import Proposal, RoundDecision, make_strategy
 from eaglesearch.spec import LoadedSearch, TrainSpec
 from eaglesearch.tracking import TrackingStore, absolute_uri
@@ -39,7 +41,8 @@ class SearchOutcome:
     resumed: bool
     complete: bool
     decisions: list[RoundDecision]
-    report: ReportPaths
+    tracking_uri: str  # the absolute URI of the store the search recorded into
+    baseline_key: str | None = None  # the strategy's baseline trial, which the report measures deltas against
     pareto: list[Proposal] = field(default_factory=list)  # Optuna searches: the strategy's non-dominated trials
 
 
@@ -61,7 +64,6 @@ def run_search(
     tracking_uri: str,
     workdir: Path | None = None,
     artifacts: str | None = None,
-    reports_dir: Path = Path("reports"),
     executor: Executor = "ray",
     address: str | None = None,
     show_progress: bool = True,
@@ -130,13 +132,10 @@ def run_search(
     if executor != "inline" and complete:
         mark_complete(info)
     store.close_parent(parent_id, "FINISHED" if complete else "FAILED")
-    baseline = final.baseline_key()
-    report = write_report(store, space.name, reports_dir, parent_id=parent_id, objective=space.strategy.objective,
-                          mode=space.strategy.mode, baseline_key=baseline,
-                          ties=lambda table, runs: tie_labels(store, table, runs))
     pareto_front = getattr(final, "pareto_front", None)
     return SearchOutcome(parent_id=parent_id, resumed=resumed, complete=complete,
-                         decisions=final.decisions(), report=report,
+                         decisions=final.decisions(), tracking_uri=uri,
+                         baseline_key=final.baseline_key(),
                          pareto=pareto_front() if pareto_front is not None else [])
 
 

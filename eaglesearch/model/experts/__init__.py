@@ -5,7 +5,6 @@ from eaglesearch.model.experts import (  # noqa: F401  (each registers its famil
     convnext,
     dinov2,
     eva02,
-    faulty,
     pix2struct,
     sam,
     siglip,

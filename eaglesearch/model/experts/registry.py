@@ -1,7 +1,7 @@
 """The expert registry: every vision-expert family registers itself here by name.
 
 A family (one module per family: ``clip.py``, ``convnext.py``, ``sam.py``, ``dinov2.py``, ``eva02.py``,
-``siglip.py``, ``pix2struct.py``, ``faulty.py``) declares its presets (``tiny`` and ``paper``), a builder, and
+``siglip.py``, ``pix2struct.py``) declares its presets (``tiny`` and ``paper``), a builder, and
 whether it can be tiled. The rest of the code base only uses three functions: :func:`expert_names`,
 :func:`resolve_expert` (fill ``preset``/``resolution`` defaults and validate, without building anything — the spec
 layer calls it while checking a search space) and :func:`build_expert` (which wraps the expert in a
