@@ -2,7 +2,7 @@
 
 ``search_spaces/demo_greedy.yaml`` runs Eagle's greedy round-robin expert selection in the pretrained tiny world;
 by construction (``experiments/tiny_world.yaml``, ``eaglesearch/train/pretext_tasks.py``) its best path is
-clip → clip+sam → clip+sam+pix2struct. This script runs the same search once per training seed (model init and
+clip → clip+pix2struct, after which no candidate gains ``min_gain`` and the search stops. This script runs the same search once per training seed (model init and
 batch order; the data and the pretrained parts stay fixed), with the inline executor into a private store, and
 prints per seed: the path the search took, whether it is the planted one, each adopted round's gain over the
 previous choice with its paired 95% interval (the project's paired bootstrap over eval items), and the best
@@ -34,7 +34,12 @@ from eaglesearch.spec import EvalSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = ROOT / "search_spaces" / "demo_greedy.yaml"
-PLANTED = ("clip", "clip+sam", "clip+sam+pix2struct")
+PLANTED = ("clip", "clip+pix2struct")
+
+
+def experts_of(label: str) -> str:
+    """``clip@64+pix2struct@256`` → ``clip+pix2struct``."""
+    return "+".join(part.split("@")[0] for part in label.split("+"))
 
 
 def seeded(seed: int, out: Path) -> Path:
@@ -53,7 +58,7 @@ def run_seed(seed: int, root: Path) -> bool:
     run = run_space(space, root)
     rounds = round_table(run.runs)
     chosen = rounds[rounds["chosen"] == "✓"].sort_values("round")
-    path = tuple(chosen["candidate"])
+    path = tuple(experts_of(label) for label in chosen["candidate"])
     eval_spec = EvalSpec.model_validate(loaded.factory.base_dict()["eval"])
     by_key = run.runs.drop_duplicates("key").set_index("key")
     with tempfile.TemporaryDirectory(dir=root) as tmp:

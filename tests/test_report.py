@@ -105,6 +105,19 @@ def test_round_table_marks_choice_and_gain() -> None:
     assert math.isnan(rounds.set_index("candidate").loc["clip", "gain"])
 
 
+def test_round_table_follows_the_recorded_choices_of_a_stopped_search() -> None:
+    runs = runs_frame()
+    extra = runs.iloc[[3]].copy()  # round 2 was run, but gained too little: the strategy stopped, adopting nothing
+    extra[["run_id", "key", "round", "label", "objective"]] = ["r9", "k9", 2, "clip+pix2struct+sam", 0.81]
+    runs = pd.concat([runs, extra], ignore_index=True)
+    runs["chosen_tag"] = [None] * len(runs)
+    runs.loc[runs["key"].isin(["k0", "k3"]), "chosen_tag"] = "true"
+    rounds = round_table(runs)
+    chosen = rounds[rounds["chosen"] == "✓"]
+    assert list(chosen["candidate"]) == ["clip", "clip+pix2struct"]  # not round 2's best, which the guess would mark
+    assert rounds.set_index("candidate").loc["clip+pix2struct+sam", "gain"] == pytest.approx(0.01)
+
+
 def test_to_markdown_exact() -> None:
     df = pd.DataFrame({
         "rank": pd.array([1, None], dtype="Int64"),

@@ -275,3 +275,16 @@ def test_source_run_of_mixed_cached_and_trained_rows() -> None:
     assert pd.isna(rows[0]["cached_from"]) and bool(rows[0]["cached_from"])  # the trap: NaN is truthy
     assert [source_run_id(r) for r in rows] == ["own", "builder"]
     assert source_run_id({"run_id": "solo"}) == "solo"
+
+
+def test_record_choices_tags_adopted_trials_and_the_stop_reason(store: TrackingStore, parent: tuple[str, str]) -> None:
+    exp, pid = parent
+    base, better, extra = make_trial("clip"), make_trial("clip", "sam"), make_trial("clip", "sam", "convnext")
+    run_trial(store, exp, pid, base, 0.5)
+    run_trial(store, exp, pid, better, 0.7, round=1, role="candidate", added="sam")
+    run_trial(store, exp, pid, extra, 0.71, round=2, role="candidate", added="convnext")
+    store.record_choices(pid, [base.key, better.key], "no gain")
+    runs = store.trial_runs(pid).set_index("key")
+    assert runs.loc[base.key, "chosen_tag"] == "true" and runs.loc[better.key, "chosen_tag"] == "true"
+    assert runs.loc[extra.key, "chosen_tag"] != "true"
+    assert store.get_run(pid).tags["eaglesearch.stopped"] == "no gain"

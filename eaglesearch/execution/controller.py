@@ -131,10 +131,13 @@ def run_search(
     complete = replay(final, store.trial_results(parent_id, experiment_id))
     if executor != "inline" and complete:
         mark_complete(info)
+    decisions = final.decisions()
+    if decisions:  # what the strategy adopted, so reports need not guess it from the trials
+        store.record_choices(parent_id, [d.chosen_key for d in decisions if d.chosen_key], decisions[-1].stopped)
     store.close_parent(parent_id, "FINISHED" if complete else "FAILED")
     pareto_front = getattr(final, "pareto_front", None)
     return SearchOutcome(parent_id=parent_id, resumed=resumed, complete=complete,
-                         decisions=final.decisions(), tracking_uri=uri,
+                         decisions=decisions, tracking_uri=uri,
                          baseline_key=final.baseline_key(),
                          pareto=pareto_front() if pareto_front is not None else [])
 

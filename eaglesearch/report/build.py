@@ -18,6 +18,7 @@ from eaglesearch.report.plots import StageCurve
 from eaglesearch.report.render import to_csv, to_markdown
 from eaglesearch.report.table import ANSWER_PRIOR, OK_STATUSES, ranked_table, round_table
 from eaglesearch.tracking import RunRecord, TrackingStore
+from eaglesearch.tracking.records import TAG_STOPPED
 
 ARTIFACT_DIR = "report"
 TieFunction = Callable[[pd.DataFrame, pd.DataFrame], Mapping[str, str]]  # (table, runs) -> key -> "1" / "=1"
@@ -133,6 +134,10 @@ def rounds_markdown(rounds: pd.DataFrame, search: str, parent: RunRecord, store:
         lines += [f"## Round {rnd} ({len(rows)} trials, {ok} usable)", ""]
         if int(rnd) in skills:
             lines += [f"Adopted {skills[int(rnd)]}", ""]
+        elif not (rows["chosen"] == "✓").any() and parent.tags.get(TAG_STOPPED):
+            gain = pd.to_numeric(rows["gain"], errors="coerce").max()
+            best = f" (best gain {gain:+.4f})" if pd.notna(gain) else ""
+            lines += [f"Not adopted: the search stopped here, {parent.tags[TAG_STOPPED]}{best}", ""]
         lines.append(to_markdown(rows.drop(columns="round")))
     return "\n".join(lines).rstrip("\n") + "\n"
 

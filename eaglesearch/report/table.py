@@ -188,13 +188,18 @@ def round_table(runs: pd.DataFrame, objective: str = "objective", mode: str = "m
     frame["key"] = _column(runs, "key").map(_text)
 
     rounds = sorted(r for r in frame["round"].dropna().unique())
+    recorded = _column(runs, "chosen_tag").map(_text) == "true"  # the strategy's own choices, when recorded
     incumbent: float | None = None
     for i, rnd in enumerate(rounds):
         rows = frame[frame["round"] == rnd]
         next_rows = frame[frame["round"] == rounds[i + 1]] if i + 1 < len(rounds) else None
         if incumbent is not None:
             frame.loc[rows.index, "gain"] = rows["objective"] - incumbent
-        chosen = _chosen_in_round(rows, next_rows, mode)
+        if recorded.any():  # a round without a recorded choice was not adopted (the search stopped there)
+            picked = rows.index[recorded[rows.index]]
+            chosen = picked[0] if len(picked) else None
+        else:  # older records: infer the choice from the next round's labels or the best objective
+            chosen = _chosen_in_round(rows, next_rows, mode)
         if chosen is not None:
             frame.loc[chosen, "chosen"] = "✓"
             value = frame.loc[chosen, "objective"]

@@ -107,6 +107,13 @@ class TrackingStore:
         RunStatus.from_string(status)  # fail early on a typo
         self._client.set_terminated(run_id, status)
 
+    def record_choices(self, parent_id: str, chosen_keys: list[str], stopped: str | None) -> None:
+        """Tag the runs a round-based strategy adopted (``chosen_tag`` "true") and its stop reason on the parent."""
+        runs = self.trial_runs(parent_id)
+        for run_id in runs.loc[runs["key"].isin(chosen_keys), "run_id"]:
+            self._client.set_tag(run_id, R.TAG_CHOSEN, "true")
+        self._client.set_tag(parent_id, R.TAG_STOPPED, stopped or "")
+
     def latest_parent(self, search: str) -> str | None:
         """The newest parent run of ``search``, FINISHED ones first; None if the search was never recorded."""
         exp = self._client.get_experiment_by_name(search)
