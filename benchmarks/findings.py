@@ -1,8 +1,8 @@
 """The Eagle paper's four findings, measured in the pretrained tiny world (``experiments/tiny_world.yaml``).
 
 Each finding compares designs that differ in one choice. Every design is trained with training seeds 0..N-1 (model
-init and batch order; the data and the pretrained parts stay fixed) and evaluated on the same 360 eval items (six
-tasks × 60). A finding's delta is the mean over seeds of the paired objective difference, and its 95% interval is
+init and batch order; the data and the pretrained parts stay fixed) and evaluated on the same 180 eval items (the
+three skills × 60). A finding's delta is the mean over seeds of the paired objective difference, its 95% interval
 the project's paired percentile bootstrap over (seed, item) pairs: seed i of one design is paired with seed i of
 the other on the same item (``benchmarks/common.py: pooled``). The per-seed deltas are printed too, so seed-to-seed
 spread is visible next to the interval. A verdict says whether the paper's claim holds here, is contradicted, or
@@ -92,7 +92,7 @@ FINDINGS = [
             "covers a quarter of the area it was trained on, which a frozen encoder cannot adapt to."),
     Finding(2, "channel concatenation is competitive with the other fusions at lower cost",
             [("mix channel_concat", f"mix {f}") for f in ("sequence_append", "llava_hr", "mini_gemini", "deformable")],
-            "Every fusion sees the same features; the injection fusions add attention parameters that a 200-step "
+            "Every fusion sees the same features; the injection fusions add attention parameters that a 600-step "
             "SFT must also learn, and sequence append triples the visual tokens the LM attends over."),
     Finding(3, "adding complementary experts helps",
             [("mix channel_concat", "clip")],

@@ -49,7 +49,7 @@ def test_world_search_uses_shipped_parts_and_reports_the_answer_prior(tmp_path: 
     prior = rows["answer prior"]
     assert prior["status"] == "baseline" and prior["rank"] == ""
     scores = [float(v) for k, v in prior.items() if k.startswith("score/")]
-    assert len(scores) == 6 and abs(float(prior["objective"]) - sum(scores) / 6) < 1e-9
+    assert len(scores) == 3 and abs(float(prior["objective"]) - sum(scores) / 3) < 1e-9  # count, detail, ocr
     assert "answer prior" in (tmp_path / "reports" / "world-smoke" / "leaderboard.md").read_text()
     parent = store.get_run(store.latest_parent("world-smoke"))
     assert abs(parent.metrics["answer_prior/objective"] - float(prior["objective"])) < 1e-9
