@@ -28,6 +28,7 @@ import logging
 import os
 import posixpath
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from eaglesearch.artifacts.claims import Claim, ClaimInfo
@@ -158,29 +159,31 @@ class ClaimFiles(StoreRoot):
             return None
         return ClaimInfo.parse(raw, mtime)
 
-    def _replace_claim_if_ours(self, kind: str, key: str, token: str, info: ClaimInfo) -> bool:
-        path = self._claim_path(kind, key)
+    @contextlib.contextmanager
+    def _if_ours(self, kind: str, key: str, token: str) -> Iterator[bool]:
+        """Whether the claim on ``key`` is still ``token``'s, held under the claim's lock (local stores) while the
+        caller acts on it."""
         guard = file_lock(self._lock_path(kind, key)) if self.is_local else contextlib.nullcontext()
         with guard:
             current = self._read_claim(kind, key)
-            if current is None or current.token != token:
-                return False
-            if self.is_local:
-                write_atomic(Path(path), info.to_bytes())
-            else:
-                self.fs.pipe_file(path, info.to_bytes())
-            return True
+            yield current is not None and current.token == token
+
+    def _replace_claim_if_ours(self, kind: str, key: str, token: str, info: ClaimInfo) -> bool:
+        path = self._claim_path(kind, key)
+        with self._if_ours(kind, key, token) as ours:
+            if ours:
+                if self.is_local:
+                    write_atomic(Path(path), info.to_bytes())
+                else:
+                    self.fs.pipe_file(path, info.to_bytes())
+            return ours
 
     def _remove_claim_if_ours(self, kind: str, key: str, token: str) -> bool:
         path = self._claim_path(kind, key)
-        guard = file_lock(self._lock_path(kind, key)) if self.is_local else contextlib.nullcontext()
-        with guard:
-            current = self._read_claim(kind, key)
-            if current is None or current.token != token:
-                return False
-            with contextlib.suppress(FileNotFoundError):
+        with self._if_ours(kind, key, token) as ours, contextlib.suppress(FileNotFoundError):
+            if ours:
                 if self.is_local:
                     os.unlink(path)
                 else:
                     self.fs.rm_file(path)
-            return True
+        return ours
