@@ -77,6 +77,10 @@ DESIGNS = {d.name: d for d in (
     Design("clip@128 frozen", [{"name": "clip", "resolution": 128}]),
     Design("clip@128 unfrozen", [{"name": "clip", "resolution": 128}],
            {"train": {"stages": {"sft": {"trainable": {"experts": "all"}}}}}),
+    Design("clip@64 unfrozen, expert_lr 1e-4", [{"name": "clip", "resolution": 64}],
+           {"train": {"stages": {"sft": {"trainable": {"experts": "all"}, "expert_lr": 1.0e-4}}}}),
+    Design("clip@128 unfrozen, expert_lr 1e-4", [{"name": "clip", "resolution": 128}],
+           {"train": {"stages": {"sft": {"trainable": {"experts": "all"}, "expert_lr": 1.0e-4}}}}),
     Design("clip", ["clip"]),
     *(Design(f"mix {fusion}", MIX, {"model": {"fusion": fusion}})
       for fusion in ("channel_concat", "sequence_append", "llava_hr", "mini_gemini", "deformable")),
@@ -87,9 +91,13 @@ DESIGNS = {d.name: d for d in (
 
 FINDINGS = [
     Finding(1, "unfreezing the encoder helps when the input resolution differs from its pretraining resolution",
-            [("clip@128 unfrozen", "clip@128 frozen"), ("clip@64 unfrozen", "clip@64 frozen")],
+            [("clip@128 unfrozen", "clip@128 frozen"), ("clip@64 unfrozen", "clip@64 frozen"),
+             ("clip@128 unfrozen, expert_lr 1e-4", "clip@128 frozen"),
+             ("clip@64 unfrozen, expert_lr 1e-4", "clip@64 frozen")],
             "CLIP's position embeddings were learned at 64 px; at 128 px they are interpolated and every patch "
-            "covers a quarter of the area it was trained on, which a frozen encoder cannot adapt to."),
+            "covers a quarter of the area it was trained on, which a frozen encoder cannot adapt to. Unfrozen at "
+            "the LM's SFT rate (1e-3, 50x the paper's 2e-5) the encoder's pretrained features are overwritten "
+            "faster than they adapt; expert_lr (Eagle's vision_tower_lr) trains it 10x slower."),
     Finding(2, "channel concatenation is competitive with the other fusions at lower cost",
             [("mix channel_concat", f"mix {f}") for f in ("sequence_append", "llava_hr", "mini_gemini", "deformable")],
             "Every fusion sees the same features; the injection fusions add attention parameters that a 600-step "

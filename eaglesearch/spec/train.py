@@ -103,6 +103,9 @@ class StageSpec(SpecModel):
         "(batch_size = micro_batch_size x accumulation x workers). Default: the whole share at once")
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(default=5e-4, gt=0)
+    expert_lr: float | None = Field(
+        default=None, gt=0, description="learning rate of the vision experts' trainable parameters (Eagle's "
+        "vision_tower_lr); default: lr")
     weight_decay: float = Field(default=0.01, ge=0)
     betas: tuple[float, float] = Field(default=(0.9, 0.98), description="AdamW betas")
     momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum")
@@ -209,7 +212,7 @@ class TrainSpec(SpecModel):
 
     def semantic(self) -> dict[str, Any]:
         """What the trial's numbers depend on: the enabled stages without their logging fields."""
-        return {"stages": [s.model_dump(mode="json", exclude=set(STAGE_NON_SEMANTIC)) for s in self.active]}
+        return {"stages": [semantic_stage(s, exclude=STAGE_NON_SEMANTIC) for s in self.active]}
 
     @property
     def per_expert_stages(self) -> tuple[StageSpec, ...]:
@@ -235,3 +238,11 @@ TrainSpec.yaml_shorthands = tuple(sorted(_STAGE_FIELDS))
 
 # Fields that change how a trial is logged, not what it computes; left out of trial keys and stage-artifact keys.
 STAGE_NON_SEMANTIC = frozenset({"log_every", "checkpoint_every"})
+# Fields added after keys were first published: left out of a key while unset, so existing keys stay as they were.
+STAGE_OPTIONAL = frozenset({"expert_lr"})
+
+
+def semantic_stage(stage: StageSpec, exclude: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """A stage's settings for a content key: without ``exclude``, and without optional fields left unset."""
+    unset = {name for name in STAGE_OPTIONAL if getattr(stage, name) is None}
+    return stage.model_dump(mode="json", exclude={*exclude, *unset})

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec
+from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec, semantic_stage
 from eaglesearch.train import distributed, fsdp
 from eaglesearch.train.checkpoint import (
     CHECKPOINT_NAME,
@@ -135,7 +135,7 @@ def batches(dataset: Dataset, batch_size: int, collate: Callable, seed: int,
 
 def _computed(spec: StageSpec) -> dict:
     """The stage settings a checkpoint is valid for (logging and checkpoint cadence may change between runs)."""
-    return spec.model_dump(mode="json", exclude=set(STAGE_NON_SEMANTIC))
+    return semantic_stage(spec, exclude=STAGE_NON_SEMANTIC)
 
 
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,

@@ -11,16 +11,20 @@ from eaglesearch.spec.train import StageSpec
 
 def build_optimizer(model: nn.Module, spec: StageSpec) -> torch.optim.Optimizer:
     """``spec.optimizer`` (``adamw``: ``betas``; ``sgd``: ``momentum``) at ``spec.lr`` over parameters with
-    ``requires_grad``, decaying the 2-D+ ones by ``spec.weight_decay``."""
-    decay, no_decay = [], []
-    for param in model.parameters():
+    ``requires_grad``, decaying the 2-D+ ones by ``spec.weight_decay``; the vision experts' parameters at
+    ``spec.expert_lr`` when it is set (Eagle's ``vision_tower_lr``)."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
         if param.requires_grad:
-            (no_decay if param.ndim < 2 else decay).append(param)
-    if not decay and not no_decay:
+            expert = spec.expert_lr is not None and f".{name}".find(".experts.") >= 0
+            groups.setdefault((expert, param.ndim >= 2), []).append(param)
+    if not groups:
         raise ValueError(f"stage '{spec.name}' has nothing to train: every parameter is frozen "
                          f"(trainable: {spec.trainable.label}); set the stage's `trainable` (e.g. projector: true, "
                          "lm: all) or unfreeze an expert, the projector or the LM in the model spec")
-    groups = [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    param_groups = [{"params": params, "weight_decay": spec.weight_decay if decays else 0.0,
+                     "lr": spec.expert_lr if expert and spec.expert_lr is not None else spec.lr}
+                    for (expert, decays), params in sorted(groups.items())]
     if spec.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum)
-    return torch.optim.AdamW(groups, lr=spec.lr, betas=spec.betas)
+        return torch.optim.SGD(param_groups, lr=spec.lr, momentum=spec.momentum)
+    return torch.optim.AdamW(param_groups, lr=spec.lr, betas=spec.betas)

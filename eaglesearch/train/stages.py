@@ -46,7 +46,7 @@ from eaglesearch.artifacts import ArtifactStore, WaitState, artifact_key
 from eaglesearch.model import EagleModel, build_eagle
 from eaglesearch.model.build import part_seed
 from eaglesearch.spec import ExpertSpec, ModelSpec, TrialSpec
-from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec
+from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec, semantic_stage
 from eaglesearch.train import distributed, fsdp
 from eaglesearch.train.checkpoint import gathered_trained_state, rng_state, save_atomic, set_rng_state
 from eaglesearch.train.loop import batches, train
@@ -118,7 +118,7 @@ def stage_seed(seed: int, stage: StageSpec) -> int:
 
 def stage_fields(stage: StageSpec) -> dict[str, Any]:
     """The stage settings a result depends on (no name, switch or logging cadence)."""
-    return stage.model_dump(mode="json", exclude={"name", "enabled", *STAGE_NON_SEMANTIC})
+    return semantic_stage(stage, exclude={"name", "enabled", *STAGE_NON_SEMANTIC})
 
 
 def prealign_model(spec: ModelSpec, expert: ExpertSpec) -> ModelSpec:
