@@ -77,9 +77,9 @@ DESIGNS = {d.name: d for d in (
     Design("clip@128 frozen", [{"name": "clip", "resolution": 128}]),
     Design("clip@128 unfrozen", [{"name": "clip", "resolution": 128}],
            {"train": {"stages": {"sft": {"trainable": {"experts": "all"}}}}}),
-    Design("clip@64 unfrozen, expert_lr 1e-4", [{"name": "clip", "resolution": 64}],
+    Design("clip@64 unfrozen expert_lr 1e-4", [{"name": "clip", "resolution": 64}],
            {"train": {"stages": {"sft": {"trainable": {"experts": "all"}, "expert_lr": 1.0e-4}}}}),
-    Design("clip@128 unfrozen, expert_lr 1e-4", [{"name": "clip", "resolution": 128}],
+    Design("clip@128 unfrozen expert_lr 1e-4", [{"name": "clip", "resolution": 128}],
            {"train": {"stages": {"sft": {"trainable": {"experts": "all"}, "expert_lr": 1.0e-4}}}}),
     Design("clip", ["clip"]),
     *(Design(f"mix {fusion}", MIX, {"model": {"fusion": fusion}})
@@ -92,8 +92,8 @@ DESIGNS = {d.name: d for d in (
 FINDINGS = [
     Finding(1, "unfreezing the encoder helps when the input resolution differs from its pretraining resolution",
             [("clip@128 unfrozen", "clip@128 frozen"), ("clip@64 unfrozen", "clip@64 frozen"),
-             ("clip@128 unfrozen, expert_lr 1e-4", "clip@128 frozen"),
-             ("clip@64 unfrozen, expert_lr 1e-4", "clip@64 frozen")],
+             ("clip@128 unfrozen expert_lr 1e-4", "clip@128 frozen"),
+             ("clip@64 unfrozen expert_lr 1e-4", "clip@64 frozen")],
             "CLIP's position embeddings were learned at 64 px; at 128 px they are interpolated and every patch "
             "covers a quarter of the area it was trained on, which a frozen encoder cannot adapt to. Unfrozen at "
             "the LM's SFT rate (1e-3, 50x the paper's 2e-5) the encoder's pretrained features are overwritten "
