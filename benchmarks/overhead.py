@@ -26,7 +26,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 
-<<<<<<< HEAD
 import eaglesearch  # noqa: E402, F401
 from eaglesearch.cli import run_and_report  # noqa: E402
 from eaglesearch.data import TrainDataset, collate_train  # noqa: E402
@@ -36,17 +35,6 @@ from eaglesearch.tracking import TrackingStore  # noqa: E402
 from eaglesearch.train import batches, train  # noqa: E402
 from eaglesearch.trial.data import prepare_data, prepare_tokenizer  # noqa: E402
 from eaglesearch.trial.workspace import Workspace  # noqa: E402
-=======
-import eaglesearch  # noqa: F401
-from eaglesearch.data import TrainDataset, collate_train
-from eaglesearch.execution.controller import run_search
-from eaglesearch.trial.data import prepare_data, prepare_tokenizer
-from eaglesearch.trial.workspace import Workspace
-from eaglesearch.model import build_eagle, resolve_expert
-from eaglesearch.model.validate import load_checked_search
-from eaglesearch.tracking import TrackingStore
-from eaglesearch.train import batches, train
->>>>>>> wt-overhead
 
 RECIPE = """\
 name: bench
