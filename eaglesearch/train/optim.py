@@ -13,18 +13,20 @@ def build_optimizer(model: nn.Module, spec: StageSpec) -> torch.optim.Optimizer:
     """``spec.optimizer`` (``adamw``: ``betas``; ``sgd``: ``momentum``) at ``spec.lr`` over parameters with
     ``requires_grad``, decaying the 2-D+ ones by ``spec.weight_decay``; the vision experts' parameters at
     ``spec.expert_lr`` when it is set (Eagle's ``vision_tower_lr``)."""
+    vision = getattr(getattr(model, "module", model), "experts", None)  # an EagleModel's experts (under DDP too)
+    expert_ids = {id(p) for p in vision.parameters()} if spec.expert_lr is not None and vision is not None else set()
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for name, param in model.named_parameters():
+    for param in model.parameters():
         if param.requires_grad:
-            expert = spec.expert_lr is not None and f".{name}".find(".experts.") >= 0
-            groups.setdefault((expert, param.ndim >= 2), []).append(param)
+            groups.setdefault((id(param) in expert_ids, param.ndim >= 2), []).append(param)
     if not groups:
         raise ValueError(f"stage '{spec.name}' has nothing to train: every parameter is frozen "
                          f"(trainable: {spec.trainable.label}); set the stage's `trainable` (e.g. projector: true, "
                          "lm: all) or unfreeze an expert, the projector or the LM in the model spec")
+    # decayed before undecayed, the experts' groups last: without expert_lr the two groups of earlier checkpoints
     param_groups = [{"params": params, "weight_decay": spec.weight_decay if decays else 0.0,
                      "lr": spec.expert_lr if expert and spec.expert_lr is not None else spec.lr}
-                    for (expert, decays), params in sorted(groups.items())]
+                    for (expert, decays), params in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1]))]
     if spec.optimizer == "sgd":
         return torch.optim.SGD(param_groups, lr=spec.lr, momentum=spec.momentum)
     return torch.optim.AdamW(param_groups, lr=spec.lr, betas=spec.betas)
