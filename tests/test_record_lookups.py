@@ -138,7 +138,7 @@ def test_one_lookup_per_trial_and_one_record_read_for_the_replay(tmp_path: Path,
         with monkeypatch.context() as patch:
             _count(patch, calls, "lookup_trial", "find_in_parent", "find_finished", "trial_results")
             outcome = run_search(load_checked_search(root / "search_spaces" / "g.yaml"), tracking_uri=uri,
-                                 workdir=root / "ws", reports_dir=root / "reports", executor="inline",
+                                 workdir=root / "ws", executor="inline",
                                  show_progress=False)
         assert outcome.complete
         runs = TrackingStore(uri).trial_runs(outcome.parent_id)
