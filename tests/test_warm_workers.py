@@ -126,7 +126,7 @@ def test_two_cpu_trials_on_ray_share_a_worker_and_the_second_starts_clean(tmp_pa
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ray.shutdown()  # a Ray started here, after PROBE_DIR is set, so that its workers see it
     try:
-        outcome = run_search(loaded, tracking_uri=uri, workdir=tmp_path / "ws", reports_dir=tmp_path / "reports",
+        outcome = run_search(loaded, tracking_uri=uri, workdir=tmp_path / "ws",
                              show_progress=False)
     finally:
         ray.shutdown()
