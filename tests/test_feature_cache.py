@@ -104,6 +104,7 @@ def test_saved_maps_serve_a_later_model_with_the_same_weights_only(tmp_path) -> 
     first = expert.feature_map(images)
     path = cache.save(tmp_path, expert)
     assert path is not None and path.is_file() and not list(tmp_path.glob("*.partial"))
+    assert cache.save(tmp_path, expert) is None  # nothing new since: the file is not written again
 
     twin = _expert()  # same seed: same weights, a fresh process would build it the same way
     twin.freeze()

@@ -78,6 +78,7 @@ class FeatureCache:
         self.misses = 0
         self._maps: dict[bytes, Tensor] = {}
         self._state: tuple[tuple[int, int], ...] | None = None
+        self._unsaved = False  # maps computed since the last load or save
 
     def __len__(self) -> int:
         return len(self._maps)
@@ -86,6 +87,7 @@ class FeatureCache:
         self._maps.clear()
         self.bytes = 0
         self._state = None
+        self._unsaved = False
 
     def load(self, folder: Path, owner: nn.Module) -> int:
         """Add the maps saved in ``folder`` for ``owner``'s current weights (see :meth:`save`); how many were added."""
@@ -113,14 +115,16 @@ class FeatureCache:
 
     def save(self, folder: Path, owner: nn.Module) -> Path | None:
         """Write the maps, under a name given by ``owner``'s weights, when they are the maps of those weights
-        (nothing when the weights changed since, or the cache is empty). Atomic: a reader never sees half a file."""
-        if not self._maps or self._state != weights_state(owner):
+        (nothing when the weights changed since, or no map was added since the last load or save: the file already
+        holds them). Atomic: a reader never sees half a file."""
+        if not self._maps or not self._unsaved or self._state != weights_state(owner):
             return None
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{weights_digest(owner)}.pt"
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         torch.save({key: value.cpu() for key, value in self._maps.items()}, partial)
         os.replace(partial, path)
+        self._unsaved = False
         return path
 
     def maps(self, owner: nn.Module, images: Tensor, compute: Callable[[Tensor], Tensor]) -> Tensor:
@@ -148,6 +152,7 @@ class FeatureCache:
                     with torch.inference_mode(False):  # a normal tensor, usable later with autograd on
                         self._maps[key] = value.clone()
                     self.bytes += size
+                    self._unsaved = True
         self.misses += len(todo)
         self.hits += len(keys) - len(todo)
         return torch.stack([fresh[key] if key in fresh else self._maps[key] for key in keys])
