@@ -160,10 +160,34 @@ def test_claim_is_exclusive_until_released(store: ArtifactStore) -> None:
     assert store.claim_holder(KIND, "k1") is None
 
 
-def test_stale_claim_by_ttl_is_taken_over(store: ArtifactStore, caplog: pytest.LogCaptureFixture) -> None:
+class _Clock:
+    """The claims' clock, moved by the test: whether a claim is fresh never depends on how fast this process runs."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    from eaglesearch.artifacts import claims
+
+    fake = _Clock()
+    monkeypatch.setattr(claims, "time", fake)
+    return fake
+
+
+def test_stale_claim_by_ttl_is_taken_over(store: ArtifactStore, caplog: pytest.LogCaptureFixture,
+                                          clock: _Clock) -> None:
     old = store.claim(KIND, "k1", "alice", ttl_s=0.2)
+    clock.advance(0.1)
     assert store.claim(KIND, "k1", "bob") is None
-    time.sleep(0.3)
+    clock.advance(0.2)
     with caplog.at_level(logging.WARNING, logger="eaglesearch.artifacts"):
         new = store.claim(KIND, "k1", "bob")
     assert new is not None and store.claim_holder(KIND, "k1").owner == "bob"
@@ -196,9 +220,9 @@ def test_claim_of_a_dead_process_is_taken_over(tmp_path: Path, caplog: pytest.Lo
     claim.release()
 
 
-def test_only_one_of_many_threads_takes_over_a_stale_claim(store: ArtifactStore) -> None:
+def test_only_one_of_many_threads_takes_over_a_stale_claim(store: ArtifactStore, clock: _Clock) -> None:
     store.claim(KIND, "k1", "alice", ttl_s=0.1)
-    time.sleep(0.2)
+    clock.advance(0.2)
     won: list[str] = []
     barrier = threading.Barrier(8)
 

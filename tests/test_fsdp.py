@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pickle
+import time
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ SPEC = ModelSpec(experts=(ExpertSpec(name="clip", preset="tiny_random"),
 TRAIN = TrainSpec(steps=4, batch_size=8, lr=1e-3, warmup_ratio=0.0, log_every=1, grad_clip=0.5).stages[0]
 MICRO = TRAIN.model_copy(update={"micro_batch_size": 2})
 RESUMED = TRAIN.model_copy(update={"steps": 6, "checkpoint_every": 2})
-KILL_AFTER = 4  # the killed run dies right after logging this step (its checkpoint at step 4 is written)
+KILL_AFTER = 4  # the killed run dies once its checkpoint of this step is on disk
 SEED = 3
 DATA = SyntheticDataSpec(tasks=("count", "color"), train_per_task=20, eval_per_task=2, image_size=128)
 
@@ -80,9 +81,30 @@ def _run(ds_root: Path, tok_dir: Path, world: WorldInfo | None, spec: StageSpec 
     return stats.losses, {k: v.detach().clone() for k, v in state.items()}
 
 
-def _kill_at(step: int, _loss: float) -> None:
-    if step + 1 == KILL_AFTER:
-        os._exit(3)  # no cleanup, like a killed process: the checkpoint on disk is all that survives
+def _die_once_saved(folder: Path, pattern: str, step: int) -> None:
+    """Kill this process (no cleanup, like a real kill: the checkpoint on disk is all that survives) once a
+    checkpoint matching ``folder/pattern`` holds ``step``. Rank 0 only: the other rank then fails in its next collective. Waiting
+    for the file, not for a log line, keeps the kill after the write however the ranks are scheduled."""
+    if torch.distributed.get_rank() != 0:
+        return
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for path in folder.glob(pattern):
+            try:
+                saved = load_checkpoint(path)
+            except (CheckpointError, FileNotFoundError):  # being replaced right now
+                saved = None
+            if saved is not None and saved.step >= step:
+                os._exit(3)
+        time.sleep(0.01)
+    raise AssertionError(f"no checkpoint of step {step} appeared at {folder / pattern} within 120 s")
+
+
+def _kill_at(checkpoint_dir: Path):
+    def on_log(step: int, _loss: float) -> None:
+        if step + 1 == KILL_AFTER:
+            _die_once_saved(checkpoint_dir, CHECKPOINT_NAME, KILL_AFTER)
+    return on_log
 
 
 def _worker(rank: int, world_size: int, port: int, ds_root: Path, tok_dir: Path, out: Path, job: str) -> None:
@@ -95,7 +117,8 @@ def _worker(rank: int, world_size: int, port: int, ds_root: Path, tok_dir: Path,
             # activation checkpointing recomputes the same numbers; bf16 is GPU-only and not compared here
             results["checkpointed"] = _run(ds_root, tok_dir, world, TRAIN, fsdp.ShardPlan(activation_checkpointing=True))
         elif job == "kill":
-            _run(ds_root, tok_dir, world, RESUMED, checkpoint_dir=out / "ckpt", on_log=_kill_at)
+            _run(ds_root, tok_dir, world, RESUMED, checkpoint_dir=out / "ckpt",
+                 on_log=_kill_at(out / "ckpt"))
         elif job == "resume":
             results["resumed"] = _run(ds_root, tok_dir, world, RESUMED, checkpoint_dir=out / "ckpt")
         if rank == 0:
@@ -167,8 +190,8 @@ def _trial_worker(rank: int, world_size: int, port: int, root: Path, kill: bool)
     from tests.test_distributed import staged_trial
 
     def progress(message: str) -> None:  # rank 0 only; rank 1 then fails in its next collective
-        if kill and "sft step 4/" in message:
-            os._exit(3)
+        if kill and "sft step 4/" in message:  # the message says step 4 ran; the kill waits for its checkpoint
+            _die_once_saved(root / "scratch" / "trials", f"*/sft/{CHECKPOINT_NAME}", 4)
 
     world = init_process_group(rank, world_size, port=port, backend="gloo")
     try:
