@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import subprocess
@@ -21,6 +20,9 @@ from eaglesearch.spec import LoadedSearch, SpecError
 if TYPE_CHECKING:
     from eaglesearch.execution.controller import SearchOutcome
     from eaglesearch.report import ReportPaths
+
+# `run`'s exit codes (its --help and the README list them)
+EXIT_OK, EXIT_INCOMPLETE, EXIT_INVALID, EXIT_NO_RESULT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 out = Console()
@@ -57,7 +59,7 @@ def _load(path: Path, check_paths: bool = True) -> LoadedSearch:
         return loaded
     except SpecError as e:
         err.print(f"[bold red]invalid search space[/bold red]\n{e}", highlight=False)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_INVALID) from None
 
 
 def _refuse_unfit(loaded: LoadedSearch, gpu_memory_gb: float | None) -> None:
@@ -72,7 +74,7 @@ def _refuse_unfit(loaded: LoadedSearch, gpu_memory_gb: float | None) -> None:
         err.print(f"[bold red]{len(refusals)} trial(s) of {loaded.path} cannot fit their GPUs[/bold red]")
         for message in refusals:
             err.print(f"- {message}", highlight=False)
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_INVALID)
 
 
 def _uri(tracking_uri: str | None) -> str:
@@ -82,7 +84,10 @@ def _uri(tracking_uri: str | None) -> str:
 
 
 def _print_table(df, title: str) -> None:
-    """The ranked table for the terminal: the key columns and every accuracy (the files hold everything)."""
+    """The ranked table for the terminal: the key columns and every accuracy (the files hold everything), numbers as
+    people read them (2.09M parameters, 1m04s)."""
+    from eaglesearch.report import humanize
+
     accs = sorted(c for c in df.columns if str(c).startswith("score/"))
     head, tail = CONSOLE_COLUMNS[:5], CONSOLE_COLUMNS[5:]
     df = df[[c for c in head if c in df.columns] + accs + [c for c in tail if c in df.columns]]
@@ -91,13 +96,7 @@ def _print_table(df, title: str) -> None:
         table.add_column(str(col), justify="right" if df[col].dtype.kind in "fi" else "left",
                          overflow="fold", min_width=len(str(col)) if col != "candidate" else 24)
     for _, row in df.iterrows():
-        cells = []
-        for col in df.columns:
-            value = row[col]
-            if isinstance(value, float):
-                cells.append("–" if math.isnan(value) else (f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}"))
-            else:
-                cells.append("" if value is None else str(value))
+        cells = [humanize.cell(str(col), row[col]) for col in df.columns]
         table.add_row(*cells)
     out.print(table)
 
@@ -136,7 +135,7 @@ def plan(
                                gpu_memory_gb=gpu_memory_gb)
     except DataProblem as e:  # e.g. a sample longer than data.max_length: the data's problem, not a crash
         err.print(f"[bold red]the data does not fit this search[/bold red]\n{e}", highlight=False)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_INVALID) from None
     rounds = ", ".join(f"round {i}: {n}" for i, n in enumerate(result.trials_per_round))
     out.print(f"search [bold]{loaded.name}[/bold] ({result.strategy}): at most {result.total_trials} trials ({rounds})")
     if result.models:
@@ -200,7 +199,8 @@ def _print_memory(models) -> None:
 
 def run_and_report(loaded: LoadedSearch, *, tracking_uri: str, reports_dir: Path = Path("reports"),
                    workdir: Path | None = None, artifacts: str | None = None, executor: str = "ray",
-                   address: str | None = None, show_progress: bool = True) -> tuple[SearchOutcome, ReportPaths]:
+                   address: str | None = None, show_progress: bool = True,
+                   progress: str = "auto") -> tuple[SearchOutcome, ReportPaths]:
     """What ``eaglesearch run`` does once the space is checked (the benchmarks call it too): run the search
     (``execution.controller.run_search``), then write its report into ``reports_dir/<search>/`` and log it on the
     search's parent run, ranked by the space's objective with ties marked."""
@@ -210,7 +210,8 @@ def run_and_report(loaded: LoadedSearch, *, tracking_uri: str, reports_dir: Path
     from eaglesearch.tracking import TrackingStore
 
     outcome = run_search(loaded, tracking_uri=tracking_uri, workdir=workdir, artifacts=artifacts,
-                         executor=executor, address=address, show_progress=show_progress)  # type: ignore[arg-type]
+                         executor=executor, address=address, show_progress=show_progress,  # type: ignore[arg-type]
+                         progress_kind=progress)
     store = TrackingStore(outcome.tracking_uri)
     strategy = loaded.space.strategy
     report = write_report(store, loaded.space.name, reports_dir, parent_id=outcome.parent_id,
@@ -229,14 +230,21 @@ def run(
     executor: Annotated[str, typer.Option(help="ray (default) or inline (in this process, no Ray)")] = "ray",
     address: Annotated[str | None, typer.Option(help="join an existing Ray cluster (else RAY_ADDRESS or local)")]
     = None,
-    quiet: Annotated[bool, typer.Option(help="no live progress panel")] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress output")] = False,
+    json_events: Annotated[bool, typer.Option("--json", help="progress as JSON lines on stdout (one event per line: "
+                                              "trial_started, trial_finished, search_ended, report) instead of the "
+                                              "live panel, the round lines and the table")] = False,
     gpu_memory_gb: GpuMemoryOpt = None,
     no_check_paths: NoCheckPathsOpt = False,
 ) -> None:
-    """Run the search; trials already recorded are not retrained; ends by printing the ranked table."""
+    """Run the search; trials already recorded are not retrained; ends by printing the ranked table.
+
+    Exit codes: 0 the search completed with at least one finished trial; 1 it did not complete (run the same command
+    again to resume); 2 invalid input, or a store, cluster or GPU that cannot be used; 3 the base trial or every trial
+    failed; 130 interrupted."""
     if executor not in ("ray", "inline"):
         err.print(f"[red]--executor must be 'ray' or 'inline', not '{executor}'[/red]")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_INVALID)
     from eaglesearch.execution.cluster import ClusterUnavailable, prepare_cluster
     from eaglesearch.tracking.uri import StoreUnavailable, probe_store
 
@@ -247,37 +255,80 @@ def run(
             prepare_cluster(address)
     except (StoreUnavailable, ClusterUnavailable) as e:
         err.print(str(e), style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_INVALID) from None
     loaded = _load(path, check_paths=not no_check_paths)
     _refuse_unfit(loaded, gpu_memory_gb)
     if executor == "inline" and loaded.space.scheduler is not None:
         err.print(f"[red]{path}: scheduler ({loaded.space.scheduler.kind}) stops trials through Ray Tune and needs "
                   "the Ray executor; drop --executor inline, or remove scheduler to run every trial in full[/red]")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_INVALID)
     from eaglesearch.execution.controller import SearchInterrupted
 
     try:
         outcome, report = run_and_report(loaded, tracking_uri=_uri(tracking_uri), reports_dir=reports,
                                          workdir=workdir, artifacts=artifacts, executor=executor, address=address,
-                                         show_progress=not quiet)
+                                         show_progress=not quiet, progress="json" if json_events else "auto")
     except (StoreUnavailable, ClusterUnavailable) as e:
         err.print(str(e), style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_INVALID) from None
     except SearchInterrupted as e:
         err.print(f"{e}; run the same command again to continue (finished trials are served from the record)",
                   style="yellow", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(130) from None
-    for d in outcome.decisions:
-        chosen = f"+{d.added}" if d.added else (d.chosen_label or "–")
-        value = f"{d.objective:.4f}" if d.objective is not None else "–"
-        note = f" (stopped: {d.stopped})" if d.stopped else ""
-        out.print(f"round {d.round}: chose {chosen} → {value}{note}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    code = search_exit_code(outcome, report.table)
+    lines = round_lines(outcome.decisions, getattr(loaded.space.strategy, "min_gain", None))
+    if json_events:
+        import json
+
+        print(json.dumps({"event": "report", "search": loaded.name, "rounds": lines, "report": str(report.markdown),
+                          "html": str(report.html) if report.html else None, "parent_run": outcome.parent_id,
+                          "complete": outcome.complete, "exit_code": code}), flush=True)
+        raise typer.Exit(code)
+    for line in lines:
+        out.print(line, highlight=False)
     _print_table(report.table, f"{loaded.name}: ranked by {loaded.space.strategy.objective}")
     out.print(f"report: {report.markdown}  ·  MLflow parent run {outcome.parent_id}"
               + ("  ·  resumed" if outcome.resumed else ""))
-    if not outcome.complete:
+    if code == EXIT_INCOMPLETE:
         err.print("[yellow]the search did not complete; run the same command again to resume it[/yellow]")
-        raise typer.Exit(1)
+    elif code == EXIT_NO_RESULT:
+        err.print("[red]no trial finished (the base trial or every trial failed): there is nothing to rank; the "
+                  "report lists each failed trial's error[/red]")
+    raise typer.Exit(code)
+
+
+def search_exit_code(outcome: SearchOutcome, table) -> int:
+    """0 only for a completed search with at least one finished (or served) trial; see ``run --help``."""
+    if not outcome.complete:
+        return EXIT_INCOMPLETE
+    usable = table[table["status"].isin(("finished", "cached")) & table["objective"].notna()] if len(table) else table
+    base_failed = bool(outcome.decisions) and outcome.decisions[0].round == 0 and \
+        outcome.decisions[0].objective is None
+    return EXIT_NO_RESULT if base_failed or not len(usable) else EXIT_OK
+
+
+def round_lines(decisions, min_gain: float | None) -> list[str]:
+    """One line per greedy round saying what happened: the base, what was adopted and its gain, or why nothing was
+    (with the best candidate's gain) and what the search stopped with."""
+    lines, incumbent, held = [], None, None
+    for d in decisions:
+        if d.round == 0:
+            lines.append(f"round 0: base {d.chosen_label} {d.objective:.3f}" if d.objective is not None
+                         else "round 0: the base trial failed; the search stopped")
+            incumbent, held = d.chosen_label, d.objective
+            continue
+        if d.chosen_label is not None:
+            lines.append(f"round {d.round}: adopted {d.chosen_label} {d.objective:.3f} (gain {d.gain:+.3f} over "
+                         f"{incumbent} {held:.3f})" + (f"; stopped: {d.stopped}" if d.stopped else ""))
+            incumbent, held = d.chosen_label, d.objective
+        elif d.objective is None:
+            lines.append(f"round {d.round}: every candidate failed; stopped with {incumbent} {held:.3f}")
+        else:
+            best = next((label for label, _key, value, _status in d.candidates if value == d.objective), "?")
+            bar = f"gained more than {min_gain:g}" if min_gain is not None else "improved"
+            lines.append(f"round {d.round}: no candidate {bar} (best {best} {d.gain:+.3f}); stopped with "
+                         f"{incumbent} {held:.3f}")
+    return lines
 
 
 @app.command()

@@ -184,7 +184,7 @@ def test_write_report_end_to_end(tmp_path: Path) -> None:
     assert pid in md
     assert "ValueError: expert 'eva' has no tiny preset" in md
     assert "## Failed trials" in md and "Traceback (most recent call last)" in md
-    assert to_markdown(paths.table) in md
+    assert to_markdown(paths.table, humanize=True) in md
 
     table = paths.table
     assert list(table["candidate"]) == ["clip+sam", "clip", "clip+eva"]

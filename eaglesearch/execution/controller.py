@@ -17,7 +17,7 @@ from eaglesearch.execution.dispatch import Dispatcher, RunContext
 from eaglesearch.execution.events import set_listener
 from eaglesearch.execution.inline_runner import replay, run_inline
 from eaglesearch.execution.multi_worker import PARALLELISM_ENV, parallelism_for, workers_per_trial
-from eaglesearch.execution.progress import ConsoleProgress
+from eaglesearch.execution.progress import ProgressKind, make_progress
 from eaglesearch.search import Proposal, RoundDecision, make_strategy
 from eaglesearch.spec import LoadedSearch, TrainSpec
 from eaglesearch.tracking import TrackingStore, absolute_uri
@@ -67,6 +67,7 @@ def run_search(
     executor: Executor = "ray",
     address: str | None = None,
     show_progress: bool = True,
+    progress_kind: ProgressKind = "auto",
 ) -> SearchOutcome:
     space = loaded.space
     if space.scheduler is not None and executor == "inline":
@@ -104,7 +105,8 @@ def run_search(
                          eval_limit=space.scheduler.eval_limit if space.scheduler else 32)
     dispatcher = Dispatcher(strategy=strategy, context=context)
 
-    progress = ConsoleProgress(space.name, strategy, space.strategy.mode) if show_progress else None
+    progress = make_progress(progress_kind if show_progress else "none", space.name, strategy, space.strategy.mode,
+                             concurrency=1 if executor == "inline" else space.resources.max_concurrent_trials)
     set_listener(progress)
     try:
         if progress is not None:

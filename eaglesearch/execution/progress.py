@@ -1,8 +1,13 @@
-"""A rich console view of a running search: trials done/total, round, what runs now, best so far."""
+"""What a running search shows: a rich live panel on a terminal (trials done/total, round, what runs now, best so
+far), one plain line per event anywhere else (a log file, CI, nohup, a cluster job), or a JSON-lines event stream
+for scripts (``run --json``)."""
 
 from __future__ import annotations
 
+import json
+import sys
 import time
+from typing import IO
 
 from rich.console import Console
 from rich.live import Live
@@ -67,7 +72,7 @@ class ConsoleProgress:
         table.add_column("objective", justify="right")
         for proposal, result in self.done:
             value = f"{result.objective:.4f}" if result.objective is not None else "–"
-            status = result.status if result.status != "failed" else f"[red]failed[/red]: {(result.error or '')[:60]}"
+            status = result.status if result.status != "failed" else f"[red]failed[/red]: {first_line(result.error)}"
             table.add_row(str(proposal.round), proposal.label, status, value)
         for proposal in self.running.values():
             table.add_row(str(proposal.round), proposal.label, "[yellow]running[/yellow]", "")
@@ -77,3 +82,107 @@ class ConsoleProgress:
             summary += f" · best so far {best[0].label} = {best[1].objective:.4f}"
         table.caption = summary
         return table
+
+
+def first_line(error: str | None) -> str:
+    """A failed trial's first error line, whole (the full text is in the report and on its MLflow run)."""
+    lines = [line.strip() for line in (error or "").strip().splitlines() if line.strip()]
+    return lines[0] if lines else "no error recorded"
+
+
+class LineProgress:
+    """One line per event for output that is not a terminal: a trial started, a trial finished (objective with its
+    95% interval, or the first error line), with trials done out of planned and an ETA from the measured trials.
+    With ``as_json`` each event is one JSON object per line instead (``event``, ``search``, ``trial``, ``key``,
+    ``round``, ``status``, ``objective``, ``low``, ``high``, ``done``, ``planned``, ``elapsed_s``, ``eta_s``)."""
+
+    def __init__(self, search: str, strategy: Strategy, mode: str, stream: IO[str] | None = None,
+                 as_json: bool = False, concurrency: int = 1) -> None:
+        self.search, self.mode, self.as_json = search, mode, as_json
+        self.expected = sum(strategy.expected_trials())
+        self.stream = stream or sys.stderr
+        self.concurrency = max(1, concurrency)
+        self.started_at = time.monotonic()
+        self.started: dict[str, float] = {}
+        self.durations: list[float] = []
+        self.done = 0
+
+    def __enter__(self) -> LineProgress:
+        self._emit("search_started", f"search {self.search}: {self.expected} trial(s) planned")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._emit("search_ended", f"search {self.search}: {self.done} trial(s) done in "
+                   f"{_duration(time.monotonic() - self.started_at)}")
+
+    def eta_s(self) -> float | None:
+        """Seconds left: the mean measured trial time × the planned trials left / the trials run at once."""
+        if not self.durations:
+            return None
+        left = max(0, self.expected - self.done)
+        return sum(self.durations) / len(self.durations) * left / self.concurrency
+
+    def trial_started(self, proposal: Proposal) -> None:
+        self.started[proposal.trial.key] = time.monotonic()
+        self._emit("trial_started", f"round {proposal.round} · {proposal.label} started",
+                   trial=proposal.label, key=proposal.trial.key, round=proposal.round)
+
+    def trial_finished(self, proposal: Proposal, result: TrialResult) -> None:
+        began = self.started.pop(proposal.trial.key, None)
+        if began is not None and result.status != "cached":
+            self.durations.append(time.monotonic() - began)
+        self.done += 1
+        low, high = result.metrics.get("objective_low"), result.metrics.get("objective_high")
+        if result.status == "failed":
+            what = f"failed: {first_line(result.error)}"
+        elif result.objective is None:
+            what = result.status
+        else:
+            interval = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+            what = f"{result.status} {result.objective:.3f}{interval}"
+        eta = self.eta_s()
+        progress = f"{self.done}/{self.expected} planned" + (f", ETA {_duration(eta)}" if eta is not None else "")
+        self._emit("trial_finished", f"round {proposal.round} · {proposal.label} {what} ({progress})",
+                   trial=proposal.label, key=proposal.trial.key, round=proposal.round, status=result.status,
+                   objective=result.objective, low=low, high=high, error=first_line(result.error)
+                   if result.status == "failed" else None)
+
+    def _emit(self, event: str, text: str, **fields: object) -> None:
+        elapsed = time.monotonic() - self.started_at
+        if self.as_json:
+            record = {"event": event, "search": self.search, **fields, "done": self.done, "planned": self.expected,
+                      "elapsed_s": round(elapsed, 3), "eta_s": None if self.eta_s() is None else round(self.eta_s(), 1)}
+            self.stream.write(json.dumps(record) + "\n")
+        else:
+            self.stream.write(f"[{_duration(elapsed)}] {text}\n")
+        self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+ProgressKind = str
+"""``auto`` (a live panel on a terminal, lines elsewhere), ``live``, ``lines``, ``json`` or ``none``."""
+PROGRESS_KINDS = ("auto", "live", "lines", "json", "none")
+
+
+def make_progress(kind: ProgressKind, search: str, strategy: Strategy, mode: str,
+                  concurrency: int = 1) -> ConsoleProgress | LineProgress | None:
+    """The listener a search shows its progress with; JSON events go to stdout (for scripts), the rest to stderr."""
+    if kind not in PROGRESS_KINDS:
+        raise ValueError(f"progress must be one of {', '.join(PROGRESS_KINDS)}, not '{kind}'")
+    if kind == "none":
+        return None
+    if kind == "json":
+        return LineProgress(search, strategy, mode, stream=sys.stdout, as_json=True, concurrency=concurrency)
+    if kind == "auto":
+        kind = "live" if sys.stderr.isatty() else "lines"
+    if kind == "live":
+        return ConsoleProgress(search, strategy, mode)
+    return LineProgress(search, strategy, mode, concurrency=concurrency)

@@ -70,17 +70,18 @@ def _header(title: str, search: str, parent: RunRecord, store: TrackingStore) ->
 def leaderboard_markdown(table: pd.DataFrame, runs: pd.DataFrame, search: str, parent: RunRecord,
                          store: TrackingStore) -> str:
     objective, mode = table.attrs.get("objective", "objective"), table.attrs.get("mode", "max")
-    counts = table["status"].value_counts()
-    summary = ", ".join(f"{counts[s]} {s}" for s in ("finished", "cached", "failed") if s in counts)
+    trials = table[table["status"] != "baseline"]  # the answer-prior row is a reference, not a trial
+    counts = trials["status"].value_counts()
+    summary = ", ".join(f"{counts[s]} {s}" for s in ("finished", "cached", "failed", "stopped") if s in counts)
     base_key = table.attrs.get("baseline_key")
     base = "none" if base_key is None else f"`{base_key}` ({_label_of(table, base_key)})"
     lines = _header("Leaderboard", search, parent, store)
     lines += [
         f"- objective: `{objective}` ({mode}); delta is relative to the baseline: {base}",
-        f"- trials: {len(table)} ({summary or 'none recorded'})",
+        f"- trials: {len(trials)} ({summary or 'none recorded'})",
         "",
     ]
-    lines.append(to_markdown(table) if len(table) else "_No trials recorded under this parent run._\n")
+    lines.append(to_markdown(table, humanize=True) if len(table) else "_No trials recorded under this parent run._\n")
     failed = runs[_failed_mask(runs)] if len(runs) else runs
     if len(failed):
         lines += ["## Failed trials", ""]

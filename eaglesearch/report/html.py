@@ -19,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from eaglesearch.report import plots
+from eaglesearch.report import humanize, plots
 from eaglesearch.report.latex import BASELINE_STATUS, tied_keys
 from eaglesearch.report.table import OK_STATUSES
 from eaglesearch.tracking import RunRecord
@@ -96,7 +96,7 @@ def leaderboard_table(table: pd.DataFrame) -> str:
             f'<td class="num">{interval}</td>',
             f'<td class="num">{_fmt(row["delta"])}</td>',
             *(f'<td class="num">{_fmt(row[s])}</td>' for s in scores),
-            *(f'<td class="num">{_fmt(row[c], 2)}</td>' for c in costs),
+            *(f'<td class="num">{html.escape(humanize.cell(c, row[c]))}</td>' for c in costs),
         ]
         cls = f' class="{" ".join(classes)}"' if classes else ""
         out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
@@ -106,8 +106,9 @@ def leaderboard_table(table: pd.DataFrame) -> str:
 
 def _meta(table: pd.DataFrame, parent: RunRecord, tracking_uri: str) -> str:
     objective, mode = table.attrs.get("objective", "objective"), table.attrs.get("mode", "max")
-    counts = table["status"].value_counts()
-    summary = ", ".join(f"{counts[s]} {s}" for s in ("finished", "cached", "failed", BASELINE_STATUS) if s in counts)
+    trials = table[table["status"] != BASELINE_STATUS]  # the answer-prior row is a reference, not a trial
+    counts = trials["status"].value_counts()
+    summary = ", ".join(f"{counts[s]} {s}" for s in ("finished", "cached", "failed", "stopped") if s in counts)
     started = parent.start_time.strftime("%Y-%m-%d %H:%M UTC") if parent.start_time is not None else "–"
     base = table.attrs.get("baseline_key")
     base_label = "none"
@@ -117,7 +118,7 @@ def _meta(table: pd.DataFrame, parent: RunRecord, tracking_uri: str) -> str:
     ties = ("tie labels (=N): the paired bootstrap cannot separate the trial from the one ranked above it"
             if "tie" in table.columns else "no tie labels (intervals only)")
     return (f'<p class="meta">objective <code>{html.escape(objective)}</code> ({mode}; 95% bootstrap interval) · '
-            f"trials: {len(table)} ({html.escape(summary or 'none recorded')}) · delta relative to "
+            f"trials: {len(trials)} ({html.escape(summary or 'none recorded')}) · delta relative to "
             f"<code>{html.escape(base_label)}</code> · {html.escape(ties)}<br>"
             f"parent run <code>{html.escape(parent.run_id)}</code> ({html.escape(parent.name)}, started {started}) "
             f"· tracking <code>{html.escape(tracking_uri)}</code></p>")
