@@ -38,6 +38,7 @@ from eaglesearch.model.experts import VisionExpert, build_expert, get_preset, re
 from eaglesearch.model.language import build_language_model
 from eaglesearch.model.tokenizer import build_offline_tokenizer
 from eaglesearch.spec import ExpertSpec, LanguageModelSpec, ModelSpec, TokenizerSpec
+from eaglesearch.train.build_env import BuildEnvironment
 from eaglesearch.train.pretext import PretextRecipe, pretext_accuracy, pretrain_expert
 
 PRETRAINED_VERSION = "pretrained-1"
@@ -172,9 +173,12 @@ def build_lm_weights(lm: LanguageModelSpec, tokenizer_spec: TokenizerSpec, token
 
 def _write_record(out: Path, name: str, losses: list[tuple[int, float]], wall_s: float, steps: int,
                   held_out: dict[str, float] | None = None) -> None:
+    """The component's training record: its curve, cost, held-out pretext accuracy and the environment that built it
+    (see :mod:`eaglesearch.train.build_env`: what a bit-for-bit rebuild needs)."""
+    built_on = BuildEnvironment.current()
     (out / RECORD).write_text(json.dumps({"name": name, "losses": losses, "wall_s": wall_s, "steps": steps,
-                                          "threads": torch.get_num_threads(), "held_out": held_out or {}},
-                                         indent=1) + "\n")
+                                          "threads": built_on.threads, "held_out": held_out or {},
+                                          "built_on": built_on.as_record()}, indent=1) + "\n")
 
 
 # ------------------------------------------------------------------------------------------- obtaining
@@ -311,7 +315,8 @@ def shipped_components() -> list[tuple[str, str, str]]:
 
 def rebuild(root: Path, only: tuple[str, ...] = (), say: Say | None = None) -> list[tuple[str, str, str, float]]:
     """Build every shipped component (or those named in ``only``) into the store at ``root`` from its recipe,
-    replacing what is there; ``(kind, name, key, seconds)`` per component. Deterministic for a thread count."""
+    replacing what is there; ``(kind, name, key, seconds)`` per component. Bit-identical to the shipped files where
+    this machine reproduces their recorded build environment (:mod:`eaglesearch.train.build_env`)."""
     say = say or (lambda _msg: None)
     store = ArtifactStore(root)
     done = []
