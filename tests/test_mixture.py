@@ -4,6 +4,7 @@ per bad input (file, line, field); a stage names its mixture; the realised per-s
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -213,3 +214,40 @@ def test_stage_datasets_count_skips_per_source(tmp_path: Path) -> None:
     assert {k: len(v) for k, v in read.items()} == {"a": 1, "b": 1}
     assert report.total == 4 and report.by_source == {"a": 1, "b": 1}
     assert report.skipped == {"malformed": 1, "missing_image": 1}
+
+
+def test_plan_sizes_the_paper_mixture_from_declared_sizes(tmp_path: Path) -> None:
+    from eaglesearch.spec import ModelSpec
+    from eaglesearch.spec.load import load_recipe
+    from eaglesearch.trial.mixture_plan import plan_mixtures
+
+    recipe, _ = load_recipe(Path(__file__).resolve().parent.parent / "experiments" / "llava.yaml")
+    trial = TrialSpec(model=ModelSpec(experts=[{"name": "clip", "preset": "tiny_random"}]), data=recipe.data,
+                      train=recipe.train)
+    plans = {p.stage: p for p in plan_mixtures([trial], tmp_path)}
+    sft = plans["sft"]
+    assert len(sft.sources) == 8 and all(s.sized_by == "declared" for s in sft.sources)
+    assert sft.total == 933_000 and sft.steps == 933_000 // 128  # one epoch at global batch 128
+    assert {s.name: s.share.samples for s in sft.sources}["docvqa"] == 39_000
+    assert plans["align"].total is None and plans["align"].steps is None  # the caption json declares no size
+    half = trial.model_copy(update={"data": trial.data.model_copy(update={"train": {
+        **trial.data.train, "docvqa": trial.data.train["docvqa"].model_copy(update={"ratio": 0.2})}})})
+    (docs,) = [s for s in plan_mixtures([half], tmp_path)[1].sources if s.name == "docvqa"]
+    assert docs.share.samples == round(0.2 * 933_000)
+
+
+def test_the_report_tables_samples_per_trial_stage_and_source() -> None:
+    import pandas as pd
+
+    from eaglesearch.report.data_mix import mixture_markdown, mixture_table
+
+    runs = pd.DataFrame([{"label": "clip", "key": "k1", "objective": 0.5, "data/sft/count/samples": 240.0,
+                          "data/sft/count/available": 300.0, "data/sft/count/skipped": 0.0,
+                          "data/sft/ocr/samples": 1080.0, "data/skipped": 0.0},
+                         {"label": "clip", "key": "k2", "objective": 0.6}])
+    table = mixture_table(runs)
+    assert table[["key", "stage", "source", "samples"]].values.tolist() == [
+        ["k1", "sft", "count", 240], ["k1", "sft", "ocr", 1080]]
+    assert table["available"].tolist()[0] == 300 and pd.isna(table["available"].tolist()[1])
+    assert "| clip | k1 | sft | count | 240 | 300 | 0 |" in re.sub(" +", " ", mixture_markdown(table, "s"))
+    assert mixture_table(runs[["label", "key"]]).empty
