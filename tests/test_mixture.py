@@ -204,8 +204,8 @@ def test_stage_datasets_count_skips_per_source(tmp_path: Path) -> None:
 
     good = [{"id": "g", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}]
     (tmp_path / "a.json").write_text(json.dumps(good + [{"id": "bad"}]))
-    (tmp_path / "b.jsonl").write_text(json.dumps(good[0]) + "\n" + json.dumps({"id": "x", "image": "gone.png",
-                                                                                "conversations": good[0]["conversations"]}))
+    gone = {"id": "x", "image": "gone.png", "conversations": good[0]["conversations"]}
+    (tmp_path / "b.jsonl").write_text(json.dumps(good[0]) + "\n" + json.dumps(gone))
     data = DataSpec(source="llava", on_problem="skip", eval={"e": {"path": "e.json"}},
                     train={"a": {"format": "llava", "path": str(tmp_path / "a.json")},
                            "b": {"format": "jsonl", "path": str(tmp_path / "b.jsonl"), "image_folder": str(tmp_path)}})
@@ -251,3 +251,17 @@ def test_the_report_tables_samples_per_trial_stage_and_source() -> None:
     assert table["available"].tolist()[0] == 300 and pd.isna(table["available"].tolist()[1])
     assert "| clip | k1 | sft | count | 240 | 300 | 0 |" in re.sub(" +", " ", mixture_markdown(table, "s"))
     assert mixture_table(runs[["label", "key"]]).empty
+
+
+def test_an_optuna_space_can_search_a_source_ratio_and_cap(tmp_path: Path) -> None:
+    space = ("name: o\nrecipe: experiments/r.yaml\nstrategy:\n  kind: optuna\n  n_trials: 2\n"
+             "  experts: {sets: [[clip]]}\n"
+             "  params:\n    data.train.count.ratio: {low: 0.1, high: 0.9}\n"
+             "    data.train.color.max_samples: {choices: [2, 8]}\n")
+    loaded = load_checked_search(_project(tmp_path, space))
+    from eaglesearch.search import make_strategy
+
+    proposal = make_strategy(loaded).ask()
+    assert proposal is not None
+    sources = proposal.trial.data.mixture("sft")
+    assert 0.1 <= sources["count"].ratio <= 0.9 and sources["color"].max_samples in (2, 8)

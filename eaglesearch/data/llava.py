@@ -102,8 +102,10 @@ def _json_list(json_path: Path) -> list[Any]:
     except json.JSONDecodeError as err:
         raise ValueError(f"{json_path}: not valid json ({err}); the file must hold a json list of records") from None
     if not isinstance(records, list):
-        raise ValueError(f"{json_path}: the top level is a {type(records).__name__}; LLaVA format is a json list of "  # noqa: TRY004
-                         "records {id, image, conversations}")
+        kind = type(records).__name__
+        raise ValueError(  # noqa: TRY004 - the user's file is wrong, not a caller's argument
+            f"{json_path}: the top level is a {kind}; LLaVA format is a json list of records "
+            "{id, image, conversations}")
     return records
 
 

@@ -98,12 +98,13 @@ class OnProblemSpec(SpecModel):
 def _split_form(raw: Any) -> str:
     """Which form a ``data.train``/``data.caption`` value is written in (pydantic's union discriminator)."""
     if isinstance(raw, LlavaSplitSpec) or legacy_split(raw):
-        return "file"
-    return "sources"
+        return "LlavaSplitSpec"
+    return "dict"
 
 
+# Tags named after the member types, so error messages can walk into the branch (spec/pydantic_errors.py).
 Split = Annotated[
-    Annotated[LlavaSplitSpec, Tag("file")] | Annotated[dict[str, SourceSpec], Tag("sources")],
+    Annotated[LlavaSplitSpec, Tag("LlavaSplitSpec")] | Annotated[dict[str, SourceSpec], Tag("dict")],
     Discriminator(_split_form),
 ]
 """One LLaVA json (``{json_path, image_folder}``, a one-source mixture) or named sources (``spec/sources.py``)."""

@@ -119,8 +119,10 @@ class HFDiskSource(_TableSource):
                              ) from None
         dataset = load_from_disk(str(self.path))
         if not isinstance(dataset, Dataset):
-            raise ValueError(f"it holds several splits ({', '.join(dataset)}); point path at one split's folder, "  # noqa: TRY004
-                             f"e.g. {self.path / next(iter(dataset))}")
+            splits = ", ".join(dataset)
+            raise ValueError(  # noqa: TRY004 - the folder on disk is wrong, not a caller's argument
+                f"it holds several splits ({splits}); point path at one split's folder, "
+                f"e.g. {self.path / next(iter(dataset))}")
         return dataset
 
     def _schema_names(self) -> list[str]:
