@@ -158,7 +158,8 @@ class DataSpec(SpecModel):
         if isinstance(data, dict):
             for field in ("train", "caption"):
                 unknown_source_check(f"data.{field}", data.get(field))
-            for name, sources in (data.get("mixtures") or {}).items():
+            mixtures = data.get("mixtures")
+            for name, sources in (mixtures.items() if isinstance(mixtures, dict) else ()):
                 unknown_source_check(f"data.mixtures.{name}", sources)
         if isinstance(data, dict) and data.get("source", "synthetic") == "synthetic" and data.get("synthetic") is None:
             return {**data, "synthetic": {}}
@@ -245,5 +246,5 @@ class DataSpec(SpecModel):
     def benchmark_names(self) -> tuple[str, ...]:
         """The benchmarks a trial evaluates, by the names its metrics carry: the generator's tasks (when the data
         has a generator), then ``eval``'s keys."""
-        generated = tuple(self.synthetic.tasks) if self.synthetic is not None and self.source == "synthetic" else ()
+        generated = tuple(self.synthetic.tasks) if self.synthetic is not None else ()
         return (*generated, *(k for k in self.eval if k not in generated))

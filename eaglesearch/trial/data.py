@@ -119,7 +119,7 @@ def prepare_data(spec: DataSpec, workspace: Workspace, captions: bool = False) -
     for name in spec.mixture_names:
         mixtures[name], reports[name] = read_mixture(spec, name, context, cache)
     benchmarks: list[Benchmark] = []
-    if spec.source == "synthetic" and spec.synthetic is not None:  # the generator's benchmarks, one per task
+    if spec.synthetic is not None:  # the generator's benchmarks, one per task
         generated = generated_dataset(context)
         benchmarks += [make_benchmark(task, "synthetic", load_benchmark("synthetic", path, generated.image_folder))
                        for task, path in generated.eval_json.items()]
