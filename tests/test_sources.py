@@ -162,3 +162,62 @@ def test_an_undecodable_image_is_a_picklable_problem_of_its_source_and_sample(tm
     assert kept == [sample] and report.by_source == {"docvqa": 1} and report.skipped == {"unreadable_image": 1}
     ok = Sample(id="ok", image=ImageBytes(_png()), turns=sample.turns, source="docvqa")
     assert torch.equal(load_sample_image(ok, 8)[0], torch.full((8, 8), 255, dtype=torch.uint8))
+
+
+MIXED_RECIPE = """\
+name: mixed
+scale: tiny_random
+model:
+  grid: 4
+  lm: {{kind: tiny_llama, hidden_size: 32, num_layers: 1, num_heads: 2, num_kv_heads: 1, intermediate_size: 64}}
+  tokenizer: {{kind: offline_bpe, vocab_size: 300}}
+data:
+  source: llava
+  image_size: 64
+  max_length: 160
+  train:
+    lines: {{format: jsonl, path: {jsonl}, image_folder: {images}, ratio: 0.5}}
+    table: {{format: hf_disk, path: {hf}}}
+    shards: {{format: webdataset, path: {tar}}}
+  eval:
+    color: {{kind: llava, path: {bench}, image_folder: {images}}}
+train: {{steps: 2, batch_size: 4}}
+eval: {{batch_size: 4, max_new_tokens: 2}}
+"""
+
+
+@pytest.mark.slow
+def test_a_trial_trains_on_a_mixture_of_formats(tmp_path: Path) -> None:
+    """jsonl + HF datasets on disk (image bytes) + webdataset shards in one mixture, through a real run: images are
+    decoded from their references, the ratio shapes the draw, and MLflow records the per-source counts."""
+    datasets = pytest.importorskip("datasets")
+    from eaglesearch.data import write_synthetic
+    from eaglesearch.spec import SyntheticDataSpec
+    from eaglesearch.tracking import TrackingStore
+    from tests.e2e_helpers import cli
+
+    syn = write_synthetic(SyntheticDataSpec(tasks=("color",), train_per_task=12, eval_per_task=2, image_size=64),
+                          tmp_path / "syn")
+    records = json.loads(syn.train_json.read_text())
+    (tmp_path / "lines.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:4]))
+    datasets.Dataset.from_dict(
+        {"id": [r["id"] for r in records[4:8]], "conversations": [json.dumps(r["conversations"]) for r in records[4:8]],
+         "image": [{"bytes": (syn.image_folder / r["image"]).read_bytes(), "path": None} for r in records[4:8]]},
+        features=datasets.Features({"id": datasets.Value("string"), "conversations": datasets.Value("string"),
+                                    "image": datasets.Image()})).save_to_disk(str(tmp_path / "hf"))
+    _tar(tmp_path / "s.tar", {k: v for r in records[8:] for k, v in (
+        (f"{r['id']}.json", json.dumps(r).encode()), (f"{r['id']}.png", (syn.image_folder / r["image"]).read_bytes()))})
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "mixed.yaml").write_text(MIXED_RECIPE.format(
+        jsonl=tmp_path / "lines.jsonl", images=syn.image_folder, hf=tmp_path / "hf", tar=tmp_path / "s.tar",
+        bench=next(iter(syn.eval_json.values()))))
+    (tmp_path / "s.yaml").write_text("name: mixed\nrecipe: experiments/mixed.yaml\n"
+                                     "strategy: {kind: grid, factors: {experts: [[{name: clip, resolution: 32}]]}}\n")
+    proc = cli(tmp_path, "run", "s.yaml", "--executor", "inline", "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = TrackingStore(f"sqlite:///{tmp_path}/mlflow.db")
+    run = store.trial_runs(store.latest_parent("mixed")).iloc[0]
+    assert run["status_tag"] == "finished", run.get("error")
+    drawn = {s: run[f"data/sft/{s}/samples"] for s in ("lines", "table", "shards")}
+    assert drawn == {"lines": 6, "table": 3, "shards": 3}  # half of the 12 from lines, the rest by size
+    assert run["data/kept"] == 12 and (tmp_path / "reports" / "mixed" / "data.md").is_file()
