@@ -168,10 +168,24 @@ def plan(
         for a in result.artifacts:
             when = "stored" if a.stored else ("–" if a.est_train_s is None else f"~{a.est_train_s:,.0f}s")
             out.print(f"  {a.stage}/{a.expert}  {a.key}  {when}")
+    _print_mixtures(result.mixtures)
     if result.est_train_s is not None:
         out.print(f"estimated training time: at most ~{result.est_train_s:,.0f}s for {result.total_trials} trials "
                   "(largest model x trial count, plus the per-expert artifacts still to build; evaluation and "
                   "start-up not included)")
+
+
+def _print_mixtures(mixtures) -> None:
+    """Each stage's data: per source its size (counted here, or as declared), share and samples drawn."""
+    for m in mixtures:
+        total = m.total
+        head = f"stage {m.stage}: mixture {m.mixture}, " + (f"{total:,} samples" if total is not None else
+                                                          "size unknown (declare each source's size)")
+        out.print(head + (f", {m.steps:,} steps" if m.steps is not None else ""))
+        for s in m.sources:
+            size = "?" if s.size is None else f"{s.size:,} ({s.sized_by})"
+            drawn = "" if s.share is None else f"  share {s.share.share:.1%}  samples {s.share.samples:,}"
+            out.print(f"  {s.name}  {s.format}  size {size}{drawn}")
 
 
 def _print_memory(models) -> None:

@@ -52,6 +52,6 @@ def test_shipped_space_plans(name: str, tmp_path: Path, monkeypatch: pytest.Monk
 def test_paper_space_without_the_opt_out_names_its_missing_data(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     result, output = _invoke(monkeypatch, "validate", f"search_spaces/{name}")
     assert result.exit_code == 2, output
-    assert "data.train.json_path" in output and "does not exist on this machine" in output
+    assert "data.train.llava_665k.path" in output and "does not exist on this machine" in output
     assert "--no-check-paths" in output and "Traceback" not in output
 

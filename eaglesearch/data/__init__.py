@@ -1,5 +1,6 @@
-"""Data: LLaVA-format conversations, the synthetic task generator, conversation templates, tokenisation with
-label masking, problem-sample policies, collation."""
+"""Data: sources (one module per format, ``data/sources``) and mixtures (``data/mixture.py``), LLaVA-format
+conversations, the synthetic task generator, conversation templates, tokenisation with label masking,
+problem-sample policies, collation."""
 
 from eaglesearch.data.conversation import (
     IGNORE_INDEX,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,20 +22,22 @@ from eaglesearch.data.conversation import (
     encode_prompt,
     reference_answer,
 )
+from eaglesearch.data.image_ref import ImageRef, open_image
 from eaglesearch.data.llava import Sample
 from eaglesearch.data.policy import DataReport, OnProblem, prepare_training_samples
 
 
-def load_image(path: Path, size: int) -> Tensor:
-    """The image at ``path`` as RGB uint8 (3, size, size), resized (bicubic) if needed."""
-    with Image.open(path) as image:
+def load_image(path: ImageRef, size: int) -> Tensor:
+    """The image at ``path`` (a file, or any :mod:`~eaglesearch.data.image_ref` reference) as RGB uint8
+    (3, size, size), resized (bicubic) if needed."""
+    with open_image(path) as image:
         rgb = image.convert("RGB")
     if rgb.size != (size, size):
         rgb = rgb.resize((size, size), Image.Resampling.BICUBIC)
     return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).contiguous()
 
 
-def _require_image(sample: Sample) -> Path:
+def _require_image(sample: Sample) -> ImageRef:
     if sample.image is None:
         raise ValueError(f"{sample.name} has no image; every evaluation prompt needs one — remove it from the split")
     return sample.image

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eaglesearch.data.image_ref import ImageRef
 from eaglesearch.spec.data import ProblemKind
 
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
@@ -34,14 +35,16 @@ class Sample:
     """
 
     id: str
-    image: Path | None
+    image: ImageRef | None
     turns: tuple[tuple[str, str], ...]
     origin: str | None = field(default=None, compare=False, repr=False)
+    source: str | None = field(default=None, compare=False)  # the mixture source it was read from
 
     @property
     def name(self) -> str:
-        """How messages name the sample: its id and, when known, the file and record it came from."""
-        return f"{self.origin}: sample {self.id!r}" if self.origin else f"sample {self.id!r}"
+        """How messages name the sample: its source, id and, when known, the file and record it came from."""
+        where = f"{self.origin}: " if self.origin else ""
+        return f"{where}sample {self.id!r}" + (f" of source '{self.source}'" if self.source else "")
 
 
 class DataProblem(ValueError):
@@ -50,13 +53,15 @@ class DataProblem(ValueError):
     The message names the sample (file, record, id) and the fix; ``sample_id`` is the id (or ``#index``).
     """
 
-    def __init__(self, kind: ProblemKind, sample_id: str, message: str) -> None:
+    def __init__(self, kind: ProblemKind, sample_id: str, message: str, source: str | None = None) -> None:
         super().__init__(message)
         self.kind: ProblemKind = kind
         self.sample_id = sample_id
+        self.source = source  # the mixture source of the sample, when known (skips are counted per source)
 
-    def __reduce__(self) -> tuple[type[DataProblem], tuple[ProblemKind, str, str]]:
-        return (DataProblem, (self.kind, self.sample_id, str(self)))  # picklable (it may cross process boundaries)
+    def __reduce__(self) -> tuple[type[DataProblem], tuple[ProblemKind, str, str, str | None]]:
+        # picklable: it may cross process boundaries (a loader worker that could not decode an image)
+        return (DataProblem, (self.kind, self.sample_id, str(self), self.source))
 
 
 def read_llava_json(json_path: Path, image_folder: Path) -> list[Sample]:
@@ -72,40 +77,82 @@ def read_llava_json(json_path: Path, image_folder: Path) -> list[Sample]:
     return samples
 
 
-def read_llava_records(json_path: Path, image_folder: Path) -> list[Sample | DataProblem]:
+def read_llava_records(json_path: Path, image_folder: Path, source: str | None = None
+                       ) -> list[Sample | DataProblem]:
     """Each record of the file as a :class:`Sample`, or the :class:`DataProblem` (``malformed`` or
-    ``missing_image``) that keeps it from being one. File-level problems (missing, not json, not a list) raise."""
+    ``missing_image``) that keeps it from being one. File-level problems (missing, not json, not a list) raise.
+    A ``.jsonl`` file holds one record per line (Cambrian's format); anything else is one json list."""
     json_path, image_folder = Path(json_path), Path(image_folder)
     if not json_path.is_file():
         raise ValueError(f"{json_path}: file not found; check data.train/eval json_path")
+    records = _jsonl(json_path) if json_path.suffix == ".jsonl" else _json_list(json_path)
+    out: list[Sample | DataProblem] = []
+    for index, record in enumerate(records):
+        try:
+            out.append(_parse_record(record, index, json_path, image_folder, source))
+        except DataProblem as problem:
+            problem.source = source
+            out.append(problem)
+    return out
+
+
+def _json_list(json_path: Path) -> list[Any]:
     try:
         records = json.loads(json_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{json_path}: not valid json ({err}); the file must hold a json list of records") from None
     if not isinstance(records, list):
-        raise ValueError(f"{json_path}: the top level is a {type(records).__name__}; LLaVA format is a json list of "
-                         "records {id, image, conversations}")
-    out: list[Sample | DataProblem] = []
-    for index, record in enumerate(records):
-        try:
-            out.append(_parse_record(record, index, json_path, image_folder))
-        except DataProblem as problem:
-            out.append(problem)
-    return out
+        kind = type(records).__name__
+        raise ValueError(  # noqa: TRY004 - the user's file is wrong, not a caller's argument
+            f"{json_path}: the top level is a {kind}; LLaVA format is a json list of records "
+            "{id, image, conversations}")
+    return records
 
 
-def _parse_record(record: Any, index: int, json_path: Path, image_folder: Path) -> Sample:
+def _jsonl(json_path: Path) -> list[Any]:
+    """One record per non-blank line; a line that is not json is a record that is not an object (``malformed``,
+    so ``on_problem`` decides), not a failure of the whole file."""
+    records: list[Any] = []
+    with json_path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    records.append(f"line {number}: not valid json ({err})")
+    return records
+
+
+def _parse_record(record: Any, index: int, json_path: Path, image_folder: Path, source: str | None = None
+                  ) -> Sample:
     where = f"{json_path}: record {index}"
     if not isinstance(record, dict):
-        raise DataProblem("malformed", f"#{index}", f"{where} is a {type(record).__name__}; each record must be an "
+        detail = record if isinstance(record, str) and record.startswith("line ") else f"a {type(record).__name__}"
+        raise DataProblem("malformed", f"#{index}", f"{where} is {detail}; each record must be an "
                           "object {id, image, conversations}")
     sample_id = str(record.get("id", index))
     where = f"{json_path}: record {index} (id {sample_id!r})"
+    turns = parse_turns(record.get("conversations"), sample_id, where)
+    image: Path | None = None
+    if record.get("image") is not None:
+        if not isinstance(record["image"], str):
+            raise DataProblem("malformed", sample_id, f"{where}: 'image' must be one relative path string; got "
+                              f"{record['image']!r}")
+        image = image_folder / record["image"]
+        if not image.is_file():
+            raise DataProblem("missing_image", sample_id,
+                              f"{where}: image file {image} does not exist; fix the record's 'image' or the split's "
+                              f"image_folder ({image_folder})")
+    return Sample(id=sample_id, image=image, turns=turns, origin=f"{json_path} record {index}", source=source)
+
+
+def parse_turns(conversations: Any, sample_id: str, where: str) -> tuple[tuple[str, str], ...]:
+    """A LLaVA ``conversations`` list as ``(role, text)`` turns; a ``malformed`` :class:`DataProblem` naming
+    ``where`` and the fix otherwise. Every source format shares it, so every format has one conversation rule."""
 
     def malformed(message: str) -> DataProblem:
         return DataProblem("malformed", sample_id, message)
 
-    conversations = record.get("conversations")
     if not isinstance(conversations, list) or not conversations:
         raise malformed(f"{where} has no 'conversations' list; add "
                         '"conversations": [{"from": "human", "value": ...}, {"from": "gpt", "value": ...}]')
@@ -121,14 +168,4 @@ def _parse_record(record: Any, index: int, json_path: Path, image_folder: Path) 
             raise malformed(f"{where}, turn {t}: expected a {expected} turn (turns alternate human/gpt, starting "
                             f"with human); got {turn['from']!r}")
         turns.append((role, turn["value"]))
-
-    image: Path | None = None
-    if record.get("image") is not None:
-        if not isinstance(record["image"], str):
-            raise malformed(f"{where}: 'image' must be one relative path string; got {record['image']!r}")
-        image = image_folder / record["image"]
-        if not image.is_file():
-            raise DataProblem("missing_image", sample_id,
-                              f"{where}: image file {image} does not exist; fix the record's 'image' or the split's "
-                              f"image_folder ({image_folder})")
-    return Sample(id=sample_id, image=image, turns=tuple(turns), origin=f"{json_path} record {index}")
+    return tuple(turns)

@@ -38,9 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
+from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from eaglesearch.data.conversation import TemplateArg, encode_for_training
+from eaglesearch.data.image_ref import image_exists, open_image
 from eaglesearch.data.llava import DataProblem, Sample, read_llava_records
 from eaglesearch.spec.data import PROBLEM_KINDS, OnProblemSpec, ProblemAction
 
@@ -64,6 +66,7 @@ class DataReport:
     total: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    by_source: dict[str, int] = field(default_factory=dict)  # skipped per mixture source (when samples name one)
 
     @property
     def n_skipped(self) -> int:
@@ -76,6 +79,8 @@ class DataReport:
     def add(self, problem: DataProblem) -> None:
         """Count ``problem``'s sample as skipped."""
         self.skipped[problem.kind] = self.skipped.get(problem.kind, 0) + 1
+        if problem.source is not None:
+            self.by_source[problem.source] = self.by_source.get(problem.source, 0) + 1
         ids = self.examples.setdefault(problem.kind, [])
         if len(ids) < MAX_EXAMPLES:
             ids.append(problem.sample_id)
@@ -119,8 +124,8 @@ class _Handler:
         if self.policy.action(problem.kind) == "error":
             raise DataProblem(problem.kind, problem.sample_id,
                               f"{problem} [problem: {problem.kind}; to skip and count such samples instead, set "
-                              f"data.on_problem: {{{problem.kind}: skip}} (or data.on_problem: skip for every kind)]"
-                              ) from None
+                              f"data.on_problem: {{{problem.kind}: skip}} (or data.on_problem: skip for every kind)]",
+                              source=problem.source) from None
         self.report.add(problem)
 
 
@@ -130,16 +135,38 @@ def image_problem(sample: Sample) -> DataProblem | None:
     path = sample.image
     if path is None:
         return None
-    if not Path(path).is_file():
+    if not image_exists(path):
         return DataProblem("missing_image", sample.id, f"{sample.name}: image file {path} does not exist; fix the "
-                           "record's 'image' or the split's image_folder")
+                           "record's 'image' or the split's image_folder", source=sample.source)
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        return DataProblem("unreadable_image", sample.id, f"{sample.name}: image file {path} cannot be decoded "
-                           f"({type(err).__name__}: {err}); re-create or re-download it, or remove the record")
+        return DataProblem("unreadable_image", sample.id, f"{sample.name}: image {path} cannot be decoded "
+                           f"({type(err).__name__}: {err}); re-create or re-download it, or remove the record",
+                           source=sample.source)
     return None
+
+
+def load_sample_image(sample: Sample, size: int) -> Tensor:
+    """The sample's image decoded and resized where it is used (a loader worker, at scale). A file that is gone or
+    cannot be decoded is the sample's :class:`DataProblem` (``missing_image``/``unreadable_image``, naming its
+    source and id), never a bare PIL error: it pickles, so a worker can hand it to the trial, which raises or
+    skips and counts it per source as ``data.on_problem`` says."""
+    from eaglesearch.data.dataset import load_image  # the one decode entry point (dataset imports this module)
+
+    assert sample.image is not None, "text-only samples get a blank image from the dataset"
+    try:
+        return load_image(sample.image, size)
+    except FileNotFoundError:
+        problem = DataProblem("missing_image", sample.id, f"{sample.name}: image {sample.image} does not exist "
+                              "(it did when the data was read); restore it, or remove the record",
+                              source=sample.source)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        problem = DataProblem("unreadable_image", sample.id, f"{sample.name}: image {sample.image} cannot be "
+                              f"decoded ({type(err).__name__}: {err}); re-create or re-download it, or remove the "
+                              "record", source=sample.source)
+    raise problem
 
 
 def _text_only_problem(sample: Sample) -> DataProblem:
@@ -151,12 +178,18 @@ def read_training_samples(json_path: Path, image_folder: Path, *, on_problem: On
                           report: DataReport | None = None) -> tuple[list[Sample], DataReport]:
     """The file's samples; records that are ``malformed`` or whose image is missing raise or are skipped and
     counted. File-level problems (no file, not json, not a list) always raise."""
-    records = read_llava_records(json_path, image_folder)
-    report = report if report is not None else DataReport(source=str(json_path))
-    report.total += len(records)
+    return screen_records(read_llava_records(json_path, image_folder), on_problem=on_problem,
+                          report=report if report is not None else DataReport(source=str(json_path)))
+
+
+def screen_records(records: Iterable[Sample | DataProblem], *, on_problem: OnProblem = "error",
+                   report: DataReport) -> tuple[list[Sample], DataReport]:
+    """The samples among ``records`` (what a source read); each problem raises or is skipped and counted in
+    ``report`` (which also counts every record in its total)."""
     handle = _Handler(problem_policy(on_problem), report)
     samples = []
     for item in records:
+        report.total += 1
         if isinstance(item, DataProblem):
             handle(item)
         else:
@@ -200,6 +233,7 @@ def prepare_training_samples(
             except DataProblem as err:
                 problem = err
         if problem is not None:
+            problem.source = problem.source or sample.source
             handle(problem)
             continue
         kept.append(EncodedSample(sample, ids, labels))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from eaglesearch.report.data_mix import mixture_markdown, mixture_table
 from eaglesearch.report.html import report_html
 from eaglesearch.report.latex import leaderboard_latex
 from eaglesearch.report.mlflow_view import leaderboard
@@ -34,6 +35,7 @@ class ReportPaths:
     stages_markdown: Path | None = None
     html: Path | None = None
     latex: Path | None = None
+    data_markdown: Path | None = None
 
 
 def _settings(parent: RunRecord, objective: str | None, mode: str | None,
@@ -146,8 +148,8 @@ def rounds_markdown(rounds: pd.DataFrame, search: str, parent: RunRecord, store:
 def write_report(store: TrackingStore, search: str, out_dir: Path, parent_id: str | None = None,
                  objective: str | None = None, mode: str | None = None,
                  baseline_key: str | None = None, ties: TieFunction | None = None) -> ReportPaths:
-    """Write ``out_dir/<search>/leaderboard.md``, ``leaderboard.csv``, for greedy searches ``rounds.md`` and, for
-    recipes of several stages, ``stages.md``; log them on the parent run under ``report/``. ``parent_id=None`` takes the search's latest parent run.
+    """Write ``out_dir/<search>/leaderboard.md``, ``leaderboard.csv``, for greedy searches ``rounds.md``, for
+    recipes of several stages ``stages.md``, and ``data.md`` (samples per trial, stage and source); log them on the parent run under ``report/``. ``parent_id=None`` takes the search's latest parent run.
 
     ``objective``/``mode``/``baseline_key`` left as None default to the parent run's params of those names,
     then to ``"objective"``/``"max"``/none. ``ties(table, runs)``, when given, returns trial key → rank label with
@@ -185,11 +187,16 @@ def write_report(store: TrackingStore, search: str, out_dir: Path, parent_id: st
     if len(stages) and (stages["index"].max() > 1 or stages["stage"].nunique() > 1):
         stages_path = folder / "stages.md"
         stages_path.write_text(stages_markdown(stages, runs, search, parent, store), encoding="utf-8")
+    data_path = None
+    mixtures = mixture_table(runs)
+    if len(mixtures):
+        data_path = folder / "data.md"
+        data_path.write_text(mixture_markdown(mixtures, search), encoding="utf-8")
     html_path, tex_path = folder / "report.html", folder / "leaderboard.tex"
     html_path.write_text(report_html(search, table, runs, parent, store.uri, rounds, stage_curves(store, stages, runs)),
                          encoding="utf-8")
     tex_path.write_text(leaderboard_latex(table, search), encoding="utf-8")
-    for path in (md_path, csv_path, rounds_path, stages_path, html_path, tex_path):
+    for path in (md_path, csv_path, rounds_path, stages_path, data_path, html_path, tex_path):
         if path is not None:
             store.log_artifact(parent_id, path, ARTIFACT_DIR)
     prior = table[table["candidate"] == ANSWER_PRIOR]
@@ -200,7 +207,8 @@ def write_report(store: TrackingStore, search: str, out_dir: Path, parent_id: st
         store.log_metrics(parent_id, values)
     store.publish_leaderboard(leaderboard(table, runs, search, parent))
     return ReportPaths(markdown=md_path, csv=csv_path, rounds_markdown=rounds_path, table=table,
-                       parent_id=parent_id, stages_markdown=stages_path, html=html_path, latex=tex_path)
+                       parent_id=parent_id, stages_markdown=stages_path, html=html_path, latex=tex_path,
+                       data_markdown=data_path)
 
 
 def stage_curves(store: TrackingStore, stages: pd.DataFrame, runs: pd.DataFrame) -> list[StageCurve]:

@@ -23,10 +23,7 @@ BENCHMARK_METRIC_PREFIXES = ("score", "score_low", "score_high")
 
 def benchmark_names(trial: TrialSpec) -> tuple[str, ...]:
     """The benchmarks a trial evaluates, by the names its metrics carry."""
-    if trial.data.source == "synthetic":
-        assert trial.data.synthetic is not None
-        return tuple(trial.data.synthetic.tasks)
-    return tuple(trial.data.eval)
+    return trial.data.benchmark_names
 
 
 def metric_names(benchmarks: Iterable[str]) -> list[str]:

@@ -33,7 +33,7 @@ PartSetting = Literal["spec", "all", "none"] | int
 (ViT blocks / ConvNeXt stages of an expert, decoder layers of the LM plus its final norm)."""
 
 DEFAULT_STEPS = 150
-StageData = Literal["sft", "caption"]
+_MIXTURE_NAME = r"^[a-z][a-z0-9_]{0,31}$"
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
@@ -91,7 +91,9 @@ class StageSpec(SpecModel):
         default=False,
         description="train each expert separately with its own projector (Eagle's pre-alignment); the result is a "
         "stage artifact per expert, cached by content and reused by every trial and search that needs it")
-    data: StageData = Field(default="sft", description="sft: the training conversations; caption: image-caption pairs")
+    data: str = Field(default="sft", pattern=_MIXTURE_NAME,
+                      description="the mixture the stage trains on: sft (data.train), caption (data.caption: "
+                      "image-caption pairs) or a key of data.mixtures")
     template: TemplateName | None = Field(default=None, description="conversation template; default: data.template")
     trainable: TrainableSpec = TrainableSpec()
     steps: int | None = Field(default=None, gt=0, description="optimizer steps (steps or epochs; neither: 150 steps)")

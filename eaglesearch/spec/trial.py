@@ -39,12 +39,17 @@ class TrialSpec(SpecModel):
         return None if value is not None and value >= 1 else value
 
     @model_validator(mode="after")
-    def _caption_source(self) -> TrialSpec:
-        readers = [s.name for s in self.train.active if s.data == "caption"]
-        if readers and self.data.source == "llava" and self.data.caption is None:
-            raise ValueError(f"stage {', '.join(readers)} trains on caption pairs but data.caption is not set; give "
-                             "data.caption: {json_path, image_folder} (LLaVA pre-training json, e.g. "
-                             "blip_laion_cc_sbu_558k.json)")
+    def _stage_mixtures(self) -> TrialSpec:
+        """Every stage trains on a mixture the data declares (or, for ``sft``/``caption``, the generator writes)."""
+        for stage in self.train.active:
+            if self.data.mixture(stage.data) is not None:
+                continue
+            if stage.data == "caption":
+                raise ValueError(f"stage {stage.name} trains on caption pairs but data.caption is not set; give "
+                                 "data.caption: {json_path, image_folder} (LLaVA pre-training json, e.g. "
+                                 "blip_laion_cc_sbu_558k.json) or named caption sources")
+            raise ValueError(f"stage {stage.name} trains on mixture '{stage.data}', which the data does not declare; "
+                             f"mixtures: {', '.join(self.data.mixture_names)} (declare it under data.mixtures)")
         return self
 
     def canonical_json(self) -> str:

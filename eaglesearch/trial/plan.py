@@ -30,6 +30,7 @@ import torch
 
 from eaglesearch.artifacts import ArtifactStore, artifact_key
 from eaglesearch.data import TrainDataset, collate_train
+from eaglesearch.data.sources import source_class
 from eaglesearch.model import IMAGE_TOKEN, build_eagle
 from eaglesearch.model.cost import count_flops, measure_cost
 from eaglesearch.spec import ExpertSpec, ModelSpec, ResourcesSpec, TrialSpec
@@ -38,6 +39,7 @@ from eaglesearch.train import apply_trainable, build_optimizer
 from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.stages import PREALIGNED, per_expert_payload, prealign_model
 from eaglesearch.trial.data import PreparedData, prepare_data, prepare_tokenizer
+from eaglesearch.trial.mixture_plan import MixturePlan, plan_mixtures
 from eaglesearch.trial.threads import pin_threads
 from eaglesearch.trial.workspace import PER_TRIAL, Workspace
 
@@ -88,6 +90,7 @@ class Plan:
     models: list[ModelPlan]
     artifacts: list[ArtifactPlan] = field(default_factory=list)
     pretrained: list[ComponentPlan] = field(default_factory=list)
+    mixtures: list[MixturePlan] = field(default_factory=list)  # each stage's data: sources, sizes, shares
 
     @property
     def est_train_s(self) -> float | None:
@@ -104,10 +107,11 @@ class Plan:
 
 
 def needs_meta(trial: TrialSpec) -> bool:
-    """True for models that can't be built here: paper presets, hub LMs or tokenizers, llava-format data."""
+    """True for models that can't be built here: paper presets, hub LMs or tokenizers, data not generated here."""
     model = trial.model
+    generated = all(source_class(d.spec.format).generated for d in trial.data.declared_sources())
     return (any(e.preset == "paper" for e in model.experts) or model.lm.kind == "hf"
-            or model.tokenizer.kind == "hf" or trial.data.source != "synthetic")
+            or model.tokenizer.kind == "hf" or not generated)
 
 
 def _vision_params(counts: dict[str, int]) -> int:
@@ -234,7 +238,7 @@ def _time_per_expert(trial: TrialSpec, expert: ExpertSpec, stage: StageSpec, dat
     spec = prealign_model(trial.model, expert)
     model = build_eagle(spec, tokenizer, seed=trial.seed)
     apply_trainable(model, stage.trainable, spec)
-    samples = data.captions if stage.data == "caption" and data.captions else data.train
+    samples = data.samples(stage.data) or data.train
     dataset = TrainDataset(samples[: stage.batch_size], tokenizer, image_size=trial.data.image_size,
                            num_visual_tokens=model.num_visual_tokens, max_length=trial.data.max_length,
                            template=stage.template or trial.data.template)
@@ -262,7 +266,8 @@ def make_plan(trials: list[TrialSpec], strategy: str, trials_per_round: list[int
             models.append(replace(plan, label=f"{plan.label} ({trial.train.label})") if varied else plan)
     artifacts = plan_artifacts(trials, workspace, measure=measure_costs)
     return Plan(strategy=strategy, trials_per_round=trials_per_round, models=models,
-                artifacts=artifacts, pretrained=plan_pretrained(trials, workspace))
+                artifacts=artifacts, pretrained=plan_pretrained(trials, workspace),
+                mixtures=plan_mixtures(trials, workspace.data_dir))
 
 
 def plan_pretrained(trials: list[TrialSpec], workspace: Workspace) -> list[ComponentPlan]:

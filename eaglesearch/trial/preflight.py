@@ -11,9 +11,11 @@ imply on this machine:
   template can render: one special token per marker and at least one token per other piece of text (one-character
   answer, empty question). That is a lower bound for every tokenizer eaglesearch loads, so a trial reported here
   cannot train; real prompts are longer, so the fix names the bound as a minimum.
-* **Paths.** The LLaVA json, image folders and benchmark files a trial reads must exist here (relative paths are
-  read from the working directory, as the trial reads them). Paths that only exist on cluster nodes are skipped
-  with ``check_paths=False`` (``--no-check-paths`` on the command line).
+* **Sources and paths.** Every training source is checked by its own format (``data/sources``): a registered
+  format, a path when it needs one, that the path exists here (relative paths are read from the working
+  directory, as the trial reads them), and what the format needs inside (a table's columns); benchmark files
+  must exist too. Paths that only exist on cluster nodes are skipped with ``check_paths=False``
+  (``--no-check-paths`` on the command line); what a spec must say (a path at all, a known format) is not.
 
 Every problem is a :class:`~eaglesearch.spec.SpecError` issue that names the file and field to change.
 """
@@ -28,6 +30,7 @@ from typing import Protocol
 
 import torch
 
+from eaglesearch.data.sources import SourceContext, build_source
 from eaglesearch.data.templates import get_template
 from eaglesearch.model.experts import build_expert, resolve_expert
 from eaglesearch.model.fusions import build_fusion
@@ -129,35 +132,58 @@ def check_token_budget(candidates: list[Candidate], sources: TrialSources) -> li
     return issues
 
 
-def _paths(trial: TrialSpec) -> Iterator[tuple[Loc, str]]:
-    data = trial.data
-    if data.source != "llava":
-        return
-    for split in ("train", "caption"):
-        value = getattr(data, split)
-        if value is not None:
-            yield ("data", split, "json_path"), value.json_path
-            yield ("data", split, "image_folder"), value.image_folder
-    for name, bench in data.eval.items():
+def _benchmark_paths(trial: TrialSpec) -> Iterator[tuple[Loc, str]]:
+    for name, bench in trial.data.eval.items():
         yield ("data", "eval", name, "path"), bench.path
         if bench.image_folder is not None:
             yield ("data", "eval", name, "image_folder"), bench.image_folder
 
 
-def check_paths(candidates: list[Candidate], sources: TrialSources) -> list[SpecIssue]:
-    """One issue per data or benchmark path (per field) that does not exist on this machine."""
+def source_issues(trial: TrialSpec, check_paths_exist: bool = True) -> Iterator[tuple[Loc, str]]:
+    """``(trial field, message)`` for each problem of each declared training source: an unknown format, a missing
+    path (or, with ``check_paths_exist``, one not on this machine), a table without the needed columns. Each
+    source's format decides what it needs (``data/sources``)."""
+    context = SourceContext(data=trial.data, data_dir=Path.cwd())
+    for declared in trial.data.declared_sources():
+        try:
+            source = build_source(declared.name, declared.spec, context)
+        except ValueError as err:  # an unregistered format
+            yield declared.loc("format"), str(err)
+            continue
+        for issue in source.check(paths=check_paths_exist):
+            yield declared.loc(issue.field), issue.message
+
+
+def check_paths(candidates: list[Candidate], sources: TrialSources, check_paths_exist: bool = True
+                ) -> list[SpecIssue]:
+    """One issue per training-source problem and (with ``check_paths_exist``) per benchmark path that does not
+    exist on this machine, per field."""
     issues: dict[tuple[str, str], SpecIssue] = {}
+
+    def report(cand: Candidate, loc: Loc, message: str) -> None:
+        doc, where = sources.place(loc, {}, cand.entry)
+        field, line = format_loc(where), doc.line_of(where)
+        if where == cand.entry and len(loc) > 2:  # a field nobody wrote (a missing path): at its source's line
+            parent_doc, parent = sources.place(loc[:-1], {}, cand.entry)
+            if parent != cand.entry:
+                doc, field, line = parent_doc, format_loc((*parent, loc[-1])), parent_doc.line_of(parent)
+        issues.setdefault((str(doc.path), field), SpecIssue(field=field, file=doc.path, line=line, message=message))
+
+    checked: set[str] = set()
     for cand in candidates:
-        for loc, value in _paths(cand.trial):
-            if Path(value).exists():
-                continue
-            doc, where = sources.place(loc, {}, cand.entry)
-            field = format_loc(where)
-            issues.setdefault((str(doc.path), field), SpecIssue(
-                field=field, file=doc.path, line=doc.line_of(where),
-                message=f"'{value}' does not exist on this machine (relative paths are read from the working "
-                        f"directory, {Path.cwd()}); fix the path, or pass --no-check-paths when it exists only on "
-                        "the machines that run the trials"))
+        data_key = cand.trial.data.model_dump_json()
+        if data_key in checked:  # trials differing only in their model share their data
+            continue
+        checked.add(data_key)
+        for loc, message in source_issues(cand.trial, check_paths_exist):
+            report(cand, loc, message)
+        if not check_paths_exist:
+            continue
+        for loc, value in _benchmark_paths(cand.trial):
+            if not Path(value).exists():
+                report(cand, loc, f"'{value}' does not exist on this machine (relative paths are read from the "
+                                  f"working directory, {Path.cwd()}); fix the path, or pass --no-check-paths when "
+                                  "it exists only on the machines that run the trials")
     return list(issues.values())
 
 
@@ -179,7 +205,6 @@ def preflight(loaded: LoadedSearch, reachable: Iterable[Candidate], check_paths_
         raise SpecError.single(format_loc(loc), f"a later round can reach an expert set that cannot be built: {err}",
                                file=loaded.doc.path, line=loaded.doc.line_of(loc)) from None
     issues = check_token_budget(candidates, sources)
-    if check_paths_exist:
-        issues += check_paths(candidates, sources)
+    issues += check_paths(candidates, sources, check_paths_exist)
     if issues:
         raise SpecError(list({i.render(): i for i in issues}.values()))  # trials differing in lr: one message
