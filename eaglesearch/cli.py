@@ -15,14 +15,19 @@ from rich.console import Console
 from rich.table import Table
 
 import eaglesearch  # noqa: F401  (environment defaults before torch loads)
+from eaglesearch.app.outcome import (
+    EXIT_INCOMPLETE,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_NO_RESULT,
+    round_lines,
+    search_exit_code,
+)
 from eaglesearch.spec import LoadedSearch, SpecError
 
 if TYPE_CHECKING:
     from eaglesearch.execution.controller import SearchOutcome
     from eaglesearch.report import ReportPaths
-
-# `run`'s exit codes (its --help and the README list them)
-EXIT_OK, EXIT_INCOMPLETE, EXIT_INVALID, EXIT_NO_RESULT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 out = Console()
@@ -211,29 +216,6 @@ def _print_memory(models) -> None:
             err.print(f"[yellow]does not fit:[/yellow] {m.memory.refusal()}", highlight=False)
 
 
-def run_and_report(loaded: LoadedSearch, *, tracking_uri: str, reports_dir: Path = Path("reports"),
-                   workdir: Path | None = None, artifacts: str | None = None, executor: str = "ray",
-                   address: str | None = None, show_progress: bool = True,
-                   progress: str = "auto") -> tuple[SearchOutcome, ReportPaths]:
-    """What ``eaglesearch run`` does once the space is checked (the benchmarks call it too): run the search
-    (``execution.controller.run_search``), then write its report into ``reports_dir/<search>/`` and log it on the
-    search's parent run, ranked by the space's objective with ties marked."""
-    from eaglesearch.execution.controller import run_search
-    from eaglesearch.execution.ties import tie_labels
-    from eaglesearch.report import write_report
-    from eaglesearch.tracking import TrackingStore
-
-    outcome = run_search(loaded, tracking_uri=tracking_uri, workdir=workdir, artifacts=artifacts,
-                         executor=executor, address=address, show_progress=show_progress,  # type: ignore[arg-type]
-                         progress_kind=progress)
-    store = TrackingStore(outcome.tracking_uri)
-    strategy = loaded.space.strategy
-    report = write_report(store, loaded.space.name, reports_dir, parent_id=outcome.parent_id,
-                          objective=strategy.objective, mode=strategy.mode, baseline_key=outcome.baseline_key,
-                          ties=lambda table, runs: tie_labels(store, table, runs))
-    return outcome, report
-
-
 @app.command()
 def run(
     path: SpacePath,
@@ -276,6 +258,7 @@ def run(
         err.print(f"[red]{path}: scheduler ({loaded.space.scheduler.kind}) stops trials through Ray Tune and needs "
                   "the Ray executor; drop --executor inline, or remove scheduler to run every trial in full[/red]")
         raise typer.Exit(EXIT_INVALID)
+    from eaglesearch.app.run import run_and_report
     from eaglesearch.execution.controller import SearchInterrupted
 
     try:
@@ -309,40 +292,6 @@ def run(
         err.print("[red]no trial finished (the base trial or every trial failed): there is nothing to rank; the "
                   "report lists each failed trial's error[/red]")
     raise typer.Exit(code)
-
-
-def search_exit_code(outcome: SearchOutcome, table) -> int:
-    """0 only for a completed search with at least one finished (or served) trial; see ``run --help``."""
-    if not outcome.complete:
-        return EXIT_INCOMPLETE
-    usable = table[table["status"].isin(("finished", "cached")) & table["objective"].notna()] if len(table) else table
-    base_failed = bool(outcome.decisions) and outcome.decisions[0].round == 0 and \
-        outcome.decisions[0].objective is None
-    return EXIT_NO_RESULT if base_failed or not len(usable) else EXIT_OK
-
-
-def round_lines(decisions, min_gain: float | None) -> list[str]:
-    """One line per greedy round saying what happened: the base, what was adopted and its gain, or why nothing was
-    (with the best candidate's gain) and what the search stopped with."""
-    lines, incumbent, held = [], None, None
-    for d in decisions:
-        if d.round == 0:
-            lines.append(f"round 0: base {d.chosen_label} {d.objective:.3f}" if d.objective is not None
-                         else "round 0: the base trial failed; the search stopped")
-            incumbent, held = d.chosen_label, d.objective
-            continue
-        if d.chosen_label is not None:
-            lines.append(f"round {d.round}: adopted {d.chosen_label} {d.objective:.3f} (gain {d.gain:+.3f} over "
-                         f"{incumbent} {held:.3f})" + (f"; stopped: {d.stopped}" if d.stopped else ""))
-            incumbent, held = d.chosen_label, d.objective
-        elif d.objective is None:
-            lines.append(f"round {d.round}: every candidate failed; stopped with {incumbent} {held:.3f}")
-        else:
-            best = next((label for label, _key, value, _status in d.candidates if value == d.objective), "?")
-            bar = f"gained more than {min_gain:g}" if min_gain is not None else "improved"
-            lines.append(f"round {d.round}: no candidate {bar} (best {best} {d.gain:+.3f}); stopped with "
-                         f"{incumbent} {held:.3f}")
-    return lines
 
 
 @app.command()

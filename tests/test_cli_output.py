@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from eaglesearch.cli import EXIT_INCOMPLETE, EXIT_NO_RESULT, EXIT_OK, round_lines, search_exit_code
+from eaglesearch.app.outcome import EXIT_INCOMPLETE, EXIT_NO_RESULT, EXIT_OK, round_lines, search_exit_code
 from eaglesearch.execution.progress import LineProgress, first_line, make_progress
 from eaglesearch.report import humanize
 from eaglesearch.report.render import to_markdown

@@ -1,6 +1,6 @@
 """Run a whole search: open the MLflow parent run, drive the strategy on an executor, close the parent run.
 
-The report is written above this package, by the caller (``eaglesearch.cli.run_and_report``): execution/ is dispatch
+The report is written above this package, by the caller (``eaglesearch.app.run.run_and_report``): execution/ is dispatch
 only, and the outcome carries what the report needs (the parent run, its store, the baseline).
 """
 
