@@ -26,8 +26,7 @@ from eaglesearch.app.outcome import (
 from eaglesearch.spec import LoadedSearch, SpecError
 
 if TYPE_CHECKING:
-    from eaglesearch.execution.controller import SearchOutcome
-    from eaglesearch.report import ReportPaths
+    pass
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 out = Console()
