@@ -190,7 +190,7 @@ class StagePipeline:
         self.pretrained.load_into(model, self.trial.model)
         for name, state in experts.items():
             model.experts[name].load_state_dict(state)
-        model = self.on_model(self._place(model, self.trial.train.joint_stages, self.trial.model))
+        model = self.on_model(widen_trainable(model.to(self.device), self.trial.train.joint_stages, self.trial.model))
         if not fsdp.is_sharded(model):  # a sharded expert's maps need every rank; nothing to cache per rank
             _unwrap(model).cache_expert_features(self.trial.train.feature_cache_mb, self.scratch / FEATURES)
         for stage in self.trial.train.joint_stages:
@@ -207,12 +207,6 @@ class StagePipeline:
                             loss_final=c.losses[-1][1] if c.losses else None, wall_s=c.wall_s,
                             trainable_label=f"{c.kind} ({c.source})")
                 for c in self.pretrained.records.values()]
-
-    def _place(self, model: EagleModel, stages: list[StageSpec], spec: ModelSpec) -> EagleModel:
-        """``model`` on this pipeline's device, what ``stages`` train widened to fp32 there (master weights)."""
-        model = model.to(self.device)
-        widen_trainable(model, stages, spec)
-        return model
 
     def _unsharded(self, model: EagleModel) -> EagleModel:
         """Rank 0: a plain copy of the sharded ``model`` on this device (other ranks: ``model`` itself)."""
@@ -299,7 +293,7 @@ class StagePipeline:
                 torch.load(after / EXPERT_FILE, map_location="cpu", weights_only=True))
             model.projector.load_state_dict(torch.load(after / PROJECTOR_FILE, map_location="cpu",
                                                        weights_only=True))
-        model = self.on_model(self._place(model, [stage], spec))
+        model = self.on_model(widen_trainable(model.to(self.device), [stage], spec))
         record = self._train(model, spec, stage, self.scratch / "stages" / f"{PREALIGNED}-{key}",
                                      expert=expert.name, key=key)
         state = fsdp.full_state(model) if fsdp.is_sharded(model) else _unwrap(model).state_dict()  # collective

@@ -33,15 +33,15 @@ _NORM_PATHS = ("model.norm", "transformer.ln_f", "model.decoder.final_layer_norm
 
 
 def widen_trainable(model: EagleModel, stages: Sequence[StageSpec], spec: ModelSpec,
-                    dtype: torch.dtype = torch.float32) -> int:
+                    dtype: torch.dtype = torch.float32) -> EagleModel:
     """Cast to ``dtype`` (fp32: the master weights the optimizer updates) every parameter one of ``stages`` trains;
-    the others keep the dtype they were loaded in (bf16 on GPU). Returns how many parameters were widened.
+    the others keep the dtype they were loaded in (bf16 on GPU). Returns ``model``.
 
     Call it after moving the model to its device, so the wide copy never exists in host RAM. ``requires_grad`` is
     left as ``spec`` says (each stage applies its own trainable set when it starts)."""
     narrow = [p for p in model.parameters() if p.is_floating_point() and p.dtype != dtype]
     if not narrow:
-        return 0
+        return model
     widen: dict[int, nn.Parameter] = {}
     for stage in stages:
         apply_trainable(model, stage.trainable, spec)
@@ -49,7 +49,7 @@ def widen_trainable(model: EagleModel, stages: Sequence[StageSpec], spec: ModelS
     apply_trainable(model, TrainableSpec(), spec)
     for param in widen.values():
         param.data = param.data.to(dtype)
-    return sum(p.numel() for p in widen.values())
+    return model
 
 
 def apply_trainable(model: EagleModel, trainable: TrainableSpec, spec: ModelSpec) -> dict[str, int]:

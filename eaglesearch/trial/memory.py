@@ -10,7 +10,7 @@ every trial) the model is built on ``meta`` and, for each stage that trains the 
 * CPU trials: fp32, no checkpointing, one process; shown, never refused.
 
 Beside GPU memory, each trial's **host RAM per rank** is estimated (:class:`~eaglesearch.model.memory.HostMemory`):
-the model as loaded (bf16 for GPU trials, fp32 on CPU) plus the largest part while it is read, and for CPU trials
+the model as loaded (bf16 for GPU trials, fp32 on CPU) plus the largest expert while it is built at fp32, and for CPU trials
 the training step; ``plan`` shows it.
 
 ``resources.parallelism: auto`` picks ddp when it fits, else fsdp. The GPU size is ``resources.gpu_memory_gb``, else
@@ -164,8 +164,8 @@ def trial_memory(trial: TrialSpec, resources: ResourcesSpec, available_gb: float
         share = max(1, stage.batch_size // workers)
         micro = min(stage.micro_batch_size or share, share)
         stages.append(StageMemory(stage=stage, inputs=inputs, micro_batch=micro, checkpointing=on_gpu, gpus=workers))
-    parts = [*model.experts.values(), model.lm]
-    host = estimate_host_memory(param_split(model).total, max(param_split(p).total for p in parts),
+    # experts are built at fp32 and then cast; the LM is read straight into its dtype (one tensor at a time)
+    host = estimate_host_memory(param_split(model).total, max(param_split(e).total for e in model.experts.values()),
                                 load_bytes=precision.weight,
                                 step=0 if on_gpu else max(s.estimate("ddp").total for s in stages), ranks=workers)
     parallelism: Parallelism = "ddp"
