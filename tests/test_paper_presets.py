@@ -35,7 +35,8 @@ def test_paper_preset_states_its_source_and_the_map_eagle_md_lists(name: str) ->
 
 def test_eva02_paper_is_windowed_vitdet_and_mim_is_kept_apart() -> None:
     det = on_meta("eva02")
-    assert isinstance(det, Eva02DetExpert) and get_preset(ExpertSpec(name="eva02", preset="paper")).architecture == VITDET
+    assert isinstance(det, Eva02DetExpert)
+    assert get_preset(ExpertSpec(name="eva02", preset="paper")).architecture == VITDET
     windows = [block.window for block in det.backbone.blocks]
     assert len(windows) == 24 and [i for i, w in enumerate(windows) if w == 0] == [2, 5, 8, 11, 14, 17, 20, 23]
     assert set(windows) == {0, 16} and det.resolution == 1024

@@ -332,7 +332,8 @@ class HostMemory:
 
     Every rank builds its model in host RAM before moving it to its GPU (or sharding it): the weights in the dtype
     they are loaded in (bf16 for a GPU trial, fp32 on CPU), plus ``build``: the largest expert while it is built
-    (and its checkpoint read) at fp32 before being cast; the LM is read straight into its dtype, a tensor at a time. A CPU trial also trains there, so its peak is the larger of the
+    (and its checkpoint read) at fp32 before being cast; the LM is read straight into its dtype, a tensor at a
+    time. A CPU trial also trains there, so its peak is the larger of the
     build and the training step (``step``: the same estimate as :class:`MemoryEstimate`, which on CPU is host RAM).
     Ranks on one node add up: 8 ranks need 8 times this (safetensors checkpoints are memory-mapped, so the file's
     page cache is shared, but each rank keeps its own model until it is on its GPU).

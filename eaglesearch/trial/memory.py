@@ -10,7 +10,8 @@ every trial) the model is built on ``meta`` and, for each stage that trains the 
 * CPU trials: fp32, no checkpointing, one process; shown, never refused.
 
 Beside GPU memory, each trial's **host RAM per rank** is estimated (:class:`~eaglesearch.model.memory.HostMemory`):
-the model as loaded (bf16 for GPU trials, fp32 on CPU) plus the largest expert while it is built at fp32, and for CPU trials
+the model as loaded (bf16 for GPU trials, fp32 on CPU) plus the largest expert while it is built at fp32, and for
+CPU trials
 the training step; ``plan`` shows it.
 
 ``resources.parallelism: auto`` picks ddp when it fits, else fsdp. The GPU size is ``resources.gpu_memory_gb``, else

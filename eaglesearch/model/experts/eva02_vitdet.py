@@ -34,7 +34,8 @@ CONTAINERS = ("model", "ema_state", "module", "state_dict")
 
 
 def rope_table(dim: int, grid: int, pretrained_grid: int = 16, theta: float = 10000.0) -> tuple[Tensor, Tensor]:
-    """(cos, sin) of EVA-02's 2-D RoPE for a ``grid``×``grid`` map, each (grid², 2·dim): ``dim`` frequencies per axis,
+    """(cos, sin) of EVA-02's 2-D RoPE for a ``grid``×``grid`` map, each (grid², 2·dim): ``dim`` frequencies per
+    axis,
     positions rescaled to the ``pretrained_grid`` the model was trained at (EVA's ``VisionRotaryEmbeddingFast``)."""
     freqs = 1.0 / (theta ** (torch.arange(0, dim, 2)[: dim // 2].float() / dim))
     t = torch.arange(grid).float() / grid * pretrained_grid
@@ -118,7 +119,8 @@ class EvaViTDet(nn.Module):
     """The backbone: (B, 3, R, R) pixels → (B, dim, R/patch, R/patch) map (see the module docstring)."""
 
     def __init__(self, *, image_size: int, patch: int = 16, dim: int = 1024, depth: int = 24, heads: int = 16,
-                 mlp_ratio: float = 8 / 3, window: int = 16, global_blocks: Sequence[int] = (2, 5, 8, 11, 14, 17, 20, 23),
+                 mlp_ratio: float = 8 / 3, window: int = 16,
+                 global_blocks: Sequence[int] = (2, 5, 8, 11, 14, 17, 20, 23),
                  pos_grid: int = 14, rope_pretrained_grid: int = 16) -> None:
         super().__init__()
         if image_size % patch:
@@ -200,6 +202,6 @@ def load_detectron2_checkpoint(model: EvaViTDet, path: Path, where: str) -> EvaV
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise RuntimeError(f"{where}: checkpoint {path} does not fit this architecture "
-                           f"({' '.join(str(err).splitlines()[:3])}); point `checkpoint:` at an EVA-02-L ViTDet checkpoint "
-                           "or choose the preset that matches it") from None
+                           f"({' '.join(str(err).splitlines()[:3])}); point `checkpoint:` at an EVA-02-L ViTDet "
+                           "checkpoint or choose the preset that matches it") from None
     return model
