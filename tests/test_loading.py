@@ -46,7 +46,7 @@ def test_pretrained_lm_loads_in_the_requested_dtype_with_sdpa_and_each_build_is_
     assert first.get_input_embeddings().num_embeddings == VOCAB + 4
     a, b = first.model.layers[0].mlp.up_proj.weight, second.model.layers[0].mlp.up_proj.weight
     assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()  # the same checkpoint, not a shared copy
-    import eaglesearch.model.language as language
+    from eaglesearch.model import language
 
     assert not any(isinstance(v, dict) and v for k, v in vars(language).items()
                 if k.startswith("_") and not k.startswith("__"))  # no module-level cache of models
