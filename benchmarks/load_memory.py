@@ -7,13 +7,14 @@ model the pipeline keeps, and reports
 
 * ``rss_before``: resident memory after the imports and the tokenizer, before the first build;
 * ``peak``: the process's peak resident memory (``VmHWM``) after the last build, and ``peak - rss_before``;
-* ``plan``: what ``eaglesearch.trial.memory.host_memory`` estimates for one rank of that trial (weights as loaded,
-  plus the transient of reading the checkpoint), and its ``build`` part alone.
+* ``plan``: what ``eaglesearch.trial.memory.host_memory`` estimates for one rank of that trial: the build (weights
+  as loaded plus the largest expert built at fp32), compared with ``peak - rss_before``, and the CPU training step
+  (the recipe's batch of 16, which this script does not run).
 
 Run it twice: the first run of a GGUF LM pays for dequantising it (and writes the converted checkpoint the later
 runs read); ``--runs 2`` shows both.
 
-    nice -n 15 env OMP_WAIT_POLICY=PASSIVE python benchmarks/load_memory.py --runs 2
+    nice -n 15 env OMP_WAIT_POLICY=PASSIVE python benchmarks/load_memory.py --runs 2 [--dtype bf16]
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def _status(field: str) -> int:
     return int(re.search(rf"{field}:\s+(\d+)", text).group(1)) * 1024  # type: ignore[union-attr]
 
 
-def child(cache: str) -> dict:
-    """One trial's model builds, in this (fresh) process."""
+def child(cache: str, dtype_name: str) -> dict:
+    """One trial's model builds, in this (fresh) process, in ``dtype_name`` (bf16: the host side of a GPU trial)."""
     import torch
 
     torch.set_num_threads(1)
@@ -53,12 +54,14 @@ def child(cache: str) -> dict:
     recipe, _ = load_recipe(RECIPE)
     trial: TrialSpec = TrialFactory(recipe).make([ExpertSpec.model_validate(e) for e in EXPERTS])
     tokenizer = load_tokenizer(trial.model.tokenizer, corpus=None, cache_dir=Path(cache) / "tokenizer")
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    build = {} if dtype_name == "fp32" else {"dtype": dtype}  # fp32: also what the code before dtypes did
     rss_before = _status("VmRSS")
     start = time.perf_counter()
     for expert in trial.model.experts:  # the per-expert stages' one-expert models, each dropped after its stage
-        model = build_eagle(prealign_model(trial.model, expert), tokenizer, seed=trial.seed)
+        model = build_eagle(prealign_model(trial.model, expert), tokenizer, seed=trial.seed, **build)
         del model
-    model = build_eagle(trial.model, tokenizer, seed=trial.seed)
+    model = build_eagle(trial.model, tokenizer, seed=trial.seed, **build)
     wall = time.perf_counter() - start
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     result = {"rss_before": rss_before, "peak": _status("VmHWM"), "rss_after": _status("VmRSS"),
@@ -68,8 +71,8 @@ def child(cache: str) -> dict:
         from eaglesearch.spec import ResourcesSpec
         from eaglesearch.trial.memory import host_memory
 
-        host = host_memory(trial, ResourcesSpec(gpus_per_trial=0))
-        result["plan"], result["plan_build"] = host.total, host.build
+        host = host_memory(trial, ResourcesSpec(gpus_per_trial=0 if dtype_name == "fp32" else 1))
+        result["plan_weights"], result["plan_build"], result["plan_step"] = host.weights, host.build, host.step
     except ImportError:  # the code before host RAM was planned
         pass
     return result
@@ -78,25 +81,28 @@ def child(cache: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=2, help="fresh processes, one after the other")
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
+                        help="load dtype: fp32 (a CPU trial) or bf16 (the host side of a GPU trial)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child)))
+        print(json.dumps(child(args.child, args.dtype)))
         return
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory() as cache:
         env.setdefault("EAGLESEARCH_CACHE", str(Path(cache) / "cache"))
         for run in range(args.runs):
-            out = subprocess.run([sys.executable, __file__, "--child", cache], env=env, check=True,
+            out = subprocess.run([sys.executable, __file__, "--child", cache, "--dtype", args.dtype], env=env, check=True,
                                  capture_output=True, text=True).stdout
             r = json.loads(out.strip().splitlines()[-1])
             mb = 1e6
             line = (f"run {run + 1}: {r['builds']} builds in {r['wall_s']:.1f}s, LM {r['dtype']}, weights "
                     f"{r['weights'] / mb:.0f} MB; RSS before {r['rss_before'] / mb:.0f} MB, peak {r['peak'] / mb:.0f} "
                     f"MB (+{(r['peak'] - r['rss_before']) / mb:.0f} MB), after {r['rss_after'] / mb:.0f} MB")
-            if "plan" in r:
-                line += (f"; plan: host RAM per rank {r['plan'] / mb:.0f} MB (build transient "
-                         f"{r['plan_build'] / mb:.0f} MB)")
+            if "plan_weights" in r:
+                line += (f"; plan: build {(r['plan_weights'] + r['plan_build']) / mb:.0f} MB (weights "
+                         f"{r['plan_weights'] / mb:.0f} + largest expert at fp32 {r['plan_build'] / mb:.0f}), CPU "
+                         f"training step {r['plan_step'] / mb:.0f} MB")
             print(line, flush=True)
 
 
