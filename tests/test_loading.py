@@ -122,3 +122,12 @@ def test_gguf_is_converted_once_and_later_builds_read_the_conversion(tmp_path: P
     lm = build_language_model(spec, Vocabulary(49152))
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp  # read, not converted again
     assert sum(p.numel() for p in lm.parameters()) > 134e6 and lm.config.tie_word_embeddings
+
+    # plan: the real architecture from the kept config (the recipe's small default dimensions are not used)
+    model_spec = ModelSpec.model_validate({"experts": [{"name": "clip", "preset": "tiny_random"}],
+                                           "lm": spec.model_dump(mode="json")})
+    arch = architecture_only(model_spec)
+    assert arch.assumed is None
+    with torch.device("meta"):
+        sized = build_eagle(arch.spec, Vocabulary(400), weights=False)
+    assert sum(p.numel() for p in sized.lm.parameters()) == sum(p.numel() for p in lm.parameters())

@@ -41,6 +41,8 @@ def test_eva02_paper_is_windowed_vitdet_and_mim_is_kept_apart() -> None:
     assert len(windows) == 24 and [i for i, w in enumerate(windows) if w == 0] == [2, 5, 8, 11, 14, 17, 20, 23]
     assert set(windows) == {0, 16} and det.resolution == 1024
     assert "eva02_L_coco_det_sys_o365.pth" in (get_preset(ExpertSpec(name="eva02", preset="paper")).weights or "")
+    with pytest.raises(ValueError, match="preset 'paper' cannot be tiled"):
+        build_expert(ExpertSpec(name="eva02", preset="paper", pretrained=False, resize="tile"))
     mim = on_meta("eva02", "mim")
     assert not isinstance(mim, Eva02DetExpert) and mim.is_vit  # timm's global-attention EVA-02 (MIM weights)
     assert get_preset(ExpertSpec(name="eva02", preset="mim")).weights == "eva02_large_patch14_224.mim_m38m"

@@ -108,6 +108,10 @@ def language_model_config(spec: LanguageModelSpec) -> PretrainedConfig:
     extra = gguf_arguments(folder, spec.gguf_file, "lm.gguf_file")
     try:
         if extra:  # parsing a GGUF file takes seconds to tens of seconds: its config is kept beside its conversion
+            if not Path(folder).is_dir():  # a hub repo: only its cached copy (the plan never downloads)
+                from huggingface_hub import hf_hub_download
+
+                folder = str(Path(hf_hub_download(folder, extra["gguf_file"], local_files_only=True)).parent)
             kept = _gguf_folder(Path(folder) / extra["gguf_file"])
             if not (kept / "config.json").is_file():
                 config = AutoConfig.from_pretrained(folder, local_files_only=True, **extra)
@@ -126,9 +130,16 @@ def _load_pretrained(spec: LanguageModelSpec, dtype: torch.dtype) -> PreTrainedM
     extra = gguf_arguments(folder, spec.gguf_file, "lm.gguf_file")
     try:
         if extra:
-            folder = str(dequantised_checkpoint(Path(folder) / extra["gguf_file"]))
-        return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, low_cpu_mem_usage=True,
-                                                    attn_implementation=attention_implementation(dtype))
+            folder = str(dequantised_checkpoint(_gguf_path(folder, extra["gguf_file"])))
+        attention = attention_implementation(dtype)
+        try:
+            return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, low_cpu_mem_usage=True,
+                                                        attn_implementation=attention)
+        except ValueError as err:  # an architecture without SDPA / FlashAttention-2 support: its own attention
+            if attention not in str(err):
+                raise
+            return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, low_cpu_mem_usage=True,
+                                                        attn_implementation="eager")
     except OSError as err:
         raise RuntimeError(f"could not load language model '{spec.name_or_path}' ({str(err).splitlines()[0]}); if "
                            "this machine is offline, download it elsewhere and set lm.name_or_path to the local "
@@ -170,6 +181,15 @@ def dequantised_checkpoint(gguf_path: Path) -> Path:
 
     _write_atomically(target, convert, "model.safetensors")
     return target
+
+
+def _gguf_path(folder: str, gguf_file: str) -> Path:
+    """The GGUF file on this machine: in a local folder, or downloaded from the hub repo ``folder`` names."""
+    if Path(folder).is_dir():
+        return Path(folder) / gguf_file
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(folder, gguf_file))
 
 
 def _gguf_folder(gguf_path: Path) -> Path:

@@ -67,6 +67,7 @@ class ExpertPreset:
     pretext_settings: Mapping[str, Any] = field(default_factory=dict)
     source: str | None = None
     output: tuple[int, int] | None = None
+    tileable: bool = True  # False: this preset is not a plain ViT even though its family's other presets are
 
 
 class VisionExpert(nn.Module, ABC):

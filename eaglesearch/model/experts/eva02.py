@@ -111,7 +111,7 @@ def build_eva02_vitdet(spec: ExpertSpec, preset: ExpertPreset) -> Eva02DetExpert
         if path is None:
             repo, _, file = (spec.checkpoint or preset.weights or "").partition("/eva02/")
             file = f"eva02/{file}" if file else DET_HUB_FILE
-            ensure_hub_reachable(repo, where, probe=file)
+            ensure_hub_reachable(repo, where)
             from huggingface_hub import hf_hub_download
 
             try:
@@ -157,6 +157,7 @@ PRESETS = {
         source=f"EVA-02-L COCO+Objects365 detection (hub Yuxin-CV/EVA-02, {DET_HUB_FILE}; detectron2 keys "
                "backbone.net.* converted)",
         output=(64, 1024),
+        tileable=False,
     ),
     "mim": ExpertPreset(
         architecture="eva02_large_patch14_448",
