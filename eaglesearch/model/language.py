@@ -93,8 +93,8 @@ def build_language_model(spec: LanguageModelSpec, tokenizer: PreTrainedTokenizer
     else:
         config = language_model_config(spec)
         lm = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attention_implementation(dtype))
-    if len(tokenizer) > lm.get_input_embeddings().num_embeddings:
-        lm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    if len(tokenizer) > lm.get_input_embeddings().num_embeddings:  # new rows drawn around the trained ones' mean
+        lm.resize_token_embeddings(len(tokenizer), mean_resizing=weights)
     if tokenizer.pad_token_id is not None:
         lm.config.pad_token_id = tokenizer.pad_token_id
     return lm
