@@ -84,6 +84,21 @@ def test_plan_reads_the_lm_config_or_says_what_it_assumed(hf_folder: Path) -> No
     assert arch.spec.lm.kind == "tiny_llama" and arch.spec.lm.hidden_size == 96
 
 
+def test_memory_refusal_says_when_the_lm_was_sized_from_the_recipe() -> None:
+    from eaglesearch.spec import TrialSpec
+    from eaglesearch.trial.memory import trial_memory
+
+    trial = TrialSpec.model_validate({
+        "model": {"experts": [{"name": "clip", "preset": "tiny_random"}],
+                  "lm": {"kind": "hf", "name_or_path": "no-such-org/no-such-lm", "hidden_size": 96, "num_layers": 3,
+                         "num_heads": 4}},
+        "data": {"source": "synthetic", "image_size": 64, "max_length": 64},
+        "train": {"steps": 1, "batch_size": 2}})
+    memory = trial_memory(trial, ResourcesSpec(gpus_per_trial=1, gpu_memory_gb=0.001), 0.001)
+    assert memory.fits is False and memory.assumed
+    assert "sized from the recipe's lm dimensions" in memory.refusal()
+
+
 def test_host_memory_holds_the_weights_as_loaded_plus_the_largest_part_read() -> None:
     host = estimate_host_memory(7_000_000_000, 6_700_000_000, load_bytes=2, ranks=8)
     assert host.weights == 14_000_000_000 and host.build == 26_800_000_000 and host.total == 40_800_000_000

@@ -73,6 +73,7 @@ class TrialMemory:
     parallelism: Parallelism
     available_gb: float | None  # None: nothing to check against (CPU trial, or no GPU size known)
     host: HostMemory | None = None  # host RAM per rank (model build; CPU trials: also training)
+    assumed: str | None = None  # the LM's config could not be read: what was assumed (trial.plan.Architecture)
 
     def peak(self, parallelism: Parallelism) -> tuple[StageMemory, MemoryEstimate]:
         """The stage with the highest peak under ``parallelism``, and its estimate."""
@@ -126,9 +127,11 @@ class TrialMemory:
         todo = ("Fixes, each enough alone: " + "; ".join(fixes) + "." if fixes else
                 "No single fix (fsdp, up to 64 GPUs, micro-batch 1, checkpointing) is enough: combine them, or "
                 "freeze parts of the model (experts or LM) or drop experts.")
+        sized = (" The LM was sized from the recipe's lm dimensions (its config could not be read here)."
+                 if self.assumed else "")
         return (f"trial {self.label}: stage '{stage.stage.name}' needs ~{estimate.total_gb:.1f} GB per GPU "
                 f"({estimate.setup}: {estimate.breakdown()}) but one GPU has {self.available_gb:.0f} GB "
-                f"(resources.gpu_memory_gb or the visible GPU).{ckpt} {todo}")
+                f"(resources.gpu_memory_gb or the visible GPU).{ckpt}{sized} {todo}")
 
 
 def available_gpu_memory_gb(resources: ResourcesSpec) -> float | None:
@@ -149,7 +152,8 @@ def _workers(resources: ResourcesSpec) -> int:
 
 def trial_memory(trial: TrialSpec, resources: ResourcesSpec, available_gb: float | None) -> TrialMemory:
     """Build ``trial``'s model on ``meta`` and price each of its combined-model stages."""
-    spec = architecture_only(trial.model).spec
+    arch = architecture_only(trial.model)
+    spec = arch.spec
     on_gpu = resources.gpus_per_trial > 0
     precision = BF16_MIXED if on_gpu else FP32
     workers = _workers(resources)
@@ -176,7 +180,7 @@ def trial_memory(trial: TrialSpec, resources: ResourcesSpec, available_gb: float
         ddp_fits = all(s.estimate("ddp").total_gb <= available_gb for s in stages)
         parallelism = "ddp" if ddp_fits else "fsdp"
     return TrialMemory(label=trial.label, on_gpu=on_gpu, stages=tuple(stages), parallelism=parallelism,
-                       available_gb=available_gb if on_gpu else None, host=host)
+                       available_gb=available_gb if on_gpu else None, host=host, assumed=arch.assumed)
 
 
 def host_memory(trial: TrialSpec, resources: ResourcesSpec) -> HostMemory:
