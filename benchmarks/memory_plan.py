@@ -10,7 +10,7 @@ Each configuration (tiny experts, micro-batch, LM activation checkpointing on/of
 * estimate the same step from a ``meta`` build (parameters, traced vision activations, closed-form LM).
 
 It then prints the paper-scale numbers: Eagle-X5-7B (CLIP, ConvNeXt, SAM, Pix2Struct, EVA-02 + Vicuna-7B, the
-paper_eagle_7b recipe) per GPU under ddp and fsdp on 8 × 80 GB.
+paper_eagle_7b recipe) per GPU under ddp and fsdp on 8 × 80 GB, and the host RAM each rank needs to build it.
 
     nice -n 15 env OMP_WAIT_POLICY=PASSIVE python benchmarks/memory_plan.py
 """
@@ -150,6 +150,14 @@ def paper_x5() -> None:
     states = e.weights + e.grads + e.optimizer
     print(f"  weights+grads+optimizer alone (ddp): {states / 1e9:.1f} GB "
           f"= {states / stage.inputs.params.total:.1f} bytes/parameter")
+    host = memory.host
+    assert host is not None
+    from eaglesearch.trial.plan import architecture_only
+
+    if architecture_only(x5.model).assumed:
+        print("  (the LM's config is not readable here: Vicuna-7B sized from the recipe's lm dimensions)")
+    print(f"  host RAM per rank while the model is built (bf16): {host.total_gb:.1f} GB ({host.breakdown()}); "
+          f"{8 * host.total_gb:.0f} GB for the 8 ranks of a node")
 
 
 def main() -> None:

@@ -158,6 +158,10 @@ def plan(
                 "–" if m.est_train_s is None else f"{m.est_train_s:,.0f}",
             )
         out.print(table)
+        for m in result.models:
+            if m.assumed:
+                err.print(f"[yellow]{m.label}: could not read the LM's architecture:[/yellow] {m.assumed}",
+                          highlight=False)
         _print_memory(result.models)
     if result.pretrained:
         where = {w: sum(c.where == w for c in result.pretrained) for w in ("shipped", "store", "build")}
@@ -197,9 +201,11 @@ def _print_memory(models) -> None:
     priced = [m for m in models if m.memory is not None]
     if not priced:
         return
-    table = Table(title="memory per GPU: estimated peak of one training step (the stage with the highest peak); "
+    table = Table(title="memory per GPU: estimated peak of one training step (the stage with the highest peak), and "
+                  "host RAM per rank (model as loaded + the largest expert built at fp32; CPU trials: training too); "
                   "eaglesearch.model.memory")
-    for col in ("model", "stage", "setup", "ddp GB", "fsdp GB", "used", "GPU GB", "fits", "breakdown (used)"):
+    for col in ("model", "stage", "setup", "ddp GB", "fsdp GB", "used", "GPU GB", "fits", "host RAM GB/rank",
+                "breakdown (used)"):
         table.add_column(col, justify="right" if col.endswith("GB") else "left", overflow="fold")
     for m in priced:
         mem = m.memory
@@ -208,7 +214,9 @@ def _print_memory(models) -> None:
         fits = {None: "–", True: "[green]yes[/green]", False: "[red]no[/red]"}[mem.fits]
         table.add_row(m.label, stage.stage.name, used.setup, f"{ddp.total_gb:,.1f}",
                       f"{fsdp.total_gb:,.1f}" if mem.on_gpu else "–", mem.parallelism if mem.on_gpu else "cpu",
-                      "–" if mem.available_gb is None else f"{mem.available_gb:,.0f}", fits, used.breakdown())
+                      "–" if mem.available_gb is None else f"{mem.available_gb:,.0f}", fits,
+                      "–" if mem.host is None else f"{mem.host.total_gb:,.1f}",
+                      used.breakdown() + ("" if mem.host is None else f"; host: {mem.host.breakdown()}"))
     out.print(table)
     for m in priced:
         if m.memory.fits is False:

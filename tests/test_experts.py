@@ -357,7 +357,7 @@ def test_pix2struct_loads_a_local_full_model_checkpoint(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("name", "hub_id"), [
     ("dinov2", "timm/vit_large_patch14_dinov2.lvd142m"),
-    ("eva02", "timm/eva02_large_patch14_224.mim_m38m"),
+    ("eva02", "Yuxin-CV/EVA-02"),
     ("siglip", "timm/vit_so400m_patch14_siglip_384.webli"),
     ("pix2struct", "google/pix2struct-large"),
 ])

@@ -17,8 +17,9 @@ class ExpertSpec(SpecModel):
     """One vision expert, by registry name. ``None`` fields take the registry preset's value."""
 
     name: str = Field(description="registry name, e.g. clip, convnext, sam")
-    preset: Scale | None = Field(default=None, description="tiny (pretrained on its pretext task, CPU), tiny_random (random init) or paper; "
-                                 "default: recipe scale")
+    preset: str | None = Field(default=None, description="tiny (pretrained on its pretext task, CPU), tiny_random "
+                               "(random init), paper, or another preset the expert family declares (e.g. eva02's "
+                               "mim); default: recipe scale")
     resolution: int | None = Field(default=None, gt=0, description="input side in pixels; default: the preset's")
     freeze: bool = Field(default=False, description="keep the expert's weights fixed during training")
     trainable_blocks: int | None = Field(

@@ -45,13 +45,14 @@ from torch.utils.data import Dataset
 from eaglesearch.artifacts import ArtifactStore, WaitState, artifact_key
 from eaglesearch.model import EagleModel, build_eagle
 from eaglesearch.model.build import part_seed
+from eaglesearch.model.language import load_dtype
 from eaglesearch.spec import ExpertSpec, ModelSpec, TrialSpec
 from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec, semantic_stage
 from eaglesearch.train import distributed, fsdp
 from eaglesearch.train.checkpoint import gathered_trained_state, rng_state, save_atomic, set_rng_state
 from eaglesearch.train.loop import batches, train
 from eaglesearch.train.pretrained import PretrainedComponents
-from eaglesearch.train.trainable import apply_trainable
+from eaglesearch.train.trainable import apply_trainable, widen_trainable
 
 STAGE_VERSION = "stages-1"
 """Part of every stage-artifact key: bump it when a code change alters what a stage computes."""
@@ -167,6 +168,7 @@ class StagePipeline:
         self.pretrained = pretrained or PretrainedComponents(store, say)
         self.store, self.scratch, self.world = store, Path(scratch), world
         self.device = device or torch.device("cpu")
+        self.dtype = load_dtype(self.device)  # weights are read in it; what trains is widened on the device
         self.say: Say = say or (lambda _msg: None)
         self.on_model = on_model or (lambda model: model)
         self.on_final_step = on_final_step  # (model, steps done, steps of the stage): intermediate evaluations
@@ -184,11 +186,11 @@ class StagePipeline:
             state = self._per_expert(expert)
             if state is not None:
                 experts[expert.name] = state
-        model = build_eagle(self.trial.model, self.tokenizer, seed=self.trial.seed)
+        model = build_eagle(self.trial.model, self.tokenizer, seed=self.trial.seed, dtype=self.dtype)
         self.pretrained.load_into(model, self.trial.model)
         for name, state in experts.items():
             model.experts[name].load_state_dict(state)
-        model = self.on_model(model.to(self.device))
+        model = self.on_model(widen_trainable(model.to(self.device), self.trial.train.joint_stages, self.trial.model))
         if not fsdp.is_sharded(model):  # a sharded expert's maps need every rank; nothing to cache per rank
             _unwrap(model).cache_expert_features(self.trial.train.feature_cache_mb, self.scratch / FEATURES)
         for stage in self.trial.train.joint_stages:
@@ -212,7 +214,7 @@ class StagePipeline:
         if not self.main:
             return model
         del model
-        plain = build_eagle(self.trial.model, self.tokenizer, seed=self.trial.seed)
+        plain = build_eagle(self.trial.model, self.tokenizer, seed=self.trial.seed, dtype=self.dtype)
         plain.load_state_dict(state)
         return plain.to(self.device)
 
@@ -284,14 +286,14 @@ class StagePipeline:
     def _train_expert(self, expert: ExpertSpec, stage: StageSpec, key: str, after: Path | None,
                       out: Path | None) -> StageRecord:
         spec = prealign_model(self.trial.model, expert)
-        model = build_eagle(spec, self.tokenizer, seed=self.trial.seed)
+        model = build_eagle(spec, self.tokenizer, seed=self.trial.seed, dtype=self.dtype)
         self.pretrained.load_into(model, spec)
         if after is not None:  # chained per-expert stages continue from the previous one's result
             model.experts[expert.name].load_state_dict(
                 torch.load(after / EXPERT_FILE, map_location="cpu", weights_only=True))
             model.projector.load_state_dict(torch.load(after / PROJECTOR_FILE, map_location="cpu",
                                                        weights_only=True))
-        model = self.on_model(model.to(self.device))
+        model = self.on_model(widen_trainable(model.to(self.device), [stage], spec))
         record = self._train(model, spec, stage, self.scratch / "stages" / f"{PREALIGNED}-{key}",
                                      expert=expert.name, key=key)
         state = fsdp.full_state(model) if fsdp.is_sharded(model) else _unwrap(model).state_dict()  # collective

@@ -16,18 +16,40 @@ The projector setting covers the fusion's own parameters too (per-expert project
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import cast
 
+import torch
 from torch import nn
 
 from eaglesearch.model.eagle import EagleModel
 from eaglesearch.model.experts.base import VisionExpert
 from eaglesearch.spec import ExpertSpec, ModelSpec
-from eaglesearch.spec.train import PartSetting, TrainableSpec
+from eaglesearch.spec.train import PartSetting, StageSpec, TrainableSpec
 
 _LAYER_PATHS = ("model.layers", "transformer.h", "model.decoder.layers", "gpt_neox.layers")
 _NORM_PATHS = ("model.norm", "transformer.ln_f", "model.decoder.final_layer_norm", "gpt_neox.final_layer_norm",
                "model.final_layernorm")
+
+
+def widen_trainable(model: EagleModel, stages: Sequence[StageSpec], spec: ModelSpec,
+                    dtype: torch.dtype = torch.float32) -> EagleModel:
+    """Cast to ``dtype`` (fp32: the master weights the optimizer updates) every parameter one of ``stages`` trains;
+    the others keep the dtype they were loaded in (bf16 on GPU). Returns ``model``.
+
+    Call it after moving the model to its device, so the wide copy never exists in host RAM. ``requires_grad`` is
+    left as ``spec`` says (each stage applies its own trainable set when it starts)."""
+    narrow = [p for p in model.parameters() if p.is_floating_point() and p.dtype != dtype]
+    if not narrow:
+        return model
+    widen: dict[int, nn.Parameter] = {}
+    for stage in stages:
+        apply_trainable(model, stage.trainable, spec)
+        widen.update({id(p): p for p in model.parameters() if p.requires_grad and p.dtype != dtype})
+    apply_trainable(model, TrainableSpec(), spec)
+    for param in widen.values():
+        param.data = param.data.to(dtype)
+    return model
 
 
 def apply_trainable(model: EagleModel, trainable: TrainableSpec, spec: ModelSpec) -> dict[str, int]:

@@ -9,6 +9,11 @@ every trial) the model is built on ``meta`` and, for each stage that trains the 
   ``micro_batch_size`` (default: its share of ``batch_size``), under ``ddp`` and under ``fsdp``;
 * CPU trials: fp32, no checkpointing, one process; shown, never refused.
 
+Beside GPU memory, each trial's **host RAM per rank** is estimated (:class:`~eaglesearch.model.memory.HostMemory`):
+the model as loaded (bf16 for GPU trials, fp32 on CPU) plus the largest expert while it is built at fp32, and for
+CPU trials
+the training step; ``plan`` shows it.
+
 ``resources.parallelism: auto`` picks ddp when it fits, else fsdp. The GPU size is ``resources.gpu_memory_gb``, else
 what the visible GPU reports (a fraction of it for ``gpus_per_trial`` < 1); with neither, nothing is refused. A
 trial that does not fit is refused with one message naming the fixes that would make it fit, each priced.
@@ -26,10 +31,12 @@ from eaglesearch.model.memory import (
     BF16_MIXED,
     FP32,
     GB,
+    HostMemory,
     LMShape,
     MemoryEstimate,
     MemoryInputs,
     Parallelism,
+    estimate_host_memory,
     param_split,
     vision_activation_bytes,
 )
@@ -65,6 +72,8 @@ class TrialMemory:
     stages: tuple[StageMemory, ...]
     parallelism: Parallelism
     available_gb: float | None  # None: nothing to check against (CPU trial, or no GPU size known)
+    host: HostMemory | None = None  # host RAM per rank (model build; CPU trials: also training)
+    assumed: str | None = None  # the LM's config could not be read: what was assumed (trial.plan.Architecture)
 
     def peak(self, parallelism: Parallelism) -> tuple[StageMemory, MemoryEstimate]:
         """The stage with the highest peak under ``parallelism``, and its estimate."""
@@ -118,9 +127,11 @@ class TrialMemory:
         todo = ("Fixes, each enough alone: " + "; ".join(fixes) + "." if fixes else
                 "No single fix (fsdp, up to 64 GPUs, micro-batch 1, checkpointing) is enough: combine them, or "
                 "freeze parts of the model (experts or LM) or drop experts.")
+        sized = (" The LM was sized from the recipe's lm dimensions (its config could not be read here)."
+                 if self.assumed else "")
         return (f"trial {self.label}: stage '{stage.stage.name}' needs ~{estimate.total_gb:.1f} GB per GPU "
                 f"({estimate.setup}: {estimate.breakdown()}) but one GPU has {self.available_gb:.0f} GB "
-                f"(resources.gpu_memory_gb or the visible GPU).{ckpt} {todo}")
+                f"(resources.gpu_memory_gb or the visible GPU).{ckpt}{sized} {todo}")
 
 
 def available_gpu_memory_gb(resources: ResourcesSpec) -> float | None:
@@ -141,12 +152,13 @@ def _workers(resources: ResourcesSpec) -> int:
 
 def trial_memory(trial: TrialSpec, resources: ResourcesSpec, available_gb: float | None) -> TrialMemory:
     """Build ``trial``'s model on ``meta`` and price each of its combined-model stages."""
-    spec = architecture_only(trial.model)
+    arch = architecture_only(trial.model)
+    spec = arch.spec
     on_gpu = resources.gpus_per_trial > 0
     precision = BF16_MIXED if on_gpu else FP32
     workers = _workers(resources)
     with torch.device("meta"):
-        model = build_eagle(spec, Vocabulary(trial.model.tokenizer.vocab_size))
+        model = build_eagle(spec, Vocabulary(trial.model.tokenizer.vocab_size), weights=False)
     lm = LMShape.from_config(model.lm.config)
     stages = []
     for stage in trial.train.joint_stages:
@@ -157,6 +169,10 @@ def trial_memory(trial: TrialSpec, resources: ResourcesSpec, available_gb: float
         share = max(1, stage.batch_size // workers)
         micro = min(stage.micro_batch_size or share, share)
         stages.append(StageMemory(stage=stage, inputs=inputs, micro_batch=micro, checkpointing=on_gpu, gpus=workers))
+    # experts are built at fp32 and then cast; the LM is read straight into its dtype (one tensor at a time)
+    host = estimate_host_memory(param_split(model).total, max(param_split(e).total for e in model.experts.values()),
+                                load_bytes=precision.weight,
+                                step=0 if on_gpu else max(s.estimate("ddp").total for s in stages), ranks=workers)
     parallelism: Parallelism = "ddp"
     if resources.parallelism == "fsdp":
         parallelism = "fsdp"
@@ -164,7 +180,14 @@ def trial_memory(trial: TrialSpec, resources: ResourcesSpec, available_gb: float
         ddp_fits = all(s.estimate("ddp").total_gb <= available_gb for s in stages)
         parallelism = "ddp" if ddp_fits else "fsdp"
     return TrialMemory(label=trial.label, on_gpu=on_gpu, stages=tuple(stages), parallelism=parallelism,
-                       available_gb=available_gb if on_gpu else None)
+                       available_gb=available_gb if on_gpu else None, host=host, assumed=arch.assumed)
+
+
+def host_memory(trial: TrialSpec, resources: ResourcesSpec) -> HostMemory:
+    """Estimated peak host RAM of one rank of ``trial`` (see :class:`~eaglesearch.model.memory.HostMemory`)."""
+    memory = trial_memory(trial, resources, None)
+    assert memory.host is not None
+    return memory.host
 
 
 def plan_memory(trials: list[TrialSpec], resources: ResourcesSpec, available_gb: float | None = None) \

@@ -8,8 +8,9 @@ image, whole model per sample).
 * Models that fit here (tiny scale) are built on the CPU from the trial's real data and tokenizer, and two timed
   optimizer steps give the estimated training time (fastest step × steps).
 * Paper-scale models (paper presets, hub LMs) are built on the ``meta`` device from their configs: no weights
-  are loaded or allocated, so a 7B model is sized in seconds; the LM comes from its local config if present, else
-  from the dimensions declared in the recipe. Step time is not estimated there (it depends on the GPUs).
+  are loaded or allocated, so a 7B model is sized in seconds. The LM is built from its own config (local folder,
+  ``pkg://``, hub cache, GGUF header); when none can be read offline, from the recipe's ``lm`` dimensions, and the
+  plan says so (``ModelPlan.assumed``). Step time is not estimated there (it depends on the GPUs).
 
 Each model is also priced in memory per GPU (``trial.memory``: weights, gradients, optimizer state and
 activations under ddp and fsdp, against the GPU size).
@@ -33,6 +34,7 @@ from eaglesearch.data import TrainDataset, collate_train
 from eaglesearch.data.sources import source_class
 from eaglesearch.model import IMAGE_TOKEN, build_eagle
 from eaglesearch.model.cost import count_flops, measure_cost
+from eaglesearch.model.language import language_model_config
 from eaglesearch.spec import ExpertSpec, ModelSpec, ResourcesSpec, TrialSpec
 from eaglesearch.spec.train import StageSpec
 from eaglesearch.train import apply_trainable, build_optimizer
@@ -43,6 +45,7 @@ from eaglesearch.trial.mixture_plan import MixturePlan, plan_mixtures
 from eaglesearch.trial.threads import pin_threads
 from eaglesearch.trial.workspace import PER_TRIAL, Workspace
 
+TINY_PRESETS = (None, "tiny", "tiny_random")  # presets that are built here; any other (paper, mim) on meta
 META_TEXT_TOKENS = 128  # text tokens per sample assumed for the whole-model FLOPs of a paper-scale plan
 
 
@@ -58,7 +61,8 @@ class ModelPlan:
     gflops_per_sample: float | None
     step_s: float | None
     est_train_s: float | None
-    memory: Any = None  # TrialMemory (trial.memory): estimated peak memory per GPU, ddp and fsdp
+    memory: Any = None  # TrialMemory (trial.memory): estimated peak memory per GPU, ddp and fsdp, and host RAM
+    assumed: str | None = None  # the LM's architecture could not be read: what was assumed instead (meta plans)
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def needs_meta(trial: TrialSpec) -> bool:
     """True for models that can't be built here: paper presets, hub LMs or tokenizers, data not generated here."""
     model = trial.model
     generated = all(source_class(d.spec.format).generated for d in trial.data.declared_sources())
-    return (any(e.preset == "paper" for e in model.experts) or model.lm.kind == "hf"
+    return (any(e.preset not in TINY_PRESETS for e in model.experts) or model.lm.kind == "hf"
             or model.tokenizer.kind == "hf" or not generated)
 
 
@@ -156,30 +160,42 @@ class Vocabulary:
         return self.size - 1 if token == IMAGE_TOKEN else None
 
 
-def architecture_only(spec: ModelSpec) -> ModelSpec:
-    """The same architecture with nothing to download: experts unpretrained, the LM from config dimensions."""
-    experts = tuple(e.model_copy(update={"pretrained": False, "checkpoint": None}) for e in spec.experts)
-    lm = spec.lm
-    if lm.kind == "hf":
-        dims = {}
-        try:
-            from transformers import AutoConfig
+@dataclass(frozen=True)
+class Architecture:
+    """What ``plan`` builds on the ``meta`` device for a model spec (with ``build_eagle(..., weights=False)``), and,
+    when the LM's real architecture could not be read, the sentence saying so and what was assumed instead."""
 
-            config = AutoConfig.from_pretrained(lm.name_or_path, local_files_only=True)
-            dims = {"hidden_size": config.hidden_size, "num_layers": config.num_hidden_layers,
-                    "num_heads": config.num_attention_heads, "intermediate_size": config.intermediate_size,
-                    "num_kv_heads": getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
-                    "tie_embeddings": bool(getattr(config, "tie_word_embeddings", False))}
-        except (OSError, ValueError, AttributeError):
-            pass  # not on disk: the recipe's declared dimensions describe the checkpoint
-        lm = lm.model_copy(update={"kind": "tiny_llama", "name_or_path": None, **dims})
-    return spec.model_copy(update={"experts": experts, "lm": lm})
+    spec: ModelSpec
+    assumed: str | None = None
+
+
+def architecture_only(spec: ModelSpec) -> Architecture:
+    """The model's architecture with nothing to download: an ``hf`` LM is built from its own config (local folder,
+    ``pkg://`` folder, hub cache or GGUF header: :func:`~eaglesearch.model.language.language_model_config`). When
+    that config cannot be read here, the LM is sized as a Llama-style decoder with the recipe's ``lm`` dimensions,
+    and :attr:`Architecture.assumed` says so: never silently."""
+    lm = spec.lm
+    if lm.kind != "hf":
+        return Architecture(spec)
+    try:
+        language_model_config(lm)
+        return Architecture(spec)
+    except ValueError as err:
+        assumed = lm.model_copy(update={"kind": "tiny_llama", "name_or_path": None, "gguf_file": None})
+        note = (f"{err}. ASSUMED instead: a Llama-style decoder with the recipe's lm dimensions (hidden_size "
+                f"{lm.hidden_size}, num_layers {lm.num_layers}, num_heads {lm.num_heads}, num_kv_heads "
+                f"{lm.num_kv_heads}, intermediate_size {lm.intermediate_size}, vocabulary "
+                f"tokenizer.vocab_size {spec.tokenizer.vocab_size}); parameters, FLOPs and memory of this model are "
+                "only as right as those numbers. Fix: put the model where it can be read offline (a local folder "
+                "with config.json for lm.name_or_path, or the HF cache via HF_HOME)")
+        return Architecture(spec.model_copy(update={"lm": assumed}), assumed=note)
 
 
 def measure_on_meta(trial: TrialSpec) -> ModelPlan:
-    spec = architecture_only(trial.model)
+    arch = architecture_only(trial.model)
+    spec = arch.spec
     with torch.device("meta"):
-        model = build_eagle(spec, Vocabulary(trial.model.tokenizer.vocab_size))
+        model = build_eagle(spec, Vocabulary(trial.model.tokenizer.vocab_size), weights=False)
         apply_trainable(model, trial.train.joint_stages[-1].trainable, spec)
         image = torch.empty(1, 3, trial.data.image_size, trial.data.image_size, dtype=torch.uint8)
         vision = count_flops(model.encode_images, image)
@@ -190,7 +206,7 @@ def measure_on_meta(trial: TrialSpec) -> ModelPlan:
         label=trial.label, scale="meta (config only)", params_total=counts["total"],
         params_trainable=counts["trainable"], params_vision=_vision_params(counts),
         visual_tokens=model.num_visual_tokens, vision_gflops_per_image=vision / 1e9,
-        gflops_per_sample=(vision + lm_flops) / 1e9, step_s=None, est_train_s=None,
+        gflops_per_sample=(vision + lm_flops) / 1e9, step_s=None, est_train_s=None, assumed=arch.assumed,
     )
 
 

@@ -47,7 +47,9 @@ class ExpertPreset:
     transformer blocks (ConvNeXt: stages) ``trainable_blocks`` may leave trainable. ``pretext`` (tiny presets) names
     the pretext task the tiny world pretrains the expert on (``eaglesearch/train/pretext_tasks.py``) and
     ``pretext_settings`` overrides its recipe (steps, batch size, lr); the weights are then a content-addressed
-    artifact that the stage pipeline loads.
+    artifact that the stage pipeline loads. Paper presets state where their weights come from (``source``) and the
+    map they give at their resolution (``output``: native grid side, channels), which a test checks against the
+    built expert and against ``reference/eagle.md``.
     """
 
     architecture: str
@@ -63,6 +65,9 @@ class ExpertPreset:
     blocks: int = 0
     pretext: str | None = None
     pretext_settings: Mapping[str, Any] = field(default_factory=dict)
+    source: str | None = None
+    output: tuple[int, int] | None = None
+    tileable: bool = True  # False: this preset is not a plain ViT even though its family's other presets are
 
 
 class VisionExpert(nn.Module, ABC):

@@ -41,6 +41,9 @@ PRESETS = {
         weights="vit_large_patch14_clip_336.openai",
         resample="bilinear",
         blocks=24,
+        source="timm vit_large_patch14_clip_336.openai (openai/clip-vit-large-patch14-336), run at 448 px as in "
+               "the paper (Eagle's code feeds 336)",
+        output=(32, 1024),
     ),
 }
 

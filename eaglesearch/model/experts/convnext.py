@@ -52,6 +52,8 @@ PRESETS = {
         sized=False,
         resample="bilinear",
         blocks=4,
+        source="timm convnext_xxlarge.clip_laion2b_soup (laion/CLIP-convnext_xxlarge-laion2B-s34B-b82K-augreg-soup)",
+        output=(32, 3072),
     ),
 }
 

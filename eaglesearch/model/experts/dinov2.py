@@ -40,6 +40,8 @@ PRESETS = {
         weights="vit_large_patch14_dinov2.lvd142m",
         resample="bilinear",
         blocks=24,
+        source="timm vit_large_patch14_dinov2.lvd142m (facebook/dinov2-large)",
+        output=(32, 1024),
     ),
 }
 

@@ -97,7 +97,7 @@ class Pix2StructExpert(VisionExpert):
 
 def build_pix2struct(spec: ExpertSpec, preset: ExpertPreset) -> Pix2StructExpert:
     """Random init from the preset's config, a local weights file, or a hub checkpoint (``checkpoint`` or the
-    preset's ``weights``; a full Pix2Struct model, whose encoder is kept)."""
+    preset's ``weights``; a full Pix2Struct model, of which only the encoder is loaded: :func:`load_encoder`)."""
     assert spec.resolution is not None, "resolve the spec with registry.resolve_expert first"
     return Pix2StructExpert(spec.name, spec.resolution, preset, _encoder(spec, preset))
 
@@ -126,12 +126,18 @@ def _encoder(spec: ExpertSpec, preset: ExpertPreset) -> Pix2StructVisionModel:
         raise ValueError(f"{where}: preset '{spec.preset}' is random-init and has no published weights; use "
                          "preset: paper, or set `checkpoint:` to a local weights file for this architecture")
     ensure_hub_reachable(hub_id, where)
-    from transformers import Pix2StructForConditionalGeneration
-
     try:
-        return Pix2StructForConditionalGeneration.from_pretrained(hub_id).encoder
+        return load_encoder(hub_id)
     except OSError as err:
         raise RuntimeError(offline_message(where, hub_id, err)) from None
+
+
+def load_encoder(name_or_path: str) -> Pix2StructVisionModel:
+    """The vision encoder alone from a full Pix2Struct checkpoint (hub id or folder): its config's
+    ``vision_config`` and its ``encoder.*`` tensors, meta-device initialised; the text decoder (about half of
+    Pix2Struct-Large) is never built, and its tensors are not materialised from a safetensors file."""
+    return Pix2StructVisionModel.from_pretrained(name_or_path, key_mapping={r"^encoder\.": ""},
+                                                 low_cpu_mem_usage=True)
 
 
 def _load_file(path: Any, encoder: Pix2StructVisionModel, where: str) -> Pix2StructVisionModel:
@@ -179,6 +185,8 @@ PRESETS = {
         sized=False,
         resample="bilinear",
         blocks=18,
+        source="google/pix2struct-large, encoder only (Pix2StructVisionModel; the decoder is never loaded)",
+        output=(45, 1536),
     ),
 }
 

@@ -115,6 +115,9 @@ def resolve_expert(spec: ExpertSpec) -> ExpertSpec:
         raise ValueError(f"expert '{spec.name}': preset '{resolved.preset}' is random-init and has no published "
                          "weights; use `preset: paper` or `preset: tiny`, or set `checkpoint:` to a weights file for "
                          "this architecture")
+    if resolved.resize == "tile" and get_family(spec.name).tileable and not preset.tileable:
+        raise ValueError(f"expert '{spec.name}': preset '{resolved.preset}' cannot be tiled (it is not a plain ViT); "
+                         "use `resize: interpolate`, or a preset of this expert that can be tiled")
     if resolved.resize == "tile" and not get_family(spec.name).tileable:
         tileable = ", ".join(n for n in expert_names() if _FAMILIES[n].tileable)
         raise ValueError(f"expert '{spec.name}' cannot be tiled (resize: tile is for plain ViT experts: {tileable}); "

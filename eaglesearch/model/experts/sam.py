@@ -67,6 +67,8 @@ PRESETS = {
         weights="samvit_large_patch16.sa1b",
         resample="auto",
         blocks=24,
+        source="timm samvit_large_patch16.sa1b (facebook/sam-vit-large image encoder)",
+        output=(64, 256),
     ),
 }
 

@@ -42,6 +42,8 @@ PRESETS = {
         weights="vit_so400m_patch14_siglip_384.webli",
         resample="bilinear",
         blocks=27,
+        source="timm vit_so400m_patch14_siglip_384.webli (google/siglip-so400m-patch14-384)",
+        output=(27, 1152),
     ),
 }
 
