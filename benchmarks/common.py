@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from eaglesearch.cli import run_and_report
+from eaglesearch.app.run import run_and_report
 from eaglesearch.evaluate.items import ScoredItem
 from eaglesearch.evaluate.metrics import Metric, get_metric
 from eaglesearch.evaluate.predictions import PREDICTIONS, by_benchmark, read_predictions

@@ -34,7 +34,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import eaglesearch  # noqa: F401
-from eaglesearch.cli import run_and_report
+from eaglesearch.app.run import run_and_report
 from eaglesearch.model.validate import load_checked_search
 from eaglesearch.tracking import TrackingStore
 from eaglesearch.trial.data import prepare_data, prepare_tokenizer

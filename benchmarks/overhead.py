@@ -27,7 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
 
 import eaglesearch  # noqa: E402, F401
-from eaglesearch.cli import run_and_report  # noqa: E402
+from eaglesearch.app.run import run_and_report  # noqa: E402
 from eaglesearch.data import TrainDataset, collate_train  # noqa: E402
 from eaglesearch.model import build_eagle, resolve_expert  # noqa: E402
 from eaglesearch.model.validate import load_checked_search  # noqa: E402

@@ -30,7 +30,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import eaglesearch  # noqa: E402, F401
-from eaglesearch.cli import run_and_report  # noqa: E402
+from eaglesearch.app.run import run_and_report  # noqa: E402
 from eaglesearch.model.validate import load_checked_search  # noqa: E402
 from eaglesearch.tracking import TrackingStore  # noqa: E402
 from eaglesearch.trial.data import prepare_data, prepare_tokenizer  # noqa: E402

@@ -1,4 +1,4 @@
-"""The ``eaglesearch`` command: validate, plan, run, report, ui."""
+"""The ``eaglesearch`` command: validate, plan, run, report, rescore, export, predict, ui."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,10 +17,6 @@ from rich.table import Table
 
 import eaglesearch  # noqa: F401  (environment defaults before torch loads)
 from eaglesearch.spec import LoadedSearch, SpecError
-
-if TYPE_CHECKING:
-    from eaglesearch.execution.controller import SearchOutcome
-    from eaglesearch.report import ReportPaths
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 out = Console()
@@ -198,27 +194,6 @@ def _print_memory(models) -> None:
             err.print(f"[yellow]does not fit:[/yellow] {m.memory.refusal()}", highlight=False)
 
 
-def run_and_report(loaded: LoadedSearch, *, tracking_uri: str, reports_dir: Path = Path("reports"),
-                   workdir: Path | None = None, artifacts: str | None = None, executor: str = "ray",
-                   address: str | None = None, show_progress: bool = True) -> tuple[SearchOutcome, ReportPaths]:
-    """What ``eaglesearch run`` does once the space is checked (the benchmarks call it too): run the search
-    (``execution.controller.run_search``), then write its report into ``reports_dir/<search>/`` and log it on the
-    search's parent run, ranked by the space's objective with ties marked."""
-    from eaglesearch.execution.controller import run_search
-    from eaglesearch.execution.ties import tie_labels
-    from eaglesearch.report import write_report
-    from eaglesearch.tracking import TrackingStore
-
-    outcome = run_search(loaded, tracking_uri=tracking_uri, workdir=workdir, artifacts=artifacts,
-                         executor=executor, address=address, show_progress=show_progress)  # type: ignore[arg-type]
-    store = TrackingStore(outcome.tracking_uri)
-    strategy = loaded.space.strategy
-    report = write_report(store, loaded.space.name, reports_dir, parent_id=outcome.parent_id,
-                          objective=strategy.objective, mode=strategy.mode, baseline_key=outcome.baseline_key,
-                          ties=lambda table, runs: tie_labels(store, table, runs))
-    return outcome, report
-
-
 @app.command()
 def run(
     path: SpacePath,
@@ -254,6 +229,7 @@ def run(
         err.print(f"[red]{path}: scheduler ({loaded.space.scheduler.kind}) stops trials through Ray Tune and needs "
                   "the Ray executor; drop --executor inline, or remove scheduler to run every trial in full[/red]")
         raise typer.Exit(2)
+    from eaglesearch.app.run import run_and_report
     from eaglesearch.execution.controller import SearchInterrupted
 
     try:
@@ -275,6 +251,10 @@ def run(
     _print_table(report.table, f"{loaded.name}: ranked by {loaded.space.strategy.objective}")
     out.print(f"report: {report.markdown}  ·  MLflow parent run {outcome.parent_id}"
               + ("  ·  resumed" if outcome.resumed else ""))
+    for kept in outcome.kept:
+        out.print(f"kept: {kept.uri} = {kept.trial.label} ({loaded.space.strategy.objective} "
+                  f"{kept.trial.value:.4f}, key {kept.trial.key[:12]}); `eaglesearch export {loaded.name} OUT` "
+                  "writes it to a folder", highlight=False, soft_wrap=True)
     if not outcome.complete:
         err.print("[yellow]the search did not complete; run the same command again to resume it[/yellow]")
         raise typer.Exit(1)
@@ -324,6 +304,38 @@ def rescore(
     out.print(table)
     if not all(r.identical for r in results):
         raise typer.Exit(1)
+
+
+def _or_exit(work):
+    """``work()``, or exit 1 printing why a model could not be found, written or read (no traceback)."""
+    try:
+        return work()
+    except (LookupError, OSError, ValueError) as e:
+        err.print(str(e), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def export(search: Annotated[str, typer.Argument(help="search name")],
+           out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="a new (or empty) folder")],
+           trial: Annotated[str | None, typer.Option(help="key (or prefix) of a kept trial; default: the best")] = None,
+           tracking_uri: TrackingOpt = None) -> None:
+    """Write a finished search's kept model to a self-contained folder (safetensors, spec, tokenizer, model card)."""
+    from eaglesearch.app.export import export_winner
+
+    done = _or_exit(lambda: export_winner(_uri(tracking_uri), search, out_dir, trial))
+    out.print(f"exported {done.card.label} ({done.card.objective} {done.card.value:.4f}) to {done.folder}",
+              highlight=False, soft_wrap=True)
+
+
+@app.command()
+def predict(model_dir: Annotated[Path, typer.Argument(metavar="MODEL", help="a folder `eaglesearch export` wrote")],
+            image: Path, question: str, max_new_tokens: int | None = None,
+            device: Annotated[str | None, typer.Option(help="default: CUDA when available")] = None) -> None:
+    """Answer a question about an image with an exported model; prints the answer alone."""
+    from eaglesearch.export import load
+
+    print(_or_exit(lambda: load(model_dir, device).generate([image], [question], max_new_tokens=max_new_tokens)[0]))
 
 
 @app.command()
