@@ -25,7 +25,7 @@ def export_winner(tracking_uri: str, search: str, out: Path, key: str | None = N
     run_id = version["run_id"]
     record = TrackingStore(tracking_uri).get_run(run_id)
     objective = version.get("objective_metric", "objective")
-    scores = {k: v for k, v in record.metrics.items() if k.startswith("score/") or k.startswith("objective")}
+    scores = {k: v for k, v in record.metrics.items() if k.startswith(("score/", "objective"))}
     card = ModelCard(search=search, key=version.get("key", ""), label=version.get("trial", ""), objective=objective,
                      value=float(record.metrics.get(objective, float("nan"))), run_id=run_id, scores=scores,
                      registered=f"models:/{model_name(search)}/{version['version']}")

@@ -120,7 +120,7 @@ def _log_weights(store: TrackingStore, run_id: str, folder: Path) -> None:
     """Log the weights with the run; a failure (disk, store) leaves the result valid, the weights not kept."""
     try:
         Winners(store.uri).log_weights(run_id, folder)
-    except Exception:  # noqa: BLE001 - the trial's numbers stand without its weights
+    except Exception:  # the trial's numbers stand without its weights
         log.warning("could not log the weights of run %s; the result is recorded without them", run_id,
                     exc_info=True)
         store.log_text(run_id, traceback.format_exc(), "weights_error.txt")

@@ -36,8 +36,8 @@ def _architecture(trial: TrialSpec) -> list[str]:
     return [f"- experts: {', '.join(e.label for e in m.experts)}",
             f"- fusion: {m.fusion} on a {m.grid}x{m.grid} token grid, projector {m.projector}",
             f"- language model: {lm}; tokenizer {m.tokenizer.kind}",
-            f"- input: square {trial.data.image_size} px images, conversation template `{trial.data.template}`, "
-            f"greedy decoding up to {trial.eval.max_new_tokens} new tokens",
+            (f"- input: square {trial.data.image_size} px images, conversation template `{trial.data.template}`, "
+             f"greedy decoding up to {trial.eval.max_new_tokens} new tokens"),
             f"- training: {trial.train.label}, seed {trial.seed}"]
 
 
@@ -46,8 +46,8 @@ def render_card(card: ModelCard, trial: TrialSpec) -> str:
     lines = [
         f"# {card.label}",
         "",
-        f"The model an eaglesearch search kept: search `{card.search}`, trial key `{card.key}` (MLflow run "
-        f"`{card.run_id}`{', registered as `' + card.registered + '`' if card.registered else ''}).",
+        (f"The model an eaglesearch search kept: search `{card.search}`, trial key `{card.key}` (MLflow run "
+         f"`{card.run_id}`{', registered as `' + card.registered + '`' if card.registered else ''})."),
         "",
         f"**{card.objective} = {card.value:.4f}** (the search's objective).",
         "",
@@ -71,13 +71,13 @@ def render_card(card: ModelCard, trial: TrialSpec) -> str:
         "eaglesearch predict <this folder> image.png \"What is written here?\"",
         "```",
         "",
-        "lmms-eval (`pip install lmms-eval`): `python -m lmms_eval --model eaglesearch --model_args "
-        "pretrained=<this folder> --tasks <task>`.",
+        ("lmms-eval (`pip install lmms-eval`): `python -m lmms_eval --model eaglesearch --model_args "
+         "pretrained=<this folder> --tasks <task>`."),
         "",
         "## Files",
         "",
-        "`model.safetensors` (every weight), `trial.json` (the trial spec), `tokenizer/`, `lm/config.json`, "
-        f"`eaglesearch.json` (format), `{RECORD}` (this card as data).",
+        ("`model.safetensors` (every weight), `trial.json` (the trial spec), `tokenizer/`, `lm/config.json`, "
+         f"`eaglesearch.json` (format), `{RECORD}` (this card as data)."),
         "",
     ]
     return "\n".join(lines)

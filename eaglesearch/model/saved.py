@@ -120,10 +120,13 @@ def load_model_folder(folder: str | Path, device: str | torch.device = "cpu") ->
     with safe_open(str(folder / WEIGHTS), "pt") as handle:
         aliases = json.loads((handle.metadata() or {}).get("aliases", "{}"))
     state.update({name: state[target] for name, target in aliases.items()})
-    result = model.load_state_dict(state, strict=False)
+    mismatch = f"{folder / WEIGHTS} does not match the architecture in {folder / SPEC}"
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a weight of another shape
+        raise ValueError(f"{mismatch}: {str(err).splitlines()[-1].strip()}") from None
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"{folder / WEIGHTS} does not match the architecture in {folder / SPEC}: "
-                         f"{len(result.missing_keys)} weights missing (e.g. {result.missing_keys[:3]}), "
+        raise ValueError(f"{mismatch}: {len(result.missing_keys)} weights missing (e.g. {result.missing_keys[:3]}), "
                          f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:3]})")
     model.to(device).eval()
     return SavedModel(model=model, tokenizer=tokenizer, trial=trial, manifest=manifest)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -96,7 +97,9 @@ class Winners:
             raise ValueError(f"the weights folder must be named '{WEIGHTS_DATA}', not {Path(folder).name!r}")
         signature = ModelSignature(inputs=Schema([ColSpec("string", "image"), ColSpec("string", "prompt")]),
                                    outputs=Schema([ColSpec("string")]))
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            # An input example would make MLflow load the model and predict with it at every trial's end.
+            warnings.filterwarnings("ignore", message="An input example was not provided")
             model_dir = Path(tmp) / MODEL_ARTIFACT
             mlflow.pyfunc.save_model(path=str(model_dir), loader_module=PYFUNC_LOADER, data_path=str(folder),
                                      pip_requirements=pip_requirements(), signature=signature)
