@@ -99,7 +99,7 @@ class Winners:
                                    outputs=Schema([ColSpec("string")]))
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
             # An input example would make MLflow load the model and predict with it at every trial's end.
-            warnings.filterwarnings("ignore", message="An input example was not provided")
+            warnings.filterwarnings("ignore", message=".*An input example was not provided")
             model_dir = Path(tmp) / MODEL_ARTIFACT
             mlflow.pyfunc.save_model(path=str(model_dir), loader_module=PYFUNC_LOADER, data_path=str(folder),
                                      pip_requirements=pip_requirements(), signature=signature)
