@@ -184,3 +184,29 @@ def test_card_states_where_the_model_came_from(tmp_path: Path, world) -> None:
     assert json.loads((out / "record.json").read_text())["value"] == 0.625
     with pytest.raises(FileExistsError, match="not an empty folder"):
         write_export(world["folder"], out, card)
+
+
+def test_lmms_eval_adapter_answers_its_requests(world) -> None:
+    """The adapter's interface methods on requests shaped as lmms-eval 0.7 builds them (the harness run itself is in
+    tests/test_export_e2e.py)."""
+    pytest.importorskip("lmms_eval")
+    from types import SimpleNamespace
+
+    from eaglesearch.export.lmms_eval import EagleSearchLMM, cut_at_stops
+
+    lmm = EagleSearchLMM(pretrained=str(world["folder"]), batch_size="2")
+    items = world["benchmark"].items[:3]
+    lmm.task_dict = {"t": {"test": [{"image": str(i.image), "q": i.prompt, "a": "three"} for i in items]}}
+    visual = lambda doc: [Image.open(doc["image"])]  # noqa: E731 - a task's doc_to_visual
+    requests = [SimpleNamespace(args=(i.prompt, {"max_new_tokens": 3, "until": ["\n\n"]}, visual, n, "t", "test"))
+                for n, i in enumerate(items)]
+    expected = lmm.winner.generate([i.image for i in items], [i.prompt for i in items], max_new_tokens=3)
+    assert lmm.generate_until(requests) == [cut_at_stops(e, ["\n\n"]) for e in expected]
+    scored = lmm.loglikelihood([SimpleNamespace(args=(i.prompt, lambda doc: doc["a"], visual, n, "t", "test"))
+                                for n, i in enumerate(items)])
+    assert scored == [lmm.winner.loglikelihood(i.image, i.prompt, "three") for i in items]
+    assert cut_at_stops("yes. no", ["."]) == "yes" and cut_at_stops("a\n\nb", "\n\n") == "a"
+    with pytest.raises(NotImplementedError):
+        lmm.generate_until_multi_round(requests)
+    with pytest.raises(TypeError, match="unknown: conv_template"):
+        EagleSearchLMM(pretrained=str(world["folder"]), conv_template="vicuna_v1")
