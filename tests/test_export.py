@@ -5,28 +5,24 @@ export/predict commands and lmms-eval, is in tests/test_export_e2e.py."""
 from __future__ import annotations
 
 import json
-import os
+from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from transformers import LlamaConfig, LlamaForCausalLM
 
-from pathlib import Path  # noqa: E402
-
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
-
-import eaglesearch  # noqa: E402
-from eaglesearch.data import training_corpus, write_synthetic  # noqa: E402
-from eaglesearch.data.llava import read_llava_json  # noqa: E402
-from eaglesearch.evaluate.benchmarks import load_benchmark  # noqa: E402
-from eaglesearch.evaluate.likelihood import candidate_logprobs  # noqa: E402
-from eaglesearch.evaluate.run import _prompt_ids, item_image, predict  # noqa: E402
-from eaglesearch.export.pyfunc import _load_pyfunc  # noqa: E402
-from eaglesearch.model import build_eagle, build_offline_tokenizer  # noqa: E402
-from eaglesearch.model.saved import load_model_folder, save_model_folder  # noqa: E402
-from eaglesearch.spec import (  # noqa: E402
+import eaglesearch
+from eaglesearch.data import training_corpus, write_synthetic
+from eaglesearch.data.llava import read_llava_json
+from eaglesearch.evaluate.benchmarks import load_benchmark
+from eaglesearch.evaluate.likelihood import candidate_logprobs
+from eaglesearch.evaluate.run import _prompt_ids, item_image, predict
+from eaglesearch.export.pyfunc import _load_pyfunc
+from eaglesearch.model import build_eagle, build_offline_tokenizer
+from eaglesearch.model.saved import load_model_folder, save_model_folder
+from eaglesearch.spec import (
     DataSpec,
     EvalSpec,
     ExpertSpec,
@@ -38,7 +34,7 @@ from eaglesearch.spec import (  # noqa: E402
     TokenizerSpec,
     TrialSpec,
 )
-from eaglesearch.trial.data import make_benchmark  # noqa: E402
+from eaglesearch.trial.data import make_benchmark
 
 torch.set_num_threads(1)
 
@@ -48,9 +44,9 @@ TINY_LM = LanguageModelSpec(hidden_size=32, num_layers=1, num_heads=2, num_kv_he
 SYNTHETIC = SyntheticDataSpec(tasks=("count",), train_per_task=8, eval_per_task=6, image_size=64)
 
 
-def trial_spec(lm: LanguageModelSpec = TINY_LM, tokenizer: TokenizerSpec = TokenizerSpec()) -> TrialSpec:
+def trial_spec(lm: LanguageModelSpec = TINY_LM) -> TrialSpec:
     model = ModelSpec(experts=(ExpertSpec(name="clip", preset="tiny_random", resolution=64),), grid=4, lm=lm,
-                      tokenizer=tokenizer)
+                      tokenizer=TokenizerSpec())
     return TrialSpec(model=model, data=DataSpec(source="synthetic", image_size=64, synthetic=SYNTHETIC),
                      eval=EvalSpec(batch_size=4, max_new_tokens=5))
 
@@ -197,7 +193,7 @@ def test_lmms_eval_adapter_answers_its_requests(world) -> None:
     lmm = EagleSearchLMM(pretrained=str(world["folder"]), batch_size="2")
     items = world["benchmark"].items[:3]
     lmm.task_dict = {"t": {"test": [{"image": str(i.image), "q": i.prompt, "a": "three"} for i in items]}}
-    visual = lambda doc: [Image.open(doc["image"])]  # noqa: E731 - a task's doc_to_visual
+    visual = lambda doc: [Image.open(doc["image"])]  # a task's doc_to_visual
     requests = [SimpleNamespace(args=(i.prompt, {"max_new_tokens": 3, "until": ["\n\n"]}, visual, n, "t", "test"))
                 for n, i in enumerate(items)]
     expected = lmm.winner.generate([i.image for i in items], [i.prompt for i in items], max_new_tokens=3)

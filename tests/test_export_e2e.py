@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 import eaglesearch
 from eaglesearch.app.run import run_and_report
+from eaglesearch.cli import app
 from eaglesearch.spec import load_search_space
 from eaglesearch.tracking import TrackingStore, Winners
-from tests.e2e_helpers import cli
 
 pytestmark = pytest.mark.slow
 
@@ -94,14 +95,15 @@ def test_search_keeps_exports_and_serves_its_winner(tmp_path: Path, monkeypatch:
     expected = [r["prediction"] for r in recorded]
     assert any(expected), "the model must answer something for the comparison to mean anything"
 
-    # export → load → generate; predict on the command line.
-    proc = cli(tmp_path, "export", "keep-e2e", "winner", "--tracking-uri", uri)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # export → load → generate; predict on the command line (the commands run in this process: a subprocess would
+    # spend its time importing torch again).
     folder = tmp_path / "winner"
+    done = CliRunner().invoke(app, ["export", "keep-e2e", str(folder), "--tracking-uri", uri])
+    assert done.exit_code == 0, done.output
     assert "objective" in (folder / "README.md").read_text() and best[0].key in (folder / "README.md").read_text()
     assert eaglesearch.load(folder).generate(images, prompts) == expected
-    proc = cli(tmp_path, "predict", "winner", images[0], prompts[0])
-    assert proc.returncode == 0 and proc.stdout.strip() == expected[0], proc.stdout + proc.stderr
+    done = CliRunner().invoke(app, ["predict", str(folder), images[0], prompts[0]])
+    assert done.exit_code == 0 and done.stdout.strip() == expected[0], done.output
 
     # The registered version, through MLflow's own loader.
     import mlflow.pyfunc
