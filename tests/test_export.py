@@ -188,7 +188,13 @@ def test_lmms_eval_adapter_answers_its_requests(world) -> None:
     pytest.importorskip("lmms_eval")
     from types import SimpleNamespace
 
-    from eaglesearch.export.lmms_eval import EagleSearchLMM, cut_at_stops
+    from lmms_eval.models.registry_v2 import ModelRegistryV2
+
+    from eaglesearch.export.lmms_eval import EagleSearchLMM, cut_at_stops, manifest
+
+    registry = ModelRegistryV2()
+    registry.register_manifest(manifest())  # what the `lmms_eval.models` entry point hands lmms-eval
+    assert registry.get_model_class("eaglesearch") is EagleSearchLMM
 
     lmm = EagleSearchLMM(pretrained=str(world["folder"]), batch_size="2")
     items = world["benchmark"].items[:3]
