@@ -89,7 +89,7 @@ class Dispatcher:
         self.strategy.tell(key, result)
         if proposal is not None:
             listener().trial_finished(proposal, result)
-        if self.context.keep_best > 0 and result.status == "finished":
+        if self.context.keep_best > 0 and result.status in ("finished", "cached"):
             # Weights of trials that fell out of the best keep_best are deleted now, not when the search ends: what
             # is stored stays at keep_best plus the trials in flight (tracking/winners.py).
             Winners(self.context.tracking_uri).prune(self.context.parent_id, self.context.objective,
