@@ -110,7 +110,7 @@ class Winners:
         """Remove a run's logged model (its files; the run and its metrics stay) and tag it ``deleted``."""
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-        repo = get_artifact_repository(self._client.get_run(run_id).info.artifact_uri)
+        repo = get_artifact_repository(self._client.get_run(run_id).info.artifact_uri, tracking_uri=self.uri)
         repo.delete_artifacts(MODEL_ARTIFACT)
         self._client.set_tag(run_id, TAG_WEIGHTS, WEIGHTS_DELETED)
 
