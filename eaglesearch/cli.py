@@ -1,4 +1,4 @@
-"""The ``eaglesearch`` command: validate, plan, run, report, ui."""
+"""The ``eaglesearch`` command: validate, plan, run, report, rescore, export, predict, ui."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -24,9 +24,6 @@ from eaglesearch.app.outcome import (
     search_exit_code,
 )
 from eaglesearch.spec import LoadedSearch, SpecError
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 out = Console()
@@ -214,6 +211,10 @@ def run(
     _print_table(report.table, f"{loaded.name}: ranked by {loaded.space.strategy.objective}")
     out.print(f"report: {report.markdown}  ·  MLflow parent run {outcome.parent_id}"
               + ("  ·  resumed" if outcome.resumed else ""))
+    for kept in outcome.kept:
+        out.print(f"kept: {kept.uri} = {kept.trial.label} ({loaded.space.strategy.objective} "
+                  f"{kept.trial.value:.4f}, key {kept.trial.key[:12]}); `eaglesearch export {loaded.name} OUT` "
+                  "writes it to a folder", highlight=False, soft_wrap=True)
     if code == EXIT_INCOMPLETE:
         err.print("[yellow]the search did not complete; run the same command again to resume it[/yellow]")
     elif code == EXIT_NO_RESULT:
@@ -266,6 +267,38 @@ def rescore(
     out.print(table)
     if not all(r.identical for r in results):
         raise typer.Exit(1)
+
+
+def _or_exit(work):
+    """``work()``, or exit 1 printing why a model could not be found, written or read (no traceback)."""
+    try:
+        return work()
+    except (LookupError, OSError, ValueError) as e:
+        err.print(str(e), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def export(search: Annotated[str, typer.Argument(help="search name")],
+           out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="a new (or empty) folder")],
+           trial: Annotated[str | None, typer.Option(help="key (or prefix) of a kept trial; default: the best")] = None,
+           tracking_uri: TrackingOpt = None) -> None:
+    """Write a finished search's kept model to a self-contained folder (safetensors, spec, tokenizer, model card)."""
+    from eaglesearch.app.export import export_winner
+
+    done = _or_exit(lambda: export_winner(_uri(tracking_uri), search, out_dir, trial))
+    out.print(f"exported {done.card.label} ({done.card.objective} {done.card.value:.4f}) to {done.folder}",
+              highlight=False, soft_wrap=True)
+
+
+@app.command()
+def predict(model_dir: Annotated[Path, typer.Argument(metavar="MODEL", help="a folder `eaglesearch export` wrote")],
+            image: Path, question: str, max_new_tokens: int | None = None,
+            device: Annotated[str | None, typer.Option(help="default: CUDA when available")] = None) -> None:
+    """Answer a question about an image with an exported model; prints the answer alone."""
+    from eaglesearch.export import load
+
+    print(_or_exit(lambda: load(model_dir, device).generate([image], [question], max_new_tokens=max_new_tokens)[0]))
 
 
 @app.command()

@@ -1,1 +1,2 @@
-"""What a command does, above dispatch: run-and-report, the outcome's exit code and round lines."""
+"""What a command does, above dispatch: each module is one command's work, called by ``cli.py`` (which only parses
+and prints) and by benchmarks and tests."""

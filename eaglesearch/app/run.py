@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eaglesearch.execution.controller import SearchOutcome
-from eaglesearch.report import ReportPaths
+from eaglesearch.execution.controller import SearchOutcome, run_search
+from eaglesearch.execution.ties import tie_labels
+from eaglesearch.report import ReportPaths, write_report
 from eaglesearch.spec import LoadedSearch
+from eaglesearch.tracking import TrackingStore
 
 
 def run_and_report(loaded: LoadedSearch, *, tracking_uri: str, reports_dir: Path = Path("reports"),
@@ -19,11 +21,6 @@ def run_and_report(loaded: LoadedSearch, *, tracking_uri: str, reports_dir: Path
     """What ``eaglesearch run`` does once the space is checked (the benchmarks call it too): run the search
     (``execution.controller.run_search``), then write its report into ``reports_dir/<search>/`` and log it on the
     search's parent run, ranked by the space's objective with ties marked."""
-    from eaglesearch.execution.controller import run_search
-    from eaglesearch.execution.ties import tie_labels
-    from eaglesearch.report import write_report
-    from eaglesearch.tracking import TrackingStore
-
     outcome = run_search(loaded, tracking_uri=tracking_uri, workdir=workdir, artifacts=artifacts,
                          executor=executor, address=address, show_progress=show_progress,  # type: ignore[arg-type]
                          progress_kind=progress)

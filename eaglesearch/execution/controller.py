@@ -1,7 +1,7 @@
 """Run a whole search: open the MLflow parent run, drive the strategy on an executor, close the parent run.
 
-The report is written above this package, by the caller (``eaglesearch.app.run.run_and_report``): execution/ is dispatch
-only, and the outcome carries what the report needs (the parent run, its store, the baseline).
+The report is written above this package, by the caller (``eaglesearch.app.run.run_and_report``): execution/ is
+dispatch only, and the outcome carries what the report needs (the parent run, its store, the baseline).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from eaglesearch.execution.multi_worker import PARALLELISM_ENV, parallelism_for,
 from eaglesearch.execution.progress import ProgressKind, make_progress
 from eaglesearch.search import Proposal, RoundDecision, make_strategy
 from eaglesearch.spec import LoadedSearch, TrainSpec
-from eaglesearch.tracking import TrackingStore, absolute_uri
+from eaglesearch.tracking import RegisteredWinner, TrackingStore, Winners, absolute_uri
 from eaglesearch.tracking.uri import create_store_once, probe_store
 from eaglesearch.trial.workspace import Workspace
 
@@ -44,6 +44,7 @@ class SearchOutcome:
     tracking_uri: str  # the absolute URI of the store the search recorded into
     baseline_key: str | None = None  # the strategy's baseline trial, which the report measures deltas against
     pareto: list[Proposal] = field(default_factory=list)  # Optuna searches: the strategy's non-dominated trials
+    kept: list[RegisteredWinner] = field(default_factory=list)  # registered versions of the best keep_best trials
 
 
 def scheduler_max_t(loaded: LoadedSearch) -> int:
@@ -102,7 +103,8 @@ def run_search(
                                       and not os.environ.get(PARALLELISM_ENV) else parallelism_for(space.resources)),
                          resources=space.resources,
                          eval_every=space.scheduler.eval_every if space.scheduler else None,
-                         eval_limit=space.scheduler.eval_limit if space.scheduler else 32)
+                         eval_limit=space.scheduler.eval_limit if space.scheduler else 32,
+                         keep_best=space.keep_best, objective=space.strategy.objective, mode=space.strategy.mode)
     dispatcher = Dispatcher(strategy=strategy, context=context)
 
     progress = make_progress(progress_kind if show_progress else "none", space.name, strategy, space.strategy.mode,
@@ -136,12 +138,22 @@ def run_search(
     decisions = final.decisions()
     if decisions:  # what the strategy adopted, so reports need not guess it from the trials
         store.record_choices(parent_id, [d.chosen_key for d in decisions if d.chosen_key], decisions[-1].stopped)
+    kept = _register_kept(loaded, uri, parent_id) if complete and space.keep_best > 0 else []
     store.close_parent(parent_id, "FINISHED" if complete else "FAILED")
     pareto_front = getattr(final, "pareto_front", None)
     return SearchOutcome(parent_id=parent_id, resumed=resumed, complete=complete,
                          decisions=decisions, tracking_uri=uri,
                          baseline_key=final.baseline_key(),
-                         pareto=pareto_front() if pareto_front is not None else [])
+                         pareto=pareto_front() if pareto_front is not None else [], kept=kept)
+
+
+def _register_kept(loaded: LoadedSearch, uri: str, parent_id: str) -> list[RegisteredWinner]:
+    """The end of a complete search: prune to the best ``keep_best`` once more (a resumed search's record may hold
+    more) and register them as versions of the model named after the search."""
+    strategy = loaded.space.strategy
+    winners = Winners(uri)
+    kept = winners.prune(parent_id, strategy.objective, strategy.mode, loaded.space.keep_best)
+    return winners.register(loaded.space.name, kept, strategy.objective)
 
 
 def _mark_interrupted(store: TrackingStore, parent_id: str) -> None:

@@ -13,7 +13,7 @@ from eaglesearch.execution.multi_worker import parallelism_for
 from eaglesearch.execution.request import TrialRequest
 from eaglesearch.search import Proposal, Strategy
 from eaglesearch.spec import ResourcesSpec, TrialResult
-from eaglesearch.tracking import TrackingStore
+from eaglesearch.tracking import TrackingStore, Winners
 
 
 @dataclass
@@ -32,6 +32,9 @@ class RunContext:
     resources: ResourcesSpec | None = None  # with parallelism auto, each trial's memory plan decides
     eval_every: int | None = None  # a scheduler watches the trials: intermediate evaluation cadence (steps)
     eval_limit: int = 32
+    keep_best: int = 0  # trials whose final weights the search keeps (the best by objective/mode); 0: none saved
+    objective: str = "objective"
+    mode: str = "max"
 
 
 @dataclass
@@ -64,7 +67,7 @@ class Dispatcher:
             parent_id=c.parent_id, experiment_id=c.experiment_id, tracking_uri=c.tracking_uri, workdir=c.workdir, artifacts=c.artifacts,
             threads=c.threads, workers=c.workers, eval_every=c.eval_every,
             parallelism=parallelism_for(c.resources, proposal.trial) if c.parallelism == "auto" else c.parallelism,
-            eval_limit=c.eval_limit,
+            eval_limit=c.eval_limit, keep_weights=c.keep_best > 0,
         )
 
     def next_request(self) -> TrialRequest | None:
@@ -86,6 +89,11 @@ class Dispatcher:
         self.strategy.tell(key, result)
         if proposal is not None:
             listener().trial_finished(proposal, result)
+        if self.context.keep_best > 0 and result.status in ("finished", "cached"):
+            # Weights of trials that fell out of the best keep_best are deleted now, not when the search ends: what
+            # is stored stays at keep_best plus the trials in flight (tracking/winners.py).
+            Winners(self.context.tracking_uri).prune(self.context.parent_id, self.context.objective,
+                                                      self.context.mode, self.context.keep_best)
 
     def stopped(self, key: str, result: TrialResult) -> None:
         """A scheduler (ASHA) stopped the trial: record its RUNNING run as ``stopped`` with the partial numbers

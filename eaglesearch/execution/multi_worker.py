@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +35,7 @@ WORKERS_ENV = "EAGLESEARCH_WORKERS_PER_TRIAL"
 PARALLELISM_ENV = "EAGLESEARCH_PARALLELISM"
 Parallelism = Literal["ddp", "fsdp"]
 OUTCOME_FILE = "outcome.pkl"
+WEIGHTS_FOLDER = "weights"  # rank 0's final model (model/saved.py) travels back inside the reported checkpoint
 
 
 def workers_per_trial(resources: ResourcesSpec | None = None) -> int:
@@ -78,15 +80,17 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     from ray.train.torch import get_device  # this worker's GPU (or the CPU)
 
     trial = TrialSpec.model_validate(config["trial"])
-    outcome = run_trial_rank(trial, Workspace.at(config["workdir"], config["artifacts"]), int(config["threads"]),
-                             context.get_world_rank(), context.get_world_size(),
-                             progress=(lambda msg: print(f"[{trial.label}] {msg}", flush=True)),
-                             parallelism=config.get("parallelism", "ddp"), device=get_device())
-    # ray.train.report is a barrier: every rank calls it once; only rank 0's metrics and checkpoint count.
-    if outcome is None:
-        ray.train.report({}, checkpoint=None)
-        return
     with tempfile.TemporaryDirectory() as tmp:
+        keep = Path(tmp) / WEIGHTS_FOLDER if config.get("keep_weights") else None
+        outcome = run_trial_rank(trial, Workspace.at(config["workdir"], config["artifacts"]), int(config["threads"]),
+                                 context.get_world_rank(), context.get_world_size(),
+                                 progress=(lambda msg: print(f"[{trial.label}] {msg}", flush=True)),
+                                 parallelism=config.get("parallelism", "ddp"), device=get_device(), keep_weights=keep)
+        # ray.train.report is a barrier: every rank calls it once; only rank 0's metrics and checkpoint count.
+        if outcome is None:
+            ray.train.report({}, checkpoint=None)
+            return
+        outcome.weights = None  # the driver finds the folder inside the checkpoint, not at this worker's path
         with open(Path(tmp) / OUTCOME_FILE, "wb") as fh:
             pickle.dump(outcome, fh)
         ray.train.report({"objective": outcome.objective, **outcome.metrics},
@@ -106,9 +110,10 @@ def _run_name(trial: TrialSpec) -> str:
 
 def run_trial_multi_worker(trial: TrialSpec, workspace: Workspace, threads: int, workers: int,
                            use_gpu: bool | None = None, cpus_per_worker: float = 1.0,
-                           name: str | None = None, parallelism: Parallelism = "ddp") -> TrialOutcome:
+                           name: str | None = None, parallelism: Parallelism = "ddp",
+                           keep_weights: Path | None = None) -> TrialOutcome:
     """Train ``trial`` on ``workers`` data-parallel Ray Train workers (``parallelism``: each holding the whole model
-    or a shard of it) and return rank 0's outcome.
+    or a shard of it) and return rank 0's outcome; with ``keep_weights``, rank 0's final model is copied there.
 
     Needs a running Ray (inside a Tune trial it is; elsewhere call ``ray.init`` first). ``use_gpu`` defaults to
     whether CUDA is visible here; each worker then takes one GPU (nccl), otherwise ``cpus_per_worker`` CPUs (gloo).
@@ -123,7 +128,8 @@ def run_trial_multi_worker(trial: TrialSpec, workspace: Workspace, threads: int,
         _train_loop_per_worker,
         train_loop_config={"trial": trial.model_dump(mode="json"), "workdir": str(workspace.root),
                            "artifacts": workspace.artifacts,
-                           "threads": threads, "parallelism": parallelism},
+                           "threads": threads, "parallelism": parallelism,
+                           "keep_weights": keep_weights is not None},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=RunConfig(name=name or _run_name(trial), storage_path=str(workspace.scratch_dir / "ray_train")),
     )
@@ -135,4 +141,7 @@ def run_trial_multi_worker(trial: TrialSpec, workspace: Workspace, threads: int,
     with result.checkpoint.as_directory() as folder:
         with open(Path(folder) / OUTCOME_FILE, "rb") as fh:
             outcome: TrialOutcome = pickle.load(fh)
+        if keep_weights is not None and (Path(folder) / WEIGHTS_FOLDER).is_dir():
+            shutil.copytree(Path(folder) / WEIGHTS_FOLDER, keep_weights)
+            outcome.weights = Path(keep_weights)
     return outcome

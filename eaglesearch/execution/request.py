@@ -30,3 +30,4 @@ class TrialRequest(BaseModel):
     parallelism: Literal["ddp", "fsdp"] = "ddp"  # multi-worker trials: a model copy per worker, or a shard
     eval_every: int | None = None  # under a scheduler (ASHA): evaluate every N final-stage steps and report it
     eval_limit: int = 32  # items per benchmark in those intermediate evaluations
+    keep_weights: bool = False  # log the final weights with the run (the search keeps its best keep_best)

@@ -9,17 +9,22 @@ that dies (OOM, signal) is retried by Ray Tune's ``FailureConfig``.
 
 from __future__ import annotations
 
+import logging
+import shutil
 import tempfile
 import traceback
 from pathlib import Path
 
 from eaglesearch.execution.request import TrialRequest
 from eaglesearch.spec import TrialResult
-from eaglesearch.tracking import TrackingStore
+from eaglesearch.tracking import TrackingStore, Winners
+from eaglesearch.tracking.winners import WEIGHTS_DATA
 from eaglesearch.trial.intermediate import IntermediateSettings, Report
 from eaglesearch.trial.outcome import PRETRAIN, StageRecord
 from eaglesearch.trial.run import ProgressFn, run_trial_core
 from eaglesearch.trial.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 
 def lookup(store: TrackingStore, req: TrialRequest) -> TrialResult | None:
@@ -65,6 +70,7 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report:
     cached = lookup(store, req)
     if cached is not None:
         return cached
+    keep = _weights_folder(req) if req.keep_weights else None
     run_id = store.start_trial(
         req.parent_id, req.experiment_id, req.trial, search=req.search, round=req.round, role=req.role,
         added=req.added, strategy=req.strategy, label=req.label,
@@ -74,13 +80,15 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report:
             from eaglesearch.execution.multi_worker import run_trial_multi_worker
 
             outcome = run_trial_multi_worker(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads,
-                                             req.workers, parallelism=req.parallelism)
+                                             req.workers, parallelism=req.parallelism, keep_weights=keep)
         else:
             watch = (IntermediateSettings(req.eval_every, req.eval_limit, report)
                      if report is not None and req.eval_every else None)
             outcome = run_trial_core(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads, progress,
-                                     intermediate=watch)
+                                     intermediate=watch, keep_weights=keep)
     except Exception as err:  # noqa: BLE001 - every trial error is recorded, the search goes on
+        if keep is not None:
+            shutil.rmtree(keep.parent, ignore_errors=True)
         summary = f"{type(err).__name__}: {err}"
         store.fail_trial(run_id, f"{summary}\n\n{traceback.format_exc()}")
         return TrialResult(key=req.key, status="failed", error=summary, run_id=run_id)
@@ -90,7 +98,31 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report:
         log_stage(store, run_id, req, record)
     with tempfile.TemporaryDirectory() as tmp:
         store.log_artifact(run_id, outcome.write_predictions(Path(tmp)))
+    if outcome.weights is not None:  # before the run is FINISHED, so the search's pruning sees them
+        _log_weights(store, run_id, outcome.weights)
+    elif keep is not None:
+        shutil.rmtree(keep.parent, ignore_errors=True)
     result = TrialResult(key=req.key, status="finished", objective=outcome.objective, metrics=outcome.metrics,
                          run_id=run_id)
     store.finish_trial(run_id, result)
     return result
+
+
+def _weights_folder(req: TrialRequest) -> Path:
+    """Where the trial writes its final model before it is logged: the workspace's scratch (room for a 7B model,
+    unlike /tmp on many machines); deleted once logged."""
+    scratch = Workspace.at(req.workdir, req.artifacts).scratch_dir / "weights"
+    scratch.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{req.key}-", dir=scratch)) / WEIGHTS_DATA
+
+
+def _log_weights(store: TrackingStore, run_id: str, folder: Path) -> None:
+    """Log the weights with the run; a failure (disk, store) leaves the result valid, the weights not kept."""
+    try:
+        Winners(store.uri).log_weights(run_id, folder)
+    except Exception:  # the trial's numbers stand without its weights
+        log.warning("could not log the weights of run %s; the result is recorded without them", run_id,
+                    exc_info=True)
+        store.log_text(run_id, traceback.format_exc(), "weights_error.txt")
+    finally:
+        shutil.rmtree(folder.parent, ignore_errors=True)

@@ -174,6 +174,12 @@ class SearchSpace(SpecModel):
 
     scheduler: SchedulerSpec | None = Field(
         default=None, description="early stopping for grid and optuna searches on Ray ({kind: asha, eval_every, ...})")
+    # Not part of the search's fingerprint (exclude): what a search keeps changes none of its results.
+    keep_best: int = Field(
+        default=1, ge=0, exclude=True,
+        description="final weights kept of the best N full-budget trials (MLflow artifacts of their runs and "
+        "versions of the registered model named after the search); the others' weights are deleted as soon as "
+        "they fall out of the best N; 0 keeps none and saves no weights")
 
     @model_validator(mode="after")
     def _scheduler_fits(self) -> SearchSpace:

@@ -20,6 +20,7 @@ class TrialOutcome:
     loss_history: list[tuple[int, float]] = field(default_factory=list)  # the final stage's logged losses
     predictions: list[PredictionRecord] = field(default_factory=list)
     stages: list[StageRecord] = field(default_factory=list)  # one per stage (per expert for per-expert stages)
+    weights: Path | None = None  # the final model's folder (model/saved.py), when the caller asked to keep it
 
     def write_predictions(self, folder: Path) -> Path:
         """The predictions as ``folder/predictions.jsonl`` (what the record keeps, so the trial can be re-scored)."""

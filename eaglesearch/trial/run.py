@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -19,6 +20,7 @@ from eaglesearch.evaluate.run import evaluate_benchmarks, summarize, summary_met
 from eaglesearch.model import EagleModel
 from eaglesearch.model.cost import measure_cost
 from eaglesearch.model.experts.discovery import register_trial_experts
+from eaglesearch.model.saved import save_model_folder
 from eaglesearch.spec import TrialSpec
 from eaglesearch.train.distributed import WorldInfo, broadcast_parameters, prepare_model, training_device
 from eaglesearch.train.fsdp import shard_model
@@ -57,7 +59,7 @@ def stage_metrics(records: list[StageRecord]) -> dict[str, float]:
 def run_trial_core(
     trial: TrialSpec, workspace: Workspace, threads: int, progress: ProgressFn | None = None,
     world: WorldInfo | None = None, parallelism: Literal["ddp", "fsdp"] = "ddp", device: torch.device | None = None,
-    intermediate: IntermediateSettings | None = None,
+    intermediate: IntermediateSettings | None = None, keep_weights: Path | None = None,
 ) -> TrialOutcome | None:
     """Build, train (every stage, see :mod:`eaglesearch.train.stages`) and evaluate the model ``trial`` describes.
     Deterministic for a fixed seed and thread count.
@@ -70,6 +72,10 @@ def run_trial_core(
 
     With ``intermediate`` (a scheduler such as ASHA watches the trial) the final stage is evaluated on a subset
     every ``intermediate.every`` steps and reported (``trial/intermediate.py``); the result is unchanged.
+
+    With ``keep_weights`` a full-budget trial writes its final model into that folder (``model/saved.py``: every
+    weight, the spec, the tokenizer), for the search to keep if it ranks among its best; a rung (``budget``) does not,
+    its weights are not a result.
     """
     say = progress or (lambda _msg: None)
     main = world is None or world.is_main
@@ -142,15 +148,18 @@ def run_trial_core(
         **datasets.metrics(),
     })
     metrics["cost/wall_s"] = time.perf_counter() - started
+    weights = None
+    if keep_weights is not None and trial.budget is None:
+        weights = save_model_folder(model, tokenizer, trial, Path(keep_weights))
     shutil.rmtree(workspace.scratch_dir / "trials" / trial.key, ignore_errors=True)  # kept only for retries
     return TrialOutcome(objective=summary.objective, metrics=metrics, loss_history=result.stages[-1].losses,
-                        predictions=records, stages=result.stages)
+                        predictions=records, stages=result.stages, weights=weights)
 
 
 def run_trial_rank(trial: TrialSpec, workspace: Workspace, threads: int, rank: int, world_size: int, *,
                    parallelism: Literal["ddp", "fsdp"] = "ddp", device: torch.device | None = None,
-                   progress: ProgressFn | None = None) -> TrialOutcome | None:
+                   progress: ProgressFn | None = None, keep_weights: Path | None = None) -> TrialOutcome | None:
     """One rank of a data-parallel trial whose process group is already up (a Ray Train worker): rank 0 returns the
     outcome, the others None (see :func:`run_trial_core`)."""
     return run_trial_core(trial, workspace, threads, progress, world=WorldInfo(rank, world_size),
-                          parallelism=parallelism, device=device)
+                          parallelism=parallelism, device=device, keep_weights=keep_weights)
