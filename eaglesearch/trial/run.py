@@ -24,6 +24,7 @@ from eaglesearch.train.distributed import WorldInfo, broadcast_parameters, prepa
 from eaglesearch.train.fsdp import shard_model
 from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.stages import FEATURES, StagePipeline, StageRecord
+from eaglesearch.trial.aspect import image_policy
 from eaglesearch.trial.data import ProgressFn, StageDatasets, prepare_data, prepare_tokenizer
 from eaglesearch.trial.intermediate import IntermediateEval, IntermediateSettings, subset
 from eaglesearch.trial.outcome import TrialOutcome
@@ -123,7 +124,7 @@ def run_trial_core(
     cost = measure_cost(model, first["images"], first)
     records, eval_s = evaluate_benchmarks(model, tokenizer, data.benchmarks, image_size=trial.data.image_size,
                                           batch_size=trial.eval.batch_size, max_new_tokens=trial.eval.max_new_tokens,
-                                          template=trial.data.template)
+                                          template=trial.data.template, policy=image_policy(trial))
     summary = summarize(records, trial.eval, seed=trial.seed)
     if private is None:  # later trials with the same frozen experts start from these maps
         model.save_expert_features(workspace.scratch_dir / FEATURES)
