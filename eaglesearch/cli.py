@@ -155,6 +155,7 @@ def plan(
                 "–" if m.est_train_s is None else f"{m.est_train_s:,.0f}",
             )
         out.print(table)
+        _print_images(result.models)
         _print_memory(result.models)
     if result.pretrained:
         where = {w: sum(c.where == w for c in result.pretrained) for w in ("shipped", "store", "build")}
@@ -173,6 +174,17 @@ def plan(
         out.print(f"estimated training time: at most ~{result.est_train_s:,.0f}s for {result.total_trials} trials "
                   "(largest model x trial count, plus the per-expert artifacts still to build; evaluation and "
                   "start-up not included)")
+
+
+def _print_images(models) -> None:
+    """Under data.image: dynamic, how many square images (tiles + thumbnail) the training pictures become."""
+    for m in models:
+        if m.images_worst <= 1:
+            continue
+        seen = m.images.describe() if m.images is not None else "no training picture readable here"
+        out.print(f"{m.label}: images per picture (data.image: dynamic, at most {m.images_worst}): {seen}; visual "
+                  f"tokens and vision GFLOPs above are per image, GFLOPs/sample use the mean (the worst case when "
+                  "no picture was read), memory the worst case", highlight=False)
 
 
 def _print_memory(models) -> None:

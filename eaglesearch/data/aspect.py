@@ -23,7 +23,8 @@ pads stacks to the batch's largest T (the model reads each sample's T from its i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -188,3 +189,46 @@ def fit_image_tokens(ids: Sequence[int], labels: Sequence[int], image_id: int, t
     ignore = labels[first]
     return ([*ids[:first], *[image_id] * tokens, *ids[last:]],
             [*labels[:first], *[ignore] * tokens, *labels[last:]])
+
+
+@dataclass(frozen=True)
+class ImageCounts:
+    """How many square images the pictures of a data set become under a policy, over ``sampled`` of its
+    ``total`` image samples (``counts``: images per picture → pictures). What plan, cost and memory use: the mean
+    for FLOPs and visual tokens per sample, the largest for peaks."""
+
+    counts: dict[int, int]
+    sampled: int
+    total: int
+
+    @property
+    def mean(self) -> float:
+        return sum(k * n for k, n in self.counts.items()) / self.sampled if self.sampled else 1.0
+
+    @property
+    def most(self) -> int:
+        return max(self.counts, default=1)
+
+    def describe(self) -> str:
+        """E.g. ``1: 40%, 3: 35%, 5: 25% (mean 2.7; 200 of 934k pictures read)``."""
+        shares = ", ".join(f"{k}: {100 * n / self.sampled:.0f}%" for k, n in sorted(self.counts.items()))
+        whole = "all" if self.sampled == self.total else f"{self.sampled} of {self.total}"
+        return f"{shares} (mean {self.mean:.2f}; {whole} pictures read)"
+
+
+def picture_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header (nothing is decoded)."""
+    with Image.open(path) as image:
+        return image.size
+
+
+def count_images(paths: Iterable[Path | None], policy: ImagePolicy, size: int, limit: int = 256) -> ImageCounts:
+    """:class:`ImageCounts` over up to ``limit`` pictures spread evenly over ``paths`` (``None``: a text-only sample,
+    not counted); only image headers are read, so a 934k-sample set is sized in a fraction of a second."""
+    images = [p for p in paths if p is not None]
+    if not images:
+        return ImageCounts(counts={}, sampled=0, total=0)
+    step = max(1, len(images) // limit)
+    chosen = images[::step][:limit]
+    counts = Counter(policy.images_for(*picture_size(p), size) if policy.stacked else 1 for p in chosen)
+    return ImageCounts(counts=dict(counts), sampled=len(chosen), total=len(images))
