@@ -25,6 +25,7 @@ from eaglesearch.data.aspect import (  # noqa: E402
     closest_grid,
     expand_to_square,
     fit_image_tokens,
+    picture_size,
     stack_images,
 )
 from eaglesearch.data.llava import Sample  # noqa: E402
@@ -268,3 +269,61 @@ def test_aspect_task_is_wide_and_deterministic() -> None:
         shape = scene.shapes[0]
         assert shape.x + (shape.width or shape.size) <= scene.width  # the whole shape is in the picture
         assert (shape.width or shape.size) == shape.size * (2 if answer == "oval" else 1)
+
+
+# --------------------------------------------------------------------------------------------- preflight, plan
+
+RECIPE = """\
+name: pf
+scale: tiny_random
+model:
+  grid: 4
+  experts: [{name: clip, resolution: 32}]
+  lm: {kind: tiny_llama, hidden_size: 32, num_layers: 1, num_heads: 2, num_kv_heads: 1, intermediate_size: 64}
+data: {image_size: 32, max_length: 96, synthetic: {tasks: [aspect], train_per_task: 8, eval_per_task: 2,
+        image_size: 32}}
+train: {steps: 1, batch_size: 2}
+"""
+
+
+def _space(tmp_path: Path, max_length: int) -> Path:
+    (tmp_path / "experiments").mkdir(exist_ok=True)
+    (tmp_path / "experiments" / "pf.yaml").write_text(RECIPE)
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: g\nrecipe: experiments/pf.yaml\noverrides: {{data: {{max_length: {max_length}}}}}\n"
+                    "strategy: {kind: grid, factors: {data.image: [square, pad, {resize: dynamic, max_tiles: 3}]}}\n")
+    return path
+
+
+def test_preflight_checks_the_worst_case_of_dynamic_tiles(tmp_path: Path) -> None:
+    """16 visual tokens per image (grid 4); dynamic with 3 tiles + thumbnail needs 64 before any text, square and pad
+    16: only the dynamic trial is refused, naming its images per picture."""
+    from eaglesearch.execution.plan import preflight_search
+    from eaglesearch.model.validate import load_checked_search
+    from eaglesearch.spec import SpecError
+    from eaglesearch.trial.preflight import min_text_tokens
+
+    need = 4 * 16 + min_text_tokens("chatml")
+    with pytest.raises(SpecError) as err:
+        preflight_search(load_checked_search(_space(tmp_path, need - 1)))
+    (issue,) = err.value.issues
+    assert f"at least {need}" in issue.message and "of 1 trial(s)" in issue.message
+    assert "up to 4 images per picture (data.image: dyn1-3+t)" in issue.message
+    preflight_search(load_checked_search(_space(tmp_path, need)))
+
+
+def test_plan_reports_the_tile_distribution(tmp_path: Path) -> None:
+    from eaglesearch.trial.aspect import picture_counts
+
+    trial = TrialSpec(model=SPEC, data=DataSpec(image_size=32, image={"resize": "dynamic", "max_tiles": 3},
+                                                synthetic={"tasks": ["aspect"], "train_per_task": 12,
+                                                           "image_size": 32}))
+    data = write_synthetic(trial.data.synthetic, tmp_path / "ds")
+    samples = read_llava_json(data.train_json, data.image_folder)
+    counts = picture_counts(trial, samples)
+    assert counts is not None and counts.sampled == counts.total == 12
+    policy = image_policy(trial)
+    expected = [policy.images_for(*picture_size(s.image), 32) for s in samples]
+    assert counts.mean == pytest.approx(sum(expected) / len(expected))
+    assert counts.most == max(expected) <= 4 and "mean" in counts.describe()
+    assert picture_counts(TrialSpec(model=SPEC, data=DataSpec(image="pad")), samples) is None  # one image each
