@@ -271,10 +271,13 @@ def make_plan(trials: list[TrialSpec], strategy: str, trials_per_round: list[int
     if measure_costs:
         pin_threads(threads)
         varied = len({t.train.label for t in trials}) > 1  # e.g. pre-alignment on/off: name the stages per row
+        policies = len({t.data.image for t in trials}) > 1  # square / pad / dynamic: name the image policy per row
         available = gpu_memory_gb if gpu_memory_gb is not None else available_gpu_memory_gb(resources)
         for trial in trials:
             plan = measure_on_meta(trial) if needs_meta(trial) else measure_here(trial, workspace, threads)
             plan = replace(plan, memory=trial_memory(trial, resources, available))
+            if policies:
+                plan = replace(plan, label=f"{plan.label} [image: {trial.data.image.label or 'square'}]")
             models.append(replace(plan, label=f"{plan.label} ({trial.train.label})") if varied else plan)
     artifacts = plan_artifacts(trials, workspace, measure=measure_costs)
     return Plan(strategy=strategy, trials_per_round=trials_per_round, models=models,
