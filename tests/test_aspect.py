@@ -327,3 +327,16 @@ def test_plan_reports_the_tile_distribution(tmp_path: Path) -> None:
     assert counts.mean == pytest.approx(sum(expected) / len(expected))
     assert counts.most == max(expected) <= 4 and "mean" in counts.describe()
     assert picture_counts(TrialSpec(model=SPEC, data=DataSpec(image="pad")), samples) is None  # one image each
+
+
+def test_cost_scales_per_sample_numbers_by_the_mean_images_per_picture() -> None:
+    from eaglesearch.model.cost import ModelCost
+
+    params = {"total": 10, "trainable": 5, "fusion": 0, "projector": 1, "lm": 4}
+    one = ModelCost(params=params, visual_tokens=64, vision_flops_per_image=2_000_000_000, flops_per_sample=None)
+    tiled = ModelCost(params=params, visual_tokens=64, vision_flops_per_image=2_000_000_000, flops_per_sample=None,
+                      images_per_sample=2.5)
+    assert "cost/images_per_sample" not in one.as_metrics()
+    assert tiled.as_metrics()["cost/images_per_sample"] == 2.5
+    assert tiled.as_metrics()["cost/visual_tokens"] == 2.5 * one.as_metrics()["cost/visual_tokens"] == 160
+    assert tiled.as_metrics()["cost/vision_gflops"] == pytest.approx(5.0)
