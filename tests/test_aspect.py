@@ -243,11 +243,12 @@ def test_dynamic_token_budget_is_checked_for_the_worst_case(wide) -> None:
 
 def test_evaluation_uses_the_policy_and_batching_changes_nothing(wide) -> None:
     from eaglesearch.evaluate.benchmarks import load_benchmark
-    from eaglesearch.evaluate.run import predict
+    from eaglesearch.evaluate.run import item_image, predict
     from eaglesearch.trial.data import make_benchmark
 
     data, _, tokenizer, model = wide
     items = load_benchmark("synthetic", data.eval_json["aspect"], data.image_folder)
+    assert len({item_image(item, 32, DYNAMIC).shape[0] for item in items}) > 1  # batches mix tile counts
     generate = make_benchmark("aspect", "synthetic", items, scoring="generate")
     likelihood = replace(generate, scoring="likelihood", candidates={i.id: ("circle", "oval") for i in items})
     for bench in (generate, likelihood):
