@@ -31,7 +31,7 @@ from eaglesearch.data.aspect import (  # noqa: E402
 from eaglesearch.data.llava import Sample  # noqa: E402
 from eaglesearch.data.scene import Scene, Shape, render  # noqa: E402
 from eaglesearch.data.synthetic import write_synthetic  # noqa: E402
-from eaglesearch.data.tasks import TASKS  # noqa: E402
+from eaglesearch.data.tasks import ASPECT_RANGE, OVAL_RATIO, TASKS  # noqa: E402
 from eaglesearch.model import build_eagle, load_tokenizer  # noqa: E402
 from eaglesearch.spec import DataSpec, ExpertSpec, LanguageModelSpec, ModelSpec, SyntheticDataSpec  # noqa: E402
 from eaglesearch.spec import TokenizerSpec, TrialSpec  # noqa: E402
@@ -107,7 +107,7 @@ def test_apply_policy_shapes_and_square_matches_the_old_loader(tmp_path: Path) -
 
 def test_pad_keeps_proportions_and_square_does_not() -> None:
     """The planted aspect task's premise: a circle in a 1.5:1 image and an oval (2:1) in a 3:1 image look the same
-    squashed, and different padded."""
+    squashed (w/h 2/3), and different padded."""
     def shape_box(scene: Scene, policy: ImagePolicy) -> tuple[int, int]:
         pixels = apply_policy(render(scene, 64), policy, 64).numpy().astype(int)
         ink = (abs(pixels - pixels[:, :1, :1]) > 60).any(axis=0)  # the shape, not bicubic's faint halo
@@ -264,12 +264,13 @@ def test_aspect_task_is_wide_and_deterministic() -> None:
     rng = random.Random(1)
     items = [TASKS["aspect"](rng, 64) for _ in range(40)]
     widths = [scene.width for scene, _, _ in items]
-    assert all(w is not None and 64 <= w <= 256 for w in widths)
+    low, high = ASPECT_RANGE
+    assert all(w is not None and 64 * low <= w <= 64 * high for w in widths)
     assert {answer for _, _, answer in items} == {"circle", "oval"}
     for scene, _, answer in items:
         shape = scene.shapes[0]
         assert shape.x + (shape.width or shape.size) <= scene.width  # the whole shape is in the picture
-        assert (shape.width or shape.size) == shape.size * (2 if answer == "oval" else 1)
+        assert (shape.width or shape.size) == (round(shape.size * OVAL_RATIO) if answer == "oval" else shape.size)
 
 
 # --------------------------------------------------------------------------------------------- preflight, plan
