@@ -149,7 +149,8 @@ def test_spec_default_keeps_trial_keys_and_dumps_round_trip() -> None:
 
 
 @pytest.mark.parametrize(("policy", "message"), [
-    ({"resize": "pad", "max_tiles": 4}, "only apply to resize: dynamic"),
+    ({"resize": "pad", "max_tiles": 4}, "max_tiles only applies to resize: dynamic"),
+    ({"resize": "square", "min_tiles": 2, "thumbnail": False}, "min_tiles, thumbnail only apply to resize: dynamic"),
     ({"resize": "dynamic", "pad_color": [0, 0, 0]}, "pad_color only applies to resize: pad"),
     ({"resize": "dynamic", "min_tiles": 5, "max_tiles": 4}, "min_tiles .5. is above max_tiles .4."),
     ({"resize": "pad", "pad_color": [0, 0, 300]}, "0 to 255"),

@@ -44,8 +44,9 @@ class ImagePolicySpec(SpecModel):
         if self.resize != "dynamic":
             stray = [f for f in _TILE_FIELDS if f in self.model_fields_set]
             if stray:
-                raise ValueError(f"{', '.join(stray)} only apply to resize: dynamic (this policy is "
-                                 f"'{self.resize}'); set resize: dynamic or remove them")
+                verb, them = ("applies", "it") if len(stray) == 1 else ("apply", "them")
+                raise ValueError(f"{', '.join(stray)} only {verb} to resize: dynamic (this policy is "
+                                 f"'{self.resize}'); set resize: dynamic or remove {them}")
         if self.pad_color is not None:
             if self.resize != "pad":
                 raise ValueError(f"pad_color only applies to resize: pad (this policy is '{self.resize}'); "
