@@ -160,9 +160,11 @@ def test_spec_mistakes_are_named(policy: dict, message: str) -> None:
         ImagePolicySpec.model_validate(policy)
 
 
-def test_pad_colour_defaults_to_the_first_experts_mean() -> None:
+def test_pad_colour_defaults_to_llavas_expand2square_colour() -> None:
     trial = TrialSpec(model=SPEC, data=DataSpec(image="pad"))
-    assert image_policy(trial).fill == (123, 117, 104)  # CLIP's mean × 255, as LLaVA's expand2square
+    assert image_policy(trial).fill == (122, 116, 104)  # int(255 · CLIP mean), as LLaVA's expand2square
+    other = TrialSpec(model=SPEC.model_copy(update={"experts": (ExpertSpec(name="convnext"),)}), data=trial.data)
+    assert image_policy(other).fill == image_policy(trial).fill  # whatever the experts: per-expert artifacts agree
     explicit = TrialSpec(model=SPEC, data=DataSpec(image={"resize": "pad", "pad_color": [1, 2, 3]}))
     assert image_policy(explicit).fill == (1, 2, 3)
 

@@ -31,8 +31,8 @@ class ImagePolicySpec(SpecModel):
     thumbnail: bool = Field(default=True, description="dynamic: append the whole image squashed to one tile when "
                             "the grid has more than one tile")
     pad_color: tuple[int, int, int] | None = Field(
-        default=None, description="pad: RGB fill in 0-255; default: the first expert's normalisation mean x 255 "
-        "(LLaVA's expand2square with the image processor's mean)")
+        default=None, description="pad: RGB fill in 0-255; default: LLaVA / Eagle's expand2square colour, the CLIP "
+        "image processor's mean x 255 = (122, 116, 104)")
 
     @model_validator(mode="before")
     @classmethod

@@ -1,8 +1,11 @@
-"""A trial's image policy: the recipe's ``data.image`` with its pad colour resolved against the model.
+"""A trial's image policy (the recipe's ``data.image`` with its pad colour resolved) and the distribution of tiles
+over its training pictures.
 
-``pad`` fills with ``data.image.pad_color`` when given, else with the first expert's normalisation mean × 255, as
-LLaVA-1.5 / Eagle's ``expand2square`` fills with the image processor's mean (CLIP's gives (122, 116, 104)): the
-padding then normalises to zero for that expert.
+``pad`` fills with ``data.image.pad_color`` when given, else with LLaVA-1.5 / Eagle's ``expand2square`` colour: the
+image processor's mean, ``int(255 · CLIP mean)`` = (122, 116, 104) (Eagle feeds every expert CLIP-normalised
+pixels, so that padding normalises to ~0 for all of them). The default does not depend on which experts a trial
+has, so every trial, and every pre-aligned expert artifact (keyed by the data spec, not by the trial's other
+experts), pads the same pixels.
 """
 
 from __future__ import annotations
@@ -14,18 +17,15 @@ from pathlib import Path
 
 from eaglesearch.data.aspect import ImageCounts, ImagePolicy, count_images
 from eaglesearch.data.llava import Sample
-from eaglesearch.model.experts import get_preset
-from eaglesearch.spec import ExpertSpec, TrialSpec
+from eaglesearch.model.experts.base import CLIP_MEAN
+from eaglesearch.spec import TrialSpec
 
 PLAN_SAMPLE = 256
 """Pictures read (headers only) to estimate the distribution of tiles: enough for a mean within a few percent."""
 
 
-def expert_mean_color(spec: ExpertSpec) -> tuple[int, int, int]:
-    """An expert's normalisation mean (on [0,1] pixels) as an 8-bit RGB colour."""
-    mean = spec.custom.mean if spec.custom is not None else get_preset(spec).mean
-    r, g, b = (int(round(255 * m)) for m in mean)
-    return r, g, b
+PAD_FILL: tuple[int, int, int] = (int(255 * CLIP_MEAN[0]), int(255 * CLIP_MEAN[1]), int(255 * CLIP_MEAN[2]))
+"""LLaVA's ``expand2square`` background: ``tuple(int(x * 255) for x in image_processor.image_mean)``."""
 
 
 def image_policy(trial: TrialSpec) -> ImagePolicy:
@@ -33,7 +33,7 @@ def image_policy(trial: TrialSpec) -> ImagePolicy:
     spec = trial.data.image
     fill = (0, 0, 0)
     if spec.resize == "pad":
-        fill = spec.pad_color if spec.pad_color is not None else expert_mean_color(trial.model.experts[0])
+        fill = spec.pad_color if spec.pad_color is not None else PAD_FILL
     return ImagePolicy(resize=spec.resize, min_tiles=spec.min_tiles, max_tiles=spec.max_tiles,
                        thumbnail=spec.thumbnail, fill=fill)
 
