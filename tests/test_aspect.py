@@ -273,7 +273,7 @@ def test_aspect_task_is_wide_and_deterministic() -> None:
     for scene, _, answer in items:
         shape = scene.shapes[0]
         assert shape.x + (shape.width or shape.size) <= scene.width  # the whole shape is in the picture
-        assert (shape.width or shape.size) == (round(shape.size * OVAL_RATIO) if answer == "oval" else shape.size)
+        assert (shape.width or shape.size) == shape.size * (OVAL_RATIO if answer == "oval" else 1)
 
 
 # --------------------------------------------------------------------------------------------- preflight, plan
