@@ -33,6 +33,7 @@ def print_plan(name: str, result: Any, out: Console, err: Console) -> None:
             if m.assumed:
                 err.print(f"[yellow]{m.label}: could not read the LM's architecture:[/yellow] {m.assumed}",
                           highlight=False)
+        _print_images(result.models, out)
         _print_memory(result.models, out, err)
     if result.pretrained:
         where = {w: sum(c.where == w for c in result.pretrained) for w in ("shipped", "store", "build")}
@@ -52,6 +53,17 @@ def print_plan(name: str, result: Any, out: Console, err: Console) -> None:
         out.print(f"estimated training time: at most ~{result.est_train_s:,.0f}s for {result.total_trials} trials "
                   "(largest model x trial count, plus the per-expert artifacts still to build; evaluation and "
                   "start-up not included)")
+
+
+def _print_images(models: Any, out: Console) -> None:
+    """Under data.image: dynamic, how many square images (tiles + thumbnail) the training pictures become."""
+    for m in models:
+        if m.images_worst <= 1:
+            continue
+        seen = m.images.describe() if m.images is not None else "no training picture readable here"
+        out.print(f"{m.label}: images per picture (data.image: dynamic, at most {m.images_worst}): {seen}; visual "
+                  f"tokens and vision GFLOPs above are per image, GFLOPs/sample use the mean (the worst case when "
+                  "no picture was read), memory the worst case", highlight=False)
 
 
 def _print_mixtures(mixtures: Any, out: Console) -> None:

@@ -43,7 +43,8 @@ TEXT_INK = (20, 20, 20)
 
 @dataclass(frozen=True)
 class Shape:
-    """A filled shape; ``rgb`` overrides the fill ``COLORS[color]`` (the isoluminant palette of ``color_solo``)."""
+    """A filled shape; ``rgb`` overrides the fill ``COLORS[color]`` (the isoluminant palette of ``color_solo``);
+    ``width`` (``None``: ``size``) makes its box wider than tall (the ``oval`` of the ``aspect`` task)."""
 
     kind: str
     color: str
@@ -51,6 +52,7 @@ class Shape:
     y: int
     size: int
     rgb: tuple[int, int, int] | None = None
+    width: int | None = None
 
 
 @dataclass(frozen=True)
@@ -73,13 +75,15 @@ class Grating:
 class Scene:
     """Everything drawn in one image; ``glyph`` is ``(name, x, y)`` (top-left corner) for the detail task,
     ``grating`` the striped disc of the grating task (drawn over the shapes), ``text`` a written word ``(word, x, y)``
-    (top-left corner of its box) for the ocr task."""
+    (top-left corner of its box) for the ocr task; ``width`` (``None``: square) the image's width when it is wider
+    than the canvas height (the ``aspect`` task)."""
 
     background: tuple[int, int, int]
     shapes: tuple[Shape, ...]
     glyph: tuple[str, int, int] | None = None
     grating: Grating | None = None
     text: tuple[str, int, int] | None = None
+    width: int | None = None
 
 
 
@@ -99,12 +103,12 @@ def _draw_grating(image: Image.Image, g: Grating) -> Image.Image:
 
 
 def render(scene: Scene, canvas: int) -> Image.Image:
-    """Draw a scene as an RGB image of side ``canvas``."""
-    image = Image.new("RGB", (canvas, canvas), scene.background)
+    """Draw a scene as an RGB image of side ``canvas`` (``scene.width`` × ``canvas`` for a wide scene)."""
+    image = Image.new("RGB", (scene.width or canvas, canvas), scene.background)
     draw = ImageDraw.Draw(image)
     for s in scene.shapes:
-        fill, box = s.rgb or COLORS[s.color], (s.x, s.y, s.x + s.size - 1, s.y + s.size - 1)
-        if s.kind == "circle":
+        fill, box = s.rgb or COLORS[s.color], (s.x, s.y, s.x + (s.width or s.size) - 1, s.y + s.size - 1)
+        if s.kind in ("circle", "oval"):
             draw.ellipse(box, fill=fill)
         elif s.kind == "square":
             draw.rectangle(box, fill=fill)
@@ -158,6 +162,25 @@ def _join(parts: list[str]) -> str:
 
 
 def describe(scene: Scene, canvas: int) -> str:
+    """A one-sentence caption of what :func:`render` draws (see :func:`_describe_square`; wide scenes: their shapes
+    and places)."""
+    if scene.width is not None:
+        return _describe_wide(scene, canvas)
+    return _describe_square(scene, canvas)
+
+
+def _describe_wide(scene: Scene, canvas: int) -> str:
+    """The caption of a wide scene (``aspect`` task): its shapes, placed on a 3×3 grid over the whole image."""
+    assert scene.width is not None
+    parts = []
+    for s in scene.shapes:
+        col = min(2, max(0, int(3 * (s.x + (s.width or s.size) / 2) // scene.width)))
+        row = min(2, max(0, int(3 * (s.y + s.size / 2) // canvas)))
+        parts.append(f"{_article(s.color)} {s.kind} {PLACES[(row, col)]}")
+    return f"a wide image: {_join(parts)} on a light background."
+
+
+def _describe_square(scene: Scene, canvas: int) -> str:
     """A one-sentence caption of what :func:`render` draws, e.g. ``"3 shapes on a light background: a red circle
     at the top left, a blue square in the center and an orange triangle at the bottom."``.
 

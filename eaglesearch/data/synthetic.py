@@ -44,6 +44,13 @@ pixels rather than by hope, and each is learnable by the tiny CPU recipe (``expe
   resolution solves it: in the planted searches it is the **control** (every design far above chance; measured
   1.00 at 64 and 128 px, 0.83–0.92 at 32 px, where 2×2 patches learn more slowly in 250 steps). A colour-blind
   (grayscale) input could not beat chance: its four classes are pixel-identical in luma.
+* ``aspect`` — "Is the shape a circle or an oval?" on a WIDE image (height ``image_size``, width 1–4× that,
+  log-uniform): one circle, or one oval twice as wide as tall (along the image's long side), of one height range
+  (50%). Squashed to a square (``data.image: square``, what every trial did before image policies) a circle in an
+  image of aspect 1–2 and an oval in one of aspect 2–4 have the same apparent proportions, so half the items are
+  ambiguous: **planted effect: square ≤ ~75%, pad and dynamic (proportions kept) can reach 100%**
+  (``search_spaces/planted_aspect.yaml``; measured at 400 steps: dynamic 0.90, pad 0.79, square 0.75: padding
+  a 4:1 picture into a 64 px square leaves its shape 6–10 px tall, so pad learns more slowly than tiles).
 
 Caption pairs (``captions.json``, for a ``data: caption`` training stage — LLaVA's projector alignment, Eagle's
 stage 2): one record per *train* image, same ``image`` path, in the LLaVA pre-training format of

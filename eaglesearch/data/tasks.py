@@ -6,6 +6,7 @@ digits that the tiny world's tokenizer keeps whole.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 
@@ -167,7 +168,38 @@ def _ocr(rng: random.Random, canvas: int) -> Item:
     return printed_scene(rng, canvas, word, 1, 2), "What word is written in the image?", word
 
 
+ASPECT_RANGE = (1.0, 4.0)
+"""Width/height of ``aspect`` images, drawn log-uniformly: wide enough for pad and dynamic tiles to matter, and a
+range (the square of :data:`OVAL_RATIO`) over which squashing maps circles and ovals onto the same apparent
+proportions half of the time."""
+OVAL_RATIO = 2
+
+
+def _aspect(rng: random.Random, canvas: int) -> Item:
+    """One circle or oval (twice as wide as tall, along the image's long side) on a wide image of height ``canvas``
+    and width/height drawn log-uniformly in :data:`ASPECT_RANGE`.
+
+    Squashed to a square (``resize: square``) a shape w/h of r in an image of aspect a looks r/a wide: a circle in an
+    image of aspect 1-2 and an oval in one of aspect 2-4 look alike (w/h 0.5-1), so half the items are ambiguous and
+    no model that sees squashed pixels beats ~75%. Padding (``pad``) and tiles (``dynamic``) keep proportions, so
+    every item is legible to them. Heights are drawn from one range for both classes; only an oval that would not
+    fit (an image under 1.3× as wide as tall, never an ambiguous item) is drawn lower."""
+    low, high = ASPECT_RANGE
+    width = round(canvas * math.exp(rng.uniform(math.log(low), math.log(high))))
+    kind = rng.choice(("circle", "oval"))
+    margin = max(2, canvas // 32)
+    height = rng.randint(canvas * 40 // 100, canvas * 60 // 100)
+    if kind == "oval":
+        height = min(height, (width - 2 * margin) // OVAL_RATIO)
+    span = height * OVAL_RATIO if kind == "oval" else height
+    x, y = rng.randint(margin, width - span - margin), rng.randint(margin, canvas - height - margin)
+    color = rng.choice(sorted(COLORS))
+    shape = Shape(kind, color, x, y, height, width=span if kind == "oval" else None)
+    return Scene(background(rng), (shape,), width=width), "Is the shape a circle or an oval?", kind
+
+
 TASKS: dict[str, Callable[[random.Random, int], Item]] = {
     "count": _count, "color": _color, "exist": _exist, "detail": _detail, "locate": _locate, "ocr": _ocr,
     "grating": _grating_of_period(2), "grating_coarse": _grating_of_period(4), "color_solo": _color_solo,
+    "aspect": _aspect,
 }

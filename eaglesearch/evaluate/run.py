@@ -15,11 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from eaglesearch.data import Sample, collate_prompts, encode_prompt, load_image
+from eaglesearch.data.aspect import SQUARE, ImagePolicy, apply_policy, images_in, stack_images
 from eaglesearch.data.dataset import EvalBatchItem
 from eaglesearch.evaluate.benchmarks import open_image
 from eaglesearch.evaluate.groups import AggregateGroup, combine, mean_group
@@ -52,15 +51,13 @@ class Summary:
     objective_interval: Interval
 
 
-def item_image(item: BenchmarkItem, size: int) -> torch.Tensor:
+def item_image(item: BenchmarkItem, size: int, policy: ImagePolicy = SQUARE) -> torch.Tensor:
+    """The item's image under the trial's image policy: (3,S,S), or (T,3,S,S) tiles under ``dynamic``."""
     if isinstance(item.image, Path):
-        return load_image(item.image, size)
+        return load_image(item.image, size, policy)
     if item.image is None:
         raise ValueError(f"{item.benchmark} item {item.id!r} has no image; every benchmark item needs one")
-    rgb = open_image(item.image)
-    if rgb.size != (size, size):
-        rgb = rgb.resize((size, size), Image.Resampling.BICUBIC)
-    return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).contiguous()
+    return apply_policy(open_image(item.image), policy, size)
 
 
 def _prompt_ids(tokenizer, item: BenchmarkItem, visual_tokens: int, template: str) -> list[int]:
@@ -81,9 +78,10 @@ def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
 @torch.inference_mode()
 def predict(
     model: EagleModel, tokenizer, benchmark: Benchmark, *, image_size: int, batch_size: int, max_new_tokens: int,
-    template: str = "chatml",
+    template: str = "chatml", policy: ImagePolicy = SQUARE,
 ) -> list[PredictionRecord]:
-    """The model's prediction for every item of ``benchmark``, scored by its metric."""
+    """The model's prediction for every item of ``benchmark``, scored by its metric; images go through the trial's
+    image ``policy`` as in training (a prompt gets ``num_visual_tokens`` image tokens per image of its stack)."""
     model.eval()
     device = next(model.parameters()).device
     metric = get_metric(benchmark.metric)
@@ -91,8 +89,10 @@ def predict(
     items = list(benchmark.items)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        prompts = [_prompt_ids(tokenizer, item, model.num_visual_tokens, template) for item in chunk]
-        images = torch.stack([item_image(item, image_size) for item in chunk]).to(device)
+        pictures = [item_image(item, image_size, policy) for item in chunk]
+        prompts = [_prompt_ids(tokenizer, item, images_in(picture) * model.num_visual_tokens, template)
+                   for item, picture in zip(chunk, pictures, strict=True)]
+        images = stack_images(pictures).to(device)
         if benchmark.scoring == "likelihood":
             options = [benchmark.candidates[item.id] for item in chunk]
             with _autocast(device):
@@ -102,7 +102,7 @@ def predict(
             texts = [opts[pick(s)] for opts, s in zip(options, scores, strict=True)]
         else:
             batch = collate_prompts([EvalBatchItem(i.id, img, tuple(p), "") for i, img, p in
-                                     zip(chunk, images, prompts, strict=True)], tokenizer.pad_token_id)
+                                     zip(chunk, pictures, prompts, strict=True)], tokenizer.pad_token_id)
             with _autocast(device):
                 out = model.generate_greedy(batch["images"].to(device), batch["input_ids"].to(device),
                                             batch["attention_mask"].to(device), max_new_tokens=max_new_tokens,
@@ -116,13 +116,13 @@ def predict(
 
 def evaluate_benchmarks(
     model: EagleModel, tokenizer, benchmarks: Sequence[Benchmark], *, image_size: int, batch_size: int,
-    max_new_tokens: int, template: str = "chatml",
+    max_new_tokens: int, template: str = "chatml", policy: ImagePolicy = SQUARE,
 ) -> tuple[list[PredictionRecord], float]:
     start = time.perf_counter()
     records: list[PredictionRecord] = []
     for benchmark in benchmarks:
         records += predict(model, tokenizer, benchmark, image_size=image_size, batch_size=batch_size,
-                           max_new_tokens=max_new_tokens, template=template)
+                           max_new_tokens=max_new_tokens, template=template, policy=policy)
     return records, time.perf_counter() - start
 
 

@@ -5,6 +5,11 @@ experts are run and combined (reference/eagle.md §2); when it already maps to t
 identity. The text side arrives already
 tokenised, with the ``<image>`` placeholder expanded to exactly ``num_visual_tokens`` image-token ids per sample
 (``eaglesearch.data.conversation`` does that); their embeddings are replaced by the projected visual tokens.
+
+Under the ``dynamic`` image policy (``eaglesearch/data/aspect.py``) a sample's picture is a stack of T square
+images (tiles, then a thumbnail): images arrive as (B,T_max,3,S,S), padded with zero images, and a sample with T
+real images carries T·``num_visual_tokens`` image tokens. The model reads T from that count, encodes only the real
+images (all of the batch's at once) and fills each sample's image tokens with its images' tokens in order.
 """
 
 from __future__ import annotations
@@ -74,17 +79,41 @@ class EagleModel(nn.Module):
                 vision.feature_cache.save(folder, vision)
 
     def encode_images(self, images: Tensor) -> Tensor:
-        """uint8 images (B,3,S,S) → visual tokens (B, num_visual_tokens, d_lm)."""
+        """uint8 images (B,3,S,S) → visual tokens (B, num_visual_tokens, d_lm); image stacks (B,T,3,S,S) →
+        (B, T·num_visual_tokens, d_lm), every image of the stack encoded (padding included)."""
+        if images.dim() == 5:
+            flat = self.encode_images(images.flatten(0, 1))
+            return flat.reshape(images.shape[0], images.shape[1] * flat.shape[1], flat.shape[-1])
         experts = [cast(VisionExpert, e) for e in self.experts.values()]
         return self.projector(self.fusion(experts, images, self.grid))
+
+    def _images_per_row(self, counts: Tensor, images: Tensor | None, visual: Tensor | None) -> Tensor:
+        """How many square images each row's image-token count stands for (0 for text-only rows); ``ValueError``
+        for a count that is not a whole number of images within the row's image slot."""
+        per = self.num_visual_tokens
+        most = 1
+        if visual is not None:
+            most = visual.shape[1] // per
+        elif images is not None and images.dim() == 5:
+            most = images.shape[1]
+        wrong = ((counts % per != 0) | (counts > most * per)).nonzero().flatten().tolist()
+        if wrong:
+            i = wrong[0]
+            slot = f"{per} visual tokens per image" + (f", up to {most} images per sample" if most > 1 else "")
+            raise ValueError(f"sample {i} of the batch has {int(counts[i])} image tokens but the model makes "
+                             f"{slot} (grid {self.grid}, fusion {type(self.fusion).__name__}); expand the "
+                             "<image> placeholder with eaglesearch.data.conversation (num_visual_tokens="
+                             f"{per} times the sample's images: its tiles under the dynamic image policy)")
+        return counts // per
 
     def embed(self, images: Tensor | None, input_ids: Tensor, visual: Tensor | None = None) -> Tensor:
         """Text embeddings with every image-token position replaced by the sample's visual tokens, in order.
 
         A row holds either exactly ``num_visual_tokens`` image tokens (an image sample) or none (a text-only
-        sample, whose image slot is ignored and never encoded). ``visual`` (B, num_visual_tokens, d_lm), when
-        given, is used instead of encoding ``images`` (so several sequences can share one image's tokens, as in
-        likelihood scoring of answer candidates).
+        sample, whose image slot is ignored and never encoded); with image stacks (B,T,3,S,S), T_i times that for
+        a sample of T_i images. ``visual`` (B, N, d_lm), when given, is used instead of encoding ``images`` (so
+        several sequences can share one image's tokens, as in likelihood scoring of answer candidates); a row
+        takes its first (image-token count) of them.
         """
         rows = visual.shape[0] if visual is not None else (images.shape[0] if images is not None else -1)
         if rows != input_ids.shape[0]:
@@ -92,24 +121,23 @@ class EagleModel(nn.Module):
                              "every sample needs an image slot (text-only samples carry a blank one)")
         is_image = input_ids == self.image_token_id
         counts = is_image.sum(dim=1)
-        wrong = ((counts != self.num_visual_tokens) & (counts != 0)).nonzero().flatten().tolist()
-        if wrong:
-            i = wrong[0]
-            raise ValueError(f"sample {i} of the batch has {int(counts[i])} image tokens but the model makes "
-                             f"{self.num_visual_tokens} visual tokens per image (grid {self.grid}, fusion "
-                             f"{type(self.fusion).__name__}); expand the "
-                             "<image> placeholder with eaglesearch.data.conversation (num_visual_tokens="
-                             f"{self.num_visual_tokens})")
+        per_row = self._images_per_row(counts, images, visual)
         embeds = self.lm.get_input_embeddings()(input_ids)
         with_image = counts > 0
         if not bool(with_image.any()):
             return embeds
-        everyone = bool(with_image.all())
         if visual is None:
             assert images is not None
-            visual = self.encode_images(images if everyone else images[with_image])
-        elif not everyone:
-            visual = visual[with_image]
+            if images.dim() == 5:  # image stacks: encode the real images only, in row order
+                real = torch.arange(images.shape[1], device=per_row.device) < per_row.unsqueeze(1)
+                flat = self.encode_images(images[real.to(images.device)])
+                return embeds.masked_scatter(is_image.unsqueeze(-1), flat.to(embeds.dtype).reshape(-1, flat.shape[-1]))
+            visual = self.encode_images(images if bool(with_image.all()) else images[with_image])
+        else:
+            visual = visual[with_image] if not bool(with_image.all()) else visual
+            used = counts[with_image]
+            if bool((used != visual.shape[1]).any()):  # rows with fewer images than the widest: their own tokens
+                visual = torch.cat([v[: int(n)] for v, n in zip(visual, used.tolist(), strict=True)])
         visual = visual.to(embeds.dtype)
         return embeds.masked_scatter(is_image.unsqueeze(-1), visual.reshape(-1, visual.shape[-1]))
 

@@ -16,13 +16,15 @@ from pydantic import (
     model_validator,
 )
 
+from eaglesearch.spec.aspect import ImagePolicySpec, is_default_policy
 from eaglesearch.spec.base import SpecModel
 from eaglesearch.spec.sources import SourceSpec, check_mixture, legacy_split, unknown_source_check
 
 SYNTHETIC_TASKS = ("count", "color", "exist", "detail")
-# Planted-effect tasks (see eaglesearch/data/synthetic.py): grating / grating_coarse need resolution, color_solo color.
+# Planted-effect tasks (see eaglesearch/data/synthetic.py): grating / grating_coarse need resolution, color_solo color,
+# aspect (wide images) an aspect-aware image policy (data.image: pad or dynamic).
 SyntheticTask = Literal["count", "color", "exist", "detail", "locate", "ocr", "grating", "grating_coarse",
-                        "color_solo"]
+                        "color_solo", "aspect"]
 
 
 class SyntheticDataSpec(SpecModel):
@@ -144,6 +146,10 @@ class DataSpec(SpecModel):
         default_factory=dict, description="more named mixtures, for stages whose data is neither sft nor caption")
     eval: dict[str, BenchmarkSplitSpec] = Field(default_factory=dict, description="benchmark name → benchmark file")
     image_size: int = Field(default=128, ge=32, description="images are loaded as square uint8 tensors of this side")
+    image: ImagePolicySpec = Field(
+        default_factory=ImagePolicySpec, exclude_if=is_default_policy,
+        description="aspect-ratio policy: square (squash), pad (expand to a square on the mean colour) or dynamic "
+        "(a per-image grid of image_size tiles, InternVL / Eagle 2); `image: pad` or {resize: dynamic, max_tiles: 6}")
     max_length: int = Field(default=256, gt=0)
     template: TemplateName = Field(
         default="chatml", description="conversation template: chatml, plain (LLaVA pre-training), vicuna_v1, llama3, "

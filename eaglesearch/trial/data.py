@@ -31,6 +31,7 @@ from eaglesearch.spec.keys import content_key
 from eaglesearch.spec.sources import SHARE_FIELDS
 from eaglesearch.spec.train import StageSpec
 from eaglesearch.train.pretrained import PretrainedComponents
+from eaglesearch.trial.aspect import image_policy
 from eaglesearch.trial.workspace import Workspace
 
 ProgressFn = Callable[[str], None]
@@ -197,7 +198,8 @@ class StageDatasets:
             dataset = TrainDataset(samples, self.tokenizer, image_size=self.trial.data.image_size,
                                    num_visual_tokens=num_visual_tokens, max_length=self.trial.data.max_length,
                                    template=template, on_problem=self.trial.data.on_problem,
-                                   report=copy.deepcopy(read) if read is not None else None, allow_text_only=True)
+                                   report=copy.deepcopy(read) if read is not None else None, allow_text_only=True,
+                                   policy=image_policy(self.trial))
             if dataset.report.skipped and stage.data not in self.reports:
                 self.say(dataset.report.summary())
             self._built[key] = dataset

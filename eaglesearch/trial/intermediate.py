@@ -19,6 +19,7 @@ from eaglesearch.evaluate.run import Benchmark, evaluate_benchmarks, summarize
 from eaglesearch.model import EagleModel
 from eaglesearch.spec import TrialSpec
 from eaglesearch.train.checkpoint import rng_state, set_rng_state
+from eaglesearch.trial.aspect import image_policy
 
 Report = Callable[[dict[str, float]], None]
 STEP = "step"
@@ -67,7 +68,7 @@ class IntermediateEval:
                 records, eval_s = evaluate_benchmarks(
                     inner, self.tokenizer, self.benchmarks, image_size=self.trial.data.image_size,
                     batch_size=self.trial.eval.batch_size, max_new_tokens=self.trial.eval.max_new_tokens,
-                    template=self.trial.data.template)
+                    template=self.trial.data.template, policy=image_policy(self.trial))
         finally:
             inner.train(was_training)
             set_rng_state(saved)

@@ -164,7 +164,8 @@ def trial_memory(trial: TrialSpec, resources: ResourcesSpec, available_gb: float
     for stage in trial.train.joint_stages:
         apply_trainable(model, stage.trainable, spec)
         inputs = MemoryInputs(params=param_split(model), lm=lm,
-                              vision_bytes_per_image=vision_activation_bytes(model, trial.data.image_size),
+                              vision_bytes_per_image=vision_activation_bytes(model, trial.data.image_size)
+                              * trial.data.image.max_images,  # a picture's worst case: max tiles + thumbnail
                               precision=precision, optimizer=stage.optimizer, seq_len=trial.data.max_length)
         share = max(1, stage.batch_size // workers)
         micro = min(stage.micro_batch_size or share, share)

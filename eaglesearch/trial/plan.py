@@ -15,6 +15,11 @@ image, whole model per sample).
 Each model is also priced in memory per GPU (``trial.memory``: weights, gradients, optimizer state and
 activations under ddp and fsdp, against the GPU size).
 
+Under ``data.image: dynamic`` a picture becomes several square images (tiles + thumbnail): the plan reads the
+headers of up to 256 training pictures spread over the data (``trial/aspect.py``) and reports how many images they
+become (``images``); per-sample FLOPs use the mean, memory the worst case (``max_tiles`` + thumbnail). Where no
+picture can be read (paths only on the cluster) the per-sample numbers use the worst case.
+
 A model's estimate covers the stages every trial runs (the combined model's). Per-expert stages (pre-alignment)
 are planned separately: one stage artifact per distinct expert (and stage) the search can reach, each trained once
 for the whole search and skipped when the artifact store already holds it; at tiny scale each is timed on its
@@ -31,6 +36,7 @@ import torch
 
 from eaglesearch.artifacts import ArtifactStore, artifact_key
 from eaglesearch.data import TrainDataset, collate_train
+from eaglesearch.data.aspect import ImageCounts
 from eaglesearch.data.sources import source_class
 from eaglesearch.model import IMAGE_TOKEN, build_eagle
 from eaglesearch.model.cost import count_flops, measure_cost
@@ -40,6 +46,7 @@ from eaglesearch.spec.train import StageSpec
 from eaglesearch.train import apply_trainable, build_optimizer
 from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.stages import PREALIGNED, per_expert_payload, prealign_model
+from eaglesearch.trial.aspect import image_policy, picture_counts
 from eaglesearch.trial.data import PreparedData, prepare_data, prepare_tokenizer
 from eaglesearch.trial.mixture_plan import MixturePlan, plan_mixtures
 from eaglesearch.trial.threads import pin_threads
@@ -63,6 +70,8 @@ class ModelPlan:
     est_train_s: float | None
     memory: Any = None  # TrialMemory (trial.memory): estimated peak memory per GPU, ddp and fsdp, and host RAM
     assumed: str | None = None  # the LM's architecture could not be read: what was assumed instead (meta plans)
+    images: ImageCounts | None = None  # dynamic image policy: square images per picture over sampled pictures
+    images_worst: int = 1  # the most square images a picture can become (data.image.max_images)
 
 
 @dataclass(frozen=True)
@@ -131,9 +140,11 @@ def measure_here(trial: TrialSpec, workspace: Workspace, threads: int) -> ModelP
     model = build_eagle(trial.model, tokenizer)
     apply_trainable(model, stage.trainable, trial.model)
     dataset = TrainDataset(data.train[: stage.batch_size], tokenizer, image_size=trial.data.image_size,
-                           num_visual_tokens=model.num_visual_tokens, max_length=trial.data.max_length)
+                           num_visual_tokens=model.num_visual_tokens, max_length=trial.data.max_length,
+                           policy=image_policy(trial))
     batch = collate_train([dataset[i] for i in range(len(dataset))], tokenizer.pad_token_id)
-    cost = measure_cost(model, batch["images"], batch)
+    images = picture_counts(trial, data.train)
+    cost = measure_cost(model, batch["images"], batch, images_per_sample=images.mean if images else 1.0)
     model.train()
     step_s = _timed_steps(model, batch, build_optimizer(model, stage))
     # The combined model's stages at the final stage's step time (per-expert stages: see plan_artifacts).
@@ -143,6 +154,7 @@ def measure_here(trial: TrialSpec, workspace: Workspace, threads: int) -> ModelP
         params_trainable=cost.params["trainable"], params_vision=_vision_params(cost.params),
         visual_tokens=cost.visual_tokens, vision_gflops_per_image=cost.vision_flops_per_image / 1e9,
         gflops_per_sample=(cost.flops_per_sample or 0) / 1e9, step_s=step_s, est_train_s=step_s * steps,
+        images=images, images_worst=trial.data.image.max_images,
     )
 
 
@@ -194,19 +206,23 @@ def architecture_only(spec: ModelSpec) -> Architecture:
 def measure_on_meta(trial: TrialSpec) -> ModelPlan:
     arch = architecture_only(trial.model)
     spec = arch.spec
+    images = picture_counts(trial)
+    per_sample = images.mean if images else float(trial.data.image.max_images)  # no pictures here: worst case
     with torch.device("meta"):
         model = build_eagle(spec, Vocabulary(trial.model.tokenizer.vocab_size), weights=False)
         apply_trainable(model, trial.train.joint_stages[-1].trainable, spec)
         image = torch.empty(1, 3, trial.data.image_size, trial.data.image_size, dtype=torch.uint8)
         vision = count_flops(model.encode_images, image)
-        embeds = torch.empty(1, model.num_visual_tokens + META_TEXT_TOKENS, model.lm.config.hidden_size)
+        visual = round(model.num_visual_tokens * per_sample)
+        embeds = torch.empty(1, visual + META_TEXT_TOKENS, model.lm.config.hidden_size)
         lm_flops = count_flops(model.lm, inputs_embeds=embeds)
     counts = model.param_counts()
     return ModelPlan(
         label=trial.label, scale="meta (config only)", params_total=counts["total"],
         params_trainable=counts["trainable"], params_vision=_vision_params(counts),
         visual_tokens=model.num_visual_tokens, vision_gflops_per_image=vision / 1e9,
-        gflops_per_sample=(vision + lm_flops) / 1e9, step_s=None, est_train_s=None, assumed=arch.assumed,
+        gflops_per_sample=(vision * per_sample + lm_flops) / 1e9, step_s=None, est_train_s=None, assumed=arch.assumed,
+        images=images, images_worst=trial.data.image.max_images,
     )
 
 
@@ -257,7 +273,7 @@ def _time_per_expert(trial: TrialSpec, expert: ExpertSpec, stage: StageSpec, dat
     samples = data.samples(stage.data) or data.train
     dataset = TrainDataset(samples[: stage.batch_size], tokenizer, image_size=trial.data.image_size,
                            num_visual_tokens=model.num_visual_tokens, max_length=trial.data.max_length,
-                           template=stage.template or trial.data.template)
+                           template=stage.template or trial.data.template, policy=image_policy(trial))
     batch = collate_train([dataset[i] for i in range(len(dataset))], tokenizer.pad_token_id)
     model.train()
     return _timed_steps(model, batch, build_optimizer(model, stage)), stage.total_steps(len(samples))
@@ -275,10 +291,13 @@ def make_plan(trials: list[TrialSpec], strategy: str, trials_per_round: list[int
     if measure_costs:
         pin_threads(threads)
         varied = len({t.train.label for t in trials}) > 1  # e.g. pre-alignment on/off: name the stages per row
+        policies = len({t.data.image for t in trials}) > 1  # square / pad / dynamic: name the image policy per row
         available = gpu_memory_gb if gpu_memory_gb is not None else available_gpu_memory_gb(resources)
         for trial in trials:
             plan = measure_on_meta(trial) if needs_meta(trial) else measure_here(trial, workspace, threads)
             plan = replace(plan, memory=trial_memory(trial, resources, available))
+            if policies:
+                plan = replace(plan, label=f"{plan.label} [image: {trial.data.image.label or 'square'}]")
             models.append(replace(plan, label=f"{plan.label} ({trial.train.label})") if varied else plan)
     artifacts = plan_artifacts(trials, workspace, measure=measure_costs)
     return Plan(strategy=strategy, trials_per_round=trials_per_round, models=models,

@@ -4,7 +4,10 @@ imply on this machine:
 
 * **Token budget.** A sample is its visual tokens plus its text, and nothing is ever truncated (the data layer
   rejects or skips a longer sample). Sequence append adds the experts' tokens and a tiled expert has
-  ``(1 + tiles²)·grid²`` of them, so a trial can need more than ``data.max_length`` before any text. For every trial
+  ``(1 + tiles²)·grid²`` of them, and under ``data.image: dynamic`` a picture is up to ``max_tiles`` (+1 thumbnail)
+  square images, each with the model's visual tokens: the budget is checked for that worst case (the data layer
+  checks each sample against it too, so a trial that passes here never meets a sample it must reject for its
+  tiles). So a trial can need more than ``data.max_length`` before any text. For every trial
   the strategy can produce (grid: all of them; greedy: the base plus every set of candidates it can add, up to
   ``max_rounds``), the visual token count comes from the model itself, built on the ``meta`` device (the fusion's
   ``num_tokens``; nothing is allocated or downloaded), and the text from the shortest conversation the recipe's
@@ -92,6 +95,9 @@ def _describe(trial: TrialSpec, visual: int) -> str:
     model = trial.model
     tiled = [e.label for e in model.experts if e.resize == "tile"]
     why = f"fusion {model.fusion}, grid {model.grid}" + (f", tiled {', '.join(tiled)}" if tiled else "")
+    policy = trial.data.image
+    if policy.max_images > 1:
+        why += f", up to {policy.max_images} images per picture (data.image: {policy.label})"
     return f"'{trial.label}' ({visual} visual tokens: {why})"
 
 
@@ -104,7 +110,7 @@ def check_token_budget(candidates: list[Candidate], sources: TrialSources) -> li
     for cand in candidates:
         trial = cand.trial
         try:
-            visual = count(trial.model)
+            visual = count(trial.model) * trial.data.image.max_images  # worst case: the most tiles a picture gets
         except ValueError as err:  # what only a built model knows, e.g. fusion_heads not dividing a width
             space = sources.space
             issues.append(SpecIssue(field=format_loc(cand.entry), file=space.path, line=space.line_of(cand.entry),
@@ -128,7 +134,8 @@ def check_token_budget(candidates: list[Candidate], sources: TrialSources) -> li
                     f"sample also has at least {text} text tokens ({rows[0][0].data.template} template), and "
                     f"samples are never truncated. Fix: raise data.max_length to at least {need} plus your longest "
                     f"conversation's text ({where}), or give these trials fewer visual tokens: fewer tiles, a "
-                    "smaller model.grid, fewer experts, or fusion channel_concat (grid² tokens)"))
+                    "smaller model.grid, fewer experts, fusion channel_concat (grid² tokens), or a lower "
+                    "data.image.max_tiles"))
     return issues
 
 

@@ -26,6 +26,7 @@ from eaglesearch.train.distributed import WorldInfo, broadcast_parameters, prepa
 from eaglesearch.train.fsdp import shard_model
 from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.stages import FEATURES, StagePipeline, StageRecord
+from eaglesearch.trial.aspect import image_policy, picture_counts
 from eaglesearch.trial.data import ProgressFn, StageDatasets, prepare_data, prepare_tokenizer
 from eaglesearch.trial.intermediate import IntermediateEval, IntermediateSettings, subset
 from eaglesearch.trial.outcome import TrialOutcome
@@ -126,10 +127,11 @@ def run_trial_core(
     say("evaluating")
     sft = datasets(trial.train.joint_stages[-1], model.num_visual_tokens)
     first = {k: v.to(device) for k, v in collate_train([sft[0]], tokenizer.pad_token_id).items()}
-    cost = measure_cost(model, first["images"], first)
+    images = picture_counts(trial, data.train)
+    cost = measure_cost(model, first["images"], first, images_per_sample=images.mean if images else 1.0)
     records, eval_s = evaluate_benchmarks(model, tokenizer, data.benchmarks, image_size=trial.data.image_size,
                                           batch_size=trial.eval.batch_size, max_new_tokens=trial.eval.max_new_tokens,
-                                          template=trial.data.template)
+                                          template=trial.data.template, policy=image_policy(trial))
     summary = summarize(records, trial.eval, seed=trial.seed)
     if private is None:  # later trials with the same frozen experts start from these maps
         model.save_expert_features(workspace.scratch_dir / FEATURES)
