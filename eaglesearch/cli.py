@@ -200,7 +200,8 @@ def _print_memory(models) -> None:
 
 def run_and_report(loaded: LoadedSearch, *, tracking_uri: str, reports_dir: Path = Path("reports"),
                    workdir: Path | None = None, artifacts: str | None = None, executor: str = "ray",
-                   address: str | None = None, show_progress: bool = True) -> tuple[SearchOutcome, ReportPaths]:
+                   address: str | None = None, show_progress: bool = True,
+                   shared_workdir: bool = False) -> tuple[SearchOutcome, ReportPaths]:
     """What ``eaglesearch run`` does once the space is checked (the benchmarks call it too): run the search
     (``execution.controller.run_search``), then write its report into ``reports_dir/<search>/`` and log it on the
     search's parent run, ranked by the space's objective with ties marked."""
@@ -210,7 +211,8 @@ def run_and_report(loaded: LoadedSearch, *, tracking_uri: str, reports_dir: Path
     from eaglesearch.tracking import TrackingStore
 
     outcome = run_search(loaded, tracking_uri=tracking_uri, workdir=workdir, artifacts=artifacts,
-                         executor=executor, address=address, show_progress=show_progress)  # type: ignore[arg-type]
+                         executor=executor, address=address, show_progress=show_progress,  # type: ignore[arg-type]
+                         shared_workdir=shared_workdir)
     store = TrackingStore(outcome.tracking_uri)
     strategy = loaded.space.strategy
     report = write_report(store, loaded.space.name, reports_dir, parent_id=outcome.parent_id,
@@ -232,19 +234,28 @@ def run(
     quiet: Annotated[bool, typer.Option(help="no live progress panel")] = False,
     gpu_memory_gb: GpuMemoryOpt = None,
     no_check_paths: NoCheckPathsOpt = False,
+    shared_workdir: Annotated[bool, typer.Option(
+        "--shared-workdir", help="--workdir and --artifacts are on a mount every node of the --address cluster "
+                                 "sees at the same path (else a multi-node cluster needs --artifacts s3://...; "
+                                 "also EAGLESEARCH_SHARED_WORKDIR=1)")] = False,
 ) -> None:
     """Run the search; trials already recorded are not retrained; ends by printing the ranked table."""
     if executor not in ("ray", "inline"):
         err.print(f"[red]--executor must be 'ray' or 'inline', not '{executor}'[/red]")
         raise typer.Exit(2)
     from eaglesearch.execution.cluster import ClusterUnavailable, prepare_cluster
+    from eaglesearch.execution.shared_storage import check_shared_storage, shared_workdir_declared
     from eaglesearch.tracking.uri import StoreUnavailable, probe_store
+    from eaglesearch.trial.workspace import Workspace
 
     address = address or os.environ.get("RAY_ADDRESS")
+    shared_workdir = shared_workdir_declared(shared_workdir)
     try:  # before validation imports torch: an unusable store or cluster fails in seconds
         probe_store(_uri(tracking_uri))
         if executor == "ray" and address:
             prepare_cluster(address)
+            check_shared_storage(address, _uri(tracking_uri),
+                                 Workspace.artifacts_url(Workspace.root_path(workdir), artifacts), shared_workdir)
     except (StoreUnavailable, ClusterUnavailable) as e:
         err.print(str(e), style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -259,7 +270,7 @@ def run(
     try:
         outcome, report = run_and_report(loaded, tracking_uri=_uri(tracking_uri), reports_dir=reports,
                                          workdir=workdir, artifacts=artifacts, executor=executor, address=address,
-                                         show_progress=not quiet)
+                                         show_progress=not quiet, shared_workdir=shared_workdir)
     except (StoreUnavailable, ClusterUnavailable) as e:
         err.print(str(e), style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
