@@ -64,7 +64,7 @@ class Dispatcher:
             parent_id=c.parent_id, experiment_id=c.experiment_id, tracking_uri=c.tracking_uri, workdir=c.workdir, artifacts=c.artifacts,
             threads=c.threads, workers=c.workers, eval_every=c.eval_every,
             parallelism=parallelism_for(c.resources, proposal.trial) if c.parallelism == "auto" else c.parallelism,
-            eval_limit=c.eval_limit,
+            eval_limit=c.eval_limit, max_failures=c.resources.max_failures if c.resources is not None else 0,
         )
 
     def next_request(self) -> TrialRequest | None:

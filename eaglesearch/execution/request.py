@@ -30,3 +30,4 @@ class TrialRequest(BaseModel):
     parallelism: Literal["ddp", "fsdp"] = "ddp"  # multi-worker trials: a model copy per worker, or a shard
     eval_every: int | None = None  # under a scheduler (ASHA): evaluate every N final-stage steps and report it
     eval_limit: int = 32  # items per benchmark in those intermediate evaluations
+    max_failures: int = 0  # multi-worker trials: Ray Train restarts of a worker group that lost a rank

@@ -9,6 +9,7 @@ that dies (OOM, signal) is retried by Ray Tune's ``FailureConfig``.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import traceback
 from pathlib import Path
@@ -20,6 +21,18 @@ from eaglesearch.trial.intermediate import IntermediateSettings, Report
 from eaglesearch.trial.outcome import PRETRAIN, StageRecord
 from eaglesearch.trial.run import ProgressFn, run_trial_core
 from eaglesearch.trial.workspace import Workspace
+
+NODE_TAG = "eaglesearch.node"
+"""Tag of a trial's run: the id of the Ray node that trained it (``ray.nodes()`` maps it to a machine)."""
+
+
+def ray_node_id() -> str | None:
+    """The Ray node this process runs on, or None outside Ray (inline executor)."""
+    if "ray" not in sys.modules:  # the inline executor never imports Ray: do not import it here either
+        return None
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 def lookup(store: TrackingStore, req: TrialRequest) -> TrialResult | None:
@@ -65,16 +78,18 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report:
     cached = lookup(store, req)
     if cached is not None:
         return cached
+    node = ray_node_id()  # where it ran: on a cluster, which machine to look at when it fails
     run_id = store.start_trial(
         req.parent_id, req.experiment_id, req.trial, search=req.search, round=req.round, role=req.role,
-        added=req.added, strategy=req.strategy, label=req.label,
+        added=req.added, strategy=req.strategy, label=req.label, tags={NODE_TAG: node} if node else None,
     )
     try:
         if req.workers > 1:
             from eaglesearch.execution.multi_worker import run_trial_multi_worker
 
             outcome = run_trial_multi_worker(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads,
-                                             req.workers, parallelism=req.parallelism)
+                                             req.workers, parallelism=req.parallelism,
+                                             max_failures=req.max_failures)
         else:
             watch = (IntermediateSettings(req.eval_every, req.eval_limit, report)
                      if report is not None and req.eval_every else None)
