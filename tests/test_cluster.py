@@ -181,11 +181,13 @@ def test_a_search_runs_on_both_worker_nodes_through_the_servers(cluster, tmp_pat
         assert float(row["objective"]) == pytest.approx(float(on_one[candidate]["objective"]), abs=1e-9)
 
 
-def long_search(cluster, name: str) -> Path:
-    """A project whose one trial trains long enough (checkpointing every 5 steps) to be hit mid-training."""
+def long_search(cluster, name: str, seed: int) -> Path:
+    """A project whose one trial trains long enough (checkpointing every 5 steps) to be hit mid-training; each
+    test its own ``seed``, so no test's trial is served from another's record."""
     project = make_project(Path(cluster.base) / "driver" / name, {"s": LONG_TRIAL.replace("node-loss", name)})
     train = f"{{steps: {LONG_STEPS}, batch_size: 8, lr: 5.0e-4, log_every: 5, checkpoint_every: 5}}"
-    (project / "experiments" / "long.yaml").write_text(tiny_recipe("long", train=train))
+    (project / "experiments" / "long.yaml").write_text(tiny_recipe("long", train=train).replace("seed: 0\n",
+                                                                                                f"seed: {seed}\n", 1))
     return project
 
 
@@ -211,7 +213,7 @@ def wait_for(condition, proc: subprocess.Popen, project: Path, what: str, timeou
 def test_a_worker_node_killed_mid_trial_is_retried_on_the_other_and_resumes(cluster) -> None:
     from eaglesearch.execution.local_cluster import kill_node, restart_node
 
-    project = long_search(cluster, "node-loss")
+    project = long_search(cluster, "node-loss", seed=1)
     proc = start_run(cluster, project)
     fs = s3(cluster)
     try:
@@ -245,7 +247,7 @@ def test_the_database_and_the_tracking_server_restarted_mid_search_lose_nothing(
     has finished training, so the trial's whole record is written through the client's retries."""
     from eaglesearch.execution.local_cluster import restart_postgres, start_mlflow_again, stop_mlflow
 
-    project = long_search(cluster, "restarts")
+    project = long_search(cluster, "restarts", seed=2)
     proc = start_run(cluster, project)
     fs = s3(cluster)
     try:
@@ -263,3 +265,33 @@ def test_the_database_and_the_tracking_server_restarted_mid_search_lose_nothing(
     assert len(finished) == 1 and len(runs) == 1, [(r.info.status, r.data.tags["eaglesearch.status"]) for r in runs]
     assert finished[0].info.status == "FINISHED" and "objective" in finished[0].data.metrics
     assert len(board(project, "restarts")) == 1
+
+
+def test_the_driver_killed_then_run_again_serves_finished_trials_from_the_record(cluster) -> None:
+    import signal
+
+    space = TWO_TRIALS.replace("across-nodes", "driver-loss").replace("max_concurrent_trials: 2",
+                                                                      "max_concurrent_trials: 1")
+    project = make_project(Path(cluster.base) / "driver" / "driver-loss", {"s": space})
+
+    def finished_keys() -> list[str]:
+        try:
+            runs = trial_runs(cluster, "driver-loss")
+        except AttributeError:  # the experiment does not exist yet
+            return []
+        return [r.data.tags["eaglesearch.key"] for r in runs if r.data.tags["eaglesearch.status"] == "finished"]
+
+    proc = start_run(cluster, project)
+    try:
+        wait_for(lambda: finished_keys(), proc, project, "finished trial")
+        proc.send_signal(signal.SIGKILL)  # no Ctrl-C handling, no cleanup: the driver's machine went away
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = finished_keys()
+    again = eaglesearch(cluster, project, "run", "search_spaces/s.yaml", "--quiet")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    after = finished_keys()
+    assert len(board(project, "driver-loss")) == 2
+    assert len(after) == len(set(after)) == 2 and set(before) <= set(after)  # nothing trained twice

@@ -119,3 +119,15 @@ def test_closing_deletes_the_trial_and_the_finished_stage_folders_but_not_a_live
 def test_pulling_a_folder_nobody_pushed_downloads_nothing(tmp_path: Path, remote: str) -> None:
     assert ScratchMirror(tmp_path, remote).pull(tmp_path / "trials" / "none" / "sft") == 0
     assert ScratchMirror(tmp_path, remote).push(tmp_path / "missing") == 0
+
+
+def test_ray_train_keeps_a_multi_worker_trial_in_the_remote_store_when_there_is_one(tmp_path: Path) -> None:
+    from pyarrow.fs import PyFileSystem
+
+    from eaglesearch.execution.multi_worker import train_storage
+
+    local = train_storage(Workspace.at(tmp_path / "w"))
+    assert local == {"storage_path": str(tmp_path / "w" / "scratch" / "ray_train")}
+    remote = train_storage(Workspace.at(tmp_path / "w", "memory://bucket/artifacts"))
+    assert remote["storage_path"] == "/bucket/artifacts/ray_train"  # no scheme: the filesystem object carries it
+    assert isinstance(remote["storage_filesystem"], PyFileSystem)

@@ -4,7 +4,8 @@ Idempotent by key, which makes Ray Tune's at-least-once re-execution after a res
 recorded under this search's parent run is returned as it is; one finished under any earlier search is copied
 as a ``cached`` child run; only the rest are trained. A trial that raises is recorded as a FAILED run with its
 traceback and reported as ``failed`` (it is not retried: the same spec would fail the same way). A process
-that dies (OOM, signal) is retried by Ray Tune's ``FailureConfig``.
+that dies (OOM, signal, its node lost) is retried by Ray Tune's ``FailureConfig``; with a remote artifact root
+the retry, on whichever node, resumes from the stage checkpoints mirrored there (``trial/scratch_mirror.py``).
 """
 
 from __future__ import annotations
