@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,11 +97,11 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def leg(kind: str, trials: int, cluster: str | None) -> dict[str, float]:
+def leg(kind: str, trials: int, cluster: str | None) -> dict:
     """One leg in this process (``--leg``): run the search, measure, return the numbers."""
     import ray
 
-    from eaglesearch.cli import run_and_report
+    from eaglesearch.execution.controller import run_search
     from eaglesearch.execution.ray_runner import THREAD_TIMEOUT_S
     from eaglesearch.model.validate import load_checked_search
 
@@ -123,9 +124,8 @@ def leg(kind: str, trials: int, cluster: str | None) -> dict[str, float]:
     lines_before = len(log.read_text().splitlines()) if log else 0
     cpu_before = {s: _cpu_seconds([info["pids"][s]]) for s in ("mlflow", "postgres")} if info else {}
     started = time.perf_counter()
-    outcome, _ = run_and_report(loaded, tracking_uri=uri, reports_dir=project / "reports",
-                                artifacts=os.environ.get("EAGLESEARCH_ARTIFACTS") if kind == "cluster" else None,
-                                address=address, show_progress=False)
+    outcome = run_search(loaded, tracking_uri=uri, address=address, show_progress=False,  # no report: not per trial
+                         artifacts=os.environ.get("EAGLESEARCH_ARTIFACTS") if kind == "cluster" else None)
     wall = time.perf_counter() - started
     ray.shutdown()
     result = {"trials": float(trials), "wall_s": wall, "overhead_s_per_trial": wall / trials,
@@ -134,6 +134,12 @@ def leg(kind: str, trials: int, cluster: str | None) -> dict[str, float]:
         requests = [line for line in log.read_text().splitlines()[lines_before:] if '"POST /api' in line
                     or '"GET /api' in line or '"PUT /' in line or '"GET /ajax-api' in line]
         result["mlflow_requests_per_trial"] = len(requests) / trials
+        endpoints: dict[str, int] = {}
+        for line in requests:  # '... "POST /api/2.0/mlflow/runs/create HTTP/1.1" 200' -> POST runs/create
+            method, path = line.split('"', 2)[1].split()[:2]
+            name = f"{method} {path.split('?')[0].split('/mlflow/')[-1].split('/artifacts/')[0]}"
+            endpoints[name] = endpoints.get(name, 0) + 1
+        result["by_endpoint"] = {k: v / trials for k, v in sorted(endpoints.items(), key=lambda kv: -kv[1])}
         for service in ("mlflow", "postgres"):
             result[f"{service}_cpu_s_per_trial"] = (_cpu_seconds([info["pids"][service]]) - cpu_before[service]) \
                 / trials
@@ -172,6 +178,7 @@ def main() -> None:
     finally:
         if started_here:
             local_cluster.down(base)
+            shutil.rmtree(base, ignore_errors=True)
     print(f"{args.trials} stand-in trials (no model)")
     print(f"{'':38s} {'3 nodes + MLflow server/PostgreSQL':>36s} {'1 node + sqlite':>18s}")
     for name, key in (("orchestration overhead (s/trial)", "overhead_s_per_trial"), ("wall (s)", "wall_s"),
@@ -180,6 +187,8 @@ def main() -> None:
                       ("PostgreSQL CPU s per trial", "postgres_cpu_s_per_trial")):
         cells = [f"{results[k][key]:.3f}" if key in results[k] else "-" for k in ("cluster", "local")]
         print(f"{name:38s} {cells[0]:>36s} {cells[1]:>18s}")
+    print("MLflow requests per trial by endpoint (cluster leg): " + ", ".join(
+        f"{name} {count:.2f}" for name, count in results["cluster"].get("by_endpoint", {}).items()))
 
 
 if __name__ == "__main__":
