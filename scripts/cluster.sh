@@ -11,4 +11,6 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-$here/.venv/bin/python}"
 [ -x "$python" ] || python="$(command -v python3)"
 export OMP_WAIT_POLICY=PASSIVE
-exec "$python" -m eaglesearch.execution.local_cluster "$@"
+# This checkout's package, whatever the working directory holds (-P: the cwd is not put on sys.path).
+export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
+exec "$python" -P -m eaglesearch.execution.local_cluster "$@"

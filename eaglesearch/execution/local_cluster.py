@@ -360,6 +360,14 @@ def main(argv: list[str] | None = None) -> int:
     stop = sub.add_parser("down", help="stop exactly what `up` started in that folder")
     stop.add_argument("base", type=Path)
     args = parser.parse_args(argv)
+    try:
+        return _command(args)
+    except (FileNotFoundError, RuntimeError) as err:  # what to fix, without a traceback
+        print(f"cluster.sh {args.command}: {err}", file=sys.stderr)
+        return 2
+
+
+def _command(args) -> int:
     if args.command == "up":
         info = up(args.base, hide=args.hide, cpus_per_worker=args.cpus_per_worker)
         print(f"Ray        {info.ray_address}  (nodes: {', '.join(sorted(info.node_ids))})")
