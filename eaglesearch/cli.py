@@ -157,6 +157,10 @@ def run(
                                               "live panel, the round lines and the table")] = False,
     gpu_memory_gb: GpuMemoryOpt = None,
     no_check_paths: NoCheckPathsOpt = False,
+    shared_workdir: Annotated[bool, typer.Option(
+        "--shared-workdir", help="--workdir and --artifacts are on a mount every node of the --address cluster "
+                                 "sees at the same path (else a multi-node cluster needs --artifacts s3://...; "
+                                 "also EAGLESEARCH_SHARED_WORKDIR=1)")] = False,
 ) -> None:
     """Run the search; trials already recorded are not retrained; ends by printing the ranked table.
 
@@ -167,13 +171,18 @@ def run(
         err.print(f"[red]--executor must be 'ray' or 'inline', not '{executor}'[/red]")
         raise typer.Exit(EXIT_INVALID)
     from eaglesearch.execution.cluster import ClusterUnavailable, prepare_cluster
+    from eaglesearch.execution.shared_storage import check_shared_storage, shared_workdir_declared
     from eaglesearch.tracking.uri import StoreUnavailable, probe_store
+    from eaglesearch.trial.workspace import Workspace
 
     address = address or os.environ.get("RAY_ADDRESS")
+    shared_workdir = shared_workdir_declared(shared_workdir)
     try:  # before validation imports torch: an unusable store or cluster fails in seconds
         probe_store(_uri(tracking_uri))
         if executor == "ray" and address:
             prepare_cluster(address)
+            check_shared_storage(address, _uri(tracking_uri),
+                                 Workspace.artifacts_url(Workspace.root_path(workdir), artifacts), shared_workdir)
     except (StoreUnavailable, ClusterUnavailable) as e:
         err.print(str(e), style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INVALID) from None
@@ -189,7 +198,8 @@ def run(
     try:
         outcome, report = run_and_report(loaded, tracking_uri=_uri(tracking_uri), reports_dir=reports,
                                          workdir=workdir, artifacts=artifacts, executor=executor, address=address,
-                                         show_progress=not quiet, progress="json" if json_events else "auto")
+                                         show_progress=not quiet, progress="json" if json_events else "auto",
+                                         shared_workdir=shared_workdir)
     except (StoreUnavailable, ClusterUnavailable) as e:
         err.print(str(e), style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INVALID) from None

@@ -69,6 +69,7 @@ def run_search(
     address: str | None = None,
     show_progress: bool = True,
     progress_kind: ProgressKind = "auto",
+    shared_workdir: bool = False,
 ) -> SearchOutcome:
     space = loaded.space
     if space.scheduler is not None and executor == "inline":
@@ -80,8 +81,11 @@ def run_search(
     probe_store(uri)  # an unusable store fails here, in seconds, before Ray or any trial starts
     if executor == "ray" and address:
         from eaglesearch.execution.cluster import prepare_cluster
+        from eaglesearch.execution.shared_storage import check_shared_storage, shared_workdir_declared
 
         prepare_cluster(address)
+        check_shared_storage(address, uri, Workspace.artifacts_url(Workspace.root_path(workdir), artifacts),
+                             shared_workdir_declared(shared_workdir))
     workspace = Workspace.at(workdir, artifacts)
     create_store_once(uri)  # searches started together on a new sqlite file must not both create its schema
     store = TrackingStore(uri)

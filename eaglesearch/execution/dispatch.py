@@ -68,6 +68,7 @@ class Dispatcher:
             threads=c.threads, workers=c.workers, eval_every=c.eval_every,
             parallelism=parallelism_for(c.resources, proposal.trial) if c.parallelism == "auto" else c.parallelism,
             eval_limit=c.eval_limit, keep_weights=c.keep_best > 0,
+            max_failures=c.resources.max_failures if c.resources is not None else 0,
         )
 
     def next_request(self) -> TrialRequest | None:

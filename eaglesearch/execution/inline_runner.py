@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from eaglesearch.execution.dispatch import Dispatcher
-from eaglesearch.trial.scope import trial_scope
 from eaglesearch.execution.worker import execute_trial
 from eaglesearch.search import Strategy
 from eaglesearch.spec import TrialResult
 from eaglesearch.trial.data import ProgressFn
+from eaglesearch.trial.scope import trial_scope
 
 
 def run_inline(dispatcher: Dispatcher, progress: ProgressFn | None = None) -> None:

@@ -29,7 +29,7 @@ from eaglesearch.spec import TrialSpec
 from eaglesearch.spec.search_space import ResourcesSpec
 from eaglesearch.trial.outcome import TrialOutcome
 from eaglesearch.trial.run import run_trial_rank
-from eaglesearch.trial.workspace import Workspace
+from eaglesearch.trial.workspace import Workspace, is_remote_url
 
 WORKERS_ENV = "EAGLESEARCH_WORKERS_PER_TRIAL"
 PARALLELISM_ENV = "EAGLESEARCH_PARALLELISM"
@@ -97,6 +97,20 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
                          checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
+def train_storage(workspace: Workspace) -> dict[str, Any]:
+    """Where Ray Train keeps the run (and the outcome rank 0 reports as a checkpoint, which this process reads):
+    the scratch folder on one machine; with a remote artifact root ``<root>/ray_train`` in that store, because
+    rank 0 may run on another node. pyarrow cannot take s3fs's endpoint settings from a URL, so the fsspec
+    filesystem is handed over as it is (the path then without its scheme)."""
+    if not is_remote_url(workspace.artifacts):
+        return {"storage_path": str(workspace.scratch_dir / "ray_train")}
+    import fsspec
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    fs, root = fsspec.core.url_to_fs(workspace.artifacts)
+    return {"storage_path": f"{root.rstrip('/')}/ray_train", "storage_filesystem": PyFileSystem(FSSpecHandler(fs))}
+
+
 def _run_name(trial: TrialSpec) -> str:
     """``train-trial_id=<tune trial id>`` inside a Tune trial (no timestamp: driver restores need a stable name)."""
     try:
@@ -111,15 +125,17 @@ def _run_name(trial: TrialSpec) -> str:
 def run_trial_multi_worker(trial: TrialSpec, workspace: Workspace, threads: int, workers: int,
                            use_gpu: bool | None = None, cpus_per_worker: float = 1.0,
                            name: str | None = None, parallelism: Parallelism = "ddp",
-                           keep_weights: Path | None = None) -> TrialOutcome:
+                           keep_weights: Path | None = None, max_failures: int = 0) -> TrialOutcome:
     """Train ``trial`` on ``workers`` data-parallel Ray Train workers (``parallelism``: each holding the whole model
     or a shard of it) and return rank 0's outcome; with ``keep_weights``, rank 0's final model is copied there.
 
     Needs a running Ray (inside a Tune trial it is; elsewhere call ``ray.init`` first). ``use_gpu`` defaults to
     whether CUDA is visible here; each worker then takes one GPU (nccl), otherwise ``cpus_per_worker`` CPUs (gloo).
-    Raises the workers' error if training failed.
+    A worker group that loses a rank (its process or node died) is restarted up to ``max_failures`` times; the
+    ranks resume from the stage checkpoints (mirrored into a remote artifact store, see
+    ``trial/scratch_mirror.py``). Raises the workers' error if training failed.
     """
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     use_gpu = torch.cuda.is_available() if use_gpu is None else use_gpu
@@ -131,7 +147,8 @@ def run_trial_multi_worker(trial: TrialSpec, workspace: Workspace, threads: int,
                            "threads": threads, "parallelism": parallelism,
                            "keep_weights": keep_weights is not None},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
-        run_config=RunConfig(name=name or _run_name(trial), storage_path=str(workspace.scratch_dir / "ray_train")),
+        run_config=RunConfig(name=name or _run_name(trial), failure_config=FailureConfig(max_failures=max_failures),
+                             **train_storage(workspace)),
     )
     result = trainer.fit()
     if result.error is not None:

@@ -31,3 +31,4 @@ class TrialRequest(BaseModel):
     eval_every: int | None = None  # under a scheduler (ASHA): evaluate every N final-stage steps and report it
     eval_limit: int = 32  # items per benchmark in those intermediate evaluations
     keep_weights: bool = False  # log the final weights with the run (the search keeps its best keep_best)
+    max_failures: int = 0  # multi-worker trials: Ray Train restarts of a worker group that lost a rank

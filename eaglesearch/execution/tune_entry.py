@@ -17,9 +17,9 @@ def run_tune_trial(config: dict[str, Any]) -> None:
     import eaglesearch  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads in a fresh process)
     from eaglesearch.execution.request import TrialRequest
     from eaglesearch.execution.searcher import RUNNING, report_from_result
-    from eaglesearch.trial.scope import trial_scope
     from eaglesearch.execution.worker import execute_trial
     from eaglesearch.trial.intermediate import STEP
+    from eaglesearch.trial.scope import trial_scope
 
     request = TrialRequest.model_validate(config["request"])
 

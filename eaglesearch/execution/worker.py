@@ -4,13 +4,15 @@ Idempotent by key, which makes Ray Tune's at-least-once re-execution after a res
 recorded under this search's parent run is returned as it is; one finished under any earlier search is copied
 as a ``cached`` child run; only the rest are trained. A trial that raises is recorded as a FAILED run with its
 traceback and reported as ``failed`` (it is not retried: the same spec would fail the same way). A process
-that dies (OOM, signal) is retried by Ray Tune's ``FailureConfig``.
+that dies (OOM, signal, its node lost) is retried by Ray Tune's ``FailureConfig``; with a remote artifact root
+the retry, on whichever node, resumes from the stage checkpoints mirrored there (``trial/scratch_mirror.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import tempfile
 import traceback
 from pathlib import Path
@@ -25,6 +27,18 @@ from eaglesearch.trial.run import ProgressFn, run_trial_core
 from eaglesearch.trial.workspace import Workspace
 
 log = logging.getLogger(__name__)
+
+NODE_TAG = "eaglesearch.node"
+"""Tag of a trial's run: the id of the Ray node that trained it (``ray.nodes()`` maps it to a machine)."""
+
+
+def ray_node_id() -> str | None:
+    """The Ray node this process runs on, or None outside Ray (inline executor)."""
+    if "ray" not in sys.modules:  # the inline executor never imports Ray: do not import it here either
+        return None
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 def lookup(store: TrackingStore, req: TrialRequest) -> TrialResult | None:
@@ -71,16 +85,18 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report:
     if cached is not None:
         return cached
     keep = _weights_folder(req) if req.keep_weights else None
+    node = ray_node_id()  # where it ran: on a cluster, which machine to look at when it fails
     run_id = store.start_trial(
         req.parent_id, req.experiment_id, req.trial, search=req.search, round=req.round, role=req.role,
-        added=req.added, strategy=req.strategy, label=req.label,
+        added=req.added, strategy=req.strategy, label=req.label, tags={NODE_TAG: node} if node else None,
     )
     try:
         if req.workers > 1:
             from eaglesearch.execution.multi_worker import run_trial_multi_worker
 
             outcome = run_trial_multi_worker(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads,
-                                             req.workers, parallelism=req.parallelism, keep_weights=keep)
+                                             req.workers, parallelism=req.parallelism, keep_weights=keep,
+                                             max_failures=req.max_failures)
         else:
             watch = (IntermediateSettings(req.eval_every, req.eval_limit, report)
                      if report is not None and req.eval_every else None)

@@ -181,10 +181,10 @@ class TrackingStore:
     # ---------------------------------------------------------------- trial runs
 
     def start_trial(self, parent_id: str, experiment_id: str, trial: TrialSpec, *, search: str, round: int,
-                    role: str, added: str | None, strategy: str, label: str) -> str:
-        """Create the child run of a trial (status tag ``running``); RUNNING leftovers of the key are KILLED."""
+                    role: str, added: str | None, strategy: str, label: str, tags: dict[str, str] | None = None) -> str:
+        """Create the child run of a trial (status tag ``running``, plus ``tags``); RUNNING leftovers are KILLED."""
         return self._create_child(parent_id, experiment_id, trial, status=R.STATUS_RUNNING, search=search,
-                                  round=round, role=role, added=added, strategy=strategy, label=label)
+                                  round=round, role=role, added=added, strategy=strategy, label=label, extra_tags=tags)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
         self._log_metrics(run_id, metrics, step)

@@ -51,6 +51,7 @@ from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec, semantic_stage
 from eaglesearch.train import distributed, fsdp
 from eaglesearch.train.checkpoint import gathered_trained_state, rng_state, save_atomic, set_rng_state
 from eaglesearch.train.loop import batches, train
+from eaglesearch.train.mirror import CheckpointMirror, mirrored
 from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.trainable import apply_trainable, widen_trainable
 
@@ -163,7 +164,8 @@ class StagePipeline:
                  device: torch.device | None = None, say: Say | None = None,
                  on_model: Callable[[EagleModel], EagleModel] | None = None,
                  pretrained: PretrainedComponents | None = None,
-                 on_final_step: Callable[[EagleModel, int, int], None] | None = None) -> None:
+                 on_final_step: Callable[[EagleModel, int, int], None] | None = None,
+                 mirror: CheckpointMirror | None = None) -> None:
         self.trial, self.tokenizer, self.dataset_for, self.collate = trial, tokenizer, dataset_for, collate
         self.pretrained = pretrained or PretrainedComponents(store, say)
         self.store, self.scratch, self.world = store, Path(scratch), world
@@ -171,7 +173,7 @@ class StagePipeline:
         self.dtype = load_dtype(self.device)  # weights are read in it; what trains is widened on the device
         self.say: Say = say or (lambda _msg: None)
         self.on_model = on_model or (lambda model: model)
-        self.on_final_step = on_final_step  # (model, steps done, steps of the stage): intermediate evaluations
+        self.on_final_step, self.mirror = on_final_step, mirror  # intermediate evaluations; checkpoints shared
         self.main = world is None or world.is_main
         self.records: list[StageRecord] = []
         stages = trial.train.active
@@ -363,7 +365,8 @@ class StagePipeline:
         stop = self.trial.stop_step(steps) if rung else None
         hook = self.on_final_step
         final = expert is None and stage.name == self.trial.train.joint_stages[-1].name
-        on_step = (lambda done: hook(model, done, steps)) if hook is not None and final else None
+        on_step = mirrored(self.mirror, checkpoints, (lambda done: hook(model, done, steps)) if hook is not None
+                           and final else None, self.say, position)  # a retry on another node resumes
         self.say(f"{position}: {steps} steps on {stage.data} data, trains {stage.trainable.label} "
                  f"({counts.get('total', 0):,} parameters)" + (f"; rung: stops at step {stop}" if stop else ""))
         logged: list[tuple[int, float]] = []

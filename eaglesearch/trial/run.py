@@ -95,6 +95,7 @@ def run_trial_core(
     data = prepare_data(trial.data, workspace, captions=any(s.data == "caption" for s in trial.train.active))
     private = workspace.scratch_dir / "trials" / trial.key / "private" if workspace.artifacts == PER_TRIAL else None
     store = ArtifactStore(private / "artifacts" if private else workspace.artifacts)
+    mirror = workspace.scratch_mirror()  # remote artifact root: checkpoints there too, for a retry on another node
     pretrained = PretrainedComponents(store, say)
     tokenizer = prepare_tokenizer(trial, data, workspace, pretrained)
     datasets = StageDatasets(trial, data, tokenizer, say)
@@ -118,7 +119,8 @@ def run_trial_core(
     # No reuse ("per-trial"): a private store and scratch inside the trial's folder, deleted when it finishes.
     pipeline = StagePipeline(trial, tokenizer, datasets, lambda b: collate_train(b, tokenizer.pad_token_id),
                              store=store, scratch=private or workspace.scratch_dir, world=world,
-                             device=device, say=say, on_model=place, pretrained=pretrained, on_final_step=watch)
+                             device=device, say=say, on_model=place, pretrained=pretrained, on_final_step=watch,
+                             mirror=mirror)
     result = pipeline.run()
     if not main:
         return None
@@ -154,6 +156,8 @@ def run_trial_core(
     if keep_weights is not None and trial.budget is None:
         weights = save_model_folder(model, tokenizer, trial, Path(keep_weights))
     shutil.rmtree(workspace.scratch_dir / "trials" / trial.key, ignore_errors=True)  # kept only for retries
+    if mirror is not None:
+        mirror.close(workspace.scratch_dir / "trials" / trial.key)
     return TrialOutcome(objective=summary.objective, metrics=metrics, loss_history=result.stages[-1].losses,
                         predictions=records, stages=result.stages, weights=weights)
 

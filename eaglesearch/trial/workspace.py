@@ -13,11 +13,22 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eaglesearch.trial.scratch_mirror import ScratchMirror
 
 ARTIFACTS_ENV = "EAGLESEARCH_ARTIFACTS"
 PER_TRIAL = "per-trial"
 """Artifact root value that disables reuse: each trial builds its stage artifacts in a private store it deletes
 afterwards (what ``benchmarks/stages.py`` compares reuse against)."""
+
+
+def is_remote_url(url: str) -> bool:
+    """An fsspec URL every machine can open by itself (``s3://``, ``gs://``...; not a path, not ``file://``)."""
+    if "://" not in url:
+        return "::" in url  # a chained URL (simplecache::s3://...)
+    return url.partition("://")[0].lower() not in ("file", "local")
 
 
 @dataclass(frozen=True)
@@ -28,13 +39,23 @@ class Workspace:
 
     @classmethod
     def at(cls, root: str | Path | None = None, artifacts: str | None = None) -> Workspace:
-        chosen = root or os.environ.get("EAGLESEARCH_HOME") or Path.cwd() / ".eaglesearch"
-        path = Path(chosen).expanduser().resolve()
+        path = cls.root_path(root)
         path.mkdir(parents=True, exist_ok=True)
-        url = artifacts or os.environ.get(ARTIFACTS_ENV) or str(path / "artifacts")
+        return cls(root=path, artifacts=cls.artifacts_url(path, artifacts))
+
+    @staticmethod
+    def root_path(root: str | Path | None = None) -> Path:
+        """The absolute workdir ``at`` would use, created by nobody (preflight reads it before anything starts)."""
+        chosen = root or os.environ.get("EAGLESEARCH_HOME") or Path.cwd() / ".eaglesearch"
+        return Path(chosen).expanduser().resolve()
+
+    @staticmethod
+    def artifacts_url(root: Path, artifacts: str | None = None) -> str:
+        """The artifact root ``at`` would use for workdir ``root``: local paths absolute, URLs unchanged."""
+        url = artifacts or os.environ.get(ARTIFACTS_ENV) or str(root / "artifacts")
         if url != PER_TRIAL and "://" not in url and "::" not in url:
             url = str(Path(url).expanduser().resolve())
-        return cls(root=path, artifacts=url)
+        return url
 
     @property
     def data_dir(self) -> Path:
@@ -51,3 +72,12 @@ class Workspace:
     @property
     def scratch_dir(self) -> Path:
         return self.root / "scratch"
+
+    def scratch_mirror(self) -> ScratchMirror | None:
+        """With a remote artifact root, the scratch folder's checkpoints are mirrored there (a trial retried on
+        another node resumes from them); None when the artifact root is a local folder."""
+        if not is_remote_url(self.artifacts):
+            return None
+        from eaglesearch.trial.scratch_mirror import ScratchMirror
+
+        return ScratchMirror(self.scratch_dir, self.artifacts)
