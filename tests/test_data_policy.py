@@ -195,7 +195,7 @@ def test_train_dataset_applies_the_policy(folder: Path, tokenizer) -> None:
     assert ds.report.skipped == {"text_only": 1, "unreadable_image": 1}
     assert ds[0]["images"].shape == (3, 32, 32) and ds[0]["images"].float().mean() > 0
     ds = TrainDataset(samples, tokenizer, 32, N_VISUAL, MAX_LENGTH, on_problem="skip", allow_text_only=True)
-    # By default only headers are read up front: the truncated file is found where it is decoded (tests/test_loader.py)
+    # By default no image is opened up front: the truncated file is found where it is decoded (tests/test_loader.py)
     assert [s.id for s in ds.samples] == ["ok", "text", "broken", "multi"] and not ds.report.skipped
     text = ds[1]  # text-only: a blank image and no image tokens (what a text-capable model would need)
     assert not text["images"].any() and IMAGE_TOKEN not in tokenizer.convert_ids_to_tokens(text["input_ids"])

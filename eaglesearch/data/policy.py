@@ -37,7 +37,7 @@ the same ``unreadable_image`` problem, raised per the policy (:func:`escalate`) 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -200,9 +200,12 @@ def prepare_training_samples(
     check_images: ImageCheck = "decode",
     report: DataReport | None = None,
     source: str = "training samples",
+    keep: Callable[[EncodedSample], None] | None = None,
 ) -> tuple[list[EncodedSample], DataReport]:
     """Check and encode ``samples`` under the policy; the kept ones with their ids and labels, and the report.
-    ``check_images`` says how far each image is checked (:data:`ImageCheck`).
+    ``check_images`` says how far each image is checked (:data:`ImageCheck`). With ``keep`` each kept sample is
+    handed to it as soon as it is encoded and the returned list is empty: a large index then never holds every
+    sample's ids as Python lists at once.
 
     With ``report`` (from :func:`read_training_samples`) its counts continue; otherwise a new report counts
     ``samples``. ``allow_text_only`` is for a model that can train rows without visual tokens (EagleModel does:
@@ -213,6 +216,7 @@ def prepare_training_samples(
         report = DataReport(source=source, total=len(samples))
     handle = _Handler(problem_policy(on_problem), report)
     kept: list[EncodedSample] = []
+    count = 0
     for sample in samples:
         problem = None
         if sample.image is None and not allow_text_only:
@@ -227,8 +231,12 @@ def prepare_training_samples(
         if problem is not None:
             handle(problem)
             continue
-        kept.append(EncodedSample(sample, ids, labels))
-    if not kept and report.total:
+        count += 1
+        if keep is None:
+            kept.append(EncodedSample(sample, ids, labels))
+        else:
+            keep(EncodedSample(sample, ids, labels))
+    if not count and report.total:
         raise ValueError(f"every training sample was skipped ({report.summary()}); fix the data or the settings "
                          "named by the problem kinds (data.image_folder, data.max_length, data.template)")
     return kept, report
