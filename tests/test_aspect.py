@@ -28,13 +28,19 @@ from eaglesearch.data.aspect import (  # noqa: E402
     picture_size,
     stack_images,
 )
-from eaglesearch.data.llava import Sample  # noqa: E402
 from eaglesearch.data.scene import Scene, Shape, render  # noqa: E402
 from eaglesearch.data.synthetic import write_synthetic  # noqa: E402
 from eaglesearch.data.tasks import ASPECT_RANGE, OVAL_RATIO, TASKS  # noqa: E402
 from eaglesearch.model import build_eagle, load_tokenizer  # noqa: E402
-from eaglesearch.spec import DataSpec, ExpertSpec, LanguageModelSpec, ModelSpec, SyntheticDataSpec  # noqa: E402
-from eaglesearch.spec import TokenizerSpec, TrialSpec  # noqa: E402
+from eaglesearch.spec import (  # noqa: E402  # noqa: E402
+    DataSpec,
+    ExpertSpec,
+    LanguageModelSpec,
+    ModelSpec,
+    SyntheticDataSpec,
+    TokenizerSpec,
+    TrialSpec,
+)
 from eaglesearch.spec.aspect import ImagePolicySpec  # noqa: E402
 from eaglesearch.trial.aspect import image_policy  # noqa: E402
 
@@ -188,7 +194,7 @@ def wide(tmp_path_factory: pytest.TempPathFactory):
 
 def test_dynamic_dataset_gives_each_sample_its_own_tiles(wide) -> None:
     _, samples, tokenizer, model = wide
-    ds = TrainDataset(samples, tokenizer, 32, model.num_visual_tokens, max_length=160, policy=DYNAMIC)
+    ds = TrainDataset(samples, tokenizer, 32, model.num_visual_tokens, max_length=160, image_policy=DYNAMIC)
     per = model.num_visual_tokens
     counts = []
     for i in range(len(ds)):
@@ -204,7 +210,7 @@ def test_dynamic_dataset_gives_each_sample_its_own_tiles(wide) -> None:
 def test_padded_batch_equals_each_sample_alone(wide) -> None:
     """Padding tiles and rows change nothing: each sample's loss in a mixed batch equals its loss alone."""
     _, samples, tokenizer, model = wide
-    ds = TrainDataset(samples, tokenizer, 32, model.num_visual_tokens, max_length=160, policy=DYNAMIC)
+    ds = TrainDataset(samples, tokenizer, 32, model.num_visual_tokens, max_length=160, image_policy=DYNAMIC)
     items = [ds[i] for i in range(len(ds))]
     batch = collate_train(items, tokenizer.pad_token_id)
     assert batch["images"].dim() == 5
@@ -228,7 +234,7 @@ def test_padded_batch_equals_each_sample_alone(wide) -> None:
 
 def test_too_many_image_tokens_for_the_stack_is_explained(wide) -> None:
     _, samples, tokenizer, model = wide
-    ds = TrainDataset(samples[:2], tokenizer, 32, model.num_visual_tokens, max_length=160, policy=DYNAMIC)
+    ds = TrainDataset(samples[:2], tokenizer, 32, model.num_visual_tokens, max_length=160, image_policy=DYNAMIC)
     batch = collate_train([ds[0], ds[1]], tokenizer.pad_token_id)
     ids = batch["input_ids"].clone()
     ids[0, (ids[0] == model.image_token_id).nonzero()[0]] = 7  # one image token short
@@ -241,7 +247,7 @@ def test_dynamic_token_budget_is_checked_for_the_worst_case(wide) -> None:
     _, samples, tokenizer, model = wide
     worst = DYNAMIC.max_images * model.num_visual_tokens
     with pytest.raises(ValueError, match="over max_length"):
-        TrainDataset(samples[:1], tokenizer, 32, model.num_visual_tokens, max_length=worst, policy=DYNAMIC)
+        TrainDataset(samples[:1], tokenizer, 32, model.num_visual_tokens, max_length=worst, image_policy=DYNAMIC)
 
 
 def test_evaluation_uses_the_policy_and_batching_changes_nothing(wide) -> None:

@@ -106,8 +106,7 @@ def test_captions_read_and_train_with_the_plain_template(dataset, captions) -> N
     corpus = training_corpus(read_llava_json(dataset.train_json, dataset.image_folder)) + training_corpus(captions)
     tokenizer = load_tokenizer(TokenizerSpec(vocab_size=300), lambda: corpus)
     image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-    data = TrainDataset(captions, tokenizer, SPEC.image_size, N_VISUAL, max_length=256, preload=False,
-                        template="plain")
+    data = TrainDataset(captions, tokenizer, SPEC.image_size, N_VISUAL, max_length=256, template="plain")
     assert len(data) == len(captions) and not data.report.skipped
     for sample, (ids, labels) in zip(data.samples, data.encoded, strict=True):
         # plain: the placeholder expands to the visual tokens (context), then the caption and "\n" (targets)

@@ -195,6 +195,9 @@ def test_ray_torch_trainer_two_cpu_workers(tmp_path: Path, monkeypatch: pytest.M
     for two, one in zip(outcome.stages, single.stages, strict=True):
         assert two.name == one.name and [s for s, _ in two.losses] == [s for s, _ in one.losses]
         assert [v for _, v in two.losses] == pytest.approx([v for _, v in one.losses], rel=1e-4, abs=1e-5)
+    # both ranks evaluated their share of the items; rank 0 gathered them back into the 1-process order
+    assert [p.scored.item.id for p in outcome.predictions] == [p.scored.item.id for p in single.predictions]
+    assert [p.scored.prediction for p in outcome.predictions] == [p.scored.prediction for p in single.predictions]
 
 
 @pytest.mark.gpu

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from eaglesearch.spec import SyntheticDataSpec
 from eaglesearch.data import write_synthetic
+from eaglesearch.spec import SyntheticDataSpec
 from tests.e2e_helpers import cli
 
 pytestmark = pytest.mark.slow

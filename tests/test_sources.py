@@ -14,8 +14,9 @@ import torch
 from PIL import Image
 
 from eaglesearch.data import DataProblem, Sample, load_image
+from eaglesearch.data.dataset import decode_sample_image
 from eaglesearch.data.image_ref import ImageBytes, TableCell, TarMember
-from eaglesearch.data.policy import DataReport, load_sample_image, screen_records
+from eaglesearch.data.policy import DataReport, screen_records
 from eaglesearch.data.sources import (
     DataSource,
     SourceContext,
@@ -154,14 +155,14 @@ def test_an_undecodable_image_is_a_picklable_problem_of_its_source_and_sample(tm
     sample = Sample(id="s7", image=ImageBytes(b"not an image"), turns=(("user", "<image>"), ("assistant", "x")),
                     source="docvqa")
     with pytest.raises(DataProblem) as err:
-        load_sample_image(sample, 8)
+        decode_sample_image(sample, 8)
     problem = pickle.loads(pickle.dumps(err.value))  # it crosses from a loader worker to the trial
     assert (problem.kind, problem.sample_id, problem.source) == ("unreadable_image", "s7", "docvqa")
     assert "source 'docvqa'" in str(problem)
     kept, report = screen_records([problem, sample], on_problem="skip", report=DataReport(source="m"))
     assert kept == [sample] and report.by_source == {"docvqa": 1} and report.skipped == {"unreadable_image": 1}
     ok = Sample(id="ok", image=ImageBytes(_png()), turns=sample.turns, source="docvqa")
-    assert torch.equal(load_sample_image(ok, 8)[0], torch.full((8, 8), 255, dtype=torch.uint8))
+    assert torch.equal(decode_sample_image(ok, 8)[0], torch.full((8, 8), 255, dtype=torch.uint8))
 
 
 MIXED_RECIPE = """\

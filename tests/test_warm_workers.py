@@ -16,13 +16,13 @@ import torch
 import yaml
 
 from eaglesearch.execution.ray_runner import reuse_workers
-from eaglesearch.trial.scope import trial_scope
 from eaglesearch.model.experts import expert_names
 from eaglesearch.model.experts.custom import declaration_of, declarations_snapshot, restore_declarations
 from eaglesearch.model.experts.discovery import register_trial_experts
 from eaglesearch.model.experts.registry import families_snapshot, restore_families
 from eaglesearch.spec import ExpertSpec, ResourcesSpec
 from eaglesearch.spec.custom_expert import CustomExpertSpec
+from eaglesearch.trial.scope import trial_scope
 from tests.custom_encoders import LEAK_VAR, PROBE_DIR, declaration
 
 

@@ -26,19 +26,23 @@ The stages, usable separately or together:
 * :func:`read_training_samples` — the json, leniently (``malformed``, ``missing_image``); no tokenizer needed, so
   it can feed :func:`~eaglesearch.data.conversation.training_corpus`;
 * :func:`prepare_training_samples` — per sample: ``text_only``, the image (``missing_image``,
-  ``unreadable_image``, by decoding it), then the encoding (``malformed``, ``no_answer``, ``template``,
-  ``no_target``, ``too_long``);
+  ``unreadable_image``: by decoding it, by reading its header only, or not at all, per ``check_images``), then the
+  encoding (``malformed``, ``no_answer``, ``template``, ``no_target``, ``too_long``);
 * :func:`load_training_samples` — both, with one report.
+
+A training dataset (:class:`~eaglesearch.data.dataset.TrainDataset`) checks only image headers up front and decodes
+each image where it is used, in a loader worker: a file that fails to decode there is
+the same ``unreadable_image`` problem, raised per the policy (:func:`escalate`) or counted and replaced.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from PIL import Image
-from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from eaglesearch.data.conversation import TemplateArg, encode_for_training
@@ -47,6 +51,11 @@ from eaglesearch.data.llava import DataProblem, Sample, read_llava_records
 from eaglesearch.spec.data import PROBLEM_KINDS, OnProblemSpec, ProblemAction
 
 OnProblem = OnProblemSpec | ProblemAction | Mapping[str, str]
+ImageCheck = Literal["decode", "header", "none"]
+"""How far :func:`prepare_training_samples` checks an image up front: decode it fully (a standalone check of a
+data set), read its header only (a training dataset: the full decode happens once, in the loader), or not at all."""
+
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 MAX_EXAMPLES = 5
 
@@ -122,51 +131,45 @@ class _Handler:
 
     def __call__(self, problem: DataProblem) -> None:
         if self.policy.action(problem.kind) == "error":
-            raise DataProblem(problem.kind, problem.sample_id,
-                              f"{problem} [problem: {problem.kind}; to skip and count such samples instead, set "
-                              f"data.on_problem: {{{problem.kind}: skip}} (or data.on_problem: skip for every kind)]",
-                              source=problem.source) from None
+            raise escalate(problem) from None
         self.report.add(problem)
 
 
-def image_problem(sample: Sample) -> DataProblem | None:
-    """``missing_image`` or ``unreadable_image`` if the sample's image cannot be decoded (it is fully decoded, so a
-    truncated file is caught), None if it can or the sample has no image."""
+def escalate(problem: DataProblem) -> DataProblem:
+    """``problem`` as the error a policy raises: its message plus the ``on_problem`` setting that would skip it."""
+    return DataProblem(problem.kind, problem.sample_id,
+                       f"{problem} [problem: {problem.kind}; to skip and count such samples instead, set "
+                       f"data.on_problem: {{{problem.kind}: skip}} (or data.on_problem: skip for every kind)]",
+                       source=problem.source)
+
+
+def missing_image(sample: Sample) -> DataProblem:
+    return DataProblem("missing_image", sample.id, f"{sample.name}: image file {sample.image} does not exist; fix "
+                       "the record's 'image' or the split's image_folder", source=sample.source)
+
+
+def unreadable_image(sample: Sample, err: BaseException) -> DataProblem:
+    return DataProblem("unreadable_image", sample.id, f"{sample.name}: image file {sample.image} cannot be decoded "
+                       f"({type(err).__name__}: {err}); re-create or re-download it, or remove the record",
+                       source=sample.source)
+
+
+def image_problem(sample: Sample, check: ImageCheck = "decode") -> DataProblem | None:
+    """``missing_image`` or ``unreadable_image`` if the sample's image fails ``check``, None if it passes or the
+    sample has no image. ``decode`` decodes it fully (a truncated file is caught); ``header`` only opens it (a file
+    that is not an image is caught, a truncated one is not: its decode in the loader catches that)."""
     path = sample.image
-    if path is None:
+    if path is None or check == "none":
         return None
     if not image_exists(path):
-        return DataProblem("missing_image", sample.id, f"{sample.name}: image file {path} does not exist; fix the "
-                           "record's 'image' or the split's image_folder", source=sample.source)
+        return missing_image(sample)
     try:
         with open_image(path) as image:
-            image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        return DataProblem("unreadable_image", sample.id, f"{sample.name}: image {path} cannot be decoded "
-                           f"({type(err).__name__}: {err}); re-create or re-download it, or remove the record",
-                           source=sample.source)
+            if check == "decode":
+                image.load()
+    except DECODE_ERRORS as err:
+        return unreadable_image(sample, err)
     return None
-
-
-def load_sample_image(sample: Sample, size: int) -> Tensor:
-    """The sample's image decoded and resized where it is used (a loader worker, at scale). A file that is gone or
-    cannot be decoded is the sample's :class:`DataProblem` (``missing_image``/``unreadable_image``, naming its
-    source and id), never a bare PIL error: it pickles, so a worker can hand it to the trial, which raises or
-    skips and counts it per source as ``data.on_problem`` says."""
-    from eaglesearch.data.dataset import load_image  # the one decode entry point (dataset imports this module)
-
-    assert sample.image is not None, "text-only samples get a blank image from the dataset"
-    try:
-        return load_image(sample.image, size)
-    except FileNotFoundError:
-        problem = DataProblem("missing_image", sample.id, f"{sample.name}: image {sample.image} does not exist "
-                              "(it did when the data was read); restore it, or remove the record",
-                              source=sample.source)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        problem = DataProblem("unreadable_image", sample.id, f"{sample.name}: image {sample.image} cannot be "
-                              f"decoded ({type(err).__name__}: {err}); re-create or re-download it, or remove the "
-                              "record", source=sample.source)
-    raise problem
 
 
 def _text_only_problem(sample: Sample) -> DataProblem:
@@ -206,11 +209,15 @@ def prepare_training_samples(
     template: TemplateArg = "chatml",
     on_problem: OnProblem = "error",
     allow_text_only: bool = False,
-    check_images: bool = True,
+    check_images: ImageCheck = "decode",
     report: DataReport | None = None,
     source: str = "training samples",
+    keep: Callable[[EncodedSample], None] | None = None,
 ) -> tuple[list[EncodedSample], DataReport]:
     """Check and encode ``samples`` under the policy; the kept ones with their ids and labels, and the report.
+    ``check_images`` says how far each image is checked (:data:`ImageCheck`). With ``keep`` each kept sample is
+    handed to it as soon as it is encoded and the returned list is empty: a large index then never holds every
+    sample's ids as Python lists at once.
 
     With ``report`` (from :func:`read_training_samples`) its counts continue; otherwise a new report counts
     ``samples``. ``allow_text_only`` is for a model that can train rows without visual tokens (EagleModel does:
@@ -221,12 +228,13 @@ def prepare_training_samples(
         report = DataReport(source=source, total=len(samples))
     handle = _Handler(problem_policy(on_problem), report)
     kept: list[EncodedSample] = []
+    count = 0
     for sample in samples:
         problem = None
         if sample.image is None and not allow_text_only:
             problem = _text_only_problem(sample)
-        elif check_images:
-            problem = image_problem(sample)
+        else:
+            problem = image_problem(sample, check_images)
         if problem is None:
             try:
                 ids, labels = encode_for_training(tokenizer, sample, num_visual_tokens, max_length, template=template)
@@ -236,8 +244,12 @@ def prepare_training_samples(
             problem.source = problem.source or sample.source
             handle(problem)
             continue
-        kept.append(EncodedSample(sample, ids, labels))
-    if not kept and report.total:
+        count += 1
+        if keep is None:
+            kept.append(EncodedSample(sample, ids, labels))
+        else:
+            keep(EncodedSample(sample, ids, labels))
+    if not count and report.total:
         raise ValueError(f"every training sample was skipped ({report.summary()}); fix the data or the settings "
                          "named by the problem kinds (data.image_folder, data.max_length, data.template)")
     return kept, report
@@ -253,7 +265,7 @@ def load_training_samples(
     template: TemplateArg = "chatml",
     on_problem: OnProblem = "error",
     allow_text_only: bool = False,
-    check_images: bool = True,
+    check_images: ImageCheck = "decode",
 ) -> tuple[list[EncodedSample], DataReport]:
     """Read, check and encode a LLaVA-format training json under the policy, with one report for all stages."""
     samples, report = read_training_samples(json_path, image_folder, on_problem=on_problem)

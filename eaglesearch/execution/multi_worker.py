@@ -2,16 +2,16 @@
 
 The trial process (a Ray Tune function trial, or any process that can start Ray) calls
 :func:`run_trial_multi_worker`. It starts ``k`` Ray Train workers (Train V2 sets up the gloo/nccl process group);
-each builds the same data, tokenizer and seeded model, trains with its ``WorldInfo`` (global batch split
-into contiguous per-rank rows, gradients summed, so the losses equal a 1-worker run's), then rank 0 evaluates the
-benchmarks and reports the :class:`TrialOutcome` *as a checkpoint*: in Train V2 ``Result.metrics`` is ``None``
+each builds the same data index, tokenizer and seeded model, trains with its ``WorldInfo`` (each rank reads and
+decodes only its contiguous rows of every global batch, gradients summed, so the losses equal a 1-worker run's),
+every rank evaluates its share of the benchmark items (DDP; FSDP: rank 0 alone), and rank 0 gathers them and
+reports the :class:`TrialOutcome` *as a checkpoint*: in Train V2 ``Result.metrics`` is ``None``
 unless a checkpoint was reported, and the driver needs the whole outcome (loss history, predictions), not only
 flat metrics. Pure computation like :func:`~eaglesearch.trial.run.run_trial_core`: no tracking here.
 
 How many workers: :func:`workers_per_trial` — ``EAGLESEARCH_WORKERS_PER_TRIAL`` (CPU testing) or else
 ``resources.gpus_per_trial`` when it is above 1. How they hold the model: :func:`parallelism_for` (DDP: a full
-copy per worker; FSDP: a shard per worker, see ``train/fsdp.py``). Costs: Ray Train adds ~30 s of start-up per trial on CPU and every
-rank decodes the whole global batch (it slices after collation).
+copy per worker; FSDP: a shard per worker, see ``train/fsdp.py``). Costs: Ray Train adds ~30 s of start-up per trial on CPU.
 """
 
 from __future__ import annotations

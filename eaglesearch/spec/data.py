@@ -157,6 +157,11 @@ class DataSpec(SpecModel):
     on_problem: OnProblemSpec = Field(
         default_factory=OnProblemSpec, description="error or skip (and count) problem samples; one action for all "
         "kinds, or per kind: {default: error, too_long: skip}")
+    num_workers: int | None = Field(
+        default=None, ge=0, exclude_if=lambda v: v is None,
+        description="loader processes that decode images (training and evaluation); 0 decodes in the trial's own "
+        "process; default: from the trial's CPU threads (threads - 1 on a GPU, at most 8; 0 on a CPU). Never "
+        "changes results (not part of the trial key)")
 
     @model_validator(mode="before")
     @classmethod

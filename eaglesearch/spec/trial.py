@@ -58,6 +58,7 @@ class TrialSpec(SpecModel):
         needs a key (and a record) of its own, while a full-budget trial keeps the key it had before budgets
         existed, so a successive-halving search and a plain one share their full-budget trials."""
         payload = self.model_dump(mode="json", exclude={"train"} if self.budget is not None else {"train", "budget"})
+        payload["data"].pop("num_workers", None)  # where images are decoded never changes a result
         payload["train"] = self.train.semantic()
         return canonical_json(payload)
 

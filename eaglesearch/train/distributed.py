@@ -1,16 +1,19 @@
 """Data-parallel training of one stage over several processes (one per CPU worker or GPU), and gradient
 accumulation.
 
-Every rank draws the same global batch from the same seeded :class:`~eaglesearch.train.loop.BatchStream`, keeps
-the contiguous rows ``rank*k:(rank+1)*k`` (``k = batch_size / world_size``), and gradients are summed with one
+Every rank follows the same seeded :class:`~eaglesearch.data.loader.BatchStream` and trains on the contiguous rows
+``rank*k:(rank+1)*k`` of each global batch (``k = batch_size / world_size``): a stream built with ``shard`` reads
+and decodes only those rows (a :class:`~eaglesearch.data.loader.RowShard` batch); a plain one yields the collated
+global batch, which :func:`shard_batch` slices. Gradients are summed with one
 ``all_reduce`` per step (manual bucketing, no ``DistributedDataParallel`` wrapper: frozen experts and parameters
 unused in a step need no ``find_unused_parameters`` and the arithmetic stays explicit).
 
 Exact loss. The causal-LM loss of one process is the mean over the *answer tokens of the whole batch*. The mean
 of per-rank means differs from it when shares hold different numbers of answer tokens, so each rank computes its
 **summed** token loss and divides it by the **global** answer-token count (known to every rank, because every rank
-holds the collated global batch before slicing it). Summing those gradients over ranks gives exactly the gradient
-of the 1-process mean loss; the reported loss is the all-reduced sum over the global count. Up to float rounding,
+holds the collated global batch before slicing it; a rank holding only its rows gets it with one scalar
+``all_reduce`` of the per-rank counts, :func:`global_answer_tokens`). Summing those gradients over ranks gives
+exactly the gradient of the 1-process mean loss; the reported loss is the all-reduced sum over the global count. Up to float rounding,
 a k-worker run therefore reproduces the 1-worker loss curve and parameters.
 
 Gradient accumulation (a stage's ``micro_batch_size``) is the same arithmetic one level down: a rank's share is cut
@@ -35,6 +38,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from eaglesearch.data.loader import SHARD, RowShard
 from eaglesearch.train import fsdp
 
 IGNORE_INDEX = -100
@@ -97,10 +101,17 @@ def destroy_process_group() -> None:
 # ------------------------------------------------------------------------------------------------ batches
 
 def shard_batch(batch: dict[str, torch.Tensor], world: WorldInfo) -> dict[str, torch.Tensor]:
-    """The rank's contiguous rows ``rank*k:(rank+1)*k`` of a collated global batch (every tensor sliced on dim 0)."""
+    """The rank's contiguous rows ``rank*k:(rank+1)*k`` of a collated global batch (every tensor sliced on dim 0);
+    a batch the loader already cut to this rank's rows (a :class:`RowShard`) as it is."""
     rows = {int(v.shape[0]) for v in batch.values() if isinstance(v, torch.Tensor)}
     if len(rows) != 1:
         raise ValueError(f"batch tensors disagree on the number of rows: {sorted(rows)}")
+    shard = batch.get(SHARD)
+    if isinstance(shard, RowShard):
+        if (shard.rank, shard.world_size) != (world.rank, world.world_size):
+            raise ValueError(f"the batch holds rank {shard.rank}'s rows of {shard.world_size} workers, but this is "
+                             f"rank {world.rank} of {world.world_size}; build the stream with this rank's shard")
+        return batch
     size = rows.pop()
     if size % world.world_size:
         raise ValueError(f"the global batch of {size} rows does not divide by the {world.world_size} workers; "
@@ -113,6 +124,22 @@ def shard_batch(batch: dict[str, torch.Tensor], world: WorldInfo) -> dict[str, t
 def answer_tokens(labels: torch.Tensor) -> int:
     """Tokens the causal-LM loss averages over: positions whose *next* label is not ignored."""
     return int((labels[:, 1:] != IGNORE_INDEX).sum())
+
+
+def global_rows(batch: dict[str, torch.Tensor]) -> int:
+    """Rows of the global batch ``batch`` belongs to (its own rows, unless it is one rank's share)."""
+    shard = batch.get(SHARD)
+    return shard.global_rows if isinstance(shard, RowShard) else int(batch["input_ids"].shape[0])
+
+
+def global_answer_tokens(batch: dict[str, torch.Tensor], world: WorldInfo, device: torch.device) -> int:
+    """Answer tokens of the whole global batch: counted in ``batch`` when it is the global batch, summed over the
+    ranks (one scalar ``all_reduce``) when it is this rank's share."""
+    if not isinstance(batch.get(SHARD), RowShard) or world.world_size == 1:
+        return answer_tokens(batch["labels"])
+    count = torch.tensor(answer_tokens(batch["labels"]), dtype=torch.int64, device=device)
+    dist.all_reduce(count)
+    return int(count)
 
 
 def summed_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -176,16 +203,16 @@ def micro_batches(share: dict[str, torch.Tensor], micro_batch_size: int | None) 
 
 def accumulate_gradients(model: nn.Module, batch: dict[str, torch.Tensor], world: WorldInfo | None = None,
                          micro_batch_size: int | None = None) -> torch.Tensor:
-    """Backpropagate this rank's share of a collated global ``batch``, one micro-batch at a time; returns the global
-    mean loss (no grad, the same value on every rank).
+    """Backpropagate this rank's share of a collated global ``batch`` (or of the share itself, from a sharded
+    stream), one micro-batch at a time; returns the global mean loss (no grad, the same value on every rank).
 
     Each micro-batch backpropagates its summed token loss over the *global* answer-token count, so the gradients
     accumulated in ``.grad`` (zero them first), summed over ranks (:func:`all_reduce_gradients`), are exactly the
     1-process full-batch gradient, whatever the micro-batch size. ``world=None`` is one process.
     """
     world = world or WorldInfo(0, 1)
-    total = answer_tokens(batch["labels"])
     device = next(model.parameters()).device
+    total = global_answer_tokens(batch, world, device)
     value = torch.zeros((), device=device)
     micros = micro_batches(shard_batch(batch, world), micro_batch_size)
     for i, micro in enumerate(micros):

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
+from eaglesearch.data.loader import BatchStream, Position, batches
 from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec, semantic_stage
 from eaglesearch.train import distributed, fsdp
 from eaglesearch.train.checkpoint import (
@@ -45,7 +45,7 @@ from eaglesearch.train.optim import build_optimizer
 from eaglesearch.train.schedule import lr_multiplier
 
 StepLogger = Callable[[int, float], None]
-Position = tuple[int, int]
+__all__ = ["BatchStream", "Position", "TrainStats", "batches", "train"]  # the stream lives in data/loader.py
 
 
 @dataclass
@@ -71,66 +71,6 @@ class TrainStats:
     @property
     def samples_per_s(self) -> float:
         return self.samples / self.wall_s if self.wall_s > 0 else 0.0
-
-
-class BatchStream:
-    """Endless shuffled batches with a resumable position.
-
-    Epoch ``e`` visits the dataset in the order a ``DataLoader(shuffle=True)`` draws from a ``torch.Generator``
-    seeded ``seed + e`` (the last partial batch is dropped unless the dataset is smaller than one batch).
-    ``position`` is ``(epoch, batches consumed in that epoch)`` of the next batch; a stream started (or
-    :meth:`seek`-ed) there yields exactly the batches an uninterrupted stream would, without loading the skipped ones.
-    """
-
-    def __init__(self, dataset: Dataset, batch_size: int, collate: Callable, seed: int,
-                 start: Position = (0, 0)) -> None:
-        size = len(dataset)  # type: ignore[arg-type]
-        if size == 0:
-            raise ValueError("the training dataset is empty; check the training split")
-        self.dataset, self.batch_size, self.collate, self.seed = dataset, batch_size, collate, seed
-        self._drop_last = size >= batch_size
-        self.batches_per_epoch = size // batch_size if self._drop_last else 1
-        self._order: list[list[int]] | None = None
-        self.seek(start)
-
-    @property
-    def position(self) -> Position:
-        if self._offset >= self.batches_per_epoch:
-            return (self._epoch + 1, 0)
-        return (self._epoch, self._offset)
-
-    def seek(self, position: Position) -> None:
-        epoch, offset = (int(v) for v in position)
-        if epoch < 0 or not 0 <= offset <= self.batches_per_epoch:
-            raise ValueError(f"data position {position} is outside the stream (epochs have "
-                             f"{self.batches_per_epoch} batches)")
-        self._epoch, self._offset, self._order = epoch, offset, None
-
-    def _epoch_order(self, epoch: int) -> list[list[int]]:
-        # Shuffle indices, not samples, with the exact sampler a DataLoader over the dataset would use.
-        generator = torch.Generator().manual_seed(self.seed + epoch)
-        everything = range(len(self.dataset))  # type: ignore[arg-type]
-        indices = DataLoader(everything, batch_size=self.batch_size, shuffle=True,  # type: ignore[arg-type]
-                             generator=generator, collate_fn=list, drop_last=self._drop_last)
-        return list(indices)
-
-    def __iter__(self) -> BatchStream:
-        return self
-
-    def __next__(self) -> dict[str, torch.Tensor]:
-        if self._offset >= self.batches_per_epoch:
-            self._epoch, self._offset, self._order = self._epoch + 1, 0, None
-        if self._order is None:
-            self._order = self._epoch_order(self._epoch)
-        chosen = self._order[self._offset]
-        self._offset += 1
-        return self.collate([self.dataset[i] for i in chosen])
-
-
-def batches(dataset: Dataset, batch_size: int, collate: Callable, seed: int,
-            start: Position = (0, 0)) -> BatchStream:
-    """Endless shuffled batches from ``start`` = ``(epoch, offset)``; see :class:`BatchStream`."""
-    return BatchStream(dataset, batch_size, collate, seed, start)
 
 
 def _computed(spec: StageSpec) -> dict:
@@ -193,7 +133,8 @@ def train(
     advanced past the restored steps. The caller removes the folder once it no longer needs it.
 
     With ``world`` (data-parallel, see :mod:`eaglesearch.train.distributed`): ``data`` yields the *global* batch on
-    every rank, each rank trains on its contiguous rows and gradients are summed across ranks so losses and weights
+    every rank, or only the rank's rows of it (a ``BatchStream`` with ``shard``: each rank decodes only its share),
+    each rank trains on its contiguous rows and gradients are summed across ranks so losses and weights
     equal a 1-process run's; only rank 0 writes checkpoints (all ranks read them on resume, so ``checkpoint_dir``
     must be shared). A model sharded with FSDP (:func:`eaglesearch.train.fsdp.shard_model`) trains the same way:
     its gradients are summed by FSDP's reduce-scatter, clipped by their global norm, and every rank joins the
@@ -264,7 +205,7 @@ def train(
         scheduler.step()
         value = shown.item()
         stats.losses.append(value)
-        stats.samples += batch["input_ids"].shape[0]
+        stats.samples += distributed.global_rows(batch)
         main = world is None or world.is_main
         if every and ((step + 1) % every == 0 or step == stop - 1) and (main or sharded):
             stats.wall_s = wall_before + time.perf_counter() - start

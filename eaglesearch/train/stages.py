@@ -43,6 +43,7 @@ import torch
 from torch.utils.data import Dataset
 
 from eaglesearch.artifacts import ArtifactStore, WaitState, artifact_key
+from eaglesearch.data.loader import stream_settings
 from eaglesearch.model import EagleModel, build_eagle
 from eaglesearch.model.build import part_seed
 from eaglesearch.model.language import load_dtype
@@ -359,7 +360,8 @@ class StagePipeline:
         if self.world is not None and stage.batch_size % self.world.world_size:
             raise ValueError(f"stage '{stage.name}': batch_size {stage.batch_size} does not divide by "
                              f"{self.world.world_size} workers; use a multiple of the worker count")
-        stream = batches(dataset, stage.batch_size, self.collate, stage_seed(self.trial.seed, stage))
+        stream = batches(dataset, stage.batch_size, self.collate, stage_seed(self.trial.seed, stage),
+                         **stream_settings(self.trial.data.num_workers, self.world, self.device))
         label = f"{stage.name}/{expert}" if expert else stage.name
         position = f"stage {self.index[stage.name]}/{self.count} {label}"
         stop = self.trial.stop_step(steps) if rung else None

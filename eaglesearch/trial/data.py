@@ -199,7 +199,7 @@ class StageDatasets:
                                    num_visual_tokens=num_visual_tokens, max_length=self.trial.data.max_length,
                                    template=template, on_problem=self.trial.data.on_problem,
                                    report=copy.deepcopy(read) if read is not None else None, allow_text_only=True,
-                                   policy=image_policy(self.trial))
+                                   image_policy=image_policy(self.trial))
             if dataset.report.skipped and stage.data not in self.reports:
                 self.say(dataset.report.summary())
             self._built[key] = dataset

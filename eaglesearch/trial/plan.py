@@ -141,7 +141,7 @@ def measure_here(trial: TrialSpec, workspace: Workspace, threads: int) -> ModelP
     apply_trainable(model, stage.trainable, trial.model)
     dataset = TrainDataset(data.train[: stage.batch_size], tokenizer, image_size=trial.data.image_size,
                            num_visual_tokens=model.num_visual_tokens, max_length=trial.data.max_length,
-                           policy=image_policy(trial))
+                           image_policy=image_policy(trial))
     batch = collate_train([dataset[i] for i in range(len(dataset))], tokenizer.pad_token_id)
     images = picture_counts(trial, data.train)
     cost = measure_cost(model, batch["images"], batch, images_per_sample=images.mean if images else 1.0)
@@ -273,7 +273,7 @@ def _time_per_expert(trial: TrialSpec, expert: ExpertSpec, stage: StageSpec, dat
     samples = data.samples(stage.data) or data.train
     dataset = TrainDataset(samples[: stage.batch_size], tokenizer, image_size=trial.data.image_size,
                            num_visual_tokens=model.num_visual_tokens, max_length=trial.data.max_length,
-                           template=stage.template or trial.data.template, policy=image_policy(trial))
+                           template=stage.template or trial.data.template, image_policy=image_policy(trial))
     batch = collate_train([dataset[i] for i in range(len(dataset))], tokenizer.pad_token_id)
     model.train()
     return _timed_steps(model, batch, build_optimizer(model, stage)), stage.total_steps(len(samples))

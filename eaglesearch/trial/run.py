@@ -15,6 +15,7 @@ import torch
 
 from eaglesearch.artifacts import ArtifactStore
 from eaglesearch.data import collate_train
+from eaglesearch.data.loader import num_workers_for
 from eaglesearch.evaluate.prior import prior_records
 from eaglesearch.evaluate.run import evaluate_benchmarks, summarize, summary_metrics
 from eaglesearch.model import EagleModel
@@ -66,7 +67,8 @@ def run_trial_core(
     Deterministic for a fixed seed and thread count.
 
     With ``world`` (one rank of a data-parallel trial, see ``execution/multi_worker.py``) every rank trains its
-    shard of each global batch on its device; rank 0 evaluates and returns the outcome, the others return None.
+    shard of each global batch on its device and (DDP) evaluates its share of the benchmark items; rank 0 gathers
+    them and returns the outcome, the others return None.
     ``parallelism`` says how the ranks hold the model: ``ddp`` a full copy each (gradients all-reduced), ``fsdp``
     a shard each (:mod:`eaglesearch.train.fsdp`; rank 0 evaluates an unsharded copy). ``device`` defaults to
     :func:`~eaglesearch.train.distributed.training_device`.
@@ -122,18 +124,26 @@ def run_trial_core(
                              device=device, say=say, on_model=place, pretrained=pretrained, on_final_step=watch,
                              mirror=mirror)
     result = pipeline.run()
-    if not main:
+    # Every rank holding the whole model (DDP) evaluates its share of each benchmark; under FSDP only rank 0 has it.
+    eval_shard = (world.rank, world.world_size) if world is not None and world.world_size > 1 and not sharded \
+        else None
+    if not main and eval_shard is None:
         return None
     model = result.model
 
     say("evaluating")
-    sft = datasets(trial.train.joint_stages[-1], model.num_visual_tokens)
-    first = {k: v.to(device) for k, v in collate_train([sft[0]], tokenizer.pad_token_id).items()}
-    images = picture_counts(trial, data.train)
-    cost = measure_cost(model, first["images"], first, images_per_sample=images.mean if images else 1.0)
+    if main:
+        sft = datasets(trial.train.joint_stages[-1], model.num_visual_tokens)
+        first = {k: v.to(device) for k, v in collate_train([sft[0]], tokenizer.pad_token_id).items()}
+        images = picture_counts(trial, data.train)
+        cost = measure_cost(model, first["images"], first, images_per_sample=images.mean if images else 1.0)
     records, eval_s = evaluate_benchmarks(model, tokenizer, data.benchmarks, image_size=trial.data.image_size,
                                           batch_size=trial.eval.batch_size, max_new_tokens=trial.eval.max_new_tokens,
-                                          template=trial.data.template, policy=image_policy(trial))
+                                          template=trial.data.template, policy=image_policy(trial), shard=eval_shard,
+                                          num_workers=num_workers_for(trial.data.num_workers, threads,
+                                                                      device.type == "cuda"))
+    if not main:
+        return None
     summary = summarize(records, trial.eval, seed=trial.seed)
     if private is None:  # later trials with the same frozen experts start from these maps
         model.save_expert_features(workspace.scratch_dir / FEATURES)
