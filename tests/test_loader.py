@@ -26,6 +26,7 @@ from eaglesearch.data import (  # noqa: E402
     training_corpus,
     write_synthetic,
 )
+from eaglesearch.data.aspect import SQUARE  # noqa: E402
 from eaglesearch.data.loader import SHARD, BatchStream, RowShard, batches, num_workers_for  # noqa: E402
 from eaglesearch.evaluate.benchmarks import load_benchmark  # noqa: E402
 from eaglesearch.evaluate.run import chunks_of, evaluate_benchmarks, predict  # noqa: E402
@@ -109,9 +110,9 @@ def test_an_item_decodes_its_image_once_and_the_index_decodes_none(setup, monkey
     calls: list[Path] = []
     real = dataset_module.load_image
 
-    def counting(path: Path, size: int) -> torch.Tensor:
+    def counting(path: Path, size: int, policy=SQUARE) -> torch.Tensor:
         calls.append(Path(path))
-        return real(path, size)
+        return real(path, size, policy)
 
     monkeypatch.setattr(dataset_module, "load_image", counting)
     dataset, _ = _dataset(setup)
