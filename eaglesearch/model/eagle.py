@@ -78,20 +78,23 @@ class EagleModel(nn.Module):
         experts = [cast(VisionExpert, e) for e in self.experts.values()]
         return self.projector(self.fusion(experts, images, self.grid))
 
-    def embed(self, images: Tensor | None, input_ids: Tensor, visual: Tensor | None = None) -> Tensor:
+    def embed(self, images: Tensor | None, input_ids: Tensor, visual: Tensor | None = None,
+              host_ids: Tensor | None = None) -> Tensor:
         """Text embeddings with every image-token position replaced by the sample's visual tokens, in order.
 
         A row holds either exactly ``num_visual_tokens`` image tokens (an image sample) or none (a text-only
         sample, whose image slot is ignored and never encoded). ``visual`` (B, num_visual_tokens, d_lm), when
         given, is used instead of encoding ``images`` (so several sequences can share one image's tokens, as in
-        likelihood scoring of answer candidates).
+        likelihood scoring of answer candidates). ``host_ids``: the same ids on the CPU (the batch before it was
+        copied to the GPU); the checks and the choice of rows to encode read it, so a training step on the GPU
+        never waits for the device to answer them.
         """
         rows = visual.shape[0] if visual is not None else (images.shape[0] if images is not None else -1)
         if rows != input_ids.shape[0]:
             raise ValueError(f"got {rows} images for {input_ids.shape[0]} token sequences; "
                              "every sample needs an image slot (text-only samples carry a blank one)")
-        is_image = input_ids == self.image_token_id
-        counts = is_image.sum(dim=1)
+        probe = host_ids if host_ids is not None else input_ids
+        counts = (probe == self.image_token_id).sum(dim=1)
         wrong = ((counts != self.num_visual_tokens) & (counts != 0)).nonzero().flatten().tolist()
         if wrong:
             i = wrong[0]
@@ -111,6 +114,7 @@ class EagleModel(nn.Module):
         elif not everyone:
             visual = visual[with_image]
         visual = visual.to(embeds.dtype)
+        is_image = input_ids == self.image_token_id
         return embeds.masked_scatter(is_image.unsqueeze(-1), visual.reshape(-1, visual.shape[-1]))
 
     def forward(
@@ -119,9 +123,11 @@ class EagleModel(nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor,
         labels: Tensor | None = None,
+        host_ids: Tensor | None = None,
     ) -> CausalLMOutputWithPast:
-        """The LM output for the multimodal sequence; ``.loss`` is set when ``labels`` (-100 = ignored) are given."""
-        embeds = self.embed(images, input_ids)
+        """The LM output for the multimodal sequence; ``.loss`` is set when ``labels`` (-100 = ignored) are given.
+        ``host_ids``: ``input_ids`` on the CPU, when they are on the GPU (see :meth:`embed`)."""
+        embeds = self.embed(images, input_ids, host_ids=host_ids)
         return self.lm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
 
     @torch.no_grad()

@@ -48,7 +48,13 @@ from eaglesearch.model.build import part_seed
 from eaglesearch.spec import ExpertSpec, ModelSpec, TrialSpec
 from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec, semantic_stage
 from eaglesearch.train import distributed, fsdp
-from eaglesearch.train.checkpoint import gathered_trained_state, rng_state, save_atomic, set_rng_state
+from eaglesearch.train.checkpoint import (
+    gathered_trained_state,
+    remove_checkpoints,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
 from eaglesearch.train.loop import batches, train
 from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.trainable import apply_trainable
@@ -337,7 +343,7 @@ class StagePipeline:
         if self.main:
             save_atomic(done, {"model": _cpu(trained), "rng": rng_state(),
                                 "record": json.dumps(record.to_json())})
-            (folder / "last.pt").unlink(missing_ok=True)
+            remove_checkpoints(folder)
         if self.world is not None and self.world.world_size > 1:
             import torch.distributed as dist
 
