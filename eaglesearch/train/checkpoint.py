@@ -23,7 +23,8 @@ truncated or bit-flipped file is caught (``torch.load`` itself does not notice f
 becomes ``prev``), so a kill at any moment leaves the previous checkpoint or the new one, never a torn one;
 :func:`load_latest` falls back from a damaged ``last`` to ``prev`` or, failing that, to the start of the stage.
 
-**Async.** With ``asynchronous`` (:func:`async_by_default`: on CUDA) :meth:`CheckpointWriter.save` returns once the
+**Async.** Writing is :mod:`eaglesearch.train.checkpoint_writer`'s. With ``asynchronous`` (``async_by_default``:
+on CUDA) ``CheckpointWriter.save`` returns once the
 state is copied to host memory; the write, the checksums and the rename run in a background thread while training
 goes on. The next save, the end of the stage and an exception leaving the loop wait for it. On the CPU the copy and
 the write compete with training for the same cores, so saves are synchronous there by default
@@ -36,11 +37,9 @@ import json
 import logging
 import os
 import random
-import shutil
 import tempfile
 import zlib
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -51,7 +50,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
 
 from eaglesearch.train import fsdp
@@ -153,124 +152,17 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------------------------- writing
 
-def async_by_default(device: torch.device) -> bool:
-    """Whether saves overlap training by default: on CUDA (the GPU keeps computing while the host writes), not on
-    the CPU (the write would compete with training for the same cores)."""
-    return device.type == "cuda"
-
-
-def _distributed() -> bool:
+def distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def _file_crc(path: Path) -> int:
+def file_crc(path: Path) -> int:
+    """CRC-32 of a file's bytes, read in 16 MiB chunks (zlib releases the GIL while it sums)."""
     crc = 0
     with open(path, "rb") as handle:
         while chunk := handle.read(16 << 20):
             crc = zlib.crc32(chunk, crc)
     return crc
-
-
-def _manifest(folder: Path, step: int) -> dict[str, Any]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST)
-    return {"format_version": FORMAT_VERSION, "step": step,
-            "files": {p.name: {"bytes": p.stat().st_size, "crc32": _file_crc(p)} for p in files}}
-
-
-def _publish(tmp: Path, path: Path, step: int) -> None:
-    """Checksum the finished temp folder, write its manifest, then rename it to ``path`` (``path`` → ``prev``)."""
-    (tmp / MANIFEST).write_text(json.dumps(_manifest(tmp, step), indent=1) + "\n")
-    previous = path.with_name(PREVIOUS_NAME)
-    old = path.with_name(f".{PREVIOUS_NAME}.old")
-    if previous.exists():
-        os.replace(previous, old)
-    if path.exists():
-        os.replace(path, previous)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-class CheckpointWriter:
-    """Writes a stage's checkpoints to ``path`` (the ``last`` folder); every rank calls :meth:`save` (it is
-    collective: each rank writes its part), rank 0 (``is_main``) also writes ``state.pt`` and publishes the folder.
-
-    ``process_group``: the group DCP coordinates over; an asynchronous save must not share the training's group
-    (its collectives would interleave with DDP's from another thread), so the strategy gives it its own gloo group.
-    """
-
-    def __init__(self, path: Path, *, is_main: bool = True, asynchronous: bool = False,
-                 process_group: dist.ProcessGroup | None = None) -> None:
-        self.path, self.is_main, self.asynchronous = Path(path), is_main, asynchronous
-        self.process_group = process_group
-        self._pending: Future | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self.saves = 0
-        if is_main:  # a temp folder left by a killed run is never published: remove it
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
-                shutil.rmtree(stale, ignore_errors=True)
-
-    def save(self, *, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-             scheduler: torch.optim.lr_scheduler.LRScheduler, data_state: tuple[int, int] | None,
-             losses: list[float], meta: Mapping[str, Any] | None = None) -> None:
-        """Checkpoint the state after ``step`` completed steps (the RNG states are read now). ``model`` is the
-        module itself (not a DDP wrapper); a sharded model saves its shards."""
-        self.wait()
-        model_state, optimizer_state = get_state_dict(model, optimizer)
-        keep = trained_state(model, model_state)
-        small = {"step": int(step), "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                 "data_state": None if data_state is None else [int(data_state[0]), int(data_state[1])],
-                 "losses": [float(v) for v in losses],
-                 "meta": {**dict(meta or {}), "sharded": fsdp.is_sharded(model)},
-                 "format_version": FORMAT_VERSION}
-        tmp = self.path.with_name(f".{self.path.name}.step{int(step):08d}.tmp")
-        writer = dcp.FileSystemWriter(str(tmp), sync_files=True)
-        state = {"model": keep, "optimizer": optimizer_state}
-        no_dist = not _distributed()
-        group = None if no_dist else self.process_group
-        self.saves += 1
-        if self.asynchronous:
-            written = dcp.async_save(state, storage_writer=writer, process_group=group, no_dist=no_dist)
-            if not isinstance(written, Future):  # an AsyncSaveResponse (staging future + upload future)
-                written = written.upload_completion
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
-            self._pending = self._executor.submit(self._finish, written, small, tmp, int(step))
-        else:
-            dcp.save(state, storage_writer=writer, process_group=group, no_dist=no_dist)
-            self._finish(None, small, tmp, int(step))
-
-    def _finish(self, written: Future | None, small: dict[str, Any], tmp: Path, step: int) -> None:
-        if written is not None:
-            written.result()
-        if self.is_main:
-            with open(tmp / STATE_FILE, "wb") as handle:
-                torch.save(small, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            _publish(tmp, self.path, step)
-
-    def wait(self) -> None:
-        """Block until the save in flight (if any) is published; re-raises its error."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def close(self) -> None:
-        try:
-            self.wait()
-        finally:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
-                self._executor = None
-
-
-def remove_checkpoints(folder: Path) -> None:
-    """Delete a stage's checkpoints in ``folder`` (``last``, ``prev`` and unfinished temp folders)."""
-    for name in (CHECKPOINT_NAME, PREVIOUS_NAME, f".{PREVIOUS_NAME}.old"):
-        shutil.rmtree(Path(folder) / name, ignore_errors=True)
-    for stale in Path(folder).glob(f".{CHECKPOINT_NAME}.*.tmp"):
-        shutil.rmtree(stale, ignore_errors=True)
 
 
 def save_atomic(path: Path, payload: Mapping[str, Any], keep_previous: Path | None = None) -> None:
@@ -321,7 +213,7 @@ def verify(path: Path) -> dict[str, Any]:
         if size != expected["bytes"]:
             raise CheckpointCorrupt(f"checkpoint {path} is truncated or damaged ({name} has {size} bytes, "
                                     f"{expected['bytes']} were written)")
-        if _file_crc(file) != expected["crc32"]:
+        if file_crc(file) != expected["crc32"]:
             raise CheckpointCorrupt(f"checkpoint {path} is damaged ({name} does not match the checksum written "
                                     "with it)")
     return manifest
@@ -383,22 +275,16 @@ def restore_checkpoint(
             raise checkpoint.fail(f"was written for another model ({name}: {shape} {dtype} there, "
                                   f"{tuple(target.shape)} {target.dtype} here)")
     state = {"model": expected, "optimizer": optimizer_state}
-    no_dist = not _distributed()
+    no_dist = not distributed()
     try:
         dcp.load(state, checkpoint_id=str(checkpoint.path), process_group=None if no_dist else process_group,
                  no_dist=no_dist)
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
-                       options=_partial())
+                       options=StateDictOptions(strict=False))  # frozen parameters stay as built
         scheduler.load_state_dict(checkpoint.scheduler)
     except (ValueError, KeyError, RuntimeError) as err:
         raise checkpoint.fail(f"has optimizer state for another model ({str(err).splitlines()[0][:200]})") from err
     set_rng_state(checkpoint.rng)
-
-
-def _partial() -> Any:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions
-
-    return StateDictOptions(strict=False)  # frozen parameters are not in a checkpoint: they stay as built
 
 
 def load_latest(path: Path, check: Callable[[Checkpoint], None] | None = None) -> Checkpoint | None:

@@ -48,13 +48,8 @@ from eaglesearch.model.build import part_seed
 from eaglesearch.spec import ExpertSpec, ModelSpec, TrialSpec
 from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec, semantic_stage
 from eaglesearch.train import distributed, fsdp
-from eaglesearch.train.checkpoint import (
-    gathered_trained_state,
-    remove_checkpoints,
-    rng_state,
-    save_atomic,
-    set_rng_state,
-)
+from eaglesearch.train.checkpoint import gathered_trained_state, rng_state, save_atomic, set_rng_state
+from eaglesearch.train.checkpoint_writer import remove_checkpoints
 from eaglesearch.train.loop import batches, train
 from eaglesearch.train.pretrained import PretrainedComponents
 from eaglesearch.train.trainable import apply_trainable

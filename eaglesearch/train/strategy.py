@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from eaglesearch.train import fsdp
-from eaglesearch.train.checkpoint import CheckpointWriter, async_by_default
+from eaglesearch.train.checkpoint_writer import CheckpointWriter, async_by_default
 from eaglesearch.train.distributed import WorldInfo
 
 _CHECKPOINT_GROUPS: dict[int, dist.ProcessGroup] = {}
@@ -51,7 +51,7 @@ def checkpoint_group() -> dist.ProcessGroup | None:
     return _CHECKPOINT_GROUPS[key]
 
 
-def _sum_gradients(group, bucket):  # noqa: ANN001, ANN202 - DDP checks real annotations; this module's are strings
+def _sum_gradients(group, bucket):  # DDP checks real annotations (this module's are strings): none here
     """DDP communication hook: all-reduce a bucket as a plain sum (DDP's default divides by the world size)."""
     work = dist.all_reduce(bucket.buffer(), group=group, async_op=True)
     return work.get_future().then(lambda fut: fut.value()[0])  # type: ignore[union-attr]
