@@ -1,19 +1,21 @@
 """What checkpointing costs a training stage, at the defaults, against the checkpoints before issue 20, in one run.
 
 A ~100M-parameter model (token embedding tied to the output head, residual MLP blocks; AdamW, so a checkpoint holds
-~1.2 GB: weights and two moments) trains ``--steps`` steps (default: a default stage's 150) on the CPU, four ways:
+~1.2 GB: weights and two moments) trains ``--steps`` steps on the CPU (one thread), six ways:
 
 * ``none``: ``train()`` without a checkpoint folder (run first and last; their mean is the reference);
-* ``today's (every 50 steps)``: the same loop, plus the checkpoint before issue 20 every 50 steps (its default) and
-  at the end, on the training thread: the whole state hashed with SHA-256, then one ``torch.save`` + fsync. Kept
-  here verbatim (``old_save``);
-* ``defaults``: ``train()`` with a checkpoint folder and the stage defaults (``checkpoint_every_s`` 600 s: on a
-  stage shorter than that, only the checkpoint at its end), a sharded DCP folder with its CRC manifest; synchronous
-  on the CPU as the default is;
-* ``defaults, async``: the same with the save in a background thread (the CUDA default).
+* ``today's (every 50 steps)``: the same loop plus the checkpoint before issue 20, kept here verbatim
+  (``old_save``), every 50 steps (its default) and at the end, on the training thread: the whole state hashed with
+  SHA-256, then one ``torch.save`` + fsync;
+* ``defaults``: ``train()`` as a trial's stage calls it (``StagePipeline``: a checkpoint folder, the stage
+  defaults, ``final_checkpoint=False`` because the stage's result is saved as ``done.pt`` right after, by both
+  versions): one checkpoint every ``checkpoint_every_s`` = 600 s, a sharded DCP folder with its CRC manifest,
+  synchronous on the CPU as the default is;
+* ``one checkpoint (sync)`` / ``one checkpoint (async)``: the defaults plus the checkpoint at the end (what a rung's
+  stop writes): the cost of one checkpoint, synchronous (CPU default) and in a background thread (CUDA default).
 
-For each it prints the wall time, the overhead over ``none``, and the time the training thread spent in checkpoint
-calls; then the steady-state overhead the defaults imply for a long stage (stall per checkpoint over the interval).
+It prints the wall time of each, the overhead over ``none``, the time the training thread spent in checkpoint
+calls, and the steady-state overhead of a long stage at each default interval (stall per checkpoint / interval).
 
     nice -n 15 env OMP_WAIT_POLICY=PASSIVE python benchmarks/checkpoint_overhead.py
 """
@@ -109,9 +111,10 @@ def old_save(path: Path, step: int, model: nn.Module, optimizer: torch.optim.Opt
 # ------------------------------------------------------------------------------------------------ the runs
 
 def run(kind: str, steps: int, folder: Path) -> dict[str, float]:
+    """One training run; ``kind``: none, today, defaults, sync or async (the last two: with the end checkpoint)."""
     from eaglesearch.spec import TrainSpec
     from eaglesearch.train import loop, strategy
-    from eaglesearch.train.checkpoint import CheckpointWriter
+    from eaglesearch.train.checkpoint_writer import CheckpointWriter
 
     torch.manual_seed(0)
     model = Model()
@@ -133,7 +136,7 @@ def run(kind: str, steps: int, folder: Path) -> dict[str, float]:
         return call
 
     CheckpointWriter.save, CheckpointWriter.close = timed(save), timed(close)  # type: ignore[method-assign]
-    strategy.async_by_default = (lambda device: True) if kind == "async" else (lambda device: False)
+    strategy.async_by_default = lambda device: kind == "async"
     losses: list[float] = []
 
     def today(done: int) -> None:
@@ -145,8 +148,9 @@ def run(kind: str, steps: int, folder: Path) -> dict[str, float]:
 
     try:
         start = time.perf_counter()
-        loop.train(model, data(16384, 2, 16), spec, checkpoint_dir=folder if kind in ("defaults", "async") else None,
-                   on_step=today if kind == "today" else None)
+        loop.train(model, data(16384, 2, 8), spec, on_step=today if kind == "today" else None,
+                   checkpoint_dir=folder if kind in ("defaults", "sync", "async") else None,
+                   final_checkpoint=kind in ("sync", "async"))
         wall = time.perf_counter() - start
     finally:
         loop.build_optimizer = build_optimizer  # type: ignore[assignment]
@@ -158,14 +162,15 @@ def run(kind: str, steps: int, folder: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=100, help="default: two of today's checkpoint intervals")
     args = parser.parse_args()
     torch.set_num_threads(1)
     params = sum(p.numel() for p in Model().parameters())
     print(f"model: {params / 1e6:.1f}M parameters, AdamW, CPU (1 thread), {args.steps} steps")
     results: dict[str, dict[str, float]] = {}
     for label, kind in (("none", "none"), ("today's (every 50 steps)", "today"), ("defaults", "defaults"),
-                        ("defaults, async", "async"), ("none (again)", "none")):
+                        ("one checkpoint (sync)", "sync"), ("one checkpoint (async)", "async"),
+                        ("none (again)", "none")):
         with tempfile.TemporaryDirectory(dir=os.environ.get("CHECKPOINT_BENCH_DIR")) as tmp:
             results[label] = run(kind, args.steps, Path(tmp))
         r = results[label]
@@ -174,13 +179,13 @@ def main() -> None:
     reference = (results["none"]["wall"] + results["none (again)"]["wall"]) / 2
     step_s = reference / args.steps
     print(f"\noverhead over training without checkpoints ({reference:.1f} s, {step_s:.2f} s/step):")
-    for label in ("today's (every 50 steps)", "defaults", "defaults, async"):
+    for label in ("today's (every 50 steps)", "defaults", "one checkpoint (sync)", "one checkpoint (async)"):
         r = results[label]
         print(f"  {label:26s} measured {(r['wall'] - reference) / reference:+7.1%}   training thread in checkpoint "
               f"calls {r['stall'] / reference:6.1%}")
     old_each = results["today's (every 50 steps)"]["stall"] / results["today's (every 50 steps)"]["saves"]
-    new_each = results["defaults"]["stall"] / max(1, results["defaults"]["saves"])
-    async_each = results["defaults, async"]["save"] / max(1, results["defaults, async"]["saves"])
+    new_each = results["one checkpoint (sync)"]["stall"] / max(1, results["one checkpoint (sync)"]["saves"])
+    async_each = results["one checkpoint (async)"]["save"] / max(1, results["one checkpoint (async)"]["saves"])
     print(f"\nsteady state of a long stage (one checkpoint per interval):\n"
           f"  today's   {old_each:.2f} s every {OLD_EVERY} steps ({OLD_EVERY * step_s:.0f} s): "
           f"{old_each / (OLD_EVERY * step_s):.1%}\n"

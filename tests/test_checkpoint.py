@@ -213,6 +213,18 @@ def test_time_interval_checkpoints_at_log_steps_and_async_saves_resume_bit_ident
     assert all(torch.equal(weights[k], plain_weights[k]) for k in plain_weights)
 
 
+def test_a_caller_that_saves_the_result_skips_the_final_checkpoint_but_never_a_rung_stop(
+        tmp_path: Path, tokenizer, dataset) -> None:
+    short = TRAIN.model_copy(update={"steps": 3, "checkpoint_every": 0})
+    model, stream = fresh(tokenizer, dataset)
+    train(model, stream, short, checkpoint_dir=tmp_path / "full", final_checkpoint=False)
+    assert not (tmp_path / "full").exists() or not any((tmp_path / "full").iterdir())
+    model, stream = fresh(tokenizer, dataset)
+    train(model, stream, short, checkpoint_dir=tmp_path / "rung", stop_at=2, final_checkpoint=False)
+    saved = load_checkpoint(tmp_path / "rung" / CHECKPOINT_NAME)
+    assert saved is not None and saved.step == 2
+
+
 def test_stage_in_epochs_must_be_resolved(tokenizer, dataset) -> None:
     by_epochs = TRAIN.model_copy(update={"steps": None, "epochs": 0.4})
     model, stream = fresh(tokenizer, dataset)

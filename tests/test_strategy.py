@@ -56,7 +56,7 @@ def test_ddp_sums_and_leaves_unused_parameters_without_a_gradient(one_rank) -> N
     wrapped(x).sum().backward()  # b unused: it must keep no gradient, as in one process (AdamW then skips it)
     assert model.a.weight.grad is not None and model.b.weight.grad is None
     expected = torch.autograd.grad(model.a(x).sum(), model.a.weight)[0]
-    torch.testing.assert_close(model.a.weight.grad, expected, rtol=0, atol=0)  # a sum, not a mean over ranks
+    torch.testing.assert_close(model.a.weight.grad, expected, rtol=0, atol=0)  # summed over 2 ranks: test_distributed
     model.zero_grad(set_to_none=True)
     with strategy.no_sync(wrapped, last=False):  # a micro-batch before the last: no collective, grads accumulate
         wrapped(x, use_b=True).sum().backward()

@@ -183,6 +183,7 @@ def train(
     world: distributed.WorldInfo | None = None,
     stop_at: int | None = None,
     on_step: Callable[[int], None] | None = None,
+    final_checkpoint: bool = True,
 ) -> TrainStats:
     """Run the stage's ``spec.steps`` optimizer steps (warmup + schedule, gradient clipping) on the parameters
     that have ``requires_grad``. Returns per-step losses. ``spec.steps`` must be resolved: for a stage given in
@@ -213,6 +214,10 @@ def train(
 
     ``on_step(done)`` is called after every optimizer step (and its checkpoint) with the steps done so far: where a
     scheduler's intermediate evaluation hooks in. It must leave the model, its mode and the RNG as it found them.
+
+    ``final_checkpoint=False`` skips the checkpoint at the end of a full stage (a ``stop_at`` before the end is
+    always checkpointed): for a caller that saves the stage's result itself right after and then deletes the
+    checkpoints (``StagePipeline``'s ``done.pt``), it would be written only to be removed.
     """
     if spec.steps is None:
         raise ValueError(f"stage '{spec.name}' has no resolved step count (epochs={spec.epochs}); pass "
@@ -277,7 +282,7 @@ def train(
             logs = step % spec.log_every == 0 or step in (stop - 1, spec.steps - 1)
             if logs:
                 read_losses()
-            if writer is not None and _checkpoint_due(spec, step, stop, logs, last_save, strategy):
+            if writer is not None and _checkpoint_due(spec, step, stop, logs, last_save, strategy, final_checkpoint):
                 read_losses()
                 stats.wall_s = wall_before + time.perf_counter() - start
                 writer.save(step=step + 1, model=model, optimizer=optimizer, scheduler=scheduler,
@@ -299,12 +304,12 @@ def train(
 
 
 def _checkpoint_due(spec: StageSpec, step: int, stop: int, logs: bool, last_save: float,
-                    strategy: SingleProcess) -> bool:
-    """Whether a checkpoint is written after 0-based ``step``: always at the stop; every ``checkpoint_every`` steps
-    when it is set (0: only at the stop); else at a log step once ``checkpoint_every_s`` have passed on rank 0's
-    clock (every rank must agree: saving is collective)."""
+                    strategy: SingleProcess, final: bool) -> bool:
+    """Whether a checkpoint is written after 0-based ``step``: at the stop (at the stage's end only when ``final``);
+    every ``checkpoint_every`` steps when it is set (0: only at the stop); else at a log step once
+    ``checkpoint_every_s`` have passed on rank 0's clock (every rank must agree: saving is collective)."""
     if step == stop - 1:
-        return True
+        return final or stop < spec.steps
     if spec.checkpoint_every is not None:
         return spec.checkpoint_every > 0 and (step + 1) % spec.checkpoint_every == 0
     if not logs:

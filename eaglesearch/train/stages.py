@@ -372,7 +372,7 @@ class StagePipeline:
             self.say(f"{position} step {step + 1}/{steps} loss {loss:.4f}")
 
         stats = train(model, stream, stage.with_steps(steps), on_log=on_log, checkpoint_dir=checkpoints,
-                      world=self.world, stop_at=stop, on_step=on_step)
+                      world=self.world, stop_at=stop, on_step=on_step, final_checkpoint=rung)  # else: done.pt
         record = StageRecord(stage=stage.name, index=self.index[stage.name], data=stage.data, status="trained",
                              steps=stats.steps, expert=expert, artifact_key=key, resumed_from=stats.resumed_from,
                              losses=logged, loss_final=stats.loss_final, wall_s=stats.wall_s, samples=stats.samples,

@@ -25,7 +25,6 @@ collectives.
 from __future__ import annotations
 
 import contextlib
-import gc
 from pathlib import Path
 
 import torch
@@ -82,7 +81,7 @@ class SingleProcess:
         return contextlib.nullcontext()
 
     def clip_grad_norm(self, params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
-        return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
 
     def reduce_losses(self, values: torch.Tensor) -> torch.Tensor:
         """Per-step loss partials of this rank → the global losses (every rank gets the same)."""
@@ -109,8 +108,10 @@ class DataParallel(SingleProcess):
         return wrapped
 
     def teardown(self, wrapped: nn.Module) -> None:
-        del wrapped
-        gc.collect()  # the reducer's autograd hooks go with it, before the next stage wraps the model again
+        """Unhook the reducer from the parameters now: the next stage wraps the same module again, and a wrapper
+        kept alive by a reference cycle would otherwise all-reduce its gradients a second time."""
+        if isinstance(wrapped, DistributedDataParallel):
+            wrapped.reducer._remove_autograd_hooks()
 
     def no_sync(self, wrapped: nn.Module, last: bool) -> contextlib.AbstractContextManager:
         if last or not isinstance(wrapped, DistributedDataParallel):
