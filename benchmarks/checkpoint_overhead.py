@@ -1,9 +1,11 @@
 """What checkpointing costs a training stage, at the defaults, against the checkpoints before issue 20, in one run.
 
 A ~100M-parameter model (token embedding tied to the output head, residual MLP blocks; AdamW, so a checkpoint holds
-~1.2 GB: weights and two moments) trains ``--steps`` steps on the CPU (one thread), six ways:
+~1.2 GB: weights and two moments) on the CPU (one thread). First one checkpoint of the same trained state, today's
+and the new one alternated three times (the per-checkpoint stall under the same machine load); then ``--steps``
+steps of training, five ways:
 
-* ``none``: ``train()`` without a checkpoint folder (run first and last; their mean is the reference);
+* ``none``: ``train()`` without a checkpoint folder;
 * ``today's (every 50 steps)``: the same loop plus the checkpoint before issue 20, kept here verbatim
   (``old_save``), every 50 steps (its default) and at the end, on the training thread: the whole state hashed with
   SHA-256, then one ``torch.save`` + fsync;
@@ -12,10 +14,11 @@ A ~100M-parameter model (token embedding tied to the output head, residual MLP b
   versions): one checkpoint every ``checkpoint_every_s`` = 600 s, a sharded DCP folder with its CRC manifest,
   synchronous on the CPU as the default is;
 * ``one checkpoint (sync)`` / ``one checkpoint (async)``: the defaults plus the checkpoint at the end (what a rung's
-  stop writes): the cost of one checkpoint, synchronous (CPU default) and in a background thread (CUDA default).
+  stop writes), synchronous (CPU default) and in a background thread (CUDA default).
 
-It prints the wall time of each, the overhead over ``none``, the time the training thread spent in checkpoint
-calls, and the steady-state overhead of a long stage at each default interval (stall per checkpoint / interval).
+Each run's overhead is the time its training thread spent in checkpoint calls over its own training time (on a
+shared machine the load drifts between runs, so wall times of different runs do not compare). Last, the
+steady-state overhead of a long stage at each default interval: the per-checkpoint stall over the interval.
 
     nice -n 15 env OMP_WAIT_POLICY=PASSIVE python benchmarks/checkpoint_overhead.py
 """
@@ -160,37 +163,66 @@ def run(kind: str, steps: int, folder: Path) -> dict[str, float]:
             "bytes": size}
 
 
+def stall_pairs(folder: Path, repeats: int = 3) -> dict[str, list[float]]:
+    """One checkpoint of the same trained state, today's and the new (sync; async staging), alternated
+    ``repeats`` times: the per-checkpoint stall of each under the same machine load."""
+    from eaglesearch.spec import TrainSpec
+    from eaglesearch.train.checkpoint_writer import CheckpointWriter
+    from eaglesearch.train.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = Model()
+    optimizer = build_optimizer(model, TrainSpec(steps=1, batch_size=2).stages[0])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    model(**{k: v for k, v in next(data(16384, 2, 8)).items()}).loss.backward()
+    optimizer.step()
+    times: dict[str, list[float]] = {"today": [], "new": [], "new async (staging)": []}
+    for step in range(1, repeats + 1):
+        start = time.perf_counter()
+        old_save(folder / "last.pt", step, model, optimizer, [1.0] * step)
+        times["today"].append(time.perf_counter() - start)
+        for kind, asynchronous in (("new", False), ("new async (staging)", True)):
+            writer = CheckpointWriter(folder / f"{kind.split()[-1]}-last", asynchronous=asynchronous)
+            start = time.perf_counter()
+            writer.save(step=step, model=model, optimizer=optimizer, scheduler=scheduler, data_state=None,
+                        losses=[1.0] * step)
+            times[kind].append(time.perf_counter() - start)
+            writer.close()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100, help="default: two of today's checkpoint intervals")
+    parser.add_argument("--stall-only", action="store_true", help="only the alternated per-checkpoint stalls")
     args = parser.parse_args()
     torch.set_num_threads(1)
     params = sum(p.numel() for p in Model().parameters())
-    print(f"model: {params / 1e6:.1f}M parameters, AdamW, CPU (1 thread), {args.steps} steps")
+    print(f"model: {params / 1e6:.1f}M parameters, AdamW, CPU (1 thread)")
+    with tempfile.TemporaryDirectory(dir=os.environ.get("CHECKPOINT_BENCH_DIR")) as tmp:
+        stalls = stall_pairs(Path(tmp))
+    print("one checkpoint of the same state, alternated (training thread blocked, s): " + "; ".join(
+        f"{k} {', '.join(f'{t:.2f}' for t in v)}" for k, v in stalls.items()))
+    if args.stall_only:
+        return
     results: dict[str, dict[str, float]] = {}
     for label, kind in (("none", "none"), ("today's (every 50 steps)", "today"), ("defaults", "defaults"),
-                        ("one checkpoint (sync)", "sync"), ("one checkpoint (async)", "async"),
-                        ("none (again)", "none")):
+                        ("one checkpoint (sync)", "sync"), ("one checkpoint (async)", "async")):
         with tempfile.TemporaryDirectory(dir=os.environ.get("CHECKPOINT_BENCH_DIR")) as tmp:
             results[label] = run(kind, args.steps, Path(tmp))
         r = results[label]
-        print(f"  {label:26s} wall {r['wall']:7.1f} s  checkpoints {int(r['saves'])}  on the training thread "
-              f"{r['stall']:6.2f} s  ({r['bytes'] / 1e9:.2f} GB on disk at the end)", flush=True)
-    reference = (results["none"]["wall"] + results["none (again)"]["wall"]) / 2
-    step_s = reference / args.steps
-    print(f"\noverhead over training without checkpoints ({reference:.1f} s, {step_s:.2f} s/step):")
-    for label in ("today's (every 50 steps)", "defaults", "one checkpoint (sync)", "one checkpoint (async)"):
-        r = results[label]
-        print(f"  {label:26s} measured {(r['wall'] - reference) / reference:+7.1%}   training thread in checkpoint "
-              f"calls {r['stall'] / reference:6.1%}")
-    old_each = results["today's (every 50 steps)"]["stall"] / results["today's (every 50 steps)"]["saves"]
-    new_each = results["one checkpoint (sync)"]["stall"] / max(1, results["one checkpoint (sync)"]["saves"])
-    async_each = results["one checkpoint (async)"]["save"] / max(1, results["one checkpoint (async)"]["saves"])
-    print(f"\nsteady state of a long stage (one checkpoint per interval):\n"
-          f"  today's   {old_each:.2f} s every {OLD_EVERY} steps ({OLD_EVERY * step_s:.0f} s): "
-          f"{old_each / (OLD_EVERY * step_s):.1%}\n"
-          f"  defaults  {new_each:.2f} s every 600 s: {new_each / 600:.2%} (async, staging only: {async_each:.2f} s, "
-          f"{async_each / 600:.2%})")
+        train_s = r["wall"] - r["stall"]
+        print(f"  {label:26s} {args.steps} steps, wall {r['wall']:7.1f} s, checkpoints {int(r['saves'])}, training "
+              f"thread in checkpoint calls {r['stall']:6.2f} s = {r['stall'] / train_s:6.1%} of its training time "
+              f"({train_s / args.steps:.2f} s/step)", flush=True)
+    old, new, staged = (min(stalls[k]) for k in ("today", "new", "new async (staging)"))
+    step_s = min((r["wall"] - r["stall"]) / args.steps for r in results.values())
+    print(f"\nsteady state of a long stage at each default interval (fastest step seen: {step_s:.2f} s; per-"
+          f"checkpoint stall: the alternated minimum):\n"
+          f"  today's   {old:.2f} s every {OLD_EVERY} steps ({OLD_EVERY * step_s:.0f} s): "
+          f"{old / (OLD_EVERY * step_s):.1%}\n"
+          f"  defaults  {new:.2f} s every 600 s: {new / 600:.2%}  (async, staging only: {staged:.2f} s, "
+          f"{staged / 600:.2%})")
 
 
 if __name__ == "__main__":
