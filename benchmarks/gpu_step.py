@@ -4,7 +4,7 @@ The model: a ~1.1B-parameter Llama-style LM (hidden 2048, 16 layers, 16 heads / 
 32000) with two paper-size experts (CLIP ViT-L/14 at 448 px and SAM ViT-L at 1024 px, random init: the weights do
 not change the arithmetic), channel concatenation onto a 32x32 grid (1024 visual tokens) and a 128-token text tail.
 Everything trains (AdamW, fused), bf16 autocast with fp32 master weights, activation checkpointing on the LM's
-decoder layers (as ``train/distributed.prepare_model`` sets it on CUDA).
+decoder layers and the experts' blocks (as ``train/distributed.prepare_model`` sets it on CUDA).
 
 It prints, after warm-up steps, the median step time, tokens/s, the model FLOPs per step (3x the forward FLOPs
 counted by ``eaglesearch.model.cost``: the usual MFU convention, recomputation not counted), MFU against the card's
@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 from eaglesearch.model import build_eagle  # noqa: E402
 from eaglesearch.model.cost import count_flops  # noqa: E402
-from eaglesearch.model.memory import BF16_MIXED, GB, LMShape, param_split, vision_activation_bytes  # noqa: E402
+from eaglesearch.model.memory import BF16_MIXED, GB, LMShape, param_split, vision_activations  # noqa: E402
 from eaglesearch.model.memory import estimate_memory  # noqa: E402
 from eaglesearch.spec import ExpertSpec, LanguageModelSpec, ModelSpec, TokenizerSpec  # noqa: E402
 from eaglesearch.train.distributed import prepare_model  # noqa: E402
@@ -118,10 +118,11 @@ def main() -> int:
 
     with torch.device("meta"):
         meta = build_eagle(spec, Vocabulary(32000))
-    estimate = estimate_memory(param_split(meta), LMShape.from_config(meta.lm.config),
-                               vision_activation_bytes(meta, max(e.resolution for e in meta.experts.values())),
+    vision = vision_activations(meta, max(e.resolution for e in meta.experts.values()))
+    estimate = estimate_memory(param_split(meta), LMShape.from_config(meta.lm.config), vision.plain,
                                micro_batch=args.micro_batch, seq_len=data["input_ids"].shape[1],
-                               precision=BF16_MIXED, checkpointing=True, parallelism="ddp", gpus=1)
+                               precision=BF16_MIXED, checkpointing=True, parallelism="ddp", gpus=1,
+                               vision_bytes_checkpointed=vision.checkpointed)
     params = sum(p.numel() for p in model.parameters())
     print(f"device {name}; {params / 1e9:.2f}B parameters; micro-batch {args.micro_batch} x "
           f"{data['input_ids'].shape[1]} tokens ({model.num_visual_tokens} visual)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -33,6 +34,8 @@ from eaglesearch.spec import (  # noqa: E402
 from eaglesearch.spec.train import StageSpec  # noqa: E402
 from eaglesearch.train.checkpoint import (  # noqa: E402
     CHECKPOINT_NAME,
+    MANIFEST,
+    STATE_FILE,
     CheckpointCorrupt,
     CheckpointError,
     load_checkpoint,
@@ -188,6 +191,40 @@ def test_end_only_checkpoint_and_changed_settings(tmp_path: Path, tokenizer, dat
     assert str(tmp_path / CHECKPOINT_NAME) in str(err.value) and "delete it to start over" in str(err.value)
 
 
+def test_time_interval_checkpoints_at_log_steps_and_async_saves_resume_bit_identical(
+        tmp_path: Path, tokenizer, dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """By default a checkpoint is due every ``checkpoint_every_s`` seconds, checked at log steps; written in the
+    background (as on CUDA) it still holds the state of its step, and a resume from it is bit-identical."""
+    timed = TRAIN.model_copy(update={"checkpoint_every": None, "log_every": 3})
+    plain, plain_weights, _ = run(tokenizer, dataset, spec=timed)
+    with pytest.raises(Killed):  # the default interval (600 s) does not come round in a few steps: no checkpoint
+        run(tokenizer, dataset, tmp_path / "default", kill_at=9, spec=timed)
+    assert load_checkpoint(tmp_path / "default" / CHECKPOINT_NAME) is None
+
+    monkeypatch.setattr("eaglesearch.train.strategy.async_by_default", lambda device: True)
+    every_log = timed.model_copy(update={"checkpoint_every_s": 1e-6})
+    with pytest.raises(Killed):  # log steps 0, 3, 6, 9 each checkpoint (after steps 1, 4, 7, 10) before on_log
+        run(tokenizer, dataset, tmp_path / "timed", kill_at=9, spec=every_log)
+    saved = load_checkpoint(tmp_path / "timed" / CHECKPOINT_NAME)
+    previous = load_checkpoint(tmp_path / "timed" / "prev")
+    assert saved is not None and previous is not None and (saved.step, previous.step) == (10, 7)
+    resumed, weights, _ = run(tokenizer, dataset, tmp_path / "timed", spec=every_log)
+    assert resumed.resumed_from == 10 and resumed.losses == plain.losses
+    assert all(torch.equal(weights[k], plain_weights[k]) for k in plain_weights)
+
+
+def test_a_caller_that_saves_the_result_skips_the_final_checkpoint_but_never_a_rung_stop(
+        tmp_path: Path, tokenizer, dataset) -> None:
+    short = TRAIN.model_copy(update={"steps": 3, "checkpoint_every": 0})
+    model, stream = fresh(tokenizer, dataset)
+    train(model, stream, short, checkpoint_dir=tmp_path / "full", final_checkpoint=False)
+    assert not (tmp_path / "full").exists() or not any((tmp_path / "full").iterdir())
+    model, stream = fresh(tokenizer, dataset)
+    train(model, stream, short, checkpoint_dir=tmp_path / "rung", stop_at=2, final_checkpoint=False)
+    saved = load_checkpoint(tmp_path / "rung" / CHECKPOINT_NAME)
+    assert saved is not None and saved.step == 2
+
+
 def test_stage_in_epochs_must_be_resolved(tokenizer, dataset) -> None:
     by_epochs = TRAIN.model_copy(update={"steps": None, "epochs": 0.4})
     model, stream = fresh(tokenizer, dataset)
@@ -196,18 +233,22 @@ def test_stage_in_epochs_must_be_resolved(tokenizer, dataset) -> None:
     assert by_epochs.with_steps(by_epochs.total_steps(len(dataset))).steps == 2
 
 
-def test_corrupt_checkpoint_names_the_file(tmp_path: Path) -> None:
-    """A damaged file is reported as such (training skips it, see tests/test_faults.py); another format is not."""
+def test_corrupt_checkpoint_names_the_file(tmp_path: Path, tokenizer, dataset) -> None:
+    """A damaged folder is reported as such (training skips it, see tests/test_faults.py); another format is not."""
     path = tmp_path / CHECKPOINT_NAME
     assert load_checkpoint(path) is None
     path.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointCorrupt, match="unreadable") as err:
+    with pytest.raises(CheckpointCorrupt, match="not an eaglesearch training checkpoint") as err:
         load_checkpoint(path)
     assert str(path) in str(err.value)
-    torch.save({"something": "else"}, path)
-    with pytest.raises(CheckpointCorrupt, match="not an eaglesearch training checkpoint"):
+    path.unlink()
+    run(tokenizer, dataset, tmp_path, spec=TRAIN.model_copy(update={"steps": 1}))
+    manifest = json.loads((path / MANIFEST).read_text())
+    assert set(manifest["files"]) >= {".metadata", STATE_FILE}  # every file, the DCP metadata included
+    (path / MANIFEST).unlink()  # what a kill before the write finished leaves (it is never renamed into place)
+    with pytest.raises(CheckpointCorrupt, match="unfinished"):
         load_checkpoint(path)
-    torch.save({"format_version": 1}, path)
+    (path / MANIFEST).write_text(json.dumps({**manifest, "format_version": 1}))
     with pytest.raises(CheckpointError, match="format version 1.*delete it to start over") as other:
         load_checkpoint(path)
     assert not isinstance(other.value, CheckpointCorrupt)

@@ -51,9 +51,9 @@ def the_trial(root: Path) -> pd.Series:
     return runs.iloc[0]
 
 
-def checkpointed_step(root: Path, pattern: str = "trials/*/*/last.pt") -> int:
+def checkpointed_step(root: Path, pattern: str = "trials/*/*/last") -> int:
     """The step of the newest in-trial checkpoint under the project's workspace (0 when there is none yet):
-    ``trials/<trial key>/<stage>/last.pt`` for the combined model's stages, ``stages/<artifact>/last.pt`` for
+    ``trials/<trial key>/<stage>/last`` for the combined model's stages, ``stages/<artifact>/last`` for
     per-expert stages."""
     steps = [0]
     for path in (root / ".eaglesearch" / "scratch").glob(pattern):
@@ -93,7 +93,7 @@ def test_sigkilled_trial_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert not list((ref_root / ".eaglesearch" / "scratch" / "trials").glob("*")), "checkpoints left after success"
 
     root = project(tmp_path / "kill")
-    killed_after = run_and_kill(root, "trials/*/*/last.pt")
+    killed_after = run_and_kill(root, "trials/*/*/last")
     assert 0 < killed_after < STEPS, "the trial finished before it could be interrupted"
     assert checkpointed_step(root) >= killed_after  # the kill left a usable checkpoint behind
 
@@ -126,7 +126,7 @@ def test_sigkilled_per_expert_stage_resumes_and_its_claim_is_taken_over(tmp_path
     reference = the_trial(ref_root)
 
     root = project(tmp_path / "kill", PREALIGN_RECIPE)
-    killed_after = run_and_kill(root, "stages/*/last.pt")
+    killed_after = run_and_kill(root, "stages/*/last")
     assert 0 < killed_after < STEPS, "the stage finished before it could be interrupted"
     claims = list((root / ".eaglesearch" / "artifacts" / "prealigned_expert").glob("*.claim"))
     assert len(claims) == 1, "the killed builder's claim is still there"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from eaglesearch.train.checkpoint import CHECKPOINT_NAME, PREVIOUS_NAME, content_digest, load_checkpoint
+from eaglesearch.train.checkpoint import CHECKPOINT_NAME, PREVIOUS_NAME, load_checkpoint
 from tests import test_checkpoint as ckpt
 from tests.e2e_helpers import cli, make_project
 
@@ -34,7 +35,7 @@ def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
 
 
 def _killed_after_two_checkpoints(tokenizer, dataset, folder: Path) -> None:
-    """Checkpoints every 4 steps; killed at step 9: ``last.pt`` holds step 8, ``prev.pt`` step 4."""
+    """Checkpoints every 4 steps; killed at step 9: ``last`` holds step 8, ``prev`` step 4."""
     with pytest.raises(Killed):
         run(tokenizer, dataset, folder, kill_at=9)
     last, prev = load_checkpoint(folder / CHECKPOINT_NAME), load_checkpoint(folder / PREVIOUS_NAME)
@@ -47,33 +48,33 @@ def test_truncated_checkpoint_resumes_from_the_previous_one(tmp_path: Path, toke
     folder = tmp_path / "stage"
     _killed_after_two_checkpoints(tokenizer, dataset, folder)
     last = folder / CHECKPOINT_NAME
-    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a torn copy / full disk
+    shard = last / "__0_0.distcp"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # a torn copy / full disk
 
     with caplog.at_level(logging.WARNING, logger=CHECKPOINT_LOGGER):
         resumed, weights, logged = run(tokenizer, dataset, folder)
     assert resumed.resumed_from == 4
-    assert f"checkpoint {last} is unreadable" in caplog.text
+    assert f"checkpoint {last} is truncated or damaged (__0_0.distcp has" in caplog.text
     assert f"resuming from {folder / PREVIOUS_NAME} (step 4) instead" in caplog.text
     assert resumed.losses == plain.losses and logged == plain_log  # bit-identical to a run that never stopped
     assert _same_weights(weights, plain_weights)
 
 
-def test_checkpoint_with_altered_contents_is_caught_by_its_digest(tmp_path: Path, tokenizer, dataset,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_checkpoint_with_altered_contents_is_caught_by_its_checksum(tmp_path: Path, tokenizer, dataset,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
     plain, plain_weights, _ = run(tokenizer, dataset)
     folder = tmp_path / "stage"
     _killed_after_two_checkpoints(tokenizer, dataset, folder)
-    for name in (CHECKPOINT_NAME, PREVIOUS_NAME):  # flip bits in a weight of both; torch.load reads them happily
-        payload = torch.load(folder / name, weights_only=True)
-        weight = next(iter(payload["model"].values()))
-        weight.view(-1)[0] = weight.view(-1)[0] + 1.0
-        torch.save(payload, folder / name)
-        assert content_digest(payload) != payload["digest"]
+    for name in (CHECKPOINT_NAME, PREVIOUS_NAME):  # flip a byte of the tensor data of both; sizes stay the same
+        shard = folder / name / "__0_0.distcp"
+        data = bytearray(shard.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        shard.write_bytes(bytes(data))
 
     with caplog.at_level(logging.WARNING, logger=CHECKPOINT_LOGGER):
         resumed, weights, _ = run(tokenizer, dataset, folder)
     assert resumed.resumed_from == 0
-    assert "do not match the digest" in caplog.text and str(folder / PREVIOUS_NAME) in caplog.text
+    assert "does not match the checksum written with it" in caplog.text and str(folder / PREVIOUS_NAME) in caplog.text
     assert "the stage starts again from step 0" in caplog.text
     assert resumed.losses == plain.losses and _same_weights(weights, plain_weights)
 
@@ -84,11 +85,11 @@ def test_kill_between_the_two_renames_leaves_the_previous_checkpoint(
     plain, _, _ = run(tokenizer, dataset)
     folder = tmp_path / "stage"
     _killed_after_two_checkpoints(tokenizer, dataset, folder)
-    (folder / CHECKPOINT_NAME).unlink()  # what a kill after ``last -> prev`` and before ``tmp -> last`` leaves
+    shutil.rmtree(folder / CHECKPOINT_NAME)  # what a kill after ``last -> prev`` and before ``tmp -> last`` leaves
     with caplog.at_level(logging.WARNING, logger=CHECKPOINT_LOGGER):
         resumed, _, _ = run(tokenizer, dataset, folder)
     assert resumed.resumed_from == 4 and resumed.losses == plain.losses
-    assert not caplog.records  # nothing was damaged: no warning
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # nothing was damaged: no warning
 
 
 # ------------------------------------------------------------------------------------------------ end to end

@@ -229,7 +229,7 @@ def test_killed_fsdp_trial_resumes_and_matches_one_process(tmp_path: Path) -> No
         mp.spawn(_trial_worker, args=(2, free_port(), root, True), nprocs=2, join=True)
     assert ArtifactStore(Workspace.at(root).artifacts).count(PREALIGNED) == 2
     assert len(list((root / "scratch" / "trials").glob("*/align/done.pt"))) == 1
-    assert len(list((root / "scratch" / "trials").glob("*/sft/last.pt"))) == 1
+    assert len(list((root / "scratch" / "trials").glob(f"*/sft/{CHECKPOINT_NAME}"))) == 1
     mp.spawn(_trial_worker, args=(2, free_port(), root, False), nprocs=2, join=True)
     with open(root / "outcome.pkl", "rb") as fh:
         sharded = pickle.load(fh)

@@ -24,6 +24,7 @@ from eaglesearch.model.memory import (
     lm_activation_bytes,
     param_split,
     vision_activation_bytes,
+    vision_activations,
 )
 from eaglesearch.model.validate import load_checked_search
 
@@ -110,6 +111,41 @@ def test_vision_activations_traced_on_meta_match_a_real_cpu_trace() -> None:
     assert measured > 0 and abs(traced - measured) / measured < 0.1
 
 
+class _BlockStack(nn.Module):
+    """A stand-in vision side: an expert of ``depth`` identical blocks (what checkpointing wraps) under ``experts``."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__()
+        expert = nn.Module()
+        expert.blocks = nn.ModuleList(nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 16))
+                                      for _ in range(depth))
+        expert.freezable_blocks = lambda: list(expert.blocks)
+        self.experts = nn.ModuleDict({"stack": expert})
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float().reshape(8, -1)[:, :16]
+        for block in self.experts["stack"].blocks:
+            x = block(x)
+        return x
+
+
+def test_checkpointed_expert_blocks_keep_only_their_inputs_plus_one_block() -> None:
+    """Each more block adds its saved activations without checkpointing, only its input with it; the one block
+    rebuilt during backward is counted once. A frozen stack keeps nothing either way."""
+    torch.manual_seed(0)
+    shallow, deep = vision_activations(_BlockStack(2), 16), vision_activations(_BlockStack(5), 16)
+    block_input, block_saves = 8 * 16 * 4, 8 * (16 + 64) * 4  # Linear inputs: x (16 wide) and ReLU's output (64)
+    assert deep.plain - shallow.plain == 3 * block_saves
+    assert deep.checkpointed - shallow.checkpointed == 3 * block_input
+    assert deep.checkpointed < deep.plain and deep.plain == vision_activation_bytes(_BlockStack(5), 16)
+    frozen = _BlockStack(5).requires_grad_(False)
+    assert vision_activations(frozen, 16) == vision_activations(frozen, 16).__class__(plain=0, checkpointed=0)
+    params = ParamSplit(trainable=0, frozen=0, largest_unit=0)
+    with_ckpt = estimate_memory(params, NO_LM, deep.plain, micro_batch=4, seq_len=1, precision=FP32,
+                                checkpointing=True, vision_bytes_checkpointed=deep.checkpointed)
+    assert with_ckpt.vision_activations == 4 * deep.checkpointed
+
+
 def _space(tmp_path: Path, repo: Path, resources: dict, micro_batch: int = 1) -> Path:
     path = tmp_path / "x5.yaml"
     path.write_text(yaml.safe_dump({
@@ -169,6 +205,11 @@ def test_a_large_micro_batch_is_refused_naming_a_micro_batch_that_fits(repo: Pat
     (memory,) = plan_memory(loaded)
     stage = memory.stages[0]
     assert stage.estimate("fsdp", micro_batch=micro).total_gb <= 80 < stage.estimate("fsdp", micro_batch=micro + 1).total_gb
+    # As the paper trained X5-7B: 4 samples per 80 GB GPU, with the experts' blocks checkpointed as well as the LM's
+    assert micro >= 4 and stage.checkpointing
+    four = stage.estimate("fsdp", micro_batch=4)
+    unchecked_vision = stage.inputs.vision_bytes_per_image * 4 * BF16_MIXED.activation // 4
+    assert four.total_gb <= 80 and four.vision_activations < unchecked_vision / 2
 
 
 @pytest.mark.slow

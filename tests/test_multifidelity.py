@@ -302,6 +302,7 @@ def test_continued_trial_resumes_from_its_rung_checkpoint(tmp_path: Path) -> Non
     import pandas as pd
 
     from eaglesearch.tracking import TrackingStore
+    from eaglesearch.train.checkpoint import CHECKPOINT_NAME
     from tests.e2e_helpers import cli, tiny_recipe
 
     recipe = tiny_recipe("tiny_test", train=TWO_STAGES, max_length=160)
@@ -325,13 +326,14 @@ def test_continued_trial_resumes_from_its_rung_checkpoint(tmp_path: Path) -> Non
     assert list(rungs["stage/sft/steps"]) == [2.0] * 3 and list(rungs["train/steps_trained"]) == [4.0] * 3
     assert list(rungs["param.budget"]) == ["0.25"] * 3
     winner = full.iloc[0]
-    # The continued trial restored align (done.pt) and SFT step 2 (last.pt) from its rung, and trained 6 steps.
+    # The continued trial restored align (done.pt) and SFT step 2 (its last checkpoint) from its rung, and trained 6 steps.
     assert winner["train/resumed_from_step"] == 2.0 and winner["stage/sft/steps"] == 8.0
     assert winner["train/steps_trained"] == 6.0
     best_rung = rungs.loc[rungs["objective"].idxmax()]
     assert winner["added"] == best_rung["added"]
     # The promoted candidate's scratch folder is gone (finished); the others keep their rung checkpoints.
-    kept = sorted(p.parent.parent.name for p in (tmp_path / "halving" / ".eaglesearch" / "scratch").rglob("last.pt"))
+    scratch = tmp_path / "halving" / ".eaglesearch" / "scratch"
+    kept = sorted(p.parent.parent.name for p in scratch.rglob(CHECKPOINT_NAME))
     assert len(kept) == 2 and winner["key"] not in kept
 
     # The same candidate trained from scratch in a fresh project: same key, same numbers, all 10 steps trained.

@@ -30,6 +30,7 @@ from eaglesearch.spec import (  # noqa: E402
     TrainSpec,
     TrialSpec,
 )
+from eaglesearch.train.checkpoint import CHECKPOINT_NAME  # noqa: E402
 from eaglesearch.train.stages import (  # noqa: E402
     DONE_FILE,
     PREALIGNED,
@@ -167,7 +168,7 @@ def test_killed_mid_stage_resumes_and_ends_equal_to_an_uninterrupted_run(prepare
     with pytest.raises(Killed):
         pipeline(trial, prepared, tmp_path / "b", say=kill_at(where)).run()
     scratch = tmp_path / "b" / "scratch"
-    assert list(scratch.rglob("last.pt")), "the killed stage left a checkpoint"
+    assert list(scratch.rglob(CHECKPOINT_NAME)), "the killed stage left a checkpoint"
     if "sft" in where:
         assert (scratch / "trials" / trial.key / "align" / DONE_FILE).is_file()
     resumed = pipeline(trial, prepared, tmp_path / "b").run()

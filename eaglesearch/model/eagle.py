@@ -106,35 +106,39 @@ class EagleModel(nn.Module):
                              f"{per} times the sample's images: its tiles under the dynamic image policy)")
         return counts // per
 
-    def embed(self, images: Tensor | None, input_ids: Tensor, visual: Tensor | None = None) -> Tensor:
+    def embed(self, images: Tensor | None, input_ids: Tensor, visual: Tensor | None = None,
+              host_ids: Tensor | None = None) -> Tensor:
         """Text embeddings with every image-token position replaced by the sample's visual tokens, in order.
 
         A row holds either exactly ``num_visual_tokens`` image tokens (an image sample) or none (a text-only
         sample, whose image slot is ignored and never encoded); with image stacks (B,T,3,S,S), T_i times that for
         a sample of T_i images. ``visual`` (B, N, d_lm), when given, is used instead of encoding ``images`` (so
         several sequences can share one image's tokens, as in likelihood scoring of answer candidates); a row
-        takes its first (image-token count) of them.
+        takes its first (image-token count) of them. ``host_ids``: the same ids on the CPU (the batch before it was
+        copied to the GPU); the checks and the choice of rows and images to encode read it, so a training step on the
+        GPU never waits for the device to answer them.
         """
         rows = visual.shape[0] if visual is not None else (images.shape[0] if images is not None else -1)
         if rows != input_ids.shape[0]:
             raise ValueError(f"got {rows} images for {input_ids.shape[0]} token sequences; "
                              "every sample needs an image slot (text-only samples carry a blank one)")
-        is_image = input_ids == self.image_token_id
-        counts = is_image.sum(dim=1)
+        probe = host_ids if host_ids is not None else input_ids
+        counts = (probe == self.image_token_id).sum(dim=1)
         per_row = self._images_per_row(counts, images, visual)
         embeds = self.lm.get_input_embeddings()(input_ids)
         with_image = counts > 0
         if not bool(with_image.any()):
             return embeds
+        is_image = input_ids == self.image_token_id
         if visual is None:
             assert images is not None
             if images.dim() == 5:  # image stacks: encode the real images only, in row order
                 real = torch.arange(images.shape[1], device=per_row.device) < per_row.unsqueeze(1)
                 flat = self.encode_images(images[real.to(images.device)])
                 return embeds.masked_scatter(is_image.unsqueeze(-1), flat.to(embeds.dtype).reshape(-1, flat.shape[-1]))
-            visual = self.encode_images(images if bool(with_image.all()) else images[with_image])
+            visual = self.encode_images(images if bool(with_image.all()) else images[with_image.to(images.device)])
         else:
-            visual = visual[with_image] if not bool(with_image.all()) else visual
+            visual = visual[with_image.to(visual.device)] if not bool(with_image.all()) else visual
             used = counts[with_image]
             if bool((used != visual.shape[1]).any()):  # rows with fewer images than the widest: their own tokens
                 visual = torch.cat([v[: int(n)] for v, n in zip(visual, used.tolist(), strict=True)])
@@ -147,9 +151,11 @@ class EagleModel(nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor,
         labels: Tensor | None = None,
+        host_ids: Tensor | None = None,
     ) -> CausalLMOutputWithPast:
-        """The LM output for the multimodal sequence; ``.loss`` is set when ``labels`` (-100 = ignored) are given."""
-        embeds = self.embed(images, input_ids)
+        """The LM output for the multimodal sequence; ``.loss`` is set when ``labels`` (-100 = ignored) are given.
+        ``host_ids``: ``input_ids`` on the CPU, when they are on the GPU (see :meth:`embed`)."""
+        embeds = self.embed(images, input_ids, host_ids=host_ids)
         return self.lm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
 
     @torch.no_grad()

@@ -16,7 +16,9 @@ unless those states are sharded. This module says, per trial, whether a parallel
 * Vision activations (experts, fusion, projector) have no common formula (custom encoders included), so they are
   traced: one image goes through ``encode_images`` on ``meta`` with saved-tensor hooks that sum the bytes autograd
   keeps (:func:`vision_activation_bytes`); attention is traced as a fused kernel (q, k, v, output, log-sum-exp),
-  as it runs on a GPU, rather than the full attention matrix the ``meta`` fallback would save.
+  as it runs on a GPU, rather than the full attention matrix the ``meta`` fallback would save. With activation
+  checkpointing (on every GPU run) each expert block keeps only its input, plus one block's activations rebuilt
+  during backward: the trace attributes saved bytes to the block that saved them (:class:`VisionActivations`).
 
 The estimate is an upper bound for a step: gradients are counted whole beside the activations, although the
 first ones are freed before the last are made. ``benchmarks/memory_plan.py`` checks it against measured peaks.
@@ -229,12 +231,18 @@ class _FusedAttentionMode(TorchFunctionMode):
 
 
 class SavedTensorMeter:
-    """Sums the bytes autograd saves for backward, each storage once, parameters excluded (they are weights)."""
+    """Sums the bytes autograd saves for backward, each storage once, parameters excluded (they are weights).
+
+    Bytes saved while a module of :meth:`attribute` runs are also summed per module (``by_block``), with the bytes
+    of its input (``block_inputs``): what activation checkpointing of those modules changes."""
 
     def __init__(self, params: list[nn.Parameter]) -> None:
         self._params = {p.untyped_storage()._cdata for p in params}
         self._seen: dict[int, Tensor] = {}  # holding each tensor keeps its storage's address from being reused
         self.bytes = 0
+        self.by_block: dict[int, int] = {}
+        self.block_inputs: dict[int, int] = {}
+        self._inside: list[int] = []
 
     def pack(self, tensor: Tensor) -> Tensor:
         storage = tensor.untyped_storage()
@@ -242,18 +250,57 @@ class SavedTensorMeter:
         if key not in self._params and key not in self._seen:
             self._seen[key] = tensor
             self.bytes += storage.nbytes()
+            if self._inside:
+                self.by_block[self._inside[-1]] = self.by_block.get(self._inside[-1], 0) + storage.nbytes()
         return tensor
 
     def hooks(self) -> torch.autograd.graph.saved_tensors_hooks:
         return torch.autograd.graph.saved_tensors_hooks(self.pack, lambda tensor: tensor)
 
+    def attribute(self, blocks: list[nn.Module]) -> list[Any]:
+        """Count what each of ``blocks`` saves separately (returns the hook handles; remove them after)."""
 
-def vision_activation_bytes(model: nn.Module, image_size: int) -> int:
+        def enter(module: nn.Module, args: tuple) -> None:
+            self._inside.append(id(module))
+            self.block_inputs[id(module)] = sum(a.untyped_storage().nbytes() for a in args if isinstance(a, Tensor))
+
+        def leave(module: nn.Module, args: tuple, output: Any) -> None:
+            self._inside.pop()
+
+        handles = []
+        for block in blocks:
+            handles += [block.register_forward_pre_hook(enter), block.register_forward_hook(leave)]
+        return handles
+
+    @property
+    def checkpointed_bytes(self) -> int:
+        """The bytes kept with the attributed modules checkpointed: each keeps only its input, and one module's
+        activations are rebuilt at a time during backward. Modules that saved nothing (frozen, no gradient
+        flowing through them) keep nothing either way."""
+        saving = [block for block, size in self.by_block.items() if size > 0]
+        inside = sum(self.by_block[b] for b in saving)
+        return (self.bytes - inside + sum(self.block_inputs.get(b, 0) for b in saving)
+                + max((self.by_block[b] for b in saving), default=0))
+
+
+@dataclass(frozen=True)
+class VisionActivations:
+    """Bytes autograd keeps for one image through the vision side: as is, and with every expert block
+    checkpointed (what the trainer does on GPU, see ``train/distributed.prepare_model`` and ``train/fsdp.py``)."""
+
+    plain: int
+    checkpointed: int
+
+
+def vision_activations(model: nn.Module, image_size: int) -> VisionActivations:
     """Bytes autograd keeps for one image through ``model.encode_images`` (experts, fusion, projector), in the
-    model's own dtype, with the stage's trainable set as ``requires_grad`` says. Run it on a ``meta`` model: nothing
-    is computed or allocated."""
+    model's own dtype, with the stage's trainable set as ``requires_grad`` says, without and with activation
+    checkpointing of the experts' blocks. Run it on a ``meta`` model: nothing is computed or allocated."""
     device = next(model.parameters()).device
     meter = SavedTensorMeter(list(model.parameters()))
+    blocks = [block for expert in getattr(model, "experts", {}).values()
+              for block in (expert.freezable_blocks() if hasattr(expert, "freezable_blocks") else [])]
+    handles = meter.attribute(blocks)
     image = torch.zeros(1, 3, image_size, image_size, dtype=torch.uint8, device=device)
     was_training = model.training
     model.train()
@@ -266,7 +313,14 @@ def vision_activation_bytes(model: nn.Module, image_size: int) -> int:
                 model.encode_images(image)
     finally:
         model.train(was_training)
-    return meter.bytes
+        for handle in handles:
+            handle.remove()
+    return VisionActivations(plain=meter.bytes, checkpointed=meter.checkpointed_bytes)
+
+
+def vision_activation_bytes(model: nn.Module, image_size: int) -> int:
+    """:func:`vision_activations` without checkpointing."""
+    return vision_activations(model, image_size).plain
 
 
 # ---------------------------------------------------------------------------------------------- estimate
@@ -284,9 +338,12 @@ def estimate_memory(
     parallelism: Parallelism = "ddp",
     gpus: int = 1,
     traced_bytes: int = 4,
+    vision_bytes_checkpointed: int | None = None,
 ) -> MemoryEstimate:
     """Peak bytes per GPU for one step. ``vision_bytes_per_image`` was traced at ``traced_bytes`` per element
-    (fp32 on ``meta``) and is rescaled to the precision's activation size. ``gpus`` shard the states under fsdp."""
+    (fp32 on ``meta``) and is rescaled to the precision's activation size. ``gpus`` shard the states under fsdp.
+    With ``checkpointing`` the LM's layers and, when ``vision_bytes_checkpointed`` is given
+    (:attr:`VisionActivations.checkpointed`), the experts' blocks are checkpointed."""
     if micro_batch < 1 or seq_len < 1 or gpus < 1:
         raise ValueError(f"micro_batch ({micro_batch}), seq_len ({seq_len}) and gpus ({gpus}) must be positive")
     weights = params.total * precision.weight
@@ -297,7 +354,9 @@ def estimate_memory(
         weights, grads, states = -(-weights // gpus), -(-grads // gpus), -(-states // gpus)
         gathered = params.largest_unit * (precision.weight + precision.grad)
     layers, logits = lm_activation_bytes(lm, micro_batch, seq_len, precision, checkpointing)
-    vision = vision_bytes_per_image * micro_batch * precision.activation // traced_bytes
+    per_image = vision_bytes_checkpointed if checkpointing and vision_bytes_checkpointed is not None \
+        else vision_bytes_per_image
+    vision = per_image * micro_batch * precision.activation // traced_bytes
     return MemoryEstimate(weights=weights, grads=grads, optimizer=states, gathered=gathered, lm_activations=layers,
                           logits=logits, vision_activations=vision, parallelism=parallelism, gpus=gpus,
                           micro_batch=micro_batch, seq_len=seq_len, checkpointing=checkpointing,
@@ -316,12 +375,15 @@ class MemoryInputs:
     precision: Precision
     optimizer: str
     seq_len: int
+    vision_bytes_checkpointed: int | None = None
+    """Per image with the experts' blocks checkpointed (None: as without)."""
 
     def estimate(self, *, micro_batch: int, checkpointing: bool, parallelism: Parallelism,
                  gpus: int) -> MemoryEstimate:
         return estimate_memory(self.params, self.lm, self.vision_bytes_per_image, micro_batch=micro_batch,
                                seq_len=self.seq_len, precision=self.precision, optimizer=self.optimizer,
-                               checkpointing=checkpointing, parallelism=parallelism, gpus=gpus)
+                               checkpointing=checkpointing, parallelism=parallelism, gpus=gpus,
+                               vision_bytes_checkpointed=self.vision_bytes_checkpointed)
 
 
 # ---------------------------------------------------------------------------------------------- host RAM

@@ -116,9 +116,14 @@ class StageSpec(SpecModel):
     warmup_ratio: float = Field(default=0.05, ge=0, le=1)
     grad_clip: float = Field(default=1.0, gt=0)
     log_every: int = Field(default=10, gt=0, description="steps between logged losses (not part of the trial key)")
-    checkpoint_every: int = Field(
-        default=50, ge=0,
-        description="steps between in-stage checkpoints (0: only at the end of the stage); not part of the key")
+    checkpoint_every: int | None = Field(
+        default=None, ge=0,
+        description="steps between in-stage checkpoints (0: only at the end of the stage; default: every "
+        "checkpoint_every_s seconds instead); not part of the key")
+    checkpoint_every_s: float = Field(
+        default=600.0, gt=0,
+        description="seconds between in-stage checkpoints when checkpoint_every is not set (decided at the next "
+        "log_every step; the end of the stage is always checkpointed); not part of the key")
 
     @model_validator(mode="before")
     @classmethod
@@ -239,7 +244,7 @@ class TrainSpec(SpecModel):
 TrainSpec.yaml_shorthands = tuple(sorted(_STAGE_FIELDS))
 
 # Fields that change how a trial is logged, not what it computes; left out of trial keys and stage-artifact keys.
-STAGE_NON_SEMANTIC = frozenset({"log_every", "checkpoint_every"})
+STAGE_NON_SEMANTIC = frozenset({"log_every", "checkpoint_every", "checkpoint_every_s"})
 # Fields added after keys were first published: left out of a key while unset, so existing keys stay as they were.
 STAGE_OPTIONAL = frozenset({"expert_lr"})
 

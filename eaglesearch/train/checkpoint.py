@@ -1,76 +1,106 @@
-"""In-trial checkpoints: everything a training stage needs to continue bit-identically after its process died.
+"""In-trial checkpoints: everything a training stage needs to continue bit-identically after its process died,
+written so that training barely waits for them.
 
-One file per stage (``last.pt``), replaced atomically (temp file in the same folder, then ``os.replace``), so a kill
-at any moment leaves either the previous checkpoint or the new one, never a torn file. The checkpoint it replaces is
-kept as ``prev.pt``: a file damaged later (a full disk, a bad copy, bit rot) is caught by the SHA-256 digest of its
-contents stored inside it (``torch.load`` itself does not notice flipped bytes in tensor data), and
-:func:`load_latest` then falls back to ``prev.pt`` or, failing that, to the start of the stage. It holds
+A checkpoint is a folder (``last``) written with ``torch.distributed.checkpoint`` (DCP):
 
-* the weights that training changes: every parameter with ``requires_grad`` and every persistent buffer. Frozen
-  parameters are *not* saved: they are rebuilt bit-identically from the spec and seed (pretrained or seeded random
-  init, see ``reference/tiny_cpu.md`` §5), which keeps a checkpoint of a 7B model with frozen experts small. Loading
-  checks that the model being resumed has exactly these tensors with these shapes and dtypes;
-* optimizer and LR-scheduler state;
-* the process RNG states: torch CPU (and CUDA when available), Python ``random``, numpy;
-* the data position ``(epoch, batches consumed in that epoch)`` of a :class:`~eaglesearch.train.loop.BatchStream`;
-* the losses so far, ``meta`` (a small JSON-like dict the caller owns), a format version and the digest.
+* ``__<rank>_0.distcp`` + ``.metadata``: the weights that training changes and the optimizer state, **sharded**:
+  every rank writes only what it holds (its FSDP shards; under DDP DCP spreads the replicated tensors over the
+  ranks), nothing is gathered to rank 0, and any world size can read it back (DCP reshards on load).
+  Frozen parameters are *not* saved: they are rebuilt bit-identically from the spec and seed (pretrained or seeded
+  random init, see ``reference/tiny_cpu.md`` §5), which keeps a checkpoint of a 7B model with frozen experts small.
+* ``state.pt`` (rank 0): step, LR-scheduler state, the process RNG states (torch CPU and CUDA, Python ``random``,
+  numpy), the data position ``(epoch, batches consumed)`` of the batch stream, the losses so far and ``meta``.
+* ``manifest.json``, written last: the byte size and CRC-32 of every file above. A folder without it never finished.
 
-Files are read with ``torch.load(weights_only=True)``: nothing but tensors and plain containers is unpickled.
+**Integrity without hashing on the training path.** The old single-file format hashed the whole state with SHA-256
+on the training thread before writing it (~84 GB for a 7B full SFT). Now the training thread only stages the state
+(a copy to host memory, then DCP writes it from a background thread when ``asynchronous``); the CRC-32 of the
+written files (zlib, which releases the GIL) is computed on that background thread after the write, and the folder
+is renamed into place only then. On resume the sizes and checksums are verified before anything is loaded: a torn,
+truncated or bit-flipped file is caught (``torch.load`` itself does not notice flipped bytes in tensor data).
 
-A model sharded with FSDP (:mod:`eaglesearch.train.fsdp`) is saved as full tensors gathered to rank 0, its
-optimizer state keyed by parameter name; every rank must then call :func:`save_checkpoint` (only rank 0 writes)
-and :func:`restore_checkpoint` shards the full tensors again. ``meta["sharded"]`` records which layout the
-optimizer state has, so a checkpoint is resumed by the same kind of run that wrote it.
+**Atomic replacement.** Each save goes to a temp folder beside ``last`` and is renamed into place (``last`` first
+becomes ``prev``), so a kill at any moment leaves the previous checkpoint or the new one, never a torn one;
+:func:`load_latest` falls back from a damaged ``last`` to ``prev`` or, failing that, to the start of the stage.
+
+**Async.** Writing is :mod:`eaglesearch.train.checkpoint_writer`'s. With ``asynchronous`` (``async_by_default``:
+on CUDA) ``CheckpointWriter.save`` returns once the
+state is copied to host memory; the write, the checksums and the rename run in a background thread while training
+goes on. The next save, the end of the stage and an exception leaving the loop wait for it. On the CPU the copy and
+the write compete with training for the same cores, so saves are synchronous there by default
+(``benchmarks/checkpoint_overhead.py`` measures both).
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import os
 import random
 import tempfile
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
 from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
 
 from eaglesearch.train import fsdp
 
-FORMAT_VERSION = 2
-CHECKPOINT_NAME = "last.pt"
-PREVIOUS_NAME = "prev.pt"
-_CONTENT = ("step", "model", "optimizer", "scheduler", "rng", "data_state", "losses", "meta")
-_REQUIRED = ("format_version", "digest", *_CONTENT)
+FORMAT_VERSION = 3
+CHECKPOINT_NAME = "last"
+PREVIOUS_NAME = "prev"
+MANIFEST = "manifest.json"
+STATE_FILE = "state.pt"
+_STATE_KEYS = ("step", "scheduler", "rng", "data_state", "losses", "meta")
 
 logger = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be used: unreadable, another format version, or written for another model."""
+    """A checkpoint that cannot be used: another format version, or written for another model or settings."""
 
 
 class CheckpointCorrupt(CheckpointError):
-    """A damaged checkpoint (unreadable, truncated, digest mismatch, inconsistent): skipped with a warning for the
-    previous one or the start of the stage, because nothing the user chose is wrong and training can go on."""
+    """A damaged checkpoint (unfinished, unreadable, truncated, checksum mismatch, inconsistent): skipped with a
+    warning for the previous one or the start of the stage, because nothing the user chose is wrong."""
 
 
 @dataclass
 class Checkpoint:
+    """A verified checkpoint folder. ``model`` and ``optimizer`` are read on first access, as full tensors (for
+    inspection and tests); :func:`restore_checkpoint` instead loads each rank's part straight into the model."""
+
     path: Path
     step: int
     """Optimizer steps completed; training continues with 0-based step ``step``."""
-    model: dict[str, torch.Tensor]
-    optimizer: dict[str, Any]
     scheduler: dict[str, Any]
     rng: dict[str, Any]
     data_state: tuple[int, int] | None
     losses: list[float]
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def _full(self) -> dict[str, Any]:
+        return _load_state_dict_from_keys(checkpoint_id=str(self.path))
+
+    @property
+    def model(self) -> dict[str, torch.Tensor]:
+        """The saved weights (trainable parameters and buffers) as full tensors keyed by parameter name."""
+        return self._full["model"]
+
+    @property
+    def optimizer(self) -> dict[str, Any]:
+        """The saved optimizer state keyed by parameter name (``state`` and ``param_groups``), full tensors."""
+        return self._full["optimizer"]
 
     def fail(self, problem: str) -> CheckpointError:
         return CheckpointError(f"checkpoint {self.path} {problem}; delete it to start over")
@@ -120,74 +150,24 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def save_checkpoint(
-    path: Path,
-    *,
-    step: int,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    data_state: tuple[int, int] | None,
-    losses: list[float],
-    meta: Mapping[str, Any] | None = None,
-    is_main: bool = True,
-) -> None:
-    """Write the checkpoint after ``step`` completed steps to ``path`` atomically (the RNG states are read now); the
-    checkpoint it replaces becomes ``prev.pt`` beside it.
+# ------------------------------------------------------------------------------------------------- writing
 
-    For a sharded model every rank calls this (the state is gathered) and only the one with ``is_main`` writes."""
-    sharded = fsdp.is_sharded(model)
-    model_state = gathered_trained_state(model)
-    optimizer_state = fsdp.full_optimizer_state(model, optimizer) if sharded else optimizer.state_dict()
-    if not is_main:
-        return
-    payload: dict[str, Any] = {
-        "step": int(step),
-        "model": model_state,
-        "optimizer": optimizer_state,
-        "scheduler": scheduler.state_dict(),
-        "rng": rng_state(),
-        "data_state": None if data_state is None else [int(data_state[0]), int(data_state[1])],
-        "losses": [float(v) for v in losses],
-        "meta": {**dict(meta or {}), "sharded": sharded},
-    }
-    payload["digest"] = content_digest(payload)
-    payload["format_version"] = FORMAT_VERSION
-    save_atomic(path, payload, keep_previous=Path(path).with_name(PREVIOUS_NAME))
+def distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
 
 
-def content_digest(payload: Mapping[str, Any]) -> str:
-    """SHA-256 over the checkpoint's content (tensor bytes, dtypes and shapes, plain values), in a fixed order."""
-    digest = hashlib.sha256()
-
-    def feed(value: Any) -> None:
-        if isinstance(value, torch.Tensor):
-            flat = value.detach().cpu().contiguous().reshape(-1)
-            digest.update(f"T{flat.dtype}{tuple(value.shape)}".encode())
-            digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
-        elif isinstance(value, Mapping):
-            digest.update(f"D{len(value)}".encode())
-            for key in sorted(value, key=repr):
-                digest.update(repr(key).encode())
-                feed(value[key])
-        elif isinstance(value, list | tuple):
-            digest.update(f"L{len(value)}".encode())
-            for item in value:
-                feed(item)
-        else:
-            digest.update(f"V{value!r}".encode())
-
-    for name in _CONTENT:
-        digest.update(name.encode())
-        feed(payload[name])
-    return digest.hexdigest()
+def file_crc(path: Path) -> int:
+    """CRC-32 of a file's bytes, read in 16 MiB chunks (zlib releases the GIL while it sums)."""
+    crc = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(16 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
 
 
 def save_atomic(path: Path, payload: Mapping[str, Any], keep_previous: Path | None = None) -> None:
-    """``torch.save`` to a temp file beside ``path``, fsync, then rename: readers see the old file or the new one.
-
-    With ``keep_previous`` the file being replaced is first renamed there (a kill between the two renames leaves
-    only ``keep_previous``, which :func:`load_latest` reads)."""
+    """``torch.save`` to a temp file beside ``path``, fsync, then rename: readers see the old file or the new one
+    (a stage's ``done.pt``). With ``keep_previous`` the file being replaced is first renamed there."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -204,32 +184,66 @@ def save_atomic(path: Path, payload: Mapping[str, Any], keep_previous: Path | No
         raise
 
 
+# ------------------------------------------------------------------------------------------------- reading
+
+def verify(path: Path) -> dict[str, Any]:
+    """Check the folder against its manifest (every file present, its size and CRC-32); returns the manifest.
+    Raises :class:`CheckpointCorrupt` naming the folder and the file, :class:`CheckpointError` for another format."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointCorrupt(f"checkpoint {path} is not an eaglesearch training checkpoint (expected a folder "
+                                f"with {MANIFEST})")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise CheckpointCorrupt(f"checkpoint {path} is unfinished (no {MANIFEST}: its write was interrupted)") \
+            from None
+    except (OSError, ValueError) as err:
+        raise CheckpointCorrupt(f"checkpoint {path} is unreadable ({MANIFEST}: {err})") from err
+    if not isinstance(manifest, dict) or "format_version" not in manifest or "files" not in manifest:
+        raise CheckpointCorrupt(f"checkpoint {path} is not an eaglesearch training checkpoint")
+    if manifest["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {manifest['format_version']}, this "
+                              f"eaglesearch reads version {FORMAT_VERSION}; delete it to start over")
+    for name, expected in manifest["files"].items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointCorrupt(f"checkpoint {path} is damaged ({name} is missing)")
+        size = file.stat().st_size
+        if size != expected["bytes"]:
+            raise CheckpointCorrupt(f"checkpoint {path} is truncated or damaged ({name} has {size} bytes, "
+                                    f"{expected['bytes']} were written)")
+        if file_crc(file) != expected["crc32"]:
+            raise CheckpointCorrupt(f"checkpoint {path} is damaged ({name} does not match the checksum written "
+                                    "with it)")
+    return manifest
+
+
 def load_checkpoint(path: Path) -> Checkpoint | None:
-    """The checkpoint at ``path``; None when there is none. Raises :class:`CheckpointCorrupt` naming the file when it
-    is unreadable or damaged, :class:`CheckpointError` when it is of another format version."""
+    """The checkpoint folder at ``path``; None when there is none. Raises :class:`CheckpointCorrupt` naming it when
+    it is unfinished or damaged, :class:`CheckpointError` when it is of another format version."""
     path = Path(path)
     if not path.exists():
         return None
+    verify(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load fails in many ways on a torn or foreign file
+        payload = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load fails in many ways on a foreign file
         detail = f"{type(err).__name__}: {err}".splitlines()[0][:200]
         raise CheckpointCorrupt(f"checkpoint {path} is unreadable ({detail})") from err
-    if not isinstance(payload, dict) or "format_version" not in payload:
+    if not isinstance(payload, dict) or any(k not in payload for k in _STATE_KEYS):
         raise CheckpointCorrupt(f"checkpoint {path} is not an eaglesearch training checkpoint")
-    if payload["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {payload['format_version']}, this eaglesearch "
-                              f"reads version {FORMAT_VERSION}; delete it to start over")
-    if any(k not in payload for k in _REQUIRED):
-        raise CheckpointCorrupt(f"checkpoint {path} is not an eaglesearch training checkpoint")
-    if content_digest(payload) != payload["digest"]:
-        raise CheckpointCorrupt(f"checkpoint {path} is damaged (its contents do not match the digest written with "
-                                "them)")
     data_state = payload["data_state"]
-    return Checkpoint(path=path, step=int(payload["step"]), model=payload["model"], optimizer=payload["optimizer"],
-                      scheduler=payload["scheduler"], rng=payload["rng"],
+    return Checkpoint(path=path, step=int(payload["step"]), scheduler=payload["scheduler"], rng=payload["rng"],
                       data_state=None if data_state is None else (int(data_state[0]), int(data_state[1])),
                       losses=list(payload["losses"]), meta=dict(payload["meta"]))
+
+
+def _saved_tensors(path: Path) -> dict[str, Any]:
+    """What DCP's metadata says was saved under ``model.``: name -> (shape, dtype)."""
+    metadata = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
+    return {key[len("model."):]: (tuple(meta.size), meta.properties.dtype) for key, meta in metadata.items()
+            if key.startswith("model.") and hasattr(meta, "size")}
 
 
 def restore_checkpoint(
@@ -237,48 +251,50 @@ def restore_checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    process_group: dist.ProcessGroup | None = None,
 ) -> None:
-    """Load weights, optimizer, scheduler and RNG states into freshly built objects; the data position and the
-    losses are the caller's. Raises :class:`CheckpointError` when the model does not match the checkpoint.
-    A sharded model (every rank calls this with the same checkpoint) gets the full tensors sharded again."""
+    """Load weights, optimizer, scheduler and RNG states into freshly built objects (every rank calls this; each
+    reads the part it holds); the data position and the losses are the caller's. Raises :class:`CheckpointError`
+    when the model does not match the checkpoint."""
     sharded = fsdp.is_sharded(model)
     if bool(checkpoint.meta.get("sharded", False)) != sharded:
         written, here = (("an FSDP", "without FSDP") if not sharded else ("a non-FSDP", "with FSDP"))
         raise checkpoint.fail(f"was written by {written} run and this one trains {here} (resources.parallelism)")
-    expected = trained_state(model)
-    missing = sorted(set(expected) - set(checkpoint.model))
-    unexpected = sorted(set(checkpoint.model) - set(expected))
+    saved = _saved_tensors(checkpoint.path)
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    expected = trained_state(model, model_state)
+    missing = sorted(set(expected) - set(saved))
+    unexpected = sorted(set(saved) - set(expected))
     if missing or unexpected:
         parts = [f"{label} {', '.join(names[:3])}{' …' if len(names) > 3 else ''}"
                  for label, names in (("lacks", missing), ("has extra", unexpected)) if names]
         raise checkpoint.fail(f"was written for another model (it {'; '.join(parts)})")
-    for name, tensor in checkpoint.model.items():
-        target = expected[name]
-        if tensor.shape != target.shape or tensor.dtype != target.dtype:  # a DTensor reports its global shape
-            raise checkpoint.fail(f"was written for another model ({name}: {tuple(tensor.shape)} {tensor.dtype} "
-                                  f"there, {tuple(target.shape)} {target.dtype} here)")
-    if sharded:
-        fsdp.load_full_state(model, checkpoint.model)
-    else:
-        model.load_state_dict(checkpoint.model, strict=False)
+    for name, target in expected.items():
+        shape, dtype = saved[name]
+        if shape != tuple(target.shape) or dtype != target.dtype:  # a DTensor reports its global shape
+            raise checkpoint.fail(f"was written for another model ({name}: {shape} {dtype} there, "
+                                  f"{tuple(target.shape)} {target.dtype} here)")
+    state = {"model": expected, "optimizer": optimizer_state}
+    no_dist = not distributed()
     try:
-        if sharded:
-            fsdp.load_full_optimizer_state(model, optimizer, checkpoint.optimizer)
-        else:
-            optimizer.load_state_dict(checkpoint.optimizer)
+        dcp.load(state, checkpoint_id=str(checkpoint.path), process_group=None if no_dist else process_group,
+                 no_dist=no_dist)
+        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
+                       options=StateDictOptions(strict=False))  # frozen parameters stay as built
         scheduler.load_state_dict(checkpoint.scheduler)
     except (ValueError, KeyError, RuntimeError) as err:
-        raise checkpoint.fail(f"has optimizer state for another model ({err})") from err
+        raise checkpoint.fail(f"has optimizer state for another model ({str(err).splitlines()[0][:200]})") from err
     set_rng_state(checkpoint.rng)
 
 
 def load_latest(path: Path, check: Callable[[Checkpoint], None] | None = None) -> Checkpoint | None:
-    """The newest usable checkpoint: ``path`` (``last.pt``), else ``prev.pt`` beside it, else None (start over).
+    """The newest usable checkpoint: ``path`` (``last``), else ``prev`` beside it, else None (start over).
 
-    A damaged file is skipped with a warning that names it and says where training resumes instead. ``check`` sees
-    each loaded candidate: it raises :class:`CheckpointCorrupt` for damage only the caller can see (steps that do
-    not match the losses) and :class:`CheckpointError` for a sound checkpoint that must not be used (another model
-    or other settings), which stops the caller: silently starting over would hide the user's mistake.
+    A damaged or unfinished folder is skipped with a warning that names it and says where training resumes
+    instead. ``check`` sees each loaded candidate: it raises :class:`CheckpointCorrupt` for damage only the caller
+    can see (steps that do not match the losses) and :class:`CheckpointError` for a sound checkpoint that must not
+    be used (another model or other settings), which stops the caller: silently starting over would hide the
+    user's mistake.
     """
     path = Path(path)
     damaged: list[str] = []

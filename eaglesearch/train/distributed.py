@@ -4,26 +4,32 @@ accumulation.
 Every rank follows the same seeded :class:`~eaglesearch.data.loader.BatchStream` and trains on the contiguous rows
 ``rank*k:(rank+1)*k`` of each global batch (``k = batch_size / world_size``): a stream built with ``shard`` reads
 and decodes only those rows (a :class:`~eaglesearch.data.loader.RowShard` batch); a plain one yields the collated
-global batch, which :func:`shard_batch` slices. Gradients are summed with one
-``all_reduce`` per step (manual bucketing, no ``DistributedDataParallel`` wrapper: frozen experts and parameters
-unused in a step need no ``find_unused_parameters`` and the arithmetic stays explicit).
+global batch, which :func:`shard_batch` slices. Gradients are summed over ranks by the stage's parallelism strategy
+(:mod:`eaglesearch.train.strategy`: DistributedDataParallel's buckets during backward under ``ddp``, FSDP's
+reduce-scatter under ``fsdp``).
 
 Exact loss. The causal-LM loss of one process is the mean over the *answer tokens of the whole batch*. The mean
 of per-rank means differs from it when shares hold different numbers of answer tokens, so each rank computes its
 **summed** token loss and divides it by the **global** answer-token count (known to every rank, because every rank
 holds the collated global batch before slicing it; a rank holding only its rows gets it with one scalar
 ``all_reduce`` of the per-rank counts, :func:`global_answer_tokens`). Summing those gradients over ranks gives
-exactly the gradient of the 1-process mean loss; the reported loss is the all-reduced sum over the global count. Up to float rounding,
-a k-worker run therefore reproduces the 1-worker loss curve and parameters.
+exactly the gradient of the 1-process mean loss; the reported loss is the sum of the ranks' parts, reduced once per
+logging interval (not every step). Up to float rounding, a k-worker run therefore reproduces the 1-worker loss curve
+and parameters.
 
 Gradient accumulation (a stage's ``micro_batch_size``) is the same arithmetic one level down: a rank's share is cut
 into micro-batches, each backpropagates its summed loss over the same global count, and the gradients add up in
-``.grad`` before the one ``all_reduce`` of the step (:func:`accumulate_gradients`). In one process too it equals
-the full-batch step.
+``.grad``; only the last micro-batch's backward synchronises them (:func:`accumulate_gradients`). In one process
+too it equals the full-batch step.
+
+No host synchronisation. The token count comes from the batch while it is still on the host; the loss stays on
+the device; batches are copied from pinned memory without blocking; the model is told which rows carry an image
+from that host copy too. The step itself never waits for the GPU.
 
 Device policy (GPU only, not testable on CPU): when the model sits on CUDA, the forward pass runs under
-``torch.autocast("cuda", dtype=torch.bfloat16)`` and :func:`prepare_model` turns on the LM's gradient
-checkpointing. Both are decided by the device, not by the stage spec; on CPU nothing changes.
+``torch.autocast("cuda", dtype=torch.bfloat16)`` and :func:`prepare_model` turns on activation checkpointing of
+the LM's decoder layers and of every expert's blocks. Both are decided by the device, not by the stage spec; on CPU
+nothing changes.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -164,13 +171,32 @@ def autocast_for(model: nn.Module) -> contextlib.AbstractContextManager:
 
 
 def prepare_model(model: nn.Module) -> nn.Module:
-    """Device-decided memory savers: gradient checkpointing of the LM on GPU (nothing on CPU)."""
+    """Device-decided memory savers on GPU (nothing on CPU): activation checkpointing of the LM's decoder layers
+    (transformers' own) and of every expert's blocks (each block recomputes its activations in backward, so only
+    its input is kept: ``model/memory.py`` plans with this)."""
+    if not (torch.cuda.is_available() and on_cuda(model)):
+        return model
     lm = getattr(model, "lm", None)
-    if torch.cuda.is_available() and on_cuda(model) and hasattr(lm, "gradient_checkpointing_enable"):
-        lm.gradient_checkpointing_enable()  # type: ignore[union-attr]
+    if hasattr(lm, "gradient_checkpointing_enable"):
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})  # type: ignore
         if hasattr(lm, "config"):
             lm.config.use_cache = False  # type: ignore[union-attr]
+    checkpoint_expert_blocks(model)
     return model
+
+
+def checkpoint_expert_blocks(model: nn.Module) -> list[nn.Module]:
+    """Make every expert block (what ``freeze`` counts: ViT blocks, ConvNeXt stages) recompute its activations in
+    backward (the composable, non-reentrant ``checkpoint``, which keeps module names and state-dict keys); returns
+    the blocks. Frozen blocks without a gradient-carrying input keep nothing either way."""
+    from torch.distributed._composable import checkpoint
+
+    blocks: list[nn.Module] = []
+    for expert in getattr(model, "experts", {}).values():
+        blocks.extend(expert.freezable_blocks())
+    for block in blocks:
+        checkpoint(block)
+    return blocks
 
 
 def broadcast_parameters(model: nn.Module, src: int = 0) -> None:
@@ -183,7 +209,10 @@ def broadcast_parameters(model: nn.Module, src: int = 0) -> None:
 # ---------------------------------------------------------------------------------------------- the step
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    """The batch on ``device``; to CUDA from pinned host memory, so ``non_blocking`` really does not block."""
+    pin = device.type == "cuda"
+    return {k: (v.pin_memory() if pin and not v.is_pinned() else v).to(device, non_blocking=True)
+            if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def micro_batches(share: dict[str, torch.Tensor], micro_batch_size: int | None) -> list[dict[str, torch.Tensor]]:
@@ -202,13 +231,18 @@ def micro_batches(share: dict[str, torch.Tensor], micro_batch_size: int | None) 
 
 
 def accumulate_gradients(model: nn.Module, batch: dict[str, torch.Tensor], world: WorldInfo | None = None,
-                         micro_batch_size: int | None = None) -> torch.Tensor:
+                         micro_batch_size: int | None = None, *, reduce: bool = True,
+                         no_sync: Callable[[bool], contextlib.AbstractContextManager] | None = None) -> torch.Tensor:
     """Backpropagate this rank's share of a collated global ``batch`` (or of the share itself, from a sharded
-    stream), one micro-batch at a time; returns the global mean loss (no grad, the same value on every rank).
+    stream), one micro-batch at a time; returns the loss
+    (no grad, on the model's device): with ``reduce`` the global mean loss (summed over ranks: a collective), without
+    it this rank's part of it (the loop sums the parts of many steps at once, at log time).
 
     Each micro-batch backpropagates its summed token loss over the *global* answer-token count, so the gradients
-    accumulated in ``.grad`` (zero them first), summed over ranks (:func:`all_reduce_gradients`), are exactly the
-    1-process full-batch gradient, whatever the micro-batch size. ``world=None`` is one process.
+    accumulated in ``.grad`` (zero them first), summed over ranks, are exactly the 1-process full-batch gradient,
+    whatever the micro-batch size. ``no_sync(last)`` wraps each micro-batch's forward and backward (the strategy's:
+    DDP's ``no_sync`` before the last); by default an FSDP model reduce-scatters after the last one only.
+    ``world=None`` is one process.
     """
     world = world or WorldInfo(0, 1)
     device = next(model.parameters()).device
@@ -216,46 +250,23 @@ def accumulate_gradients(model: nn.Module, batch: dict[str, torch.Tensor], world
     value = torch.zeros((), device=device)
     micros = micro_batches(shard_batch(batch, world), micro_batch_size)
     for i, micro in enumerate(micros):
-        fsdp.set_gradient_sync(model, i == len(micros) - 1)  # FSDP: reduce-scatter once, after the last one
-        micro = _to(micro, device)
-        with autocast_for(model):
-            out = model(micro["images"], micro["input_ids"], micro["attention_mask"])
-        loss = summed_lm_loss(out.logits, micro["labels"]) / max(total, 1)
-        loss.backward()
+        last = i == len(micros) - 1
+        if no_sync is None:
+            fsdp.set_gradient_sync(model, last)  # FSDP: reduce-scatter once, after the last one
+        host_ids = micro["input_ids"]
+        on_device = _to(micro, device)
+        extra = {"host_ids": host_ids} if device.type != "cpu" else {}
+        with no_sync(last) if no_sync is not None else contextlib.nullcontext():
+            with autocast_for(model):
+                out = model(on_device["images"], on_device["input_ids"], on_device["attention_mask"], **extra)
+            loss = summed_lm_loss(out.logits, on_device["labels"]) / max(total, 1)
+            loss.backward()
         value += loss.detach()
-    if world.world_size > 1:
+    if reduce and world.world_size > 1:
         dist.all_reduce(value)
     if total == 0:  # no answer token anywhere: HF's mean would be nan; keep the same signal
         value = value * float("nan")
     return value
-
-
-def all_reduce_gradients(params: list[nn.Parameter], world: WorldInfo) -> None:
-    """Sum gradients over ranks in one flat bucket per dtype/device.
-
-    Parameters without a gradient (unused this step) are left at ``None`` exactly as in 1 process, so AdamW skips
-    them the same way; every rank runs the same graph, so the set is the same on all ranks (checked).
-    """
-    if world.world_size == 1:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    count = torch.tensor([len(grads)], dtype=torch.int64, device=grads[0].device if grads else "cpu")
-    low = count.clone()
-    dist.all_reduce(count, op=dist.ReduceOp.MAX)
-    dist.all_reduce(low, op=dist.ReduceOp.MIN)
-    if int(count) != int(low):
-        raise RuntimeError(f"ranks disagree on which parameters got gradients ({int(low)} vs {int(count)})")
-    groups: dict[tuple, list[torch.Tensor]] = {}
-    for g in grads:
-        groups.setdefault((g.dtype, g.device), []).append(g)
-    for bucket in groups.values():
-        flat = torch.cat([g.reshape(-1) for g in bucket])
-        dist.all_reduce(flat)
-        offset = 0
-        for g in bucket:
-            n = g.numel()
-            g.copy_(flat[offset:offset + n].view_as(g))
-            offset += n
 
 
 def training_device() -> torch.device:

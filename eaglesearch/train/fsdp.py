@@ -14,14 +14,16 @@ the 1-process loss curve. What changes is where the weights live:
   already divided by the global token count. With gradient accumulation only the last micro-batch syncs.
 * **Mixed precision** (GPU only): bf16 parameters and compute, fp32 gradient reduction, fp32 master weights;
   on CPU everything stays fp32 (gloo has no bf16 advantage and the CPU tests compare with fp32 runs).
-* **Activation checkpointing** (GPU by default): each unit recomputes its activations in backward (the composable
-  ``checkpoint``, which keeps module names); the LM's KV cache is turned off for training.
+* **Activation checkpointing** (GPU by default): each unit (every expert block and LM layer) recomputes its
+  activations in backward (the composable ``checkpoint``, which keeps module names); the LM's KV cache is turned off
+  for training. The memory plan (``model/memory.py``) counts it.
 * **Clipping.** Gradients are DTensor shards; the global norm is the norm over all shards
   (:func:`clip_grad_norm_`), so clipping equals the 1-process clipping.
-* **State.** Checkpoints, ``done.pt`` and pre-aligned expert artifacts hold *full* tensors, gathered to rank 0's
-  CPU (:func:`full_state`, :func:`full_optimizer_state`): the files are the format a 1-process run writes (the
-  optimizer state keyed by parameter name), readable by any world size. Loading shards a full state again
-  (:func:`load_full_state`). Gathering is collective: every rank must call these functions.
+* **State.** In-stage checkpoints are sharded: every rank writes its own shards with
+  ``torch.distributed.checkpoint`` (:mod:`eaglesearch.train.checkpoint`), nothing is gathered. ``done.pt`` and
+  pre-aligned expert artifacts hold *full* tensors, gathered to rank 0's CPU (:func:`full_state`,
+  :func:`full_optimizer_state`): the format a 1-process run writes, readable by any world size. Loading shards a
+  full state again (:func:`load_full_state`). Gathering is collective: every rank must call these functions.
 
 Evaluation runs on rank 0 on an unsharded copy built from the gathered state
 (``StagePipeline`` does it after the last stage).

@@ -51,6 +51,7 @@ from eaglesearch.spec import ExpertSpec, ModelSpec, TrialSpec
 from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec, semantic_stage
 from eaglesearch.train import distributed, fsdp
 from eaglesearch.train.checkpoint import gathered_trained_state, rng_state, save_atomic, set_rng_state
+from eaglesearch.train.checkpoint_writer import remove_checkpoints
 from eaglesearch.train.loop import batches, train
 from eaglesearch.train.mirror import CheckpointMirror, mirrored
 from eaglesearch.train.pretrained import PretrainedComponents
@@ -342,7 +343,7 @@ class StagePipeline:
         if self.main:
             save_atomic(done, {"model": _cpu(trained), "rng": rng_state(),
                                 "record": json.dumps(record.to_json())})
-            (folder / "last.pt").unlink(missing_ok=True)
+            remove_checkpoints(folder)
         if self.world is not None and self.world.world_size > 1:
             import torch.distributed as dist
 
@@ -378,7 +379,7 @@ class StagePipeline:
             self.say(f"{position} step {step + 1}/{steps} loss {loss:.4f}")
 
         stats = train(model, stream, stage.with_steps(steps), on_log=on_log, checkpoint_dir=checkpoints,
-                      world=self.world, stop_at=stop, on_step=on_step)
+                      world=self.world, stop_at=stop, on_step=on_step, final_checkpoint=rung)  # else: done.pt
         record = StageRecord(stage=stage.name, index=self.index[stage.name], data=stage.data, status="trained",
                              steps=stats.steps, expert=expert, artifact_key=key, resumed_from=stats.resumed_from,
                              losses=logged, loss_final=stats.loss_final, wall_s=stats.wall_s, samples=stats.samples,

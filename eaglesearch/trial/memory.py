@@ -4,9 +4,9 @@ For every trial the plan reports (greedy: the base, base + each candidate and th
 every trial) the model is built on ``meta`` and, for each stage that trains the combined model, priced by
 :mod:`eaglesearch.model.memory` as the trainer runs it:
 
-* GPU trials (``gpus_per_trial`` > 0): bf16 mixed precision, the LM's activation checkpointing on (the trainer turns
-  it on for every GPU run), ``gpus_per_trial`` data-parallel workers each holding a micro-batch of the stage's
-  ``micro_batch_size`` (default: its share of ``batch_size``), under ``ddp`` and under ``fsdp``;
+* GPU trials (``gpus_per_trial`` > 0): bf16 mixed precision, activation checkpointing of the LM's layers and the
+  experts' blocks on (the trainer turns it on for every GPU run), ``gpus_per_trial`` data-parallel workers each
+  holding a micro-batch of the stage's ``micro_batch_size`` (default: its share of ``batch_size``), under ``ddp`` and under ``fsdp``;
 * CPU trials: fp32, no checkpointing, one process; shown, never refused.
 
 Beside GPU memory, each trial's **host RAM per rank** is estimated (:class:`~eaglesearch.model.memory.HostMemory`):
@@ -38,7 +38,7 @@ from eaglesearch.model.memory import (
     Parallelism,
     estimate_host_memory,
     param_split,
-    vision_activation_bytes,
+    vision_activations,
 )
 from eaglesearch.spec import ResourcesSpec, TrialSpec
 from eaglesearch.spec.train import StageSpec
@@ -122,8 +122,8 @@ class TrialMemory:
         """The message for a trial that does not fit: what it needs, what there is, and the fixes."""
         stage, estimate = self.peak(self.parallelism)
         fixes = self.fixes()
-        ckpt = "" if not estimate.checkpointing else (" Activation checkpointing of the LM is already counted (the "
-                                                      "trainer turns it on for GPU runs).")
+        ckpt = "" if not estimate.checkpointing else (" Activation checkpointing of the LM and the experts is "
+                                                      "already counted (the trainer turns it on for GPU runs).")
         todo = ("Fixes, each enough alone: " + "; ".join(fixes) + "." if fixes else
                 "No single fix (fsdp, up to 64 GPUs, micro-batch 1, checkpointing) is enough: combine them, or "
                 "freeze parts of the model (experts or LM) or drop experts.")
@@ -163,10 +163,11 @@ def trial_memory(trial: TrialSpec, resources: ResourcesSpec, available_gb: float
     stages = []
     for stage in trial.train.joint_stages:
         apply_trainable(model, stage.trainable, spec)
-        inputs = MemoryInputs(params=param_split(model), lm=lm,
-                              vision_bytes_per_image=vision_activation_bytes(model, trial.data.image_size)
-                              * trial.data.image.max_images,  # a picture's worst case: max tiles + thumbnail
-                              precision=precision, optimizer=stage.optimizer, seq_len=trial.data.max_length)
+        vision = vision_activations(model, trial.data.image_size)
+        worst = trial.data.image.max_images  # a picture's worst case: max tiles + thumbnail
+        inputs = MemoryInputs(params=param_split(model), lm=lm, vision_bytes_per_image=vision.plain * worst,
+                              precision=precision, optimizer=stage.optimizer, seq_len=trial.data.max_length,
+                              vision_bytes_checkpointed=vision.checkpointed * worst)
         share = max(1, stage.batch_size // workers)
         micro = min(stage.micro_batch_size or share, share)
         stages.append(StageMemory(stage=stage, inputs=inputs, micro_batch=micro, checkpointing=on_gpu, gpus=workers))
