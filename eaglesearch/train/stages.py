@@ -35,9 +35,9 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -55,6 +55,7 @@ from eaglesearch.train.checkpoint_writer import remove_checkpoints
 from eaglesearch.train.loop import batches, train
 from eaglesearch.train.mirror import CheckpointMirror, mirrored
 from eaglesearch.train.pretrained import PretrainedComponents
+from eaglesearch.train.stage_record import StageRecord
 from eaglesearch.train.trainable import apply_trainable, widen_trainable
 
 STAGE_VERSION = "stages-1"
@@ -71,42 +72,6 @@ DatasetFor = Callable[[StageSpec, int], Dataset]
 """``(stage, visual tokens per image) -> training dataset`` of that stage (the caller reads and caches the data)."""
 Collate = Callable[[list[dict[str, torch.Tensor]]], dict[str, torch.Tensor]]
 Say = Callable[[str], None]
-
-
-@dataclass
-class StageRecord:
-    """What one stage did in a trial: trained here, or reused from the artifact store (``losses`` are then the
-    curve of the run that built it)."""
-
-    stage: str
-    index: int
-    data: str
-    status: Literal["trained", "reused"]
-    steps: int
-    expert: str | None = None
-    artifact_key: str | None = None
-    resumed_from: int = 0
-    losses: list[tuple[int, float]] = field(default_factory=list)
-    loss_final: float | None = None
-    wall_s: float = 0.0
-    samples: int = 0
-    trainable: dict[str, int] = field(default_factory=dict)
-    trainable_label: str = ""
-    built_by: str | None = None  # key of the trial that trained it (per-expert stages; joint stages of a rung)
-
-    @property
-    def name(self) -> str:
-        """``prealign/clip`` for a per-expert stage, ``sft`` for a joint one."""
-        return f"{self.stage}/{self.expert}" if self.expert else self.stage
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> StageRecord:
-        data = dict(data)
-        data["losses"] = [(int(s), float(v)) for s, v in data.get("losses", [])]
-        return cls(**data)
 
 
 @dataclass
