@@ -12,8 +12,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from eaglesearch.model import build_eagle
+from eaglesearch.model.host_memory import estimate_host_memory
 from eaglesearch.model.language import build_language_model, dequantised_checkpoint, load_dtype
-from eaglesearch.model.memory import estimate_host_memory
 from eaglesearch.spec import LanguageModelSpec, ModelSpec, ResourcesSpec
 from eaglesearch.spec.train import StageSpec
 from eaglesearch.train.trainable import widen_trainable

@@ -9,7 +9,7 @@ every trial) the model is built on ``meta`` and, for each stage that trains the 
   holding a micro-batch of the stage's ``micro_batch_size`` (default: its share of ``batch_size``), under ``ddp`` and under ``fsdp``;
 * CPU trials: fp32, no checkpointing, one process; shown, never refused.
 
-Beside GPU memory, each trial's **host RAM per rank** is estimated (:class:`~eaglesearch.model.memory.HostMemory`):
+Beside GPU memory, each trial's **host RAM per rank** is estimated (:class:`~eaglesearch.model.host_memory.HostMemory`):
 the model as loaded (bf16 for GPU trials, fp32 on CPU) plus the largest expert while it is built at fp32, and for
 CPU trials
 the training step; ``plan`` shows it.
@@ -27,16 +27,15 @@ from dataclasses import dataclass
 import torch
 
 from eaglesearch.model import build_eagle
+from eaglesearch.model.host_memory import HostMemory, estimate_host_memory
 from eaglesearch.model.memory import (
     BF16_MIXED,
     FP32,
     GB,
-    HostMemory,
     LMShape,
     MemoryEstimate,
     MemoryInputs,
     Parallelism,
-    estimate_host_memory,
     param_split,
     vision_activations,
 )
@@ -186,7 +185,7 @@ def trial_memory(trial: TrialSpec, resources: ResourcesSpec, available_gb: float
 
 
 def host_memory(trial: TrialSpec, resources: ResourcesSpec) -> HostMemory:
-    """Estimated peak host RAM of one rank of ``trial`` (see :class:`~eaglesearch.model.memory.HostMemory`)."""
+    """Estimated peak host RAM of one rank of ``trial`` (see :class:`~eaglesearch.model.host_memory.HostMemory`)."""
     memory = trial_memory(trial, resources, None)
     assert memory.host is not None
     return memory.host
