@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from eaglesearch.train.checkpoint import CHECKPOINT_NAME, MANIFEST
 from tests.e2e_helpers import PREALIGN_STAGES, make_project, tiny_recipe
 
 pytestmark = pytest.mark.slow
@@ -199,7 +200,7 @@ def start_run(cluster, project: Path) -> subprocess.Popen:
 
 def checkpoints_in_store(fs) -> list[str]:
     fs.invalidate_cache()
-    return [p for p in fs.find("eaglesearch/artifacts/scratch/trials") if p.endswith("/last.pt")]
+    return [p for p in fs.find("eaglesearch/artifacts/scratch/trials") if p.endswith(f"/{CHECKPOINT_NAME}/{MANIFEST}")]
 
 
 def wait_for(condition, proc: subprocess.Popen, project: Path, what: str, timeout: float = 300) -> None:

@@ -97,6 +97,23 @@ def test_a_checkpoint_pushed_on_one_node_is_pulled_on_another(tmp_path: Path, re
     assert ScratchMirror(tmp_path / "c", remote).pull(tmp_path / "c" / "trials" / "k1" / "sft") == 0
 
 
+def test_a_checkpoint_folder_travels_whole_and_one_being_written_stays(tmp_path: Path, remote: str) -> None:
+    """The checkpoint folder format (train/checkpoint.py): DCP's ``.metadata`` belongs to the checkpoint and is
+    uploaded; the temp folder of a checkpoint still being written is not."""
+    stage = tmp_path / "a" / "scratch" / "trials" / "k1" / "sft"
+    (stage / "last").mkdir(parents=True)
+    for name in (".metadata", "__0_0.distcp", "state.pt", "manifest.json"):
+        (stage / "last" / name).write_bytes(name.encode())
+    (stage / ".last.step00000008.tmp").mkdir()
+    (stage / ".last.step00000008.tmp" / "__0_0.distcp").write_bytes(b"half written")
+    assert ScratchMirror(tmp_path / "a" / "scratch", remote).push(stage) == 4
+    target = tmp_path / "b" / "scratch" / "trials" / "k1" / "sft"
+    assert ScratchMirror(tmp_path / "b" / "scratch", remote).pull(target) == 4
+    assert sorted(p.name for p in (target / "last").iterdir()) == [".metadata", "__0_0.distcp", "manifest.json",
+                                                                    "state.pt"]
+    assert not any(target.glob(".last.*"))
+
+
 def test_closing_deletes_the_trial_and_the_finished_stage_folders_but_not_a_live_one(tmp_path: Path,
                                                                                      remote: str) -> None:
     scratch = tmp_path / "scratch"

@@ -72,8 +72,9 @@ class ScratchMirror:
             return 0
         changed = []
         for path in folder.rglob("*"):
-            if not path.is_file() or path.name.startswith("."):  # dot files: temp files of an atomic save
-                continue
+            parts = path.relative_to(folder).parts
+            if not path.is_file() or any(part.endswith(".tmp") for part in parts):  # an atomic save's temp file
+                continue  # or folder (a checkpoint being written); DCP's own ".metadata" is part of the checkpoint
             try:
                 stat = path.stat()
             except FileNotFoundError:  # replaced meanwhile
