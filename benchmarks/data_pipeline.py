@@ -34,15 +34,15 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
 
-import eaglesearch  # noqa: E402, F401
-from eaglesearch.data import TrainDataset, collate_train, read_training_samples, training_corpus  # noqa: E402
-from eaglesearch.data.loader import BatchStream  # noqa: E402
-from eaglesearch.model import load_tokenizer  # noqa: E402
-from eaglesearch.spec import TokenizerSpec  # noqa: E402
+import eaglesearch  # noqa: F401
+from eaglesearch.data import TrainDataset, collate_train, read_training_samples, training_corpus
+from eaglesearch.data.loader import BatchStream
+from eaglesearch.model import load_tokenizer
+from eaglesearch.spec import TokenizerSpec
 
 QUESTIONS = ["What colour is the largest shape?", "How many shapes are there?", "Is there a red circle?",
              "What is written on the sign?", "Describe the picture."]

@@ -25,12 +25,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import yaml  # noqa: E402
-from common import compare_objective, fmt, load_trial, run_space  # noqa: E402
+import yaml
+from common import compare_objective, fmt, load_trial, run_space
 
-from eaglesearch.model.validate import load_checked_search  # noqa: E402
-from eaglesearch.report.table import round_table  # noqa: E402
-from eaglesearch.spec import EvalSpec  # noqa: E402
+from eaglesearch.model.validate import load_checked_search
+from eaglesearch.report.table import round_table
+from eaglesearch.spec import EvalSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = ROOT / "search_spaces" / "demo_greedy.yaml"

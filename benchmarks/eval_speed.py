@@ -18,14 +18,19 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import torch  # noqa: E402
+import torch
 
-import eaglesearch  # noqa: E402, F401
-from eaglesearch.data import build_eval_items, collate_prompts, read_llava_json, training_corpus  # noqa: E402
-from eaglesearch.data import write_synthetic  # noqa: E402
-from eaglesearch.model import build_eagle, load_tokenizer  # noqa: E402
-from eaglesearch.model.eagle import EagleModel  # noqa: E402
-from eaglesearch.spec import ExpertSpec, LanguageModelSpec, ModelSpec, SyntheticDataSpec, TokenizerSpec  # noqa: E402
+import eaglesearch  # noqa: F401
+from eaglesearch.data import (
+    build_eval_items,
+    collate_prompts,
+    read_llava_json,
+    training_corpus,
+    write_synthetic,
+)
+from eaglesearch.model import build_eagle, load_tokenizer
+from eaglesearch.model.eagle import EagleModel
+from eaglesearch.spec import ExpertSpec, LanguageModelSpec, ModelSpec, SyntheticDataSpec, TokenizerSpec
 
 
 @torch.no_grad()

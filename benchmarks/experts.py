@@ -45,15 +45,15 @@ from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import torch  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
+import torch
+from torch import Tensor, nn
 
-from eaglesearch.model.cost import count_flops  # noqa: E402
-from eaglesearch.model.experts import build_expert, expert_names, resolve_expert  # noqa: E402
-from eaglesearch.model.fusions import FUSIONS, build_fusion  # noqa: E402
-from eaglesearch.model.projector import build_projector  # noqa: E402
-from eaglesearch.model.validate import validate_model  # noqa: E402
-from eaglesearch.spec import ExpertSpec, ModelSpec  # noqa: E402
+from eaglesearch.model.cost import count_flops
+from eaglesearch.model.experts import build_expert, expert_names, resolve_expert
+from eaglesearch.model.fusions import FUSIONS, build_fusion
+from eaglesearch.model.projector import build_projector
+from eaglesearch.model.validate import validate_model
+from eaglesearch.spec import ExpertSpec, ModelSpec
 
 GRID, LM_DIM, IMAGE_SIZE = 8, 128, 256
 EXPERT_SETS: list[list[tuple[str, int]]] = [[("clip", 128), ("convnext", 256)],

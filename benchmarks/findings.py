@@ -40,10 +40,10 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import yaml  # noqa: E402
-from common import Trial, compare_objective, fmt, load_trial, pooled, run_space  # noqa: E402
+import yaml
+from common import Trial, compare_objective, fmt, load_trial, pooled, run_space
 
-from eaglesearch.spec import EvalSpec  # noqa: E402
+from eaglesearch.spec import EvalSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 WORLD = ROOT / "experiments" / "tiny_world.yaml"

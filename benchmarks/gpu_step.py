@@ -26,14 +26,20 @@ import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import torch  # noqa: E402
+import torch
 
-from eaglesearch.model import build_eagle  # noqa: E402
-from eaglesearch.model.cost import count_flops  # noqa: E402
-from eaglesearch.model.memory import BF16_MIXED, GB, LMShape, param_split, vision_activations  # noqa: E402
-from eaglesearch.model.memory import estimate_memory  # noqa: E402
-from eaglesearch.spec import ExpertSpec, LanguageModelSpec, ModelSpec, TokenizerSpec  # noqa: E402
-from eaglesearch.train.distributed import prepare_model  # noqa: E402
+from eaglesearch.model import build_eagle
+from eaglesearch.model.cost import count_flops
+from eaglesearch.model.memory import (
+    BF16_MIXED,
+    GB,
+    LMShape,
+    estimate_memory,
+    param_split,
+    vision_activations,
+)
+from eaglesearch.spec import ExpertSpec, LanguageModelSpec, ModelSpec, TokenizerSpec
+from eaglesearch.train.distributed import prepare_model
 
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
 TEXT_TOKENS = 128

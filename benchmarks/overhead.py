@@ -26,15 +26,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 
-import eaglesearch  # noqa: E402, F401
-from eaglesearch.app.run import run_and_report  # noqa: E402
-from eaglesearch.data import TrainDataset, collate_train  # noqa: E402
-from eaglesearch.model import build_eagle, resolve_expert  # noqa: E402
-from eaglesearch.model.validate import load_checked_search  # noqa: E402
-from eaglesearch.tracking import TrackingStore  # noqa: E402
-from eaglesearch.train import batches, train  # noqa: E402
-from eaglesearch.trial.data import prepare_data, prepare_tokenizer  # noqa: E402
-from eaglesearch.trial.workspace import Workspace  # noqa: E402
+import eaglesearch  # noqa: F401
+from eaglesearch.app.run import run_and_report
+from eaglesearch.data import TrainDataset, collate_train
+from eaglesearch.model import build_eagle, resolve_expert
+from eaglesearch.model.validate import load_checked_search
+from eaglesearch.tracking import TrackingStore
+from eaglesearch.train import batches, train
+from eaglesearch.trial.data import prepare_data, prepare_tokenizer
+from eaglesearch.trial.workspace import Workspace
 
 RECIPE = """\
 name: bench

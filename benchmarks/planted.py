@@ -48,6 +48,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -146,8 +147,8 @@ def run_seed(space: Path, planted: Planted, seed: int, root: Path, args: argpars
     order_ok, order_margins = None, []
     if planted.order:
         chain = [by_label[label] for label in planted.order]
-        order_ok = all(sign * (x.objective - y.objective) > 0 for x, y in zip(chain, chain[1:]))
-        order_margins = [(x.label, y.label, compare_objective(x, y)) for x, y in zip(chain, chain[1:])]
+        order_ok = all(sign * (x.objective - y.objective) > 0 for x, y in pairwise(chain))
+        order_margins = [(x.label, y.label, compare_objective(x, y)) for x, y in pairwise(chain)]
     chance = {b: max(Counter(s.item.references for s in items).values()) / len(items)
               for b, items in sorted(winner.items.items())}
     return SeedResult(seed, ranking, recovered, rival.label, compare_objective(winner, rival),

@@ -29,12 +29,12 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import eaglesearch  # noqa: E402, F401
-from eaglesearch.app.run import run_and_report  # noqa: E402
-from eaglesearch.model.validate import load_checked_search  # noqa: E402
-from eaglesearch.tracking import TrackingStore  # noqa: E402
-from eaglesearch.trial.data import prepare_data, prepare_tokenizer  # noqa: E402
-from eaglesearch.trial.workspace import PER_TRIAL, Workspace  # noqa: E402
+import eaglesearch  # noqa: F401
+from eaglesearch.app.run import run_and_report
+from eaglesearch.model.validate import load_checked_search
+from eaglesearch.tracking import TrackingStore
+from eaglesearch.trial.data import prepare_data, prepare_tokenizer
+from eaglesearch.trial.workspace import PER_TRIAL, Workspace
 
 
 def recipe(prealign_steps: int, sft_steps: int) -> str:

@@ -71,4 +71,4 @@ def cli(root: Path, *args: str, timeout: float = 600, **popen) -> subprocess.Com
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db",
                EAGLESEARCH_HOME=str(root / ".eaglesearch"))
     return subprocess.run([sys.executable, "-m", "eaglesearch.cli", *args], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=timeout, **popen)
+                          text=True, timeout=timeout, check=False, **popen)

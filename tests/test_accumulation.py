@@ -10,15 +10,15 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import itertools  # noqa: E402
-import math  # noqa: E402
+import itertools
+import math
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from eaglesearch.data import TrainDataset, collate_train, read_llava_json, training_corpus, write_synthetic  # noqa: E402
-from eaglesearch.model import build_eagle, load_tokenizer  # noqa: E402
-from eaglesearch.spec import (  # noqa: E402
+from eaglesearch.data import TrainDataset, collate_train, read_llava_json, training_corpus, write_synthetic
+from eaglesearch.model import build_eagle, load_tokenizer
+from eaglesearch.spec import (
     ExpertSpec,
     LanguageModelSpec,
     ModelSpec,
@@ -26,9 +26,9 @@ from eaglesearch.spec import (  # noqa: E402
     TokenizerSpec,
     TrainSpec,
 )
-from eaglesearch.spec.train import StageSpec  # noqa: E402
-from eaglesearch.train import batches, build_optimizer, lr_multiplier, train, warmup_cosine  # noqa: E402
-from eaglesearch.train.distributed import (  # noqa: E402
+from eaglesearch.spec.train import StageSpec
+from eaglesearch.train import batches, build_optimizer, lr_multiplier, train, warmup_cosine
+from eaglesearch.train.distributed import (
     WorldInfo,
     accumulate_gradients,
     answer_tokens,

@@ -241,7 +241,7 @@ def test_only_one_of_many_threads_takes_over_a_stale_claim(store: ArtifactStore,
 
 # ---------------------------------------------------------------- obtain
 
-def _obtain_in_process(root: str, pid_log: str, barrier, results) -> None:  # noqa: ANN001
+def _obtain_in_process(root: str, pid_log: str, barrier, results) -> None:
     store = ArtifactStore(root)
 
     def build(folder: Path) -> None:

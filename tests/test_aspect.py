@@ -7,18 +7,18 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import random  # noqa: E402
-from dataclasses import replace  # noqa: E402
-from pathlib import Path  # noqa: E402
+import random
+from dataclasses import replace
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pydantic import ValidationError
 
-from eaglesearch.data import TrainDataset, collate_train, load_image, read_llava_json, training_corpus  # noqa: E402
-from eaglesearch.data.aspect import (  # noqa: E402
+from eaglesearch.data import TrainDataset, collate_train, load_image, read_llava_json, training_corpus
+from eaglesearch.data.aspect import (
     ImagePolicy,
     apply_policy,
     candidate_grids,
@@ -28,11 +28,11 @@ from eaglesearch.data.aspect import (  # noqa: E402
     picture_size,
     stack_images,
 )
-from eaglesearch.data.scene import Scene, Shape, render  # noqa: E402
-from eaglesearch.data.synthetic import write_synthetic  # noqa: E402
-from eaglesearch.data.tasks import ASPECT_RANGE, OVAL_RATIO, TASKS  # noqa: E402
-from eaglesearch.model import build_eagle, load_tokenizer  # noqa: E402
-from eaglesearch.spec import (  # noqa: E402  # noqa: E402
+from eaglesearch.data.scene import Scene, Shape, render
+from eaglesearch.data.synthetic import write_synthetic
+from eaglesearch.data.tasks import ASPECT_RANGE, OVAL_RATIO, TASKS
+from eaglesearch.model import build_eagle, load_tokenizer
+from eaglesearch.spec import (
     DataSpec,
     ExpertSpec,
     LanguageModelSpec,
@@ -41,8 +41,8 @@ from eaglesearch.spec import (  # noqa: E402  # noqa: E402
     TokenizerSpec,
     TrialSpec,
 )
-from eaglesearch.spec.aspect import ImagePolicySpec  # noqa: E402
-from eaglesearch.trial.aspect import image_policy  # noqa: E402
+from eaglesearch.spec.aspect import ImagePolicySpec
+from eaglesearch.trial.aspect import image_policy
 
 torch.set_num_threads(1)
 
@@ -267,7 +267,7 @@ def test_evaluation_uses_the_policy_and_batching_changes_nothing(wide) -> None:
 
 
 def test_aspect_task_is_wide_and_deterministic() -> None:
-    first = [TASKS["aspect"](random.Random("x"), 64) for _ in range(1)][0]
+    first = TASKS["aspect"](random.Random("x"), 64)
     again = TASKS["aspect"](random.Random("x"), 64)
     assert first == again
     rng = random.Random(1)

@@ -7,14 +7,14 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import json  # noqa: E402
-import re  # noqa: E402
-from pathlib import Path  # noqa: E402
+import json
+import re
+from pathlib import Path
 
-import pytest  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
+import pytest
+from pydantic import ValidationError
 
-from eaglesearch.data import (  # noqa: E402
+from eaglesearch.data import (
     IGNORE_INDEX,
     TrainDataset,
     read_llava_json,
@@ -23,10 +23,10 @@ from eaglesearch.data import (  # noqa: E402
     training_corpus,
     write_synthetic,
 )
-from eaglesearch.data.synthetic import GENERATOR_VERSION, MANIFEST, Scene, Shape, describe  # noqa: E402
-from eaglesearch.model import IMAGE_TOKEN, load_tokenizer  # noqa: E402
-from eaglesearch.spec import SyntheticDataSpec, TokenizerSpec  # noqa: E402
-from eaglesearch.spec.data import DataSpec  # noqa: E402
+from eaglesearch.data.synthetic import GENERATOR_VERSION, MANIFEST, Scene, Shape, describe
+from eaglesearch.model import IMAGE_TOKEN, load_tokenizer
+from eaglesearch.spec import SyntheticDataSpec, TokenizerSpec
+from eaglesearch.spec.data import DataSpec
 
 ALL_TASKS = ("count", "color", "exist", "detail", "grating", "grating_coarse", "color_solo")
 SPEC = SyntheticDataSpec(tasks=ALL_TASKS, train_per_task=4, eval_per_task=2, image_size=64, seed=3)

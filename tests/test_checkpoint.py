@@ -7,23 +7,23 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import random  # noqa: E402
-from pathlib import Path  # noqa: E402
+import random
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
 
-from eaglesearch.data import (  # noqa: E402
+from eaglesearch.data import (
     TrainDataset,
     collate_train,
     read_llava_json,
     training_corpus,
     write_synthetic,
 )
-from eaglesearch.model import build_eagle, load_tokenizer  # noqa: E402
-from eaglesearch.spec import (  # noqa: E402
+from eaglesearch.model import build_eagle, load_tokenizer
+from eaglesearch.spec import (
     ExpertSpec,
     LanguageModelSpec,
     ModelSpec,
@@ -31,8 +31,8 @@ from eaglesearch.spec import (  # noqa: E402
     TokenizerSpec,
     TrainSpec,
 )
-from eaglesearch.spec.train import StageSpec  # noqa: E402
-from eaglesearch.train.checkpoint import (  # noqa: E402
+from eaglesearch.spec.train import StageSpec
+from eaglesearch.train.checkpoint import (
     CHECKPOINT_NAME,
     MANIFEST,
     STATE_FILE,
@@ -41,7 +41,7 @@ from eaglesearch.train.checkpoint import (  # noqa: E402
     load_checkpoint,
     trained_state,
 )
-from eaglesearch.train.loop import BatchStream, TrainStats, batches, train  # noqa: E402
+from eaglesearch.train.loop import BatchStream, TrainStats, batches, train
 
 torch.set_num_threads(1)
 

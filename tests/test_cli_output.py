@@ -54,8 +54,8 @@ def test_round_lines_say_what_was_adopted_and_why_the_search_stopped() -> None:
     assert round_lines(decisions, 0.05) == [
         "round 0: base clip 0.450",
         "round 1: adopted clip+pix2struct 0.756 (gain +0.306 over clip 0.450)",
-        "round 2: no candidate gained more than 0.05 (best clip+pix2struct+convnext +0.017); stopped with "
-        "clip+pix2struct 0.756",
+        ("round 2: no candidate gained more than 0.05 (best clip+pix2struct+convnext +0.017); stopped with "
+         "clip+pix2struct 0.756"),
     ]
     assert round_lines([_decision(0, None, None, None, None, stopped="base failed")], 0.05) == [
         "round 0: the base trial failed; the search stopped"]

@@ -6,18 +6,18 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import dataclasses  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-from pathlib import Path  # noqa: E402
+import dataclasses
+import hashlib
+import json
+import random
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
 
-from eaglesearch.data import (  # noqa: E402
+from eaglesearch.data import (
     IGNORE_INDEX,
     Sample,
     TrainDataset,
@@ -32,9 +32,9 @@ from eaglesearch.data import (  # noqa: E402
     training_corpus,
     write_synthetic,
 )
-from eaglesearch.data.synthetic import COLORS, SHAPES, TASKS, render  # noqa: E402
-from eaglesearch.model import IMAGE_TOKEN, load_tokenizer  # noqa: E402
-from eaglesearch.spec import SyntheticDataSpec, TokenizerSpec  # noqa: E402
+from eaglesearch.data.synthetic import COLORS, SHAPES, TASKS, render
+from eaglesearch.model import IMAGE_TOKEN, load_tokenizer
+from eaglesearch.spec import SyntheticDataSpec, TokenizerSpec
 
 torch.set_num_threads(1)
 

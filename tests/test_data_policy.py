@@ -6,18 +6,18 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import io  # noqa: E402
-import json  # noqa: E402
-import pickle  # noqa: E402
-import re  # noqa: E402
-from pathlib import Path  # noqa: E402
+import io
+import json
+import pickle
+import re
+from pathlib import Path
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
+import pytest
+import torch
+from PIL import Image
+from pydantic import ValidationError
 
-from eaglesearch.data import (  # noqa: E402
+from eaglesearch.data import (
     IGNORE_INDEX,
     DataProblem,
     DataReport,
@@ -30,9 +30,9 @@ from eaglesearch.data import (  # noqa: E402
     read_training_samples,
     training_corpus,
 )
-from eaglesearch.model import IMAGE_TOKEN, load_tokenizer  # noqa: E402
-from eaglesearch.spec import DataSpec, TokenizerSpec  # noqa: E402
-from eaglesearch.spec.data import PROBLEM_KINDS, OnProblemSpec  # noqa: E402
+from eaglesearch.model import IMAGE_TOKEN, load_tokenizer
+from eaglesearch.spec import DataSpec, TokenizerSpec
+from eaglesearch.spec.data import PROBLEM_KINDS, OnProblemSpec
 
 torch.set_num_threads(1)
 

@@ -8,15 +8,15 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
+import pytest
+import torch
+import torch.multiprocessing as mp
 
-from eaglesearch.data import TrainDataset, collate_train, read_llava_json, training_corpus, write_synthetic  # noqa: E402
-from eaglesearch.model import build_eagle, load_tokenizer  # noqa: E402
-from eaglesearch.spec import (  # noqa: E402
+from eaglesearch.data import TrainDataset, collate_train, read_llava_json, training_corpus, write_synthetic
+from eaglesearch.model import build_eagle, load_tokenizer
+from eaglesearch.spec import (
     ExpertSpec,
     LanguageModelSpec,
     ModelSpec,
@@ -24,9 +24,9 @@ from eaglesearch.spec import (  # noqa: E402
     TokenizerSpec,
     TrainSpec,
 )
-from eaglesearch.spec.train import StageSpec  # noqa: E402
-from eaglesearch.train import batches, train  # noqa: E402
-from eaglesearch.train.distributed import (  # noqa: E402
+from eaglesearch.spec.train import StageSpec
+from eaglesearch.train import batches, train
+from eaglesearch.train.distributed import (
     WorldInfo,
     answer_tokens,
     destroy_process_group,

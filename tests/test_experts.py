@@ -11,13 +11,13 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import pytest
+import torch
+import torch.nn.functional as F
 
-from eaglesearch.model.experts import (  # noqa: E402
+from eaglesearch.model.experts import (
     VisionExpert,
     build_expert,
     expert_names,
@@ -25,16 +25,16 @@ from eaglesearch.model.experts import (  # noqa: E402
     get_preset,
     resolve_expert,
 )
-from eaglesearch.model.experts.pix2struct import flattened_patches, standardize  # noqa: E402
-from eaglesearch.model.resample import (  # noqa: E402
+from eaglesearch.model.experts.pix2struct import flattened_patches, standardize
+from eaglesearch.model.resample import (
     expert_grid_channels,
     grid_channels,
     to_common_grid,
     to_grid,
 )
-from eaglesearch.model.tiling import TiledExpert  # noqa: E402
-from eaglesearch.spec import ExpertSpec  # noqa: E402
-from tests.support import faulty_expert  # noqa: E402
+from eaglesearch.model.tiling import TiledExpert
+from eaglesearch.spec import ExpertSpec
+from tests.support import faulty_expert
 
 torch.set_num_threads(1)
 

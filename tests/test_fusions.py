@@ -10,19 +10,19 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from eaglesearch.data import (  # noqa: E402
+from eaglesearch.data import (
     TrainDataset,
     collate_train,
     read_llava_json,
     training_corpus,
     write_synthetic,
 )
-from eaglesearch.model import EagleModel, build_eagle, build_expert, load_tokenizer, validate_model  # noqa: E402
-from eaglesearch.model.experts import VisionExpert  # noqa: E402
-from eaglesearch.model.fusions import (  # noqa: E402
+from eaglesearch.model import EagleModel, build_eagle, build_expert, load_tokenizer, validate_model
+from eaglesearch.model.experts import VisionExpert
+from eaglesearch.model.fusions import (
     FUSIONS,
     ChannelConcat,
     DeformableAttention,
@@ -32,9 +32,9 @@ from eaglesearch.model.fusions import (  # noqa: E402
     build_fusion,
     expert_tokens,
 )
-from eaglesearch.model.fusions.llava_hr import adapter_positions  # noqa: E402
-from eaglesearch.model.fusions.maps import windows  # noqa: E402
-from eaglesearch.spec import ExpertSpec, LanguageModelSpec, ModelSpec, SyntheticDataSpec, TokenizerSpec  # noqa: E402
+from eaglesearch.model.fusions.llava_hr import adapter_positions
+from eaglesearch.model.fusions.maps import windows
+from eaglesearch.spec import ExpertSpec, LanguageModelSpec, ModelSpec, SyntheticDataSpec, TokenizerSpec
 
 torch.set_num_threads(1)
 

@@ -7,18 +7,18 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import io  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
+import io
+import json
+import shutil
+from pathlib import Path
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
-from PIL import Image  # noqa: E402
+import pytest
+import torch
+import torch.multiprocessing as mp
+from PIL import Image
 
-import eaglesearch.data.dataset as dataset_module  # noqa: E402
-from eaglesearch.data import (  # noqa: E402
+import eaglesearch.data.dataset as dataset_module
+from eaglesearch.data import (
     DataProblem,
     TrainDataset,
     collate_train,
@@ -26,12 +26,12 @@ from eaglesearch.data import (  # noqa: E402
     training_corpus,
     write_synthetic,
 )
-from eaglesearch.data.aspect import SQUARE  # noqa: E402
-from eaglesearch.data.loader import SHARD, BatchStream, RowShard, batches, num_workers_for  # noqa: E402
-from eaglesearch.evaluate.benchmarks import load_benchmark  # noqa: E402
-from eaglesearch.evaluate.run import chunks_of, evaluate_benchmarks, predict  # noqa: E402
-from eaglesearch.model import build_eagle, load_tokenizer  # noqa: E402
-from eaglesearch.spec import (  # noqa: E402
+from eaglesearch.data.aspect import SQUARE
+from eaglesearch.data.loader import SHARD, BatchStream, RowShard, batches, num_workers_for
+from eaglesearch.evaluate.benchmarks import load_benchmark
+from eaglesearch.evaluate.run import chunks_of, evaluate_benchmarks, predict
+from eaglesearch.model import build_eagle, load_tokenizer
+from eaglesearch.spec import (
     DataSpec,
     ExpertSpec,
     LanguageModelSpec,
@@ -40,8 +40,8 @@ from eaglesearch.spec import (  # noqa: E402
     TokenizerSpec,
     TrainSpec,
 )
-from eaglesearch.train import train  # noqa: E402
-from eaglesearch.train.distributed import (  # noqa: E402
+from eaglesearch.train import train
+from eaglesearch.train.distributed import (
     WorldInfo,
     destroy_process_group,
     free_port,
@@ -49,7 +49,7 @@ from eaglesearch.train.distributed import (  # noqa: E402
     init_process_group,
     shard_batch,
 )
-from eaglesearch.trial.data import make_benchmark  # noqa: E402
+from eaglesearch.trial.data import make_benchmark
 
 torch.set_num_threads(1)
 
@@ -92,7 +92,7 @@ def _same(a: dict, b: dict) -> bool:
 
 def test_workers_keep_the_order_resume_anywhere_and_leave_the_rng_alone(setup) -> None:
     dataset, tokenizer = _dataset(setup)
-    collate = lambda b: collate_train(b, tokenizer.pad_token_id)  # noqa: E731
+    collate = lambda b: collate_train(b, tokenizer.pad_token_id)
     per_epoch = len(dataset) // 6
     reference = _take(batches(dataset, 6, collate, seed=5), 2 * per_epoch + 1)  # in-process, across epochs
     rng = torch.get_rng_state()
@@ -124,7 +124,7 @@ def test_an_item_decodes_its_image_once_and_the_index_decodes_none(setup, monkey
 
 def test_rank_shards_are_the_rows_of_each_global_batch(setup) -> None:
     dataset, tokenizer = _dataset(setup)
-    collate = lambda b: collate_train(b, tokenizer.pad_token_id)  # noqa: E731
+    collate = lambda b: collate_train(b, tokenizer.pad_token_id)
     whole = _take(batches(dataset, 8, collate, seed=1), 4)
     for world in (2, 4):
         shards = [_take(batches(dataset, 8, collate, seed=1, shard=(r, world), num_workers=r % 2), 4)
@@ -161,7 +161,7 @@ def test_a_file_that_fails_to_decode_in_a_worker_is_replaced_or_raised(setup, tm
     path = _broken(setup, tmp_path, victim=5)
     tokenizer = load_tokenizer(TokenizerSpec(vocab_size=300), None, cache_dir=setup[1])
     samples = read_llava_json(path, data.image_folder)
-    collate = lambda b: collate_train(b, tokenizer.pad_token_id)  # noqa: E731
+    collate = lambda b: collate_train(b, tokenizer.pad_token_id)
 
     def stream(policy: str, workers: int) -> BatchStream:
         ds = TrainDataset(samples, tokenizer, 32, VISUAL, max_length=96, on_problem=policy,

@@ -6,14 +6,14 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
-import timm  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
 
-from eaglesearch.data import (  # noqa: E402
+from eaglesearch.data import (
     Sample,
     TrainDataset,
     build_eval_items,
@@ -23,7 +23,7 @@ from eaglesearch.data import (  # noqa: E402
     training_corpus,
     write_synthetic,
 )
-from eaglesearch.model import (  # noqa: E402
+from eaglesearch.model import (
     IMAGE_TOKEN,
     EagleModel,
     build_eagle,
@@ -33,17 +33,17 @@ from eaglesearch.model import (  # noqa: E402
     load_tokenizer,
     resolve_expert,
 )
-from eaglesearch.model.experts import get_preset  # noqa: E402
-from eaglesearch.model.fusions import ChannelConcat, build_fusion  # noqa: E402
-from eaglesearch.model.resample import grid_channels, to_grid  # noqa: E402
-from eaglesearch.spec import (  # noqa: E402
+from eaglesearch.model.experts import get_preset
+from eaglesearch.model.fusions import ChannelConcat, build_fusion
+from eaglesearch.model.resample import grid_channels, to_grid
+from eaglesearch.spec import (
     ExpertSpec,
     LanguageModelSpec,
     ModelSpec,
     SyntheticDataSpec,
     TokenizerSpec,
 )
-from tests.support import faulty_expert  # noqa: E402
+from tests.support import faulty_expert
 
 torch.set_num_threads(1)
 

@@ -12,21 +12,21 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import random  # noqa: E402
+import random
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
 
-from eaglesearch.artifacts import ArtifactStore, artifact_key  # noqa: E402
-from eaglesearch.data.scene import WORDS, render  # noqa: E402
-from eaglesearch.data.tasks import TASKS  # noqa: E402
-from eaglesearch.model.experts import build_expert  # noqa: E402
-from eaglesearch.spec import ExpertSpec  # noqa: E402
-from eaglesearch.train.pretext import PretextRecipe, pretext_accuracy  # noqa: E402
-from eaglesearch.train.pretext_tasks import PRETEXTS  # noqa: E402
-from eaglesearch.train.pretrained import HEAD, SHIPPED_ROOT, TINY_EXPERT, WEIGHTS, expert_payload  # noqa: E402
+from eaglesearch.artifacts import ArtifactStore, artifact_key
+from eaglesearch.data.scene import WORDS, render
+from eaglesearch.data.tasks import TASKS
+from eaglesearch.model.experts import build_expert
+from eaglesearch.spec import ExpertSpec
+from eaglesearch.train.pretext import PretextRecipe, pretext_accuracy
+from eaglesearch.train.pretext_tasks import PRETEXTS
+from eaglesearch.train.pretrained import HEAD, SHIPPED_ROOT, TINY_EXPERT, WEIGHTS, expert_payload
 
 CANVAS = 256
 

@@ -6,20 +6,20 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
+import json
+from pathlib import Path
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
+import pytest
+import torch
+import yaml
 
-from eaglesearch.artifacts import ArtifactStore  # noqa: E402
-from eaglesearch.model import build_eagle  # noqa: E402
-from eaglesearch.model.experts import build_expert  # noqa: E402
-from eaglesearch.spec import ExpertSpec, ModelSpec  # noqa: E402
-from eaglesearch.train.build_env import DISPATCH_FLAGS, BuildEnvironment  # noqa: E402
-from eaglesearch.train.pretext import PretextRecipe, pretrain_expert  # noqa: E402
-from eaglesearch.train.pretrained import (  # noqa: E402
+from eaglesearch.artifacts import ArtifactStore
+from eaglesearch.model import build_eagle
+from eaglesearch.model.experts import build_expert
+from eaglesearch.spec import ExpertSpec, ModelSpec
+from eaglesearch.train.build_env import DISPATCH_FLAGS, BuildEnvironment
+from eaglesearch.train.pretext import PretextRecipe, pretrain_expert
+from eaglesearch.train.pretrained import (
     RECORD,
     SHIPPED_ROOT,
     TINY_EXPERT,

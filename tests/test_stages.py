@@ -6,21 +6,21 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
+import json
+from pathlib import Path
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from eaglesearch.artifacts import ArtifactStore  # noqa: E402
-from eaglesearch.data import (  # noqa: E402
-    collate_train,  # noqa: E402
+from eaglesearch.artifacts import ArtifactStore
+from eaglesearch.data import (
+    collate_train,
     read_llava_json,
     training_corpus,
     write_synthetic,
 )
-from eaglesearch.model import build_eagle, load_tokenizer  # noqa: E402
-from eaglesearch.spec import (  # noqa: E402
+from eaglesearch.model import build_eagle, load_tokenizer
+from eaglesearch.spec import (
     DataSpec,
     ExpertSpec,
     LanguageModelSpec,
@@ -30,15 +30,15 @@ from eaglesearch.spec import (  # noqa: E402
     TrainSpec,
     TrialSpec,
 )
-from eaglesearch.train.checkpoint import CHECKPOINT_NAME  # noqa: E402
-from eaglesearch.train.stages import (  # noqa: E402
+from eaglesearch.train.checkpoint import CHECKPOINT_NAME
+from eaglesearch.train.stages import (
     DONE_FILE,
     PREALIGNED,
     StagePipeline,
     per_expert_payload,
     prealign_model,
 )
-from eaglesearch.trial.data import PreparedData, StageDatasets  # noqa: E402
+from eaglesearch.trial.data import PreparedData, StageDatasets
 
 torch.set_num_threads(1)
 

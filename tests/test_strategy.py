@@ -7,17 +7,17 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import pytest
+import torch
+from torch import nn
 
-from eaglesearch.train.distributed import (  # noqa: E402
+from eaglesearch.train.distributed import (
     WorldInfo,
     destroy_process_group,
     free_port,
     init_process_group,
 )
-from eaglesearch.train.strategy import DataParallel, SingleProcess, strategy_for  # noqa: E402
+from eaglesearch.train.strategy import DataParallel, SingleProcess, strategy_for
 
 torch.set_num_threads(1)
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
+from itertools import pairwise
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
+import pytest
+import torch
+from pydantic import ValidationError
 
-from eaglesearch.data import (  # noqa: E402
+from eaglesearch.data import (
     IGNORE_INDEX,
     TEMPLATES,
     ChatTemplate,
@@ -23,10 +24,10 @@ from eaglesearch.data import (  # noqa: E402
     get_template,
     training_corpus,
 )
-from eaglesearch.data.templates import EAGLE_SYSTEM  # noqa: E402
-from eaglesearch.model import IMAGE_TOKEN, load_tokenizer  # noqa: E402
-from eaglesearch.model.tokenizer import render_chat, render_chatml  # noqa: E402
-from eaglesearch.spec import DataSpec, TokenizerSpec  # noqa: E402
+from eaglesearch.data.templates import EAGLE_SYSTEM
+from eaglesearch.model import IMAGE_TOKEN, load_tokenizer
+from eaglesearch.model.tokenizer import render_chat, render_chatml
+from eaglesearch.spec import DataSpec, TokenizerSpec
 
 torch.set_num_threads(1)
 
@@ -95,7 +96,7 @@ def test_rendering_is_exact(name: str, tokenizer) -> None:
     segments = TEMPLATES[name].segments(turns, eos=tokenizer.eos_token)
     assert "".join(text for text, _ in segments) == EXPECTED[name]
     assert all(text for text, _ in segments)  # no empty segments
-    for (_, a), (_, b) in zip(segments, segments[1:], strict=False):
+    for (_, a), (_, b) in pairwise(segments):
         assert a or b  # context is merged: never two context segments in a row
 
 

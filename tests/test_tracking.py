@@ -21,7 +21,7 @@ def result(trial: TrialSpec, objective: float, **extra: float) -> TrialResult:
     return TrialResult(key=trial.key, status="finished", objective=objective, metrics=metrics)
 
 
-META = dict(search="s", round=0, role="base", added=None, strategy="greedy")
+META = {"search": "s", "round": 0, "role": "base", "added": None, "strategy": "greedy"}
 
 
 @pytest.fixture()

@@ -6,12 +6,12 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from eaglesearch.data import TrainDataset, collate_train, read_llava_json, training_corpus, write_synthetic  # noqa: E402
-from eaglesearch.model import EagleModel, build_eagle, load_tokenizer  # noqa: E402
-from eaglesearch.spec import (  # noqa: E402
+from eaglesearch.data import TrainDataset, collate_train, read_llava_json, training_corpus, write_synthetic
+from eaglesearch.model import EagleModel, build_eagle, load_tokenizer
+from eaglesearch.spec import (
     ExpertSpec,
     LanguageModelSpec,
     ModelSpec,
@@ -19,9 +19,9 @@ from eaglesearch.spec import (  # noqa: E402
     TokenizerSpec,
     TrainSpec,
 )
-from eaglesearch.spec.train import TrainableSpec  # noqa: E402
-from eaglesearch.train import apply_trainable, batches, train  # noqa: E402
-from eaglesearch.train.trainable import decoder_layers  # noqa: E402
+from eaglesearch.spec.train import TrainableSpec
+from eaglesearch.train import apply_trainable, batches, train
+from eaglesearch.train.trainable import decoder_layers
 
 torch.set_num_threads(1)
 

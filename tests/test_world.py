@@ -6,21 +6,21 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import random  # noqa: E402
-from collections import Counter  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+import random
+from collections import Counter
+from dataclasses import dataclass
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
 
-from eaglesearch.data import Sample  # noqa: E402
-from eaglesearch.data.scene import WORDS, describe, glyph_side, render  # noqa: E402
-from eaglesearch.data.tasks import QUADRANTS, TASKS  # noqa: E402
-from eaglesearch.data.world import WORLD_TASKS, text_samples, world_corpus  # noqa: E402
-from eaglesearch.evaluate.items import BenchmarkItem  # noqa: E402
-from eaglesearch.evaluate.prior import prior_answers, prior_records  # noqa: E402
+from eaglesearch.data import Sample
+from eaglesearch.data.scene import WORDS, describe, glyph_side, render
+from eaglesearch.data.tasks import QUADRANTS, TASKS
+from eaglesearch.data.world import WORLD_TASKS, text_samples, world_corpus
+from eaglesearch.evaluate.items import BenchmarkItem
+from eaglesearch.evaluate.prior import prior_answers, prior_records
 
 CANVAS = 256
 
@@ -34,7 +34,7 @@ def test_locate_answer_is_the_quadrant_of_the_mark() -> None:
     seen = Counter()
     for _ in range(200):
         scene, question, answer = TASKS["locate"](rng, CANVAS)
-        name, gx, gy = scene.glyph
+        _name, gx, gy = scene.glyph
         side = glyph_side(CANVAS)
         top = "top" if gy + side / 2 < CANVAS / 2 else "bottom"
         left = "left" if gx + side / 2 < CANVAS / 2 else "right"
@@ -48,7 +48,7 @@ def test_locate_answer_is_the_quadrant_of_the_mark() -> None:
 def test_the_mark_is_drawn_with_strokes_scaled_to_the_canvas() -> None:
     assert glyph_side(128) == 5 and glyph_side(256) == 10
     scene, _, _ = TASKS["detail"](random.Random(3), CANVAS)
-    name, gx, gy = scene.glyph
+    _name, gx, gy = scene.glyph
     patch = np.array(render(scene, CANVAS))[gy:gy + 10, gx:gx + 10].min(axis=2)
     assert (patch < 40).sum() == 9 * 4  # nine cells of 2x2 dark pixels
 

@@ -7,14 +7,14 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import csv  # noqa: E402
-import textwrap  # noqa: E402
-from pathlib import Path  # noqa: E402
+import csv
+import textwrap
+from pathlib import Path
 
-import pytest  # noqa: E402
-from e2e_helpers import cli  # noqa: E402
+import pytest
+from e2e_helpers import cli
 
-from eaglesearch.tracking import TrackingStore  # noqa: E402
+from eaglesearch.tracking import TrackingStore
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -103,7 +103,7 @@ def _json_list(json_path: Path) -> list[Any]:
         raise ValueError(f"{json_path}: not valid json ({err}); the file must hold a json list of records") from None
     if not isinstance(records, list):
         kind = type(records).__name__
-        raise ValueError(  # noqa: TRY004 - the user's file is wrong, not a caller's argument
+        raise ValueError(
             f"{json_path}: the top level is a {kind}; LLaVA format is a json list of records "
             "{id, image, conversations}")
     return records

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import IO
+from typing import IO, Self
 
 from rich.console import Console
 from rich.live import Live
@@ -31,7 +31,7 @@ class ConsoleProgress:
         self.round = 0
         self._live: Live | None = None
 
-    def __enter__(self) -> ConsoleProgress:
+    def __enter__(self) -> Self:
         self._live = Live(self.render(), console=self.console, refresh_per_second=2, transient=False)
         self._live.__enter__()
         return self
@@ -107,7 +107,7 @@ class LineProgress:
         self.durations: list[float] = []
         self.done = 0
 
-    def __enter__(self) -> LineProgress:
+    def __enter__(self) -> Self:
         self._emit("search_started", f"search {self.search}: {self.expected} trial(s) planned")
         return self
 

@@ -63,6 +63,6 @@ def rescore_search(store: TrackingStore, search: str, parent_id: str | None = No
             continue
         source = source_run_id(row)
         logged = {c: float(row[c]) for c in runs.columns
-                  if isinstance(c, str) and (c.startswith("score") or c.startswith("objective")) and row[c] == row[c]}
+                  if isinstance(c, str) and c.startswith(("score", "objective")) and row[c] == row[c]}
         out.append(rescore_run(store, row["run_id"], source, row.get("label") or "", logged))
     return out

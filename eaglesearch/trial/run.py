@@ -83,7 +83,7 @@ def run_trial_core(
     say = progress or (lambda _msg: None)
     main = world is None or world.is_main
     if not main:
-        say = lambda _msg: None  # noqa: E731 - only rank 0 reports progress
+        say = lambda _msg: None
     started = time.perf_counter()
     pin_threads(threads)
     register_trial_experts(trial.model.experts)  # a fresh Ray worker process knows only the built-in families

@@ -120,7 +120,7 @@ class HFDiskSource(_TableSource):
         dataset = load_from_disk(str(self.path))
         if not isinstance(dataset, Dataset):
             splits = ", ".join(dataset)
-            raise ValueError(  # noqa: TRY004 - the folder on disk is wrong, not a caller's argument
+            raise ValueError(
                 f"it holds several splits ({splits}); point path at one split's folder, "
                 f"e.g. {self.path / next(iter(dataset))}")
         return dataset

@@ -129,7 +129,7 @@ def read_jsonl(path: Path) -> list[Row]:
 
 
 def read_tsv(path: Path) -> list[Row]:
-    import pandas as pd  # noqa: PLC0415 - pandas is slow to import and only tsv needs it
+    import pandas as pd
 
     try:
         frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_MINIMAL)
@@ -159,8 +159,8 @@ def _resolve_tsv_image_references(path: Path, rows: list[Row]) -> None:
 
 
 def read_parquet(path: Path) -> list[Row]:
-    import pyarrow as pa  # noqa: PLC0415
-    import pyarrow.parquet as pq  # noqa: PLC0415
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     rows: list[Row] = []
     for shard in parquet_shards(path) if path.is_dir() else [path]:

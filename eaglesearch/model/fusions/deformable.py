@@ -15,6 +15,7 @@ units of auxiliary-map pixels. N = grid², out_dim = query width, then the share
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,9 @@ from eaglesearch.model.experts.base import VisionExpert
 from eaglesearch.model.fusions.base import Fusion, expert_tokens
 from eaglesearch.model.fusions.injection import QueryAuxSplit, check_heads
 from eaglesearch.model.fusions.maps import concat_maps, expert_map
+
+if TYPE_CHECKING:
+    from eaglesearch.spec import ModelSpec
 
 
 def reference_points(grid: int, device: torch.device | None = None) -> Tensor:
