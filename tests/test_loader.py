@@ -254,3 +254,20 @@ def test_two_ranks_on_their_own_shards_reproduce_one_process(setup, tmp_path: Pa
     assert [r.scored.item.id for r in got["records"]] == [r.scored.item.id for r in records]
     assert [r.scored.prediction for r in got["records"]] == [r.scored.prediction for r in records]
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_truncated_image_is_a_problem_whatever_another_library_set(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """lmms-eval sets PIL's process-wide LOAD_TRUNCATED_IMAGES on import (the exported-model adapter imports it):
+    eaglesearch still decodes strictly, so a truncated file stays the sample's problem, and the flag is left as
+    it was found."""
+    from PIL import ImageFile
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(buffer, "PNG")
+    path = tmp_path / "truncated.png"
+    path.write_bytes(buffer.getvalue()[:60])
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(OSError, match="truncated"):
+        dataset_module.load_image(path, 32)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True

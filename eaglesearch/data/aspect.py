@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from eaglesearch.data.image_ref import ImageRef, open_image
+from eaglesearch.data.image_ref import ImageRef, decode_rgb, open_image
 
 ResizeMode = Literal["square", "pad", "dynamic"]
 Grid = tuple[int, int]  # (cols, rows): tiles across, tiles down
@@ -147,9 +147,7 @@ def apply_policy(image: Image.Image, policy: ImagePolicy, size: int) -> Tensor:
 def load_with_policy(path: ImageRef, policy: ImagePolicy, size: int) -> Tensor:
     """The image at ``path`` (a file or any :mod:`~eaglesearch.data.image_ref` reference) through
     :func:`apply_policy`."""
-    with open_image(path) as image:
-        rgb = image.convert("RGB")
-    return apply_policy(rgb, policy, size)
+    return apply_policy(decode_rgb(path), policy, size)
 
 
 def images_in(tensor: Tensor) -> int:

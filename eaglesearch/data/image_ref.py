@@ -11,13 +11,15 @@ Every reference is small and picklable: it crosses into DataLoader worker proces
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageFile
 
 
 @dataclass(frozen=True)
@@ -127,3 +129,22 @@ def _parquet_cell(ref: TableCell) -> object:
     _, starts = _parquet_file(ref.table)
     group = bisect.bisect_right(starts, ref.row) - 1
     return _row_group(ref.table, ref.column, group)[ref.row - starts[group]]
+
+
+@contextlib.contextmanager
+def strict_decoding() -> Iterator[None]:
+    """Decode images strictly here, whatever another library set: PIL's process-wide ``LOAD_TRUNCATED_IMAGES``
+    (lmms-eval sets it to True on import) would otherwise turn a truncated file into a silently grey image instead
+    of the sample's ``unreadable_image`` problem. Decoding runs in this process's main thread or a loader worker."""
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
+def decode_rgb(ref: ImageRef | str) -> Image.Image:
+    """The referenced image decoded (strictly, see :func:`strict_decoding`) to RGB."""
+    with strict_decoding(), open_image(ref) as image:
+        return image.convert("RGB")

@@ -46,7 +46,7 @@ from PIL import Image
 from transformers import PreTrainedTokenizerBase
 
 from eaglesearch.data.conversation import TemplateArg, encode_for_training
-from eaglesearch.data.image_ref import image_exists, open_image
+from eaglesearch.data.image_ref import image_exists, open_image, strict_decoding
 from eaglesearch.data.llava import DataProblem, Sample, read_llava_records
 from eaglesearch.spec.data import PROBLEM_KINDS, OnProblemSpec, ProblemAction
 
@@ -164,7 +164,7 @@ def image_problem(sample: Sample, check: ImageCheck = "decode") -> DataProblem |
     if not image_exists(path):
         return missing_image(sample)
     try:
-        with open_image(path) as image:
+        with strict_decoding(), open_image(path) as image:
             if check == "decode":
                 image.load()
     except DECODE_ERRORS as err:
