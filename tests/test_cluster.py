@@ -43,7 +43,7 @@ strategy:
     experts: [[{name: clip, resolution: 64}]]
 resources: {cpus_per_trial: 1, max_concurrent_trials: 1, max_failures: 2}
 """
-LONG_STEPS = 80
+LONG_STEPS = 40
 
 
 def _missing() -> str | None:
