@@ -7,6 +7,7 @@ under concurrent writers); both formats read its json files like any LLaVA json.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from pathlib import Path
 
 from eaglesearch.data.llava import Sample, read_llava_records
@@ -46,8 +47,9 @@ class _Generated(DataSource):
                                 f"data.synthetic.tasks: {', '.join(synthetic.tasks)}")]
         return []
 
+    @abstractmethod
     def _json(self, dataset: SyntheticDataset) -> Path:
-        raise NotImplementedError("each synthetic format names the generator's file it reads")
+        """The generator's file this format reads."""
 
     def records(self) -> list[Record]:
         issues = self.check_more()

@@ -17,6 +17,7 @@ image memory. The needed columns are checked before anything trains (:meth:`chec
 from __future__ import annotations
 
 import json
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,13 @@ class _TableSource(DataSource):
     def column(self, role: str) -> str:
         return self.spec.columns.get(role, DEFAULT_COLUMNS[role])  # type: ignore[call-overload]
 
+    @abstractmethod
     def _tables(self) -> list[tuple[Path, Any]]:
         """``(file, pyarrow table)`` per stored part, in order; the image column is never materialised."""
-        raise NotImplementedError("each table format opens its own files")
 
+    @abstractmethod
     def _schema_names(self) -> list[str]:
-        raise NotImplementedError("each table format reads its own schema")
+        """The column names of the stored table."""
 
     def check_more(self) -> list[SourceIssue]:
         try:
