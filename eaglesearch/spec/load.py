@@ -7,7 +7,6 @@ line, the field and what is allowed, for the search space and for the recipe it 
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,15 +15,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from eaglesearch.spec.custom_expert import CustomExpertSpec
+from eaglesearch.spec.declared import DeclaredTrial, NothingToRun
 from eaglesearch.spec.errors import SpecError, SpecIssue
 from eaglesearch.spec.keys import content_key
 from eaglesearch.spec.metric_names import check_metric_names
 from eaglesearch.spec.model import ExpertSpec
-from eaglesearch.spec.optuna_space import OptunaStrategySpec
 from eaglesearch.spec.provenance import TrialSources
 from eaglesearch.spec.pydantic_errors import issues_from_validation
 from eaglesearch.spec.recipe import Recipe
-from eaglesearch.spec.search_space import GreedyStrategySpec, GridStrategySpec, SearchSpace, as_expert
+from eaglesearch.spec.search_space import SearchSpace, as_expert
 from eaglesearch.spec.trial import TrialSpec
 from eaglesearch.spec.yaml_source import Loc, YamlDocument, format_loc, read_yaml
 
@@ -180,16 +179,6 @@ def _resolve_recipe_path(space_path: Path, ref: str) -> tuple[Path | None, list[
     return None, tried
 
 
-def grid_combinations(strategy: GridStrategySpec) -> Iterator[dict[str, Any]]:
-    """Every factor assignment of the full factorial, in declaration order, minus excluded ones."""
-    names = list(strategy.factors)
-    for values in itertools.product(*(strategy.factors[n] for n in names)):
-        combo = dict(zip(names, values, strict=True))
-        if any(all(combo[k] == v for k, v in rule.items()) for rule in strategy.exclude):
-            continue
-        yield combo
-
-
 def load_search_space(
     path: str | Path,
     known_experts: Collection[str] | None = None,
@@ -299,8 +288,9 @@ def _unknown_experts(doc: YamlDocument, recipe_doc: YamlDocument, known: Collect
 
 
 def _check_trials(loaded: LoadedSearch, recipe_doc: YamlDocument) -> None:
-    """Build every trial the strategy can reach (grid) or its first-round ones (greedy) to surface errors now, each
-    reported where it was written (:mod:`~eaglesearch.spec.provenance`); then check the metric names."""
+    """Build every trial the strategy declares (its ``declared_trials``: greedy's first round, every grid
+    combination, an Optuna space's corners) to surface errors now, each reported where it was written
+    (:mod:`~eaglesearch.spec.provenance`); then check the metric names."""
     strategy = loaded.space.strategy
     doc = loaded.doc
     try:
@@ -309,59 +299,29 @@ def _check_trials(loaded: LoadedSearch, recipe_doc: YamlDocument) -> None:
         where = ("overrides", *err.loc)
         raise SpecError.single(format_loc(where), str(err), file=doc.path, line=doc.line_of(where)) from None
     sources = TrialSources(space=doc, recipe=recipe_doc, overrides=loaded.space.overrides, base=base)
-    trials: list[TrialSpec] = []
-
-    def attempt(build: Callable[[], TrialSpec], where: Loc, combo: Mapping[str, Any] | None = None) -> None:
-        """``combo``: the grid factor values the trial was built from, to name the factor that set a bad field."""
-        try:
-            trials.append(build())
-        except ValidationError as err:
-            issues = issues_from_validation(err, TrialSpec, None,
-                                            place=lambda loc: sources.place(loc, combo or {}, where))
-            raise SpecError([
-                SpecIssue(field=i.field, message=f"{i.message} (in the trial built from this entry)", file=i.file,
-                          line=i.line) if i.field.startswith("strategy") else i
-                for i in issues
-            ]) from None
-        except ValueError as err:
-            raise SpecError.single(format_loc(where), str(err), file=doc.path, line=doc.line_of(where)) from None
-
-    if isinstance(strategy, GreedyStrategySpec):
-        base = strategy.base_experts
-        attempt(lambda: loaded.factory.make(base), ("strategy", "base"))
-        for i, cand in enumerate(strategy.candidate_experts):
-            attempt(lambda c=cand: loaded.factory.make((*base, c)), ("strategy", "candidates", i))
-    elif isinstance(strategy, OptunaStrategySpec):
-        _check_optuna(loaded, strategy, attempt)
-    else:
-        combos = list(grid_combinations(strategy))
-        if not combos:
-            raise SpecError.single("strategy.exclude", "every grid combination is excluded; nothing would run",
-                                   file=doc.path, line=doc.line_of(("strategy", "exclude")))
-        for combo in combos:
-            where: Loc = ("strategy", "factors", next(iter(combo)))
-            attempt(lambda c=combo: loaded.factory.make(assignments=c), where, combo)
-        if strategy.baseline is not None and strategy.baseline not in [
-            {k: c[k] for k in strategy.baseline} for c in combos
-        ]:
-            raise SpecError.single("strategy.baseline", "baseline matches no grid combination",
-                                   file=doc.path, line=doc.line_of(("strategy", "baseline")))
+    try:
+        declared = strategy.declared_trials(base["model"]["experts"])
+    except NothingToRun as err:
+        raise SpecError.single(format_loc(err.entry), str(err), file=doc.path, line=doc.line_of(err.entry)) from None
+    trials = [_build_declared(loaded.factory, d, sources) for d in declared]
     issues = check_metric_names(trials, sources, strategy.objective)
     if issues:
         raise SpecError(issues)
 
 
-def _check_optuna(loaded: LoadedSearch, strategy: OptunaStrategySpec,
-                  attempt: Callable[[Callable[[], TrialSpec], Loc], None]) -> None:
-    """Build the corner trials of an Optuna space (each choice and range end, one at a time) to surface a bad
-    path or value now; combinations of valid corners that still fail are skipped by the search at run time."""
-    doc = loaded.doc
-    points = strategy.corner_points()
-    if not points:
-        raise SpecError.single("strategy.exclude", "every corner of the Optuna space is excluded; check exclude "
-                               "and experts.min_size/max_size", file=doc.path, line=doc.line_of(("strategy",)))
-    recipe_experts = loaded.factory.base_dict()["model"]["experts"]
-    for point in points:
-        changed = [p for p in point if point[p] != points[0].get(p)] or list(point)
-        where: Loc = ("strategy", "experts") if changed[0] == EXPERTS_FACTOR else ("strategy", "params", changed[0])
-        attempt(lambda pt=point: loaded.factory.make(assignments=strategy.assignments(pt, recipe_experts)), where)
+def _build_declared(factory: TrialFactory, declared: DeclaredTrial, sources: TrialSources) -> TrialSpec:
+    """The trial ``declared`` names, or a :class:`SpecError` pointing at the place that wrote the bad value."""
+    where = declared.entry
+    try:
+        return factory.make(declared.experts, declared.assignments)
+    except ValidationError as err:
+        issues = issues_from_validation(err, TrialSpec, None,
+                                        place=lambda loc: sources.place(loc, declared.factors, where))
+        raise SpecError([
+            SpecIssue(field=i.field, message=f"{i.message} (in the trial built from this entry)", file=i.file,
+                      line=i.line) if i.field.startswith("strategy") else i
+            for i in issues
+        ]) from None
+    except ValueError as err:
+        doc = sources.space
+        raise SpecError.single(format_loc(where), str(err), file=doc.path, line=doc.line_of(where)) from None
