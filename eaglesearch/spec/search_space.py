@@ -6,10 +6,10 @@ import itertools
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from eaglesearch.spec.base import SpecModel
-from eaglesearch.spec.custom_expert import Declarations, named_declarations
+from eaglesearch.spec.custom_expert import DeclaresExperts
 from eaglesearch.spec.declared import DeclaredTrial, NothingToRun
 from eaglesearch.spec.model import ExpertSpec
 from eaglesearch.spec.optuna_space import OptunaStrategySpec
@@ -180,7 +180,7 @@ class ResourcesSpec(SpecModel):
         return self.threads_per_trial or max(1, int(self.cpus_per_trial))
 
 
-class SearchSpace(SpecModel):
+class SearchSpace(DeclaresExperts):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     recipe: str = Field(description="path of a recipe yaml, relative to this file or to the project root, or a "
@@ -188,19 +188,6 @@ class SearchSpace(SpecModel):
     overrides: dict[str, Any] = Field(default_factory=dict, description="nested values merged over the recipe")
     strategy: StrategySpec
     resources: ResourcesSpec = ResourcesSpec()
-    experts: Declarations = Field(default_factory=dict, description="the user's own encoders by name (as in a "
-                                  "recipe); usable in base, candidates, factors and pools like clip or sam")
-
-    _named = field_validator("experts", mode="before")(named_declarations)
-
-    @model_serializer(mode="wrap")
-    def _omit_no_declarations(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """No ``experts`` key when nothing is declared (fingerprints of existing spaces stay as they were)."""
-        data = handler(self)
-        if not self.experts:
-            data.pop("experts", None)
-        return data
-
     scheduler: SchedulerSpec | None = Field(
         default=None, description="early stopping for grid and optuna searches on Ray ({kind: asha, eval_every, ...})")
     # Not part of the search's fingerprint (exclude): what a search keeps changes none of its results.
