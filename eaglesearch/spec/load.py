@@ -6,7 +6,7 @@ line, the field and what is allowed, for the search space and for the recipe it 
 
 from __future__ import annotations
 
-import copy
+import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from eaglesearch.spec.custom_expert import CustomExpertSpec
 from eaglesearch.spec.declared import DeclaredTrial, NothingToRun
-from eaglesearch.spec.errors import SpecError, SpecIssue
+from eaglesearch.spec.errors import SpecError, SpecIssue, SpecWarning
 from eaglesearch.spec.keys import content_key
+from eaglesearch.spec.merge import MergeError, deep_merge, dropped_by_lists, set_path
 from eaglesearch.spec.metric_names import check_metric_names
 from eaglesearch.spec.model import ExpertSpec
 from eaglesearch.spec.provenance import TrialSources
@@ -33,68 +34,6 @@ ExpertDeclarer = Callable[[CustomExpertSpec, Sequence[Path]], None]
 """Registers a declared encoder (given the folders its factory module may live in); ``ValueError`` (with a
 ``field`` attribute naming the declaration field, when it knows one) if the declaration cannot work."""
 EXPERTS_FACTOR = "experts"
-
-
-def _named(items: Any) -> dict[str, dict[str, Any]] | None:
-    """``{name: item}`` when ``items`` is a list of mappings that each have a unique ``name`` (e.g. training stages)."""
-    if not isinstance(items, list) or not all(isinstance(i, Mapping) and isinstance(i.get("name"), str) for i in items):
-        return None
-    by_name = {i["name"]: i for i in items}
-    return by_name if len(by_name) == len(items) else None
-
-
-class MergeError(ValueError):
-    """``overrides`` name a list item that does not exist; ``loc`` is where, inside the overrides."""
-
-    def __init__(self, message: str, loc: Loc) -> None:
-        super().__init__(message)
-        self.loc = loc
-
-
-def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any], _at: Loc = ()) -> dict[str, Any]:
-    """``extra`` merged into a copy of ``base``; nested mappings merge, everything else replaces.
-
-    A mapping merged into a list of named mappings (``train.stages``) merges into the items by name:
-    ``{stages: {sft: {lr: 1e-4}}}`` changes the ``sft`` stage's lr. Unknown names are errors (:class:`MergeError`).
-    """
-    out = copy.deepcopy(dict(base))
-    for k, v in extra.items():
-        named = _named(out.get(k))
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = deep_merge(out[k], v, (*_at, k))
-        elif isinstance(v, Mapping) and named is not None:
-            unknown = sorted(set(v) - set(named))
-            if unknown:
-                raise MergeError(f"'{k}' has no item named {', '.join(map(repr, unknown))}; "
-                                 f"names: {', '.join(named)}", (*_at, k, unknown[0]))
-            out[k] = [deep_merge(item, v[item["name"]], (*_at, k, item["name"])) if item["name"] in v else item
-                      for item in out[k]]
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``data[a][b][c] = value`` for ``a.b.c``; in a list of named mappings a segment picks the item by name
-    (``train.stages.prealign.enabled``)."""
-    parts = dotted.split(".")
-    node: Any = data
-    for p in parts[:-1]:
-        named = _named(node)
-        if named is not None:
-            if p not in named:
-                raise ValueError(f"'{dotted}': no item named '{p}'; names: {', '.join(named)}")
-            node = named[p]
-            continue
-        if not isinstance(node, dict):
-            raise ValueError(f"'{dotted}' goes through '{p}', which is not a mapping")
-        node = node.setdefault(p, {})
-    named = _named(node)
-    if named is not None:
-        raise ValueError(f"'{dotted}' ends at a whole item of a list; set one of its fields instead")
-    if not isinstance(node, dict):
-        raise ValueError(f"'{dotted}' goes through a value that is not a mapping")
-    node[parts[-1]] = copy.deepcopy(value)
 
 
 def load_recipe(path: Path) -> tuple[Recipe, YamlDocument]:
@@ -212,6 +151,7 @@ def load_search_space(
     if issues:
         raise SpecError(issues)
 
+    _warn_replaced_lists(space, doc, recipe, recipe_path)
     factory = TrialFactory(recipe=recipe, overrides=space.overrides, expert_resolver=expert_resolver,
                            trial_validator=trial_validator, declarations=declarations)
     loaded = LoadedSearch(path=path, space=space, recipe_path=recipe_path, recipe=recipe, factory=factory, doc=doc)
@@ -325,3 +265,17 @@ def _build_declared(factory: TrialFactory, declared: DeclaredTrial, sources: Tri
     except ValueError as err:
         doc = sources.space
         raise SpecError.single(format_loc(where), str(err), file=doc.path, line=doc.line_of(where)) from None
+
+
+def _warn_replaced_lists(space: SearchSpace, doc: YamlDocument, recipe: Recipe, recipe_path: Path) -> None:
+    """A :class:`SpecWarning` per list in the overrides (``train.stages: [...]``) that replaces the recipe's and so
+    drops fields the recipe set; the mapping form merges by name instead."""
+    written = recipe.model_dump(mode="json", exclude_unset=True)
+    for loc, dropped in dropped_by_lists(written, space.overrides):
+        where = ("overrides", *loc)
+        example = f"{{{loc[-1]}: {{<name>: {{<field>: <value>}}}}}}"
+        issue = SpecIssue(field=format_loc(where), file=doc.path, line=doc.line_of(where), message=(
+            f"this list replaces the recipe's {format_loc(loc)} whole and drops what the recipe ({recipe_path}) "
+            f"set: {', '.join(dropped)}; to change only some fields, write a mapping by name ({example}), or repeat "
+            "the dropped ones in the list"))
+        warnings.warn(issue.render(), SpecWarning, stacklevel=3)
