@@ -1,8 +1,11 @@
 """Search strategies behind one ask/tell interface: pure Python, no I/O; imports only ``eaglesearch.spec``."""
 
-from eaglesearch.search.base import Proposal, RoundDecision, Strategy
-from eaglesearch.search.factory import make_strategy
+from eaglesearch.search.base import Candidate, Proposal, RoundDecision, Strategy
 from eaglesearch.search.greedy import GreedyStrategy
 from eaglesearch.search.grid import GridStrategy
+from eaglesearch.search.registry import make_strategy, planned_trials, reachable_trials, strategy_class
 
-__all__ = ["GreedyStrategy", "GridStrategy", "Proposal", "RoundDecision", "Strategy", "make_strategy"]
+__all__ = [
+    "Candidate", "GreedyStrategy", "GridStrategy", "Proposal", "RoundDecision", "Strategy", "make_strategy",
+    "planned_trials", "reachable_trials", "strategy_class",
+]
