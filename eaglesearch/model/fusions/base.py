@@ -20,6 +20,7 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from eaglesearch.model.experts.base import VisionExpert
+from eaglesearch.model.fusions.catalog import FusionKind
 from eaglesearch.spec import ModelSpec
 
 
@@ -41,6 +42,7 @@ class Fusion(nn.Module, ABC):
     ``out_dim`` and create their layers.
     """
 
+    kind: ClassVar[FusionKind]  # its declaration in catalog.py: constraints and token rule, read without torch
     owns_projection: ClassVar[bool] = False
     num_tokens: int  # visual tokens per image
     out_dim: int  # width of a fused token (lm_dim when owns_projection)

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from eaglesearch.model.experts.base import VisionExpert
 from eaglesearch.model.fusions.base import Fusion
+from eaglesearch.model.fusions.catalog import FUSION_KINDS
 from eaglesearch.model.fusions.injection import QueryAuxSplit
 from eaglesearch.model.fusions.maps import concat_maps, expert_map, pool_or_upsample
 from eaglesearch.spec import ModelSpec
@@ -83,6 +84,8 @@ class MRAdapter(nn.Module):
 
 class LlavaHR(Fusion):
     """(B, grid², C_vit): a ViT with MR-adapters fed by the high-resolution experts, then the two-path align."""
+
+    kind = FUSION_KINDS["llava_hr"]
 
     def __init__(self, spec: ModelSpec, experts: Sequence[VisionExpert], lm_dim: int) -> None:
         split = QueryAuxSplit.of(spec, experts)
