@@ -14,6 +14,7 @@ from eaglesearch.execution.request import TrialRequest
 from eaglesearch.search import Proposal, Strategy
 from eaglesearch.spec import ResourcesSpec, TrialResult
 from eaglesearch.tracking import TrackingStore, Winners
+from eaglesearch.trial.workspace import Workspace
 
 
 @dataclass
@@ -88,6 +89,8 @@ class Dispatcher:
     def complete(self, key: str, result: TrialResult) -> None:
         proposal = self.in_flight.pop(key, None)
         self.strategy.tell(key, result)
+        for full_key in self.strategy.released_checkpoints():  # a decided round's discontinued rung candidates
+            Workspace.at(self.context.workdir, self.context.artifacts).remove_trial_scratch(full_key)
         if proposal is not None:
             listener().trial_finished(proposal, result)
         if self.context.keep_best > 0 and result.status in ("finished", "cached"):

@@ -132,6 +132,12 @@ class Strategy(ABC):
     def baseline_key(self) -> str | None:
         """Key of the trial deltas refer to (greedy: the base; grid: ``spec.baseline``'s combination)."""
 
+    def released_checkpoints(self) -> list[str]:
+        """Full-budget keys (``TrialSpec.full_key``) whose checkpoint folders no trial of this search will resume
+        from any more, each returned once (the execution layer deletes them); none by default. Greedy with halving:
+        the discontinued candidates of each decided round."""
+        return []
+
     @abstractmethod
     def result(self, key: str) -> TrialResult | None:
         """The result told for ``key``, if any."""
