@@ -5,6 +5,7 @@ Each test writes a temp project (recipe + search space) and its own MLflow store
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -92,10 +93,16 @@ def test_inline_greedy_with_failing_candidate(tmp_path: Path) -> None:
 
 def test_ray_run_then_rerun_trains_nothing(tmp_path: Path) -> None:
     root = make_project(tmp_path, {"g": greedy_space("ray-greedy", ["{name: convnext, resolution: 128}", "sam"])})
-    first = cli(root, "run", "search_spaces/g.yaml", "--quiet")
+    first = cli(root, "run", "search_spaces/g.yaml", "--json")
     assert first.returncode == 0, first.stdout + first.stderr
     runs = runs_of(root, "ray-greedy")
     assert len(runs) == 4 and set(runs["status_tag"]) == {"finished"}
+    # Stage progress travels from the Ray workers to the driver's event stream: every trained trial reports the
+    # last step of its final stage (Tune intermediate reports forwarded by the searcher adapter).
+    events = [json.loads(line) for line in first.stdout.splitlines() if line.startswith("{")]
+    stages = [e for e in events if e["event"] == "stage_progress"]
+    assert {e["key"] for e in stages if e["step"] == e["steps"] and e["stage_index"] == e["stage_count"]} == \
+        set(runs["key"])
     table = leaderboard(root, "ray-greedy")
 
     second = cli(root, "run", "search_spaces/g.yaml", "--quiet")

@@ -13,6 +13,7 @@ from eaglesearch.execution.multi_worker import parallelism_for
 from eaglesearch.execution.request import TrialRequest
 from eaglesearch.search import Proposal, Strategy
 from eaglesearch.spec import ResourcesSpec, TrialResult
+from eaglesearch.spec.progress import StageProgress
 from eaglesearch.tracking import TrackingStore, Winners
 from eaglesearch.trial.workspace import Workspace
 
@@ -98,6 +99,12 @@ class Dispatcher:
             # is stored stays at keep_best plus the trials in flight (tracking/winners.py).
             Winners(self.context.tracking_uri).prune(self.context.parent_id, self.context.objective,
                                                       self.context.mode, self.context.keep_best)
+
+    def stage_progress(self, key: str, progress: StageProgress) -> None:
+        """Where a trial in flight is inside its stages (``execution/stage_progress.py``), for the listener."""
+        proposal = self.in_flight.get(key)
+        if proposal is not None:
+            listener().stage_progress(proposal, progress)
 
     def stopped(self, key: str, result: TrialResult) -> None:
         """A scheduler (ASHA) stopped the trial: record its RUNNING run as ``stopped`` with the partial numbers
