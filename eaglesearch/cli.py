@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import warnings
@@ -348,12 +347,11 @@ def ui(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
 ) -> None:
     """Start the MLflow UI on 127.0.0.1 over the same store (one worker, no job runners); print each search's
-    leaderboard link (its trials best first, objective and scores as columns)."""
+    leaderboard link (its trials best first, objective and scores as columns). Opening a search's experiment
+    (its bare URL, or from the experiments list) lands on that leaderboard too (eaglesearch/tracking/ui_server.py)."""
     from eaglesearch.tracking import TrackingStore, leaderboard_url
 
     uri = _uri(tracking_uri)
-    exe = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     base = f"http://127.0.0.1:{port}"
     out.print(f"MLflow UI on {base} over {uri} (Ctrl-C to stop)", soft_wrap=True, highlight=False)
     boards = TrackingStore(uri).leaderboard_experiments()
@@ -362,8 +360,9 @@ def ui(
     if not boards:
         out.print("  no leaderboard published in this store yet: `eaglesearch report <search>` publishes one",
                   highlight=False)
-    cmd = [exe, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    cmd = [sys.executable, "-m", "eaglesearch.tracking.ui_server", "--tracking-uri", uri, "--host", "127.0.0.1",
+           "--port", str(port)]
+    raise typer.Exit(subprocess.call(cmd))
 
 
 def main() -> None:

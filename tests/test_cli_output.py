@@ -12,10 +12,12 @@ import pytest
 
 from eaglesearch.app.outcome import EXIT_INCOMPLETE, EXIT_NO_RESULT, EXIT_OK, round_lines, search_exit_code
 from eaglesearch.execution.progress import LineProgress, first_line, make_progress
+from eaglesearch.execution.stage_progress import Throttle, progress_from_report, progress_report
 from eaglesearch.report import humanize
 from eaglesearch.report.render import to_markdown
 from eaglesearch.search.base import RoundDecision
 from eaglesearch.spec import TrialResult
+from eaglesearch.spec.progress import StageProgress
 
 
 @pytest.mark.parametrize(("column", "value", "text"), [
@@ -99,6 +101,31 @@ def test_progress_lines_name_each_event_with_its_interval_error_and_eta() -> Non
     assert f"round 1 · clip+sam failed: {first_line(error)} (2/3 planned, ETA " in lines[4]
     assert "longer than max_length 256" in lines[4]  # the first error line, whole
     assert "search demo: 2 trial(s) done" in lines[-1]
+
+
+def test_stage_progress_lines_and_events_say_where_a_trial_is() -> None:
+    stream = io.StringIO()
+    progress = LineProgress("demo", _Strategy(), "max", stream=stream)
+    progress.stage_progress(_proposal("a", "clip", 0), StageProgress("sft", 3, 3, 40, 200, 1.25, 70.0))
+    assert stream.getvalue().strip().endswith("round 0 · clip stage 3/3 sft step 40/200 loss 1.250, ETA 1m10s")
+    stream = io.StringIO()
+    progress = LineProgress("demo", _Strategy(), "max", stream=stream, as_json=True)
+    progress.stage_progress(_proposal("a", "clip", 0), StageProgress("prealign/sam", 1, 3, 1, 8, 2.0, None))
+    (event,) = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert event["event"] == "stage_progress" and event["key"] == "a" and event["stage"] == "prealign/sam"
+    assert (event["step"], event["steps"], event["stage_index"], event["stage_eta_s"]) == (1, 8, 1, None)
+
+
+def test_stage_progress_throttle_passes_each_stage_first_and_last_step() -> None:
+    sent: list[tuple[str, int]] = []
+    throttle = Throttle(lambda p: sent.append((p.label, p.step)), every_s=3600)
+    for label, steps in (("align", 4), ("sft", 5)):
+        for step in range(1, steps + 1):
+            throttle(StageProgress(label, 1, 2, step, steps, 1.0, None))
+    assert sent == [("align", 1), ("align", 4), ("sft", 1), ("sft", 5)]
+    report = progress_report(StageProgress("sft", 2, 2, 5, 5, 0.5, 3.0))
+    assert progress_from_report(report) == StageProgress("sft", 2, 2, 5, 5, 0.5, 3.0)
+    assert progress_from_report({"status": "finished", "objective": 0.5}) is None
 
 
 def test_json_events_are_one_object_per_line() -> None:

@@ -5,6 +5,7 @@ Each test writes a temp project (recipe + search space) and its own MLflow store
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -94,18 +95,24 @@ GREEDY_RAY = greedy_space("ray-greedy", ["{name: convnext, resolution: 128}", "s
 
 
 @pytest.fixture(scope="module")
-def ray_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
-    """One uninterrupted greedy search on Ray (4 trials): its project, child runs and leaderboard. The rerun test
-    runs it again; the SIGKILL test compares its own resumed search with this table."""
+def ray_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame, pd.DataFrame, str]:
+    """One uninterrupted greedy search on Ray (4 trials): its project, child runs, leaderboard and ``--json`` event
+    stream. The rerun test runs it again; the SIGKILL test compares its own resumed search with this table."""
     root = make_project(tmp_path_factory.mktemp("ray"), {"g": GREEDY_RAY})
-    first = cli(root, "run", "search_spaces/g.yaml", "--quiet")
+    first = cli(root, "run", "search_spaces/g.yaml", "--json")
     assert first.returncode == 0, first.stdout + first.stderr
-    return root, runs_of(root, "ray-greedy"), leaderboard(root, "ray-greedy")
+    return root, runs_of(root, "ray-greedy"), leaderboard(root, "ray-greedy"), first.stdout
 
 
 def test_ray_run_then_rerun_trains_nothing(ray_search) -> None:
-    root, runs, table = ray_search
+    root, runs, table, stream = ray_search
     assert len(runs) == 4 and set(runs["status_tag"]) == {"finished"}
+    # Stage progress travels from the Ray workers to the driver's event stream: every trained trial reports the
+    # last step of its final stage (Tune intermediate reports forwarded by the searcher adapter).
+    events = [json.loads(line) for line in stream.splitlines() if line.startswith("{")]
+    stages = [e for e in events if e["event"] == "stage_progress"]
+    assert {e["key"] for e in stages if e["step"] == e["steps"] and e["stage_index"] == e["stage_count"]} == \
+        set(runs["key"])
 
     second = cli(root, "run", "search_spaces/g.yaml", "--quiet")
     assert second.returncode == 0, second.stdout + second.stderr

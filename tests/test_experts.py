@@ -25,7 +25,7 @@ from eaglesearch.model.experts import (
     get_preset,
     resolve_expert,
 )
-from eaglesearch.model.experts.pix2struct import flattened_patches, standardize
+from eaglesearch.model.experts.pix2struct_model import flattened_patches, standardize
 from eaglesearch.model.resample import (
     expert_grid_channels,
     grid_channels,

@@ -1,4 +1,4 @@
-"""Each fusion carries its constraints (a torch-free descriptor its class references) and each expert family says
+"""Each fusion carries its constraints (its torch-free ``FusionKind`` in catalog.py, which its class references) and each expert family says
 whether it is a plain ViT: validation asks them, so a user's own ViT family can lead llava_hr like clip."""
 
 from __future__ import annotations
@@ -12,26 +12,26 @@ from eaglesearch.model import build_expert, validate_model
 from eaglesearch.model.experts import ExpertFamily, TimmViTExpert, get_family, register_expert
 from eaglesearch.model.experts.registry import unregister_expert
 from eaglesearch.model.fusions import FUSIONS, build_fusion
-from eaglesearch.model.fusions.rules import FUSION_RULES
+from eaglesearch.model.fusions.catalog import FUSION_KINDS
 from eaglesearch.spec import ExpertSpec, ModelSpec
 from eaglesearch.spec.model import FusionName
 
 CONVNEXT = ExpertSpec(name="convnext", resolution=128)
 
 
-def test_every_fusion_class_references_the_rules_of_its_name() -> None:
-    assert set(FUSION_RULES) == set(FUSIONS) == set(typing.get_args(FusionName))
+def test_every_fusion_class_references_the_kind_of_its_name() -> None:
+    assert set(FUSION_KINDS) == set(FUSIONS) == set(typing.get_args(FusionName))
     for name, cls in FUSIONS.items():
-        assert cls.rules is FUSION_RULES[name]
+        assert cls.kind is FUSION_KINDS[name]
 
 
 @pytest.fixture
 def my_vit():
     """A user's own ViT family, registered as an entry point's registration function would: clip's tiny
-    architecture under another name, declared a plain ViT (``tileable``)."""
+    architecture under another name, declared a plain ViT (``vit``, ``tileable``)."""
     clip = get_family("clip")
     family = register_expert(ExpertFamily(name="my_vit", description="a user's ViT", presets=dict(clip.presets),
-                                          build=TimmViTExpert.from_spec, tileable=True))
+                                          build=TimmViTExpert.from_spec, tileable=True, vit=True))
     yield family
     unregister_expert(family.name)
 
@@ -52,5 +52,5 @@ def test_a_vit_family_whose_preset_is_not_a_plain_vit_cannot_lead_llava_hr() -> 
         validate_model(ModelSpec(experts=(det, ExpertSpec(name="convnext", preset="paper", resolution=1536)),
                                  fusion="llava_hr"))
     message = str(err.value)
-    assert "must be a ViT with block access (clip, dinov2, eva02, siglip)" in message
-    assert "its preset 'paper' is not one" in message and message.endswith("put a ViT first")
+    assert "must be a ViT (clip, dinov2, eva02, siglip)" in message
+    assert "'eva02' with preset 'paper' (not a plain ViT)" in message and message.endswith("put a ViT first")

@@ -2,7 +2,8 @@
 
 Records a greedy search through eaglesearch.tracking (realistic values, persisted predictions, stage runs), builds
 its report, starts ``eaglesearch ui`` (an ``mlflow server`` subprocess on a free loopback port), opens the
-leaderboard link it prints in headless Chromium and checks what a person would see: the search run's trials as rows,
+leaderboard link it prints in headless Chromium, and the bare experiment URL (what the experiments list links to) in
+a fresh browser, and checks what a person would see on both: the search run's trials as rows,
 best first, with the objective, its interval and the per-benchmark scores as columns, and the best candidate named in
 the experiment's description; then that the search run's report.html renders with its charts in MLflow's artifact
 view. Screenshots of both are saved under the test's tmp_path.
@@ -99,6 +100,18 @@ def _metric_headers(driver) -> list[str]:
     return [h for h in _headers(driver) if h.startswith(("objective", "score/"))]
 
 
+def _wait_for_leaderboard(driver, trials: int) -> dict[int, str]:
+    """The grid's rows once it shows ``trials`` rows under the leaderboard's metric columns (or after PAGE_WAIT_S)."""
+    deadline = time.monotonic() + PAGE_WAIT_S
+    rows: dict[int, str] = {}
+    while time.monotonic() < deadline:
+        rows = _grid_rows(driver)
+        if len(rows) >= trials and _metric_headers(driver)[:4] == EXPECTED_METRICS:
+            break
+        time.sleep(1)
+    return rows
+
+
 def test_leaderboard_is_visible_in_the_mlflow_ui(tmp_path: Path) -> None:
     store = TrackingStore(f"sqlite:///{tmp_path}/mlflow.db")
     record_greedy(store, "demo-greedy")
@@ -124,15 +137,20 @@ def test_leaderboard_is_visible_in_the_mlflow_ui(tmp_path: Path) -> None:
         url = printed.group(1)
         assert url.startswith(f"{base}/#/experiments/")
 
+        exp_id = url.split("/#/experiments/")[1].split("/")[0]
         driver = _browser()
-        driver.get(url)
-        deadline = time.monotonic() + PAGE_WAIT_S
-        rows: dict[int, str] = {}
-        while time.monotonic() < deadline:
-            rows = _grid_rows(driver)
-            if len(rows) >= len(trials) and _metric_headers(driver)[:4] == EXPECTED_METRICS:
-                break
-            time.sleep(1)
+        # A fresh browser (GenAI mode, MLflow's default) opening the bare experiment URL, as the experiments list
+        # links to it, lands on the leaderboard: the runs table in the model-training UI with the saved view.
+        driver.get(f"{base}/#/experiments/{exp_id}")
+        rows = _wait_for_leaderboard(driver, len(trials))
+        driver.save_screenshot(str(tmp_path / "bare_url.png"))
+        assert f"/#/experiments/{exp_id}/runs?" in driver.current_url, driver.current_url
+        assert "viewStateShareKey=eaglesearch-leaderboard" in driver.current_url, driver.current_url
+        assert _metric_headers(driver)[:4] == EXPECTED_METRICS, _headers(driver)
+        assert len(rows) == len(trials), rows
+
+        driver.get(url)  # the link `eaglesearch ui` prints
+        rows = _wait_for_leaderboard(driver, len(trials))
         driver.save_screenshot(str(tmp_path / "leaderboard.png"))
         headers = _headers(driver)
         body = driver.find_element("tag name", "body").text
@@ -150,7 +168,6 @@ def test_leaderboard_is_visible_in_the_mlflow_ui(tmp_path: Path) -> None:
         assert f"demo-greedy: best {best}" in body  # the experiment description's headline
 
         # The search run's report.html renders, charts included, in MLflow's artifact preview.
-        exp_id = url.split("/#/experiments/")[1].split("/")[0]
         driver.get(f"{base}/#/experiments/{exp_id}/runs/{report.parent_id}/artifacts/report/report.html"
                    "?workflowType=machine_learning")
         charts = 0

@@ -202,6 +202,52 @@ def test_strategy_pickles_mid_ladder() -> None:
     assert clone.chosen() == ("a", "c", "e", "b", "d")
 
 
+def _drive_through(dispatcher, value: Value, on_round: Callable[[], None] | None = None) -> None:
+    """``drive`` through the execution layer's :class:`Dispatcher` (what both executors call), no training."""
+    for _ in range(100):
+        if dispatcher.finished:
+            return
+        requests = []
+        while (r := dispatcher.next_request()) is not None:
+            requests.append(r)
+        for r in requests:
+            v = value(frozenset(e.name for e in r.trial.model.experts), r.trial.budget or 1.0)
+            dispatcher.complete(r.key, TrialResult(key=r.key, status="finished", objective=v))
+        if on_round is not None:
+            on_round()
+    raise AssertionError("search did not finish")
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["default", "keep_rung_checkpoints"])
+def test_discontinued_rung_checkpoints_are_deleted_when_the_round_is_decided(tmp_path: Path, keep: bool) -> None:
+    from eaglesearch.execution.dispatch import Dispatcher, RunContext
+    from eaglesearch.trial.workspace import Workspace
+
+    weights = {"a": 1.0, "b": 0.1, "c": 0.4, "d": 0.3, "e": 0.2}
+    s = greedy(halving=HalvingSpec(eta=3, min_fraction=0.25, keep_rung_checkpoints=keep), max_rounds=1)
+    workspace = Workspace.at(tmp_path / "work", str(tmp_path / "artifacts"))
+    context = RunContext(search="s", parent_id="p", experiment_id="e", tracking_uri="sqlite:///unused.db",
+                         workdir=str(workspace.root), artifacts=workspace.artifacts, threads=1)
+    dispatcher = Dispatcher(s, context)
+    seen: dict[str, frozenset[str]] = {}  # full key -> the candidate's experts, for every rung run so far
+
+    def write_rung_checkpoints() -> None:  # what a rung leaves behind (train/stages.py): its full key's folder
+        for p in s._proposals:
+            if p.role == RUNG and p.trial.full_key not in seen:
+                seen[p.trial.full_key] = names(p)
+                (workspace.trial_scratch(p.trial.full_key) / "sft").mkdir(parents=True)
+                (workspace.trial_scratch(p.trial.full_key) / "sft" / "last.pt").write_bytes(b"rung")
+
+    _drive_through(dispatcher, additive(weights), write_rung_checkpoints)
+    assert len(seen) == 4 and s.decisions()[-1].added == "c"
+    left = {frozenset(seen[k]) for k in seen if workspace.trial_scratch(k).exists()}
+    if keep:
+        assert len(left) == 4
+    else:  # only the continued candidate's folder is left (its full trial deletes it when it finishes)
+        assert left == {frozenset({"a", "c"})}
+    assert s.released_checkpoints() == []  # each key is released once
+
+
 def test_search_space_yaml_accepts_halving(tmp_path: Path) -> None:
     from eaglesearch.spec import load_search_space
 
@@ -331,10 +377,10 @@ def test_continued_trial_resumes_from_its_rung_checkpoint(tmp_path: Path) -> Non
     assert winner["train/steps_trained"] == 6.0
     best_rung = rungs.loc[rungs["objective"].idxmax()]
     assert winner["added"] == best_rung["added"]
-    # The promoted candidate's scratch folder is gone (finished); the others keep their rung checkpoints.
+    # The promoted candidate's scratch folder is gone (finished); the discontinued ones' were deleted when the
+    # round was decided (halving.keep_rung_checkpoints keeps them).
     scratch = tmp_path / "halving" / ".eaglesearch" / "scratch"
-    kept = sorted(p.parent.parent.name for p in scratch.rglob(CHECKPOINT_NAME))
-    assert len(kept) == 2 and winner["key"] not in kept
+    assert not list(scratch.rglob(CHECKPOINT_NAME))
 
     # The same candidate trained from scratch in a fresh project: same key, same numbers, all 10 steps trained.
     plain = run(tmp_path / "plain", _space("mf-plain", winner["added"], ""))

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from eaglesearch.model.experts import build_expert, get_preset
-from eaglesearch.model.experts.eva02 import VITDET, Eva02DetExpert, build_eva02_vitdet
+from eaglesearch.model.experts.eva02 import VITDET
+from eaglesearch.model.experts.eva02_model import Eva02DetExpert, build_eva02_vitdet
 from eaglesearch.model.experts.eva02_vitdet import EvaViTDet
 from eaglesearch.spec import ExpertSpec
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from eaglesearch.model.tokenizer import IM_END, IM_START, IMAGE_TOKEN
+from eaglesearch.model.special_tokens import IM_END, IM_START, IMAGE_TOKEN
 from eaglesearch.spec.data import TemplateName
 
 Segment = tuple[str, bool]

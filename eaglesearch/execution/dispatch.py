@@ -13,7 +13,9 @@ from eaglesearch.execution.multi_worker import parallelism_for
 from eaglesearch.execution.request import TrialRequest
 from eaglesearch.search import Proposal, Strategy
 from eaglesearch.spec import ResourcesSpec, TrialResult
+from eaglesearch.spec.progress import StageProgress
 from eaglesearch.tracking import TrackingStore, Winners
+from eaglesearch.trial.workspace import Workspace
 
 
 @dataclass
@@ -88,6 +90,8 @@ class Dispatcher:
     def complete(self, key: str, result: TrialResult) -> None:
         proposal = self.in_flight.pop(key, None)
         self.strategy.tell(key, result)
+        for full_key in self.strategy.released_checkpoints():  # a decided round's discontinued rung candidates
+            Workspace.at(self.context.workdir, self.context.artifacts).remove_trial_scratch(full_key)
         if proposal is not None:
             listener().trial_finished(proposal, result)
         if self.context.keep_best > 0 and result.status in ("finished", "cached"):
@@ -95,6 +99,12 @@ class Dispatcher:
             # is stored stays at keep_best plus the trials in flight (tracking/winners.py).
             Winners(self.context.tracking_uri).prune(self.context.parent_id, self.context.objective,
                                                       self.context.mode, self.context.keep_best)
+
+    def stage_progress(self, key: str, progress: StageProgress) -> None:
+        """Where a trial in flight is inside its stages (``execution/stage_progress.py``), for the listener."""
+        proposal = self.in_flight.get(key)
+        if proposal is not None:
+            listener().stage_progress(proposal, progress)
 
     def stopped(self, key: str, result: TrialResult) -> None:
         """A scheduler (ASHA) stopped the trial: record its RUNNING run as ``stopped`` with the partial numbers

@@ -6,16 +6,22 @@ from typing import Protocol
 
 from eaglesearch.search import Proposal
 from eaglesearch.spec import TrialResult
+from eaglesearch.spec.progress import StageProgress
 
 
 class SearchListener(Protocol):
     def trial_started(self, proposal: Proposal) -> None: ...
+
+    def stage_progress(self, proposal: Proposal, progress: StageProgress) -> None: ...
 
     def trial_finished(self, proposal: Proposal, result: TrialResult) -> None: ...
 
 
 class NullListener:
     def trial_started(self, proposal: Proposal) -> None:
+        pass
+
+    def stage_progress(self, proposal: Proposal, progress: StageProgress) -> None:
         pass
 
     def trial_finished(self, proposal: Proposal, result: TrialResult) -> None:

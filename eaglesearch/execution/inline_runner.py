@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from eaglesearch.execution.dispatch import Dispatcher
+from eaglesearch.execution.stage_progress import Throttle
 from eaglesearch.execution.worker import execute_trial
 from eaglesearch.search import Strategy
 from eaglesearch.spec import TrialResult
@@ -19,8 +20,10 @@ def run_inline(dispatcher: Dispatcher, progress: ProgressFn | None = None) -> No
             if dispatcher.finished:
                 break
             raise RuntimeError("the strategy is waiting for results but no trial is in flight; this is a bug")
+        key = request.key
+        stages = Throttle(lambda event, key=key: dispatcher.stage_progress(key, event))
         with trial_scope(request.trial.seed, request.threads):
-            result = execute_trial(request, progress)
+            result = execute_trial(request, progress, stage_progress=stages)
         dispatcher.complete(request.key, result)
 
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from eaglesearch.search import Proposal, Strategy
 from eaglesearch.spec import TrialResult
+from eaglesearch.spec.progress import StageProgress
 
 
 class ConsoleProgress:
@@ -27,6 +28,7 @@ class ConsoleProgress:
         self.console = console or Console(stderr=True)
         self.started_at = time.monotonic()
         self.running: dict[str, Proposal] = {}
+        self.stages: dict[str, StageProgress] = {}  # trial key → where it is in its stages
         self.done: list[tuple[Proposal, TrialResult]] = []
         self.round = 0
         self._live: Live | None = None
@@ -51,8 +53,13 @@ class ConsoleProgress:
         self.round = max(self.round, proposal.round)
         self._refresh()
 
+    def stage_progress(self, proposal: Proposal, progress: StageProgress) -> None:
+        self.stages[proposal.trial.key] = progress
+        self._refresh()
+
     def trial_finished(self, proposal: Proposal, result: TrialResult) -> None:
         self.running.pop(proposal.trial.key, None)
+        self.stages.pop(proposal.trial.key, None)
         self.done.append((proposal, result))
         self._refresh()
 
@@ -74,14 +81,23 @@ class ConsoleProgress:
             value = f"{result.objective:.4f}" if result.objective is not None else "–"
             status = result.status if result.status != "failed" else f"[red]failed[/red]: {first_line(result.error)}"
             table.add_row(str(proposal.round), proposal.label, status, value)
-        for proposal in self.running.values():
-            table.add_row(str(proposal.round), proposal.label, "[yellow]running[/yellow]", "")
+        for key, proposal in self.running.items():
+            stage = self.stages.get(key)
+            where = f" · {stage_text(stage)}" if stage is not None else ""
+            table.add_row(str(proposal.round), proposal.label, f"[yellow]running[/yellow]{where}", "")
         best = self.best()
         summary = f"{len(self.done)}/{self.expected} trials (planned), round {self.round}"
         if best is not None:
             summary += f" · best so far {best[0].label} = {best[1].objective:.4f}"
         table.caption = summary
         return table
+
+
+def stage_text(progress: StageProgress) -> str:
+    """``stage 3/3 sft step 40/200 loss 1.234, ETA 1m10s``: where a trial is in its stages."""
+    eta = f", ETA {_duration(progress.eta_s)}" if progress.eta_s is not None else ""
+    return (f"stage {progress.index}/{progress.count} {progress.label} step {progress.step}/{progress.steps} "
+            f"loss {progress.loss:.3f}{eta}")
 
 
 def first_line(error: str | None) -> str:
@@ -91,10 +107,13 @@ def first_line(error: str | None) -> str:
 
 
 class LineProgress:
-    """One line per event for output that is not a terminal: a trial started, a trial finished (objective with its
-    95% interval, or the first error line), with trials done out of planned and an ETA from the measured trials.
-    With ``as_json`` each event is one JSON object per line instead (``event``, ``search``, ``trial``, ``key``,
-    ``round``, ``status``, ``objective``, ``low``, ``high``, ``done``, ``planned``, ``elapsed_s``, ``eta_s``)."""
+    """One line per event for output that is not a terminal: a trial started, where it is in its stages (every few
+    seconds: ``stage 3/3 sft step 40/200 loss 1.234, ETA 1m10s``, from the inline executor and from Ray workers
+    alike), a trial finished (objective with its 95% interval, or the first error line), with trials done out of
+    planned and an ETA from the measured trials. With ``as_json`` each event is one JSON object per line instead
+    (``event``, ``search``, ``trial``, ``key``, ``round``, ``status``, ``objective``, ``low``, ``high``, ``done``,
+    ``planned``, ``elapsed_s``, ``eta_s``; a ``stage_progress`` event adds ``stage``, ``stage_index``,
+    ``stage_count``, ``step``, ``steps``, ``loss`` and ``stage_eta_s``)."""
 
     def __init__(self, search: str, strategy: Strategy, mode: str, stream: IO[str] | None = None,
                  as_json: bool = False, concurrency: int = 1) -> None:
@@ -126,6 +145,12 @@ class LineProgress:
         self.started[proposal.trial.key] = time.monotonic()
         self._emit("trial_started", f"round {proposal.round} · {proposal.label} started",
                    trial=proposal.label, key=proposal.trial.key, round=proposal.round)
+
+    def stage_progress(self, proposal: Proposal, progress: StageProgress) -> None:
+        self._emit("stage_progress", f"round {proposal.round} · {proposal.label} {stage_text(progress)}",
+                   trial=proposal.label, key=proposal.trial.key, round=proposal.round, stage=progress.label,
+                   stage_index=progress.index, stage_count=progress.count, step=progress.step, steps=progress.steps,
+                   loss=progress.loss, stage_eta_s=None if progress.eta_s is None else round(progress.eta_s, 1))
 
     def trial_finished(self, proposal: Proposal, result: TrialResult) -> None:
         began = self.started.pop(proposal.trial.key, None)

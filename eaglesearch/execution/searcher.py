@@ -5,7 +5,9 @@ strategy is done. Its whole state (strategy, in-flight trials) is pickled by Tun
 ``Tuner.restore`` after an interruption continues the same rounds.
 
 Under a scheduler (ASHA) a trial also reports intermediate evaluations (status ``running``); one the scheduler
-stops completes with such a result, and is recorded and told as ``stopped``.
+stops completes with such a result, and is recorded and told as ``stopped``. Every trial also reports where it is in
+its stages (status ``progress``, ``execution/stage_progress.py``), which :meth:`StrategySearcher.on_trial_result`
+hands to the driver's listener; schedulers ignore those reports (they carry no metric).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from eaglesearch.execution.dispatch import Dispatcher
+from eaglesearch.execution.stage_progress import PROGRESS, progress_from_report
 from eaglesearch.spec import TrialResult
 
 RUNNING = "running"
@@ -30,6 +33,7 @@ class StrategySearcher(Searcher):
         super().__init__(metric="objective", mode="max")
         self.dispatcher = dispatcher
         self.live: dict[str, str] = {}  # Tune trial id → trial key
+        self.evaluated: dict[str, dict] = {}  # Tune trial id → its last intermediate evaluation (under a scheduler)
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True
@@ -41,24 +45,35 @@ class StrategySearcher(Searcher):
         self.live[trial_id] = request.key
         return {"request": request.model_dump(mode="json")}
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        key = self.live.get(trial_id)
+        progress = progress_from_report(result)
+        if key is not None and progress is not None:
+            self.dispatcher.stage_progress(key, progress)
+        elif result.get("status") == RUNNING:
+            self.evaluated[trial_id] = result
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         key = self.live.pop(trial_id, None)
+        evaluated = self.evaluated.pop(trial_id, None)
         if key is None:
             return
         if error or not result or "status" not in result:
             self.dispatcher.crashed(key, "the trial process failed repeatedly (crash, OOM or kill); see the Ray logs")
             return
-        if result["status"] == RUNNING:  # its last report was intermediate: the scheduler stopped it
-            self.dispatcher.stopped(key, stopped_result(key, result))
+        if result["status"] in (RUNNING, PROGRESS):  # its last report was intermediate: the scheduler stopped it
+            self.dispatcher.stopped(key, stopped_result(key, evaluated or result))
             return
         self.dispatcher.complete(key, result_from_report(key, result))
 
     def save(self, checkpoint_path: str) -> None:
-        Path(checkpoint_path).write_bytes(pickle.dumps({"dispatcher": self.dispatcher, "live": self.live}))
+        Path(checkpoint_path).write_bytes(pickle.dumps({"dispatcher": self.dispatcher, "live": self.live,
+                                                        "evaluated": self.evaluated}))
 
     def restore(self, checkpoint_path: str) -> None:
         state = pickle.loads(Path(checkpoint_path).read_bytes())
         self.dispatcher, self.live = state["dispatcher"], state["live"]
+        self.evaluated = state.get("evaluated", {})
 
 
 def report_from_result(result: TrialResult) -> dict[str, Any]:

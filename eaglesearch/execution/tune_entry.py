@@ -17,6 +17,7 @@ def run_tune_trial(config: dict[str, Any]) -> None:
     import eaglesearch  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads in a fresh process)
     from eaglesearch.execution.request import TrialRequest
     from eaglesearch.execution.searcher import RUNNING, report_from_result
+    from eaglesearch.execution.stage_progress import Throttle, progress_report
     from eaglesearch.execution.worker import execute_trial
     from eaglesearch.trial.intermediate import STEP
     from eaglesearch.trial.scope import trial_scope
@@ -26,8 +27,9 @@ def run_tune_trial(config: dict[str, Any]) -> None:
     def intermediate(metrics: dict[str, float]) -> None:  # a scheduler (ASHA) may stop the trial here
         tune.report({**metrics, "status": RUNNING, "run_id": "", "error": "", "metrics_json": "{}"})
 
+    stages = Throttle(lambda event: tune.report(progress_report(event)))  # forwarded to the driver's listener
     with trial_scope(request.trial.seed, request.threads):
-        result = execute_trial(request, report=intermediate if request.eval_every else None)
+        result = execute_trial(request, report=intermediate if request.eval_every else None, stage_progress=stages)
     final = report_from_result(result)
     if request.eval_every:
         final[STEP] = float(request.trial.train.joint_stages[-1].steps or 0)  # the scheduler's time attribute

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from eaglesearch.execution.request import TrialRequest
 from eaglesearch.spec import TrialResult
+from eaglesearch.spec.progress import StageProgressFn
 from eaglesearch.tracking import TrackingStore, Winners
 from eaglesearch.tracking.winners import WEIGHTS_DATA
 from eaglesearch.trial.intermediate import IntermediateSettings, Report
@@ -76,10 +77,12 @@ def log_stage(store: TrackingStore, trial_run_id: str, req: TrialRequest, record
                               losses=record.losses)
 
 
-def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report: Report | None = None) -> TrialResult:
+def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report: Report | None = None,
+                  stage_progress: StageProgressFn | None = None) -> TrialResult:
     """Serve ``req`` from the record, or train, evaluate and record it. With ``report`` and ``req.eval_every``
     (a scheduler watches the trial) intermediate evaluations are handed to ``report`` as training goes; a
-    data-parallel trial (``workers > 1``) reports only its final result."""
+    data-parallel trial (``workers > 1``) reports only its final result. ``stage_progress`` is told where training is
+    (one-process trials; see ``execution/stage_progress.py``)."""
     store = TrackingStore(req.tracking_uri)
     cached = lookup(store, req)
     if cached is not None:
@@ -101,7 +104,7 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report:
             watch = (IntermediateSettings(req.eval_every, req.eval_limit, report)
                      if report is not None and req.eval_every else None)
             outcome = run_trial_core(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads, progress,
-                                     intermediate=watch, keep_weights=keep)
+                                     intermediate=watch, keep_weights=keep, stage_progress=stage_progress)
     except Exception as err:  # noqa: BLE001 - every trial error is recorded, the search goes on
         if keep is not None:
             shutil.rmtree(keep.parent, ignore_errors=True)

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from eaglesearch.data import Sample, collate_prompts, encode_prompt, load_image
 from eaglesearch.data.aspect import SQUARE, ImagePolicy, apply_policy, blank, images_in, stack_images
 from eaglesearch.data.dataset import EvalBatchItem
-from eaglesearch.model.experts.base import PAD_FILL
+from eaglesearch.model.experts.preset import PAD_FILL
 from eaglesearch.model.saved import SavedModel, load_model_folder
 
 ImageLike = Image.Image | str | Path | bytes | None

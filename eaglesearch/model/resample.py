@@ -17,15 +17,16 @@ Three modes; each expert preset declares the one Eagle uses for it (``ExpertPres
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import torch.nn.functional as F
 from torch import Tensor
 
+from eaglesearch.model.experts.preset import ResampleMode
+
 if TYPE_CHECKING:
     from eaglesearch.model.experts.base import VisionExpert
 
-ResampleMode = Literal["bilinear", "unshuffle", "auto"]
 RESAMPLE_MODES: tuple[ResampleMode, ...] = ("bilinear", "unshuffle", "auto")
 
 

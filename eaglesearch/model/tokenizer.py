@@ -24,14 +24,16 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AddedToken, AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from eaglesearch.model.pretrained import gguf_arguments, resolve_pretrained
+from eaglesearch.model.special_tokens import (
+    END_OF_TEXT,
+    IM_END,
+    IM_START,
+    IMAGE_TOKEN,
+    PAD_TOKEN,
+    SPECIAL_TOKENS,
+)
 from eaglesearch.spec import TokenizerSpec
 
-IMAGE_TOKEN = "<image>"
-PAD_TOKEN = "<|pad|>"
-END_OF_TEXT = "<|endoftext|>"
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
-SPECIAL_TOKENS = (PAD_TOKEN, END_OF_TEXT, IM_START, IM_END, IMAGE_TOKEN)
 CHATML_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"

@@ -129,6 +129,12 @@ class Reporting:
         """Key of the trial deltas refer to (greedy: the base; grid: ``spec.baseline``'s combination); none here."""
         return None
 
+    def released_checkpoints(self) -> list[str]:
+        """Full-budget keys (``TrialSpec.full_key``) whose checkpoint folders no trial of this search will resume
+        from any more, each returned once (the execution layer deletes them); none by default. Greedy with halving:
+        the discontinued candidates of each decided round."""
+        return []
+
     def pareto_front(self) -> list[Proposal]:
         """The told trials no other beats in every objective, for a strategy with a second (cost) objective;
         empty for one objective."""

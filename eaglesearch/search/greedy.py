@@ -15,7 +15,9 @@ seeds, and every candidate's value becomes the mean over its seeds.
 With ``halving: {eta, min_fraction}``, an adding round with two or more candidates climbs a successive-halving
 ladder (:mod:`eaglesearch.search.halving`) before it is decided: every candidate first trains to ``min_fraction``
 of the final stage's steps, only the best ``1/eta`` continue (from their checkpoints) to ``eta`` times that, up to
-the full budget, and the round is decided (ties, seeds, gain) on the full-budget results only.
+the full budget, and the round is decided (ties, seeds, gain) on the full-budget results only. Once it is, the
+discontinued candidates' checkpoints are handed to the execution layer for deletion (:meth:`released_checkpoints`)
+unless ``halving.keep_rung_checkpoints``.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class GreedyStrategy(Strategy):
         self._seeds: dict[str, list[str]] = {}  # candidate key → keys of its extra-seed trials (add_seeds)
         self._reseeded: set[int] = set()  # rounds already extended with extra seeds
         self._ladder: Ladder | None = None  # the current round's successive-halving rungs (halving only)
+        self._released: list[str] = []  # full keys of discontinued candidates, until released_checkpoints() drains
         self._start_round()
 
     # -- ask / tell ---------------------------------------------------------------------------------------------
@@ -262,7 +265,24 @@ class GreedyStrategy(Strategy):
             self._seeds[p.key] = keys
         return True
 
+    def released_checkpoints(self) -> list[str]:
+        released, self._released = self._released, []
+        return released
+
+    def _release_discontinued(self) -> None:
+        """The round is decided: the rung checkpoints of candidates that never reached the full budget are no longer
+        needed (``halving.keep_rung_checkpoints`` keeps them)."""
+        halving = self.spec.halving
+        if halving is None or halving.keep_rung_checkpoints:
+            return
+        full = {p.key for p in self._proposals if p.role != RUNG}
+        for p in self._proposals:
+            key = p.trial.full_key
+            if p.role == RUNG and key not in full and key not in self._released:
+                self._released.append(key)
+
     def _decide(self) -> None:
+        self._release_discontinued()
         rows = tuple((p.label, p.key, score_of(self._results[p.key], self.metric), self._results[p.key].status)
                      for p in self._proposals)
         originals = [p for p in self._proposals if p.role not in ("reseed", RUNG)]

@@ -29,6 +29,10 @@ class HalvingSpec(SpecModel):
     eta: int = Field(default=3, ge=2, le=16, description="keep the best 1/eta of the candidates at each rung")
     min_fraction: float = Field(
         default=0.25, gt=0, lt=1, description="budget of the first rung: a fraction of the final stage's steps")
+    keep_rung_checkpoints: bool = Field(
+        default=False, description="keep the rung checkpoints of discontinued candidates after their round (by "
+                                   "default they are deleted when the round is decided; a continued candidate's "
+                                   "full trial deletes its own when it finishes)")
 
     def fractions(self) -> tuple[float, ...]:
         """The rungs' budgets, ending with 1.0 (the full trial): min_fraction, min_fraction*eta, ... < 1, then 1."""

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ from eaglesearch.model import EagleModel, build_eagle
 from eaglesearch.model.build import part_seed
 from eaglesearch.model.language import load_dtype
 from eaglesearch.spec import ExpertSpec, ModelSpec, TrialSpec
+from eaglesearch.spec.progress import StageProgress, StageProgressFn
 from eaglesearch.spec.train import STAGE_NON_SEMANTIC, StageSpec, semantic_stage
 from eaglesearch.train import distributed, fsdp
 from eaglesearch.train.checkpoint import gathered_trained_state, rng_state, save_atomic, set_rng_state
@@ -132,7 +134,7 @@ class StagePipeline:
                  on_model: Callable[[EagleModel], EagleModel] | None = None,
                  pretrained: PretrainedComponents | None = None,
                  on_final_step: Callable[[EagleModel, int, int], None] | None = None,
-                 mirror: CheckpointMirror | None = None) -> None:
+                 mirror: CheckpointMirror | None = None, on_progress: StageProgressFn | None = None) -> None:
         self.trial, self.tokenizer, self.dataset_for, self.collate = trial, tokenizer, dataset_for, collate
         self.pretrained = pretrained or PretrainedComponents(store, say)
         self.store, self.scratch, self.world = store, Path(scratch), world
@@ -141,6 +143,7 @@ class StagePipeline:
         self.say: Say = say or (lambda _msg: None)
         self.on_model = on_model or (lambda model: model)
         self.on_final_step, self.mirror = on_final_step, mirror  # intermediate evaluations; checkpoints shared
+        self.on_progress = on_progress  # structured stage progress for the search's display (main rank only)
         self.main = world is None or world.is_main
         self.records: list[StageRecord] = []
         stages = trial.train.active
@@ -338,10 +341,19 @@ class StagePipeline:
         self.say(f"{position}: {steps} steps on {stage.data} data, trains {stage.trainable.label} "
                  f"({counts.get('total', 0):,} parameters)" + (f"; rung: stops at step {stop}" if stop else ""))
         logged: list[tuple[int, float]] = []
+        first: list[tuple[int, float]] = []  # (step, time) of the first step logged in this process: the pace
 
         def on_log(step: int, loss: float) -> None:
             logged.append((step, loss))
             self.say(f"{position} step {step + 1}/{steps} loss {loss:.4f}")
+            if self.on_progress is None or not self.main:
+                return
+            now = time.monotonic()
+            first[:] = first or [(step, now)]
+            done, (step0, t0) = step + 1, first[0]
+            eta = (now - t0) / (step - step0) * (steps - done) if step > step0 else None
+            self.on_progress(StageProgress(label=label, index=self.index[stage.name], count=self.count, step=done,
+                                           steps=steps, loss=loss, eta_s=eta))
 
         stats = train(model, stream, stage.with_steps(steps), on_log=on_log, checkpoint_dir=checkpoints,
                       world=self.world, stop_at=stop, on_step=on_step, final_checkpoint=rung)  # else: done.pt

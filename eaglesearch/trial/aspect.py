@@ -17,7 +17,7 @@ from pathlib import Path
 
 from eaglesearch.data.aspect import ImageCounts, ImagePolicy, count_images
 from eaglesearch.data.llava import Sample
-from eaglesearch.model.experts.base import PAD_FILL
+from eaglesearch.model.experts.preset import PAD_FILL
 from eaglesearch.spec import TrialSpec
 
 PLAN_SAMPLE = 256

@@ -31,7 +31,6 @@ from eaglesearch.model.host_memory import HostMemory, estimate_host_memory
 from eaglesearch.model.memory import (
     BF16_MIXED,
     FP32,
-    GB,
     LMShape,
     MemoryEstimate,
     MemoryInputs,
@@ -42,6 +41,7 @@ from eaglesearch.model.memory import (
 from eaglesearch.spec import ResourcesSpec, TrialSpec
 from eaglesearch.spec.train import StageSpec
 from eaglesearch.train import apply_trainable
+from eaglesearch.trial.gpu_size import available_gpu_memory_gb
 from eaglesearch.trial.plan import Vocabulary, architecture_only
 
 MAX_GPUS_SUGGESTED = 64
@@ -131,18 +131,6 @@ class TrialMemory:
         return (f"trial {self.label}: stage '{stage.stage.name}' needs ~{estimate.total_gb:.1f} GB per GPU "
                 f"({estimate.setup}: {estimate.breakdown()}) but one GPU has {self.available_gb:.0f} GB "
                 f"(resources.gpu_memory_gb or the visible GPU).{ckpt}{sized} {todo}")
-
-
-def available_gpu_memory_gb(resources: ResourcesSpec) -> float | None:
-    """Memory one trial may use on one GPU: ``gpu_memory_gb``, else the visible GPU's (None: no check)."""
-    if resources.gpus_per_trial <= 0:
-        return None
-    total = resources.gpu_memory_gb
-    if total is None and torch.cuda.is_available():
-        total = torch.cuda.get_device_properties(0).total_memory / GB
-    if total is None:
-        return None
-    return total * min(1.0, resources.gpus_per_trial)  # a fractional GPU is shared with other trials
 
 
 def _workers(resources: ResourcesSpec) -> int:

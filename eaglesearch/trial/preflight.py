@@ -9,7 +9,9 @@ imply on this machine:
   checks each sample against it too, so a trial that passes here never meets a sample it must reject for its
   tiles). So a trial can need more than ``data.max_length`` before any text. For every trial
   the strategy can produce (its class's ``reachable``: grid, all of them; greedy, the base plus every set of
-  candidates it can add, up to ``max_rounds``; Optuna, the space's corners), the visual token count comes from the model itself, built on the ``meta`` device (the fusion's
+  candidates it can add, up to ``max_rounds``; Optuna, the space's corners), the visual token count comes from the
+  fusion's declaration (``fusions/catalog.py``), or, for a fusion with constraints only built experts show, from the
+  model built on the ``meta`` device (the fusion's
   ``num_tokens``; nothing is allocated or downloaded), and the text from the shortest conversation the recipe's
   template can render: one special token per marker and at least one token per other piece of text (one-character
   answer, empty question). That is a lower bound for every tokenizer eaglesearch loads, so a trial reported here
@@ -29,18 +31,19 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
-
-import torch
+from typing import TYPE_CHECKING, Protocol
 
 from eaglesearch.data.sources import SourceContext, build_source
 from eaglesearch.data.templates import get_template
-from eaglesearch.model.experts import build_expert, resolve_expert
-from eaglesearch.model.fusions import build_fusion
-from eaglesearch.model.tokenizer import IM_END, IMAGE_TOKEN, SPECIAL_TOKENS
+from eaglesearch.model.experts import resolve_expert
+from eaglesearch.model.fusions.catalog import fusion_kind, visual_tokens
+from eaglesearch.model.special_tokens import IM_END, IMAGE_TOKEN, SPECIAL_TOKENS
 from eaglesearch.spec import ExpertSpec, LoadedSearch, ModelSpec, SpecError, SpecIssue, TrialSpec
 from eaglesearch.spec.provenance import TrialSources
 from eaglesearch.spec.yaml_source import Loc, YamlDocument, format_loc, read_yaml
+
+if TYPE_CHECKING:
+    from torch import nn
 
 _SPECIAL = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS if t != IMAGE_TOKEN))
 
@@ -53,13 +56,19 @@ class Candidate(Protocol):
 
 
 class VisualTokens:
-    """Visual tokens per image of a model spec, from its fusion built on ``meta`` (experts cached by spec)."""
+    """Visual tokens per image of a model spec: from the fusion's declaration (``fusions/catalog.py``, no torch), or
+    for a fusion that ``needs_built_experts`` from the fusion built on ``meta`` (experts cached by spec), which also
+    raises what only built experts show (e.g. ``fusion_heads`` not dividing a width)."""
 
     def __init__(self) -> None:
-        self._experts: dict[str, torch.nn.Module] = {}
+        self._experts: dict[str, nn.Module] = {}
         self._counts: dict[str, int] = {}
 
-    def _expert(self, spec: ExpertSpec) -> torch.nn.Module:
+    def _expert(self, spec: ExpertSpec) -> nn.Module:
+        import torch
+
+        from eaglesearch.model.experts import build_expert
+
         spec = resolve_expert(spec).model_copy(update={"pretrained": False, "checkpoint": None})
         key = spec.model_dump_json()
         if key not in self._experts:
@@ -67,14 +76,22 @@ class VisualTokens:
                 self._experts[key] = build_expert(spec)
         return self._experts[key]
 
+    def _built(self, spec: ModelSpec) -> int:
+        import torch
+
+        from eaglesearch.model.fusions import build_fusion
+
+        experts = [self._expert(e) for e in spec.experts]
+        with torch.device("meta"):
+            fusion = build_fusion(spec, experts, spec.lm.hidden_size)
+        return int(fusion.num_tokens)
+
     def __call__(self, spec: ModelSpec) -> int:
         key = json.dumps({k: v for k, v in spec.model_dump(mode="json").items() if k not in ("lm", "tokenizer")},
                          sort_keys=True)
         if key not in self._counts:
-            experts = [self._expert(e) for e in spec.experts]
-            with torch.device("meta"):
-                fusion = build_fusion(spec, experts, spec.lm.hidden_size)
-            self._counts[key] = int(fusion.num_tokens)
+            self._counts[key] = self._built(spec) if fusion_kind(spec.fusion).needs_built_experts else \
+                visual_tokens(spec)
         return self._counts[key]
 
 

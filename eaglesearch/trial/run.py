@@ -23,6 +23,7 @@ from eaglesearch.model.cost import measure_cost
 from eaglesearch.model.experts.discovery import register_trial_experts
 from eaglesearch.model.saved import save_model_folder
 from eaglesearch.spec import TrialSpec
+from eaglesearch.spec.progress import StageProgressFn
 from eaglesearch.train.distributed import WorldInfo, broadcast_parameters, prepare_model, training_device
 from eaglesearch.train.fsdp import shard_model
 from eaglesearch.train.pretrained import PretrainedComponents
@@ -62,6 +63,7 @@ def run_trial_core(
     trial: TrialSpec, workspace: Workspace, threads: int, progress: ProgressFn | None = None,
     world: WorldInfo | None = None, parallelism: Literal["ddp", "fsdp"] = "ddp", device: torch.device | None = None,
     intermediate: IntermediateSettings | None = None, keep_weights: Path | None = None,
+    stage_progress: StageProgressFn | None = None,
 ) -> TrialOutcome | None:
     """Build, train (every stage, see :mod:`eaglesearch.train.stages`) and evaluate the model ``trial`` describes.
     Deterministic for a fixed seed and thread count.
@@ -79,6 +81,9 @@ def run_trial_core(
     With ``keep_weights`` a full-budget trial writes its final model into that folder (``model/saved.py``: every
     weight, the spec, the tokenizer), for the search to keep if it ranks among its best; a rung (``budget``) does not,
     its weights are not a result.
+
+    ``stage_progress`` is told where training is (:class:`~eaglesearch.spec.progress.StageProgress`) at every
+    logged step of every stage, on rank 0 only: the search's progress display.
     """
     say = progress or (lambda _msg: None)
     main = world is None or world.is_main
@@ -122,7 +127,7 @@ def run_trial_core(
     pipeline = StagePipeline(trial, tokenizer, datasets, lambda b: collate_train(b, tokenizer.pad_token_id),
                              store=store, scratch=private or workspace.scratch_dir, world=world,
                              device=device, say=say, on_model=place, pretrained=pretrained, on_final_step=watch,
-                             mirror=mirror)
+                             mirror=mirror, on_progress=stage_progress if main else None)
     result = pipeline.run()
     # Every rank holding the whole model (DDP) evaluates its share of each benchmark; under FSDP only rank 0 has it.
     eval_shard = (world.rank, world.world_size) if world is not None and world.world_size > 1 and not sharded \

@@ -11,6 +11,7 @@ folder or any fsspec URL (``s3://...``), so every machine of a cluster, and ever
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -72,6 +73,19 @@ class Workspace:
     @property
     def scratch_dir(self) -> Path:
         return self.root / "scratch"
+
+    def trial_scratch(self, key: str) -> Path:
+        """The folder a trial checkpoints its joint stages into (every rung of a candidate shares its full key's)."""
+        return self.scratch_dir / "trials" / key
+
+    def remove_trial_scratch(self, key: str) -> None:
+        """Delete trial ``key``'s checkpoint folder here and its twin in the scratch mirror, if any (nothing will
+        resume from it: e.g. a successive-halving candidate that was discontinued)."""
+        folder = self.trial_scratch(key)
+        shutil.rmtree(folder, ignore_errors=True)
+        mirror = self.scratch_mirror()
+        if mirror is not None:
+            mirror.remove(folder)
 
     def scratch_mirror(self) -> ScratchMirror | None:
         """With a remote artifact root, the scratch folder's checkpoints are mirrored there (a trial retried on

@@ -10,9 +10,8 @@ stage access (``vit_embed``/``vit_blocks``/``vit_to_map``) for the LLaVA-HR fusi
 
 from __future__ import annotations
 
-from eaglesearch.model.experts.base import CLIP_MEAN, CLIP_STD, ExpertPreset
+from eaglesearch.model.experts.preset import CLIP_MEAN, CLIP_STD, ExpertPreset
 from eaglesearch.model.experts.registry import ExpertFamily, register_expert
-from eaglesearch.model.experts.timm_expert import TimmViTExpert
 
 FEATURE_LAYER = "last block output, CLS token dropped, no final LayerNorm (as Eagle)"
 
@@ -51,6 +50,7 @@ CLIP = register_expert(ExpertFamily(
     name="clip",
     description="CLIP ViT (OpenAI ViT-L/14 in the paper)",
     presets=PRESETS,
-    build=TimmViTExpert.from_spec,
+    build="eaglesearch.model.experts.timm_expert:TimmViTExpert.from_spec",
     tileable=True,
+    vit=True,
 ))

@@ -10,20 +10,10 @@ counts stages (4). Not tileable.
 
 from __future__ import annotations
 
-from torch import nn
-
-from eaglesearch.model.experts.base import CLIP_MEAN, CLIP_STD, ExpertPreset
+from eaglesearch.model.experts.preset import CLIP_MEAN, CLIP_STD, ExpertPreset
 from eaglesearch.model.experts.registry import ExpertFamily, register_expert
-from eaglesearch.model.experts.timm_expert import TimmExpert
 
 FEATURE_LAYER = "stage 4 output (stride 32), no head norm (as Eagle)"
-
-
-class ConvNeXtExpert(TimmExpert):
-    """ConvNeXt: its four stages are the blocks ``freeze(trainable_blocks=N)`` leaves trainable."""
-
-    def freezable_blocks(self) -> list[nn.Module]:
-        return list(self.backbone.stages)
 
 
 PRESETS = {
@@ -61,5 +51,5 @@ CONVNEXT = register_expert(ExpertFamily(
     name="convnext",
     description="ConvNeXt (ConvNeXt-XXL LAION CLIP in the paper)",
     presets=PRESETS,
-    build=ConvNeXtExpert.from_spec,
+    build="eaglesearch.model.experts.timm_expert:ConvNeXtExpert.from_spec",
 ))

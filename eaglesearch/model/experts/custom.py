@@ -7,7 +7,8 @@ expert entry says ``pretrained: false``.
 
 A factory module that is not installed may sit beside the declaring YAML (or one folder up, or in the working
 directory, where recipes are looked up too): that folder is then added to ``sys.path`` and to ``PYTHONPATH``, so
-the Ray worker processes started from this one can import it as well.
+the Ray worker processes started from this one can import it as well. The expert module a factory's encoder is
+wrapped in (``factory_expert.py``) and torch are imported when the encoder is first checked or built.
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor, nn
-
-from eaglesearch.model.experts.base import ExpertPreset, VisionExpert
+from eaglesearch.model.experts.preset import ExpertPreset
 from eaglesearch.model.experts.registry import (
     ExpertFamily,
     expert_names,
@@ -32,6 +31,11 @@ from eaglesearch.model.experts.registry import (
 )
 from eaglesearch.spec import ExpertSpec
 from eaglesearch.spec.custom_expert import CustomExpertSpec, DeclarationError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from eaglesearch.model.experts.base import VisionExpert
 
 _DECLARED: dict[str, CustomExpertSpec] = {}
 
@@ -84,6 +88,9 @@ def load_factory(path: str, roots: Sequence[Path] = ()) -> Callable[..., nn.Modu
 def check_declaration(declared: CustomExpertSpec, factory: Callable[..., nn.Module]) -> None:
     """Build the encoder (random init) and run one zero image at the declared resolution through it: the feature
     map must have the declared channels and a resolution/stride grid. ``DeclarationError`` names the field to fix."""
+    import torch
+    from torch import Tensor, nn
+
     side, stride = declared.resolution, declared.stride
     if side % stride:
         raise DeclarationError("stride", f"resolution {side} is not a multiple of stride {stride}; declare a "
@@ -117,26 +124,6 @@ def check_declaration(declared: CustomExpertSpec, factory: Callable[..., nn.Modu
                                f"encoder's features are {height}x{width}{hint}")
 
 
-class FactoryExpert(VisionExpert):
-    """A user's encoder: the module the factory returned, checked against the declared channels and grid."""
-
-    def __init__(self, spec: ExpertSpec, preset: ExpertPreset, declared: CustomExpertSpec, encoder: nn.Module) -> None:
-        assert spec.resolution is not None
-        super().__init__(spec.name, spec.resolution, declared.channels, spec.resolution // declared.stride,
-                         declared.mean, declared.std, preset.resample)
-        self.encoder = encoder
-        self.feature_layer = declared.feature_layer
-
-    def forward(self, pixels: Tensor) -> Tensor:
-        features = self.encoder(pixels)
-        expected = (self.channels, self.native_grid, self.native_grid)
-        if features.dim() != 4 or tuple(features.shape[1:]) != expected:
-            raise ValueError(f"custom expert '{self.name}' returned features {tuple(features.shape)} but declares "
-                             f"(B, {expected[0]}, {expected[1]}, {expected[2]}) (channels, resolution/stride); fix "
-                             "the declaration's channels/stride or the factory")
-        return features
-
-
 def register_custom_expert(declared: CustomExpertSpec, roots: Sequence[Path] = (), check: bool = False) -> ExpertFamily:
     """Register ``declared`` as an expert family; ``check`` runs :func:`check_declaration` first.
 
@@ -157,6 +144,8 @@ def register_custom_expert(declared: CustomExpertSpec, roots: Sequence[Path] = (
                           weights=declared.factory if declared.pretrained else None, sized=False)
 
     def build(spec: ExpertSpec, preset: ExpertPreset) -> VisionExpert:
+        from eaglesearch.model.experts.factory_expert import FactoryExpert
+
         return FactoryExpert(spec, preset, declared, factory(pretrained=bool(spec.pretrained)))
 
     family = ExpertFamily(name=declared.name, presets={"tiny": preset, "tiny_random": preset, "paper": preset},

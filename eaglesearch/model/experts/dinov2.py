@@ -10,9 +10,8 @@ Reaches the common grid bilinearly. A plain ViT: tileable, with stage access.
 
 from __future__ import annotations
 
-from eaglesearch.model.experts.base import IMAGENET_MEAN, IMAGENET_STD, ExpertPreset
+from eaglesearch.model.experts.preset import IMAGENET_MEAN, IMAGENET_STD, ExpertPreset
 from eaglesearch.model.experts.registry import ExpertFamily, register_expert
-from eaglesearch.model.experts.timm_expert import TimmViTExpert
 
 FEATURE_LAYER = "last block output, CLS token dropped, no final LayerNorm"
 
@@ -49,6 +48,7 @@ DINOV2 = register_expert(ExpertFamily(
     name="dinov2",
     description="DINOv2 ViT (ViT-L/14 in the paper)",
     presets=PRESETS,
-    build=TimmViTExpert.from_spec,
+    build="eaglesearch.model.experts.timm_expert:TimmViTExpert.from_spec",
     tileable=True,
+    vit=True,
 ))

@@ -1,8 +1,11 @@
 """The expert registry: every vision-expert family registers itself here by name.
 
 A family (one module per family: ``clip.py``, ``convnext.py``, ``sam.py``, ``dinov2.py``, ``eva02.py``,
-``siglip.py``, ``pix2struct.py``) declares its presets (``tiny`` and ``paper``), a builder, and
-whether it can be tiled. The rest of the code base only uses three functions: :func:`expert_names`,
+``siglip.py``, ``pix2struct.py``) declares its presets (``tiny`` and ``paper``), a builder, whether it can be tiled
+and whether it is a plain ViT. Declarations import no torch: a built-in family names its builder as
+``"module:attribute"`` (the ``<family>_model.py`` or ``timm_expert.py`` that holds the torch code), imported the
+first time an expert of that family is built, so ``eaglesearch validate`` checks names, presets and resolutions in
+a process that never loads torch. The rest of the code base only uses three functions: :func:`expert_names`,
 :func:`resolve_expert` (fill ``preset``/``resolution`` defaults and validate, without building anything — the spec
 layer calls it while checking a search space) and :func:`build_expert` (which wraps the expert in a
 :class:`~eaglesearch.model.tiling.TiledExpert` when the spec asks for ``resize: tile``).
@@ -11,32 +14,48 @@ layer calls it while checking a search space) and :func:`build_expert` (which wr
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from eaglesearch.model.experts.base import ExpertPreset, VisionExpert
-from eaglesearch.model.tiling import TiledExpert
+from eaglesearch.model.experts.preset import ExpertPreset
 from eaglesearch.spec import ExpertSpec
 
+if TYPE_CHECKING:
+    from eaglesearch.model.experts.base import VisionExpert
+
 DEFAULT_PRESET = "tiny"
-ExpertBuilder = Callable[[ExpertSpec, ExpertPreset], VisionExpert]
+ExpertBuilder = Callable[[ExpertSpec, ExpertPreset], "VisionExpert"]
 
 
 @dataclass(frozen=True)
 class ExpertFamily:
     """A named expert family: its presets (``tiny`` and ``paper``) and how to build one from a resolved spec.
 
-    ``tileable``: the family is a plain ViT with block access (``is_vit``: ``vit_embed``, ``vit_blocks``,
-    ``vit_to_map``), so it accepts ``resize: tile`` (each crop goes through the same encoder) and may lead the
-    ``llava_hr`` fusion (run block by block); a preset may opt out (``ExpertPreset.tileable``). This is the
-    family's own declaration: :func:`is_plain_vit` reads it, no list of names elsewhere does.
+    ``build`` is the builder itself (a user's encoder) or its ``"module:attribute"`` path, imported on first use (the
+    built-in families: their declarations stay free of torch). ``tileable``: the family accepts ``resize: tile``
+    (plain ViTs, whose crops each go through the same encoder). ``vit``: its experts are plain ViTs with block
+    access (``VisionExpert.is_vit``), so it can lead the ``llava_hr`` fusion.
     """
 
     name: str
     description: str
     presets: Mapping[str, ExpertPreset]
-    build: ExpertBuilder
+    build: ExpertBuilder | str
     tileable: bool = False
+    vit: bool = False
+
+    def builder(self) -> ExpertBuilder:
+        """The build function, importing its module when ``build`` is a ``"module:attribute"`` path."""
+        if not isinstance(self.build, str):
+            return self.build
+        module, _, attribute = self.build.partition(":")
+        target: object = importlib.import_module(module)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+        assert callable(target), f"expert family '{self.name}': {self.build} is not callable"
+        return target  # type: ignore[return-value]
 
 
 _FAMILIES: dict[str, ExpertFamily] = {}
@@ -133,19 +152,15 @@ def resolve_expert(spec: ExpertSpec) -> ExpertSpec:
     return resolved
 
 
-def is_plain_vit(spec: ExpertSpec) -> bool:
-    """Whether the expert ``spec`` builds is a plain ViT with block access, as its family and preset declare
-    (``tileable``); what tiling and ``llava_hr`` ask of an expert."""
-    return get_family(spec.name).tileable and get_preset(spec).tileable
-
-
 def build_expert(spec: ExpertSpec) -> VisionExpert:
     """Resolve ``spec`` and build its expert (random init unless ``pretrained``), tiled when ``resize: tile``.
 
     Freezing is the caller's choice: ``expert.freeze(resolved.trainable_blocks)`` when ``resolved.freeze``.
     """
     resolved = resolve_expert(spec)
-    expert = get_family(resolved.name).build(resolved, get_preset(resolved))
+    expert = get_family(resolved.name).builder()(resolved, get_preset(resolved))
     if resolved.resize == "tile":
+        from eaglesearch.model.tiling import TiledExpert
+
         return TiledExpert(expert, resolved.tiles)
     return expert

@@ -12,34 +12,10 @@ reaches an 8×8 grid by the same 2× pixel-unshuffle. Normalisation: ImageNet me
 
 from __future__ import annotations
 
-from torch import Tensor, nn
-
-from eaglesearch.model.experts.base import IMAGENET_MEAN, IMAGENET_STD, ExpertPreset
+from eaglesearch.model.experts.preset import IMAGENET_MEAN, IMAGENET_STD, ExpertPreset
 from eaglesearch.model.experts.registry import ExpertFamily, register_expert
-from eaglesearch.model.experts.timm_expert import TimmExpert
 
 FEATURE_LAYER = "neck output (after the last block), NCHW"
-
-
-class SamExpert(TimmExpert):
-    """SAM's features are the neck output, not a block output: keep the neck, read ``forward_features``."""
-
-    @staticmethod
-    def output_channels(backbone: nn.Module) -> int:
-        return int(backbone.num_features)
-
-    @staticmethod
-    def prepare(backbone: nn.Module) -> None:
-        backbone.reset_classifier(0)
-
-    def forward(self, pixels: Tensor) -> Tensor:
-        return self.backbone.forward_features(pixels)
-
-    def freezable_blocks(self) -> list[nn.Module]:
-        return list(self.backbone.blocks)
-
-    def post_block_modules(self) -> list[nn.Module]:
-        return [self.backbone.neck]
 
 
 PRESETS = {
@@ -76,5 +52,5 @@ SAM = register_expert(ExpertFamily(
     name="sam",
     description="SAM ViT-Det image encoder (SAM ViT-L in the paper)",
     presets=PRESETS,
-    build=SamExpert.from_spec,
+    build="eaglesearch.model.experts.timm_expert:SamExpert.from_spec",
 ))

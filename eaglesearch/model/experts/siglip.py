@@ -12,9 +12,8 @@ A plain ViT: tileable, with stage access.
 
 from __future__ import annotations
 
-from eaglesearch.model.experts.base import SIGLIP_MEAN, SIGLIP_STD, ExpertPreset
+from eaglesearch.model.experts.preset import SIGLIP_MEAN, SIGLIP_STD, ExpertPreset
 from eaglesearch.model.experts.registry import ExpertFamily, register_expert
-from eaglesearch.model.experts.timm_expert import TimmViTExpert
 
 FEATURE_LAYER = "last block output (no prefix tokens), no final LayerNorm, no attention-pool head"
 
@@ -51,6 +50,7 @@ SIGLIP = register_expert(ExpertFamily(
     name="siglip",
     description="SigLIP ViT (so400m/14 at 384 px, Eagle 2's encoder)",
     presets=PRESETS,
-    build=TimmViTExpert.from_spec,
+    build="eaglesearch.model.experts.timm_expert:TimmViTExpert.from_spec",
     tileable=True,
+    vit=True,
 ))

@@ -3,7 +3,8 @@
 :class:`TimmExpert` reads the last block's output without the final norm (layers after it are pruned so every
 parameter is used). :class:`TimmViTExpert` adds, for timm ``VisionTransformer`` models (CLIP, SigLIP, DINOv2), the
 stage access fusions need: ``vit_embed`` (patch embedding + position embedding + prefix tokens + pre-norm, i.e. the
-input of block 0), ``vit_blocks`` and ``vit_to_map``. :func:`create_timm_backbone` builds the timm model with random
+input of block 0), ``vit_blocks`` and ``vit_to_map``. :class:`ConvNeXtExpert` and :class:`SamExpert` are the
+ConvNeXt and SAM families' own readings (stages as blocks; the neck output). :func:`create_timm_backbone` builds the timm model with random
 init, a preset's hub weights, or a local ``checkpoint:`` file.
 """
 
@@ -93,6 +94,34 @@ class TimmViTExpert(TimmExpert):
 
     def freezable_blocks(self) -> list[nn.Module]:
         return list(self.backbone.blocks)
+
+
+class ConvNeXtExpert(TimmExpert):
+    """ConvNeXt: its four stages are the blocks ``freeze(trainable_blocks=N)`` leaves trainable."""
+
+    def freezable_blocks(self) -> list[nn.Module]:
+        return list(self.backbone.stages)
+
+
+class SamExpert(TimmExpert):
+    """SAM's features are the neck output, not a block output: keep the neck, read ``forward_features``."""
+
+    @staticmethod
+    def output_channels(backbone: nn.Module) -> int:
+        return int(backbone.num_features)
+
+    @staticmethod
+    def prepare(backbone: nn.Module) -> None:
+        backbone.reset_classifier(0)
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        return self.backbone.forward_features(pixels)
+
+    def freezable_blocks(self) -> list[nn.Module]:
+        return list(self.backbone.blocks)
+
+    def post_block_modules(self) -> list[nn.Module]:
+        return [self.backbone.neck]
 
 
 def create_timm_backbone(spec: ExpertSpec, preset: ExpertPreset) -> nn.Module:

@@ -8,41 +8,58 @@ Five strategies, one module each, registered by the names a ``ModelSpec.fusion``
 * ``mini_gemini``: the first expert's tokens cross-attend the high-resolution maps in co-located windows;
 * ``deformable``: as mini_gemini, with deformable sampling around each token's cell centre.
 
-Start from :func:`build_fusion`. What each fusion asks of its experts is its class's ``rules`` (a torch-free
-descriptor in ``rules.py``), which :func:`eaglesearch.model.validate.validate_model` checks without building.
+Start from :func:`build_fusion`; which combinations can be built is checked cheaply by
+:func:`eaglesearch.model.validate.validate_model` from each strategy's declaration in ``catalog.py`` (no torch). The
+torch classes are imported when a fusion is built or first named here.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from eaglesearch.model.experts.base import VisionExpert
-from eaglesearch.model.fusions.base import Fusion, expert_tokens
-from eaglesearch.model.fusions.channel_concat import ChannelConcat
-from eaglesearch.model.fusions.deformable import DeformableAttention
-from eaglesearch.model.fusions.llava_hr import LlavaHR
-from eaglesearch.model.fusions.mini_gemini import MiniGemini
-from eaglesearch.model.fusions.sequence_append import SequenceAppend
+from eaglesearch.model.fusions.catalog import FUSION_KINDS, FusionKind, fusion_kind
 from eaglesearch.spec import ModelSpec
 
-FUSIONS: dict[str, type[Fusion]] = {
-    "channel_concat": ChannelConcat,
-    "sequence_append": SequenceAppend,
-    "llava_hr": LlavaHR,
-    "mini_gemini": MiniGemini,
-    "deformable": DeformableAttention,
-}
+if TYPE_CHECKING:
+    from eaglesearch.model.experts.base import VisionExpert
+    from eaglesearch.model.fusions.base import Fusion, expert_tokens
+    from eaglesearch.model.fusions.channel_concat import ChannelConcat
+    from eaglesearch.model.fusions.deformable import DeformableAttention
+    from eaglesearch.model.fusions.llava_hr import LlavaHR
+    from eaglesearch.model.fusions.mini_gemini import MiniGemini
+    from eaglesearch.model.fusions.sequence_append import SequenceAppend
+
+
+def fusion_class(name: str) -> type[Fusion]:
+    """The torch class of fusion ``name`` (imported now); ``ValueError`` for an unknown name."""
+    module, _, attribute = fusion_kind(name).implementation.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def build_fusion(spec: ModelSpec, experts: Sequence[VisionExpert], lm_dim: int) -> Fusion:
     """The fusion ``spec.fusion`` for ``experts`` (built from ``spec.experts``, in order) and an LM of width
     ``lm_dim``."""
-    if spec.fusion not in FUSIONS:
-        raise ValueError(f"unknown fusion '{spec.fusion}'; available: {', '.join(sorted(FUSIONS))}")
-    return FUSIONS[spec.fusion](spec, experts, lm_dim)
+    return fusion_class(spec.fusion)(spec, experts, lm_dim)
+
+
+_CLASSES = {"ChannelConcat": "channel_concat", "DeformableAttention": "deformable", "LlavaHR": "llava_hr",
+            "MiniGemini": "mini_gemini", "SequenceAppend": "sequence_append"}
+
+
+def __getattr__(name: str) -> Any:
+    """``FUSIONS`` (name → class) and the torch classes, imported on first access."""
+    if name == "FUSIONS":
+        return {n: fusion_class(n) for n in FUSION_KINDS}
+    if name in _CLASSES:
+        return fusion_class(_CLASSES[name])
+    if name in ("Fusion", "expert_tokens"):
+        return getattr(importlib.import_module("eaglesearch.model.fusions.base"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
-    "FUSIONS", "ChannelConcat", "DeformableAttention", "Fusion", "LlavaHR", "MiniGemini", "SequenceAppend",
-    "build_fusion", "expert_tokens",
+    "FUSIONS", "FUSION_KINDS", "ChannelConcat", "DeformableAttention", "Fusion", "FusionKind", "LlavaHR", "MiniGemini",
+    "SequenceAppend", "build_fusion", "expert_tokens", "fusion_class", "fusion_kind",
 ]

@@ -14,14 +14,14 @@ from torch import Tensor
 
 from eaglesearch.model.experts.base import VisionExpert
 from eaglesearch.model.fusions.base import Fusion, expert_tokens, token_width
-from eaglesearch.model.fusions.rules import CHANNEL_CONCAT
+from eaglesearch.model.fusions.catalog import FUSION_KINDS
 from eaglesearch.spec import ModelSpec
 
 
 class ChannelConcat(Fusion):
     """(B, N, ΣC'_i): the experts' grid tokens concatenated along channels; the shared projector follows."""
 
-    rules = CHANNEL_CONCAT
+    kind = FUSION_KINDS["channel_concat"]
 
     def __init__(self, spec: ModelSpec, experts: Sequence[VisionExpert], lm_dim: int) -> None:
         counts = {e.token_count(spec.grid) for e in experts}

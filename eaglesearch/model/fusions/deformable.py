@@ -23,9 +23,9 @@ from torch import Tensor, nn
 
 from eaglesearch.model.experts.base import VisionExpert
 from eaglesearch.model.fusions.base import Fusion, expert_tokens
+from eaglesearch.model.fusions.catalog import FUSION_KINDS
 from eaglesearch.model.fusions.injection import QueryAuxSplit, check_heads
 from eaglesearch.model.fusions.maps import concat_maps, expert_map
-from eaglesearch.model.fusions.rules import DEFORMABLE
 
 if TYPE_CHECKING:
     from eaglesearch.spec import ModelSpec
@@ -41,7 +41,7 @@ def reference_points(grid: int, device: torch.device | None = None) -> Tensor:
 class DeformableAttention(Fusion):
     """(B, grid², C_q): query tokens + out_proj(deformable sampling of the high-resolution auxiliary map)."""
 
-    rules = DEFORMABLE
+    kind = FUSION_KINDS["deformable"]
 
     def __init__(self, spec: ModelSpec, experts: Sequence[VisionExpert], lm_dim: int) -> None:
         split = QueryAuxSplit.of(spec, experts)
