@@ -2,7 +2,7 @@
 
 Each finding compares designs that differ in one choice. Every design is trained with training seeds 0..N-1 (model
 init and batch order; the data and the pretrained parts stay fixed) and evaluated on the same eval items (60 per
-skill: 180 for the world's three, 120 for finding 1's two). A finding's delta is the mean over seeds of the paired
+skill: 180 for the world's three, 60 for finding 1's one). A finding's delta is the mean over seeds of the paired
 objective difference, its 95% interval the project's paired percentile bootstrap over (seed, item) pairs: seed i of
 one design is paired with seed i of the other on the same item (``benchmarks/common.py: pooled``). The per-seed
 deltas are printed too, so seed-to-seed spread is visible next to the interval. A verdict says whether the paper's
@@ -10,9 +10,9 @@ claim holds here, is contradicted, or is not resolved (interval containing 0), a
 should not hold at this scale.
 
 1. **Unfreezing helps when the input resolution differs from the pretraining resolution** (paper §2.3, Table (b)).
-   CLIP was pretrained at 64 px; fed 128 px its position embeddings are resampled, and the opt-in ``arrow`` skill
-   (a medium detail no pretext labelled, legible at 128 px only) is trained beside ``count``. Delta = unfrozen
-   (``expert_lr`` 1e-4, a tenth of the LM's rate) − frozen at 128 px, next to the same delta at 64 px.
+   CLIP was pretrained at 64 px; fed 128 px its position embeddings are resampled. On the opt-in ``arrow`` skill (a
+   medium detail no pretext labelled: 1-px strokes at 128 px), delta = unfrozen (``expert_lr`` 1e-4, a tenth of the
+   LM's rate) − frozen, both at 128 px.
 2. **Channel concatenation is competitive with the other fusions at lower cost** (paper §2.4, Table (c)): for
    clip+sam+pix2struct, channel_concat − each of sequence_append, llava_hr, mini_gemini, deformable, with each
    design's vision GFLOPs per image and visual tokens.
@@ -23,7 +23,7 @@ should not hold at this scale.
 
     python benchmarks/findings.py [--seeds 3] [--only 1 3] [--keep DIR]
 
-Designs shared by findings run once (trials are content-addressed in one MLflow store). 11 designs × 3 seeds and six
+Designs shared by findings run once (trials are content-addressed in one MLflow store). 9 designs × 3 seeds and six
 pre-aligned experts: about 45 minutes on the 2-core box, more when other jobs compete for the cores.
 """
 
@@ -54,10 +54,10 @@ MIX = ["clip", "sam", "pix2struct"]
 # Sequence append puts every expert's grid in the sequence (3 x 64 visual tokens): every design gets the same
 # max_length, so designs shared between findings have one key and run once.
 COMMON = {"data": {"max_length": 256}}
-# Finding 1 trains on CLIP's own skill (count) and the opt-in arrow skill (eaglesearch/data/tasks.py: _arrow), a
-# medium detail that the frozen pretrained CLIP does not read; unfrozen, the experts train at a tenth of the LM's
-# rate (Eagle's vision_tower_lr), with 600 training images per task.
-ARROW = {"data": {"synthetic": {"tasks": ["count", "arrow"], "train_per_task": 600}}}
+# Finding 1 trains and evaluates on the opt-in arrow skill alone (eaglesearch/data/tasks.py: _arrow, 600 training
+# images), a medium detail that the frozen pretrained CLIP does not read; unfrozen, the experts train at a tenth of
+# the LM's rate (Eagle's vision_tower_lr).
+ARROW = {"data": {"synthetic": {"tasks": ["arrow"], "train_per_task": 600}}}
 UNFROZEN = {"train": {"stages": {"sft": {"trainable": {"experts": "all"}, "expert_lr": 1.0e-4}}}}
 
 
@@ -78,8 +78,8 @@ class Finding:
 
 
 DESIGNS = {d.name: d for d in (
-    *(Design(f"arrow clip@{r} {state}", [{"name": "clip", "resolution": r}], ARROW | thaw)
-      for r in (64, 128) for state, thaw in (("frozen", {}), ("unfrozen", UNFROZEN))),
+    Design("arrow clip@128 frozen", [{"name": "clip", "resolution": 128}], ARROW),
+    Design("arrow clip@128 unfrozen", [{"name": "clip", "resolution": 128}], ARROW | UNFROZEN),
     Design("clip", ["clip"]),
     *(Design(f"mix {fusion}", MIX, {"model": {"fusion": fusion}})
       for fusion in ("channel_concat", "sequence_append", "llava_hr", "mini_gemini", "deformable")),
@@ -90,12 +90,11 @@ DESIGNS = {d.name: d for d in (
 
 FINDINGS = [
     Finding(1, "unfreezing the encoder helps when the input resolution differs from its pretraining resolution",
-            [("arrow clip@128 unfrozen", "arrow clip@128 frozen"), ("arrow clip@64 unfrozen", "arrow clip@64 frozen")],
-            "The arrow (left or right, 10 px with 2-px strokes on the 256 px canvas) is legible at 128 px, a "
-            "resolution CLIP was not pretrained at, and a 2-3 px blob at its pretraining 64 px. No pretext labelled "
-            "a mark's direction, so the frozen features do not separate an arrow from its mirror image "
-            "(benchmarks/unfreeze_probe.py: a probe on frozen vs adapted features); trained at expert_lr 1e-4 "
-            "(a tenth of the LM's rate) the encoder learns to. At 64 px there is nothing to adapt to."),
+            [("arrow clip@128 unfrozen", "arrow clip@128 frozen")],
+            "The arrow (left or right, 10 px with 2-px strokes on the 256 px canvas) has 1-px strokes at 128 px, a "
+            "resolution CLIP was not pretrained at. No pretext labelled a mark's direction, so the frozen features "
+            "do not separate an arrow from its mirror image (benchmarks/unfreeze_probe.py: a probe on frozen vs "
+            "adapted features); trained at expert_lr 1e-4 (a tenth of the LM's rate) the encoder learns to."),
     Finding(2, "channel concatenation is competitive with the other fusions at lower cost",
             [("mix channel_concat", f"mix {f}") for f in ("sequence_append", "llava_hr", "mini_gemini", "deformable")],
             "Every fusion sees the same features, but channel concatenation hands the projector one 768-wide "

@@ -1,8 +1,9 @@
 """The opt-in ``arrow`` skill (finding 1: unfreezing) and the promise that adding it changed nothing else.
 
-The arrow task draws a left or right arrow (mirror images with the same ink) as a medium detail: legible at 128 px,
-gone at CLIP's pretraining 64 px. Adding it must not move a single existing sample: the world's tasks, its text
-corpus and every pretrained component were built from the scenes the generator drew before the arrow existed.
+The arrow task draws a left or right arrow (mirror images with the same ink) as a medium detail: 1-px strokes at
+128 px, a resolution the tiny CLIP was not pretrained at. Adding it must not move a single existing sample: the
+world's tasks, its text corpus and every pretrained component were built from the scenes the generator drew before
+the arrow existed.
 """
 
 from __future__ import annotations
@@ -75,9 +76,10 @@ def test_answers_are_balanced() -> None:
     assert set(answers) == {"left", "right"} and min(answers.values()) >= 170
 
 
-def test_the_arrow_is_legible_at_128_px_and_faint_at_64_px() -> None:
-    """Turn the arrow around in one scene: the largest per-pixel change (grey levels) after the expert's resize. At
-    128 px (1-px strokes) it is a quarter of full contrast; at 64 px (CLIP's pretraining resolution) far less."""
+def test_the_arrow_is_legible_at_128_px() -> None:
+    """Turn the arrow around in one scene: the largest per-pixel change (grey levels) after the expert's resize is
+    most of full contrast at 256 px and still a fifth of it at 128 px (1-px strokes): the cue is in the pixels an
+    expert at 128 px gets."""
     scene, _, answer = _draws(1, seed=5)[0]
     other = "left arrow" if answer == "right" else "right arrow"
     twin = type(scene)(scene.background, scene.shapes, (other, *scene.glyph[1:]))
@@ -89,16 +91,7 @@ def test_the_arrow_is_legible_at_128_px_and_faint_at_64_px() -> None:
     def gap(side: int) -> float:
         return (at(side, scene) - at(side, twin)).abs().max().item()
 
-    assert gap(CANVAS) > 200 and gap(128) > 40 and gap(64) < 0.5 * gap(128) and gap(64) < 0.1 * gap(CANVAS)
-
-
-def test_both_arrows_have_the_same_ink_centre_and_spread() -> None:
-    """Only the arrangement of cells beside the shaft tells them apart, not where the ink's mass sits."""
-    moments = []
-    for name in ARROWS:
-        rows, cols = np.nonzero(_cells(name, 1))
-        moments.append((cols.mean(), rows.mean(), cols.var(), rows.var(), ((cols - 2) * (rows - 2)).mean()))
-    assert np.allclose(moments[0], moments[1])
+    assert gap(CANVAS) > 200 and gap(128) > 40
 
 
 def test_captions_say_which_way_the_arrow_points() -> None:

@@ -21,15 +21,13 @@ GLYPHS: dict[str, tuple[tuple[int, int], ...]] = {
     "cross": tuple((i, i) for i in range(5)) + tuple((i, 4 - i) for i in (0, 1, 3, 4)),
 }
 ARROWS: dict[str, tuple[tuple[int, int], ...]] = {
-    "right arrow": tuple((i, 2) for i in range(5)) + ((3, 1), (3, 3), (1, 0), (1, 4)),
-    "left arrow": tuple((i, 2) for i in range(5)) + ((1, 1), (1, 3), (3, 0), (3, 4)),
+    "right arrow": tuple((i, 2) for i in range(5)) + ((3, 1), (3, 3), (2, 0), (2, 4)),
+    "left arrow": tuple((i, 2) for i in range(5)) + ((1, 1), (1, 3), (2, 0), (2, 4)),
 }
-"""The ``arrow`` task's marks, on the same 5×5 cells as :data:`GLYPHS` and with the same ink (nine cells): a shaft, a
-head beside its tip and fletching at its tail, the two mirror images of each other. Head and fletching balance, so
-the two have the same ink centre, spread and bounding box and differ only in which cells beside the shaft are near
-it and which far: nothing of the direction survives a blur that merges neighbouring cells. Kept apart
-from :data:`GLYPHS` so that the detail and locate tasks, which draw from ``sorted(GLYPHS)``, draw exactly what
-they drew before the arrows existed; :func:`render` draws a scene's glyph from either."""
+"""The ``arrow`` task's marks, on the same 5×5 cells as :data:`GLYPHS` and with the same ink (nine cells): a shaft
+with a head at one end, the two mirror images of each other, with the same bounding box. Kept apart from
+:data:`GLYPHS` so that the detail and locate tasks, which draw from ``sorted(GLYPHS)``, draw exactly what they drew
+before the arrows existed; :func:`render` draws a scene's glyph from either."""
 MARKS = GLYPHS | ARROWS
 GLYPH_INK = (25, 25, 25)
 GLYPH_CELLS = 5
