@@ -5,19 +5,21 @@ The mechanism behind finding 1 (``benchmarks/findings.py``), measured without th
 (the projector's shape: a per-token two-layer MLP, then mean- and max-pooling over tokens and a linear
 classifier) is trained to answer it from
 
-* **frozen** features: the pretrained encoder as shipped; the probe alone trains (for ``--frozen-steps``, several
-  times the adapted budget, so that a low score is the features' and not the probe's);
+* **frozen** features: the pretrained encoder as shipped; the probe alone trains, for ``--steps`` (the adapted
+  run's budget) and for ``--frozen-steps`` (several times it, to tell a cue the features lack from one they hold
+  but expose weakly);
 * **adapted** features: encoder and probe train together for ``--steps``, the encoder at ``--expert-lr`` (Eagle's
   ``vision_tower_lr``), the probe at ``--lr``.
 
 Accuracy is on held-out images (another generator seed), with its binomial standard error. A cue the frozen
-features lack leaves the frozen probe near chance while the adapted one learns it; a cue that is not in the pixels
-at that resolution leaves both near chance.
+features lack leaves the frozen probe near chance at any budget; one they hold weakly is read by the frozen probe
+only with more steps, while the adapted features expose it within the budget; a cue that is not in the pixels at
+that resolution leaves every probe near chance.
 
     python benchmarks/unfreeze_probe.py [--task arrow] [--resolutions 128 64] [--steps 300]
 
-Binary-answer tasks only (the first answer in sorted order is class 0). One thread; about 1 minute per frozen and
-5-9 minutes per adapted run at 128 px on a shared 2-core box.
+Binary-answer tasks only (the first answer in sorted order is class 0). One thread; at 128 px 1-4 minutes per
+frozen and about 10 minutes per adapted run on the shared 2-core box.
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ def main() -> int:
     print(f"task {args.task} ({' / '.join(classes)}), {args.train} train / {args.test} held-out images, "
           f"{CANVAS} px canvas; shipped CLIP (pretrained at 64 px)")
     for resolution in args.resolutions:
-        for label, steps, expert_lr in (("frozen", args.frozen_steps, None),
+        for label, steps, expert_lr in (("frozen", args.steps, None), ("frozen", args.frozen_steps, None),
                                         (f"adapted (expert_lr {args.expert_lr:g})", args.steps, args.expert_lr)):
             started = time.perf_counter()
             acc = run(shipped_clip(resolution), (x, y), (test_x, test_y), steps, expert_lr, args.lr, args.batch,
