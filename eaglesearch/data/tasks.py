@@ -108,18 +108,18 @@ def _detail(rng: random.Random, canvas: int) -> Item:
 
 def _arrow(rng: random.Random, canvas: int) -> Item:
     """"Which way does the small arrow point?": one small dark arrow (:data:`ARROWS`: 5×5 cells, pointing left or
-    right, mirror images of each other with the same ink) placed like the detail task's mark,
-    among 2-3 large distractor shapes; answers ``left`` / ``right`` (50%).
+    right, mirror images of each other with the same ink) placed like the detail task's mark, among 2-3 large
+    distractor shapes; answers ``left`` / ``right`` (50%).
 
-    The skill where adapting an encoder is what helps (the paper's unfreezing finding, ``benchmarks/findings.py``
-    finding 1). The arrow is a *medium* detail: 10 px with 2-px strokes on a 256 px canvas, so CLIP fed 128 px (a
-    resolution it was not pretrained at) gets 1-px strokes, and turning the arrow around changes pixels by a
-    fifth of full contrast (at its pretraining 64 px the arrow is a 2-3 px blob, its direction only a shift of its
-    ink). No expert's pretext labels a mark's direction (CLIP's caption pretext counts shapes, marks not
-    among them, and names colour-shape pairs, with horizontal flips that keep every label), so nothing made the
-    frozen features separate an arrow from its mirror image: the direction is in the pixels at 128 px but not in a
-    form the frozen features expose, and training the encoder (``expert_lr``) learns to read it.
-    ``benchmarks/unfreeze_probe.py`` measures this with a probe on frozen and adapted CLIP features. Opt-in: not a
+    Built for the paper's unfreezing finding (``benchmarks/findings.py`` finding 1): a skill whose cue the frozen
+    pretrained expert exposes only weakly at a resolution it was not pretrained at. The arrow is a *medium* detail:
+    10 px with 2-px strokes on a 256 px canvas, so CLIP fed 128 px gets 1-px strokes, and turning the arrow around
+    changes pixels by a fifth of full contrast (at its pretraining 64 px the arrow is a 2-3 px blob, its direction
+    only a shift of its ink). No expert's pretext labels a mark's direction (CLIP's caption pretext counts shapes,
+    marks not among them, and names colour-shape pairs, with horizontal flips that keep every label), so nothing
+    made the frozen features separate an arrow from its mirror image. ``benchmarks/unfreeze_probe.py`` measures it:
+    a probe reads the direction from CLIP@128's adapted features (``expert_lr``) within a budget that leaves the
+    frozen features' probe well below, and needs several times that budget on frozen ones. Opt-in: not a
     :data:`~eaglesearch.data.world.WORLD_TASKS` task, so the world's pretext scenes, tokenizer corpus, pretrained
     components and recipes are unchanged."""
     name = rng.choice(sorted(ARROWS))
