@@ -95,8 +95,8 @@ FINDINGS = [
             "resolution CLIP was not pretrained at, and no pretext labelled a mark's direction. A probe on CLIP's "
             "features (benchmarks/unfreeze_probe.py) reads it from adapted features (expert_lr 1e-4) much sooner "
             "than from frozen ones (0.96 vs 0.70 after 300 steps; frozen 0.92 after 1,200): adapting makes the cue "
-            "readable. Through the LM, 600 SFT steps at batch 16 left both designs at chance on seed 0 (frozen "
-            "0.37, unfrozen 0.33); whether a longer SFT separates them was not measured."),
+            "readable. Through the LM, the recipe's 600 SFT steps at batch 16 teach neither design the arrow (both "
+            "0.30-0.37 per seed, below the 0.5 prior); whether a longer SFT separates them was not measured."),
     Finding(2, "channel concatenation is competitive with the other fusions at lower cost",
             [("mix channel_concat", f"mix {f}") for f in ("sequence_append", "llava_hr", "mini_gemini", "deformable")],
             "Every fusion sees the same features, but channel concatenation hands the projector one 768-wide "
