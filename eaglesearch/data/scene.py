@@ -20,6 +20,15 @@ GLYPHS: dict[str, tuple[tuple[int, int], ...]] = {
     "plus": tuple((2, i) for i in range(5)) + tuple((i, 2) for i in (0, 1, 3, 4)),
     "cross": tuple((i, i) for i in range(5)) + tuple((i, 4 - i) for i in (0, 1, 3, 4)),
 }
+ARROWS: dict[str, tuple[tuple[int, int], ...]] = {
+    "right arrow": tuple((i, 2) for i in range(5)) + ((3, 1), (3, 3), (2, 0), (2, 4)),
+    "left arrow": tuple((i, 2) for i in range(5)) + ((1, 1), (1, 3), (2, 0), (2, 4)),
+}
+"""The ``arrow`` task's marks, on the same 5×5 cells as :data:`GLYPHS` and with the same ink (nine cells): a shaft
+with a head at one end, the two mirror images of each other, with the same bounding box. Kept apart from
+:data:`GLYPHS` so that the detail and locate tasks, which draw from ``sorted(GLYPHS)``, draw exactly what they drew
+before the arrows existed; :func:`render` draws a scene's glyph from either."""
+MARKS = GLYPHS | ARROWS
 GLYPH_INK = (25, 25, 25)
 GLYPH_CELLS = 5
 
@@ -73,7 +82,8 @@ class Grating:
 
 @dataclass(frozen=True)
 class Scene:
-    """Everything drawn in one image; ``glyph`` is ``(name, x, y)`` (top-left corner) for the detail task,
+    """Everything drawn in one image; ``glyph`` is ``(name, x, y)`` (top-left corner, name a key of :data:`MARKS`)
+    for the detail, locate and arrow tasks,
     ``grating`` the striped disc of the grating task (drawn over the shapes), ``text`` a written word ``(word, x, y)``
     (top-left corner of its box) for the ocr task; ``width`` (``None``: square) the image's width when it is wider
     than the canvas height (the ``aspect`` task)."""
@@ -118,7 +128,7 @@ def render(scene: Scene, canvas: int) -> Image.Image:
     if scene.glyph is not None:
         name, gx, gy = scene.glyph
         cell = max(1, canvas // 128)
-        for col, row in GLYPHS[name]:
+        for col, row in MARKS[name]:
             draw.rectangle((gx + col * cell, gy + row * cell, gx + col * cell + cell - 1, gy + row * cell + cell - 1),
                            fill=GLYPH_INK)
     if scene.text is not None:
@@ -199,7 +209,8 @@ def _describe_square(scene: Scene, canvas: int) -> str:
     if scene.glyph is not None:
         name, gx, gy = scene.glyph
         place = PLACES[_cell(gx + glyph_side(canvas) / 2, gy + glyph_side(canvas) / 2, canvas)]
-        things.append(f"a small dark {name} mark {place}")
+        things.append(f"a small dark arrow pointing {name.split()[0]} {place}" if name in ARROWS
+                      else f"a small dark {name} mark {place}")
     if scene.text is not None:
         word, tx, ty = scene.text
         width, height = text_box(word, canvas)

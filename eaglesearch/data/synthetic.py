@@ -21,6 +21,14 @@ Tasks (every answer is one short word or digit; chance level in brackets):
   document) beside 1–2 large shapes (12.5%). The words share length and ink, so only reading separates them; at a
   quarter of the canvas resolution the print is a grey smudge.
 
+Opt-in world skill (not in :data:`~eaglesearch.data.world.WORLD_TASKS`; a recipe lists it to use it):
+
+* ``arrow`` — "Which way does the small arrow point?": a 5×5-cell arrow (a shaft and a head; left and right are
+  mirror images with the same ink) placed like the detail mark among 2–3 large shapes (50%). A medium detail: 1-px
+  strokes at 128 px, a 2–3 px blob at CLIP's pretraining 64 px, and a cue no pretext labelled, which the frozen
+  pretrained CLIP's features expose weakly and adapted ones readily (``benchmarks/unfreeze_probe.py``;
+  ``benchmarks/findings.py`` finding 1).
+
 Planted tasks (``benchmarks/planted.py``): each is built so that one design choice must win, by construction of the
 pixels rather than by hope, and each is learnable by the tiny CPU recipe (``experiments/tiny_planted.yaml``).
 

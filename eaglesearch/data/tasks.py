@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable
 
 from eaglesearch.data.scene import (
+    ARROWS,
     COLORS,
     GLYPHS,
     ISO_COLORS,
@@ -103,6 +104,30 @@ def _detail(rng: random.Random, canvas: int) -> Item:
     shapes = place_shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)], [rng.choice(list(COLORS)) for _ in range(n)],
                      taken=[(gx, gy, glyph_side(canvas))])
     return Scene(background(rng), shapes, (name, gx, gy)), "Is the small mark a plus or a cross?", name
+
+
+def _arrow(rng: random.Random, canvas: int) -> Item:
+    """"Which way does the small arrow point?": one small dark arrow (:data:`ARROWS`: 5×5 cells, pointing left or
+    right, mirror images of each other with the same ink) placed like the detail task's mark, among 2-3 large
+    distractor shapes; answers ``left`` / ``right`` (50%).
+
+    Built for the paper's unfreezing finding (``benchmarks/findings.py`` finding 1): a skill whose cue the frozen
+    pretrained expert exposes only weakly at a resolution it was not pretrained at. The arrow is a *medium* detail:
+    10 px with 2-px strokes on a 256 px canvas, so CLIP fed 128 px gets 1-px strokes, and turning the arrow around
+    changes pixels by a fifth of full contrast (at its pretraining 64 px the arrow is a 2-3 px blob, its direction
+    only a shift of its ink). No expert's pretext labels a mark's direction (CLIP's caption pretext counts shapes,
+    marks not among them, and names colour-shape pairs, with horizontal flips that keep every label), so nothing
+    made the frozen features separate an arrow from its mirror image. ``benchmarks/unfreeze_probe.py`` measures it:
+    a probe reads the direction from CLIP@128's adapted features (``expert_lr``) within a budget that leaves the
+    frozen features' probe well below, and needs several times that budget on frozen ones. Opt-in: not a
+    :data:`~eaglesearch.data.world.WORLD_TASKS` task, so the world's pretext scenes, tokenizer corpus, pretrained
+    components and recipes are unchanged."""
+    name = rng.choice(sorted(ARROWS))
+    gx, gy = mark_position(rng, canvas, range(1, 15), range(1, 15))
+    n = rng.randint(2, 3)
+    shapes = place_shapes(rng, canvas, [rng.choice(SHAPES) for _ in range(n)],
+                          [rng.choice(list(COLORS)) for _ in range(n)], taken=[(gx, gy, glyph_side(canvas))])
+    return Scene(background(rng), shapes, (name, gx, gy)), "Which way does the small arrow point?", name.split()[0]
 
 
 def _grating_of_period(period: int) -> Callable[[random.Random, int], Item]:
@@ -201,5 +226,5 @@ def _aspect(rng: random.Random, canvas: int) -> Item:
 TASKS: dict[str, Callable[[random.Random, int], Item]] = {
     "count": _count, "color": _color, "exist": _exist, "detail": _detail, "locate": _locate, "ocr": _ocr,
     "grating": _grating_of_period(2), "grating_coarse": _grating_of_period(4), "color_solo": _color_solo,
-    "aspect": _aspect,
+    "aspect": _aspect, "arrow": _arrow,
 }

@@ -22,9 +22,10 @@ from eaglesearch.spec.sources import SourceSpec, check_mixture, legacy_split, un
 
 SYNTHETIC_TASKS = ("count", "color", "exist", "detail")
 # Planted-effect tasks (see eaglesearch/data/synthetic.py): grating / grating_coarse need resolution, color_solo color,
-# aspect (wide images) an aspect-aware image policy (data.image: pad or dynamic).
+# aspect (wide images) an aspect-aware image policy (data.image: pad or dynamic). arrow (opt-in world skill): a
+# medium detail that a frozen pretrained expert exposes only weakly at a resolution above its pretraining one.
 SyntheticTask = Literal["count", "color", "exist", "detail", "locate", "ocr", "grating", "grating_coarse",
-                        "color_solo", "aspect"]
+                        "color_solo", "aspect", "arrow"]
 
 
 class SyntheticDataSpec(SpecModel):
