@@ -10,7 +10,15 @@ from eaglesearch.spec.base import SpecModel
 from eaglesearch.spec.custom_expert import Declarations, named_declarations
 from eaglesearch.spec.data import DataSpec
 from eaglesearch.spec.evaluate import EvalSpec
-from eaglesearch.spec.model import ExpertSpec, FusionName, LanguageModelSpec, TokenizerSpec
+from eaglesearch.spec.model import (
+    FUSION_NORM_HELP,
+    ExpertSpec,
+    FusionName,
+    FusionNormName,
+    LanguageModelSpec,
+    TokenizerSpec,
+    omit_fusion_norm,
+)
 from eaglesearch.spec.train import TrainSpec
 
 
@@ -20,6 +28,7 @@ class RecipeModelSpec(SpecModel):
     experts: tuple[ExpertSpec, ...] = ()
     grid: int = Field(default=8, gt=0)
     fusion: FusionName = "channel_concat"
+    fusion_norm: FusionNormName = Field(default="none", description=FUSION_NORM_HELP, exclude_if=omit_fusion_norm)
     fusion_heads: int = Field(default=4, gt=0)
     fusion_points: int = Field(default=4, gt=0)
     projector: Literal["mlp2x_gelu"] = "mlp2x_gelu"
