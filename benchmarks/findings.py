@@ -20,7 +20,7 @@ is not resolved (interval containing 0), and the note says why it should or shou
    enabled − disabled.
 5. **Per-expert feature normalisation before channel concatenation** (our ablation, ``model.fusion_norm``): for
    clip+sam+pix2struct with channel_concat, each of layernorm, rmsnorm, standardize − raw features (``none``).
-   ``--fusion-norm NAME`` measures finding 2 with every fusion reading NAME-normalised features instead.
+   ``--fusion-norm NAME`` measures finding 2 a second time with every fusion reading NAME-normalised features.
 
     python benchmarks/findings.py [--seeds 3] [--only 2 5] [--fusion-norm layernorm] [--fusions sequence_append]
                                   [--keep DIR] [--out reports/findings]
@@ -89,6 +89,7 @@ class Finding:
     comparisons: list[tuple[str, str]]  # (design a, design b): delta = a - b
     note: str
     parity: bool = False  # the claim is "a is not worse than b" (a cost claim), not "a beats b"
+    variant: str = ""  # the same claim measured under another setting (e.g. "fusion_norm layernorm")
 
 
 def mix_name(fusion: str, norm: str) -> str:
@@ -146,14 +147,19 @@ FINDINGS = [
 ]
 
 
-def with_fusion_norm(finding: Finding, norm: str, fusions: list[str] | None = None) -> Finding:
-    """Finding 2 measured with every fusion reading ``norm``-normalised expert features, against ``fusions`` (all
-    four by default); other findings unchanged."""
-    if finding.number != 2 or (norm == "none" and fusions is None):
-        return finding
-    claim = finding.claim if norm == "none" else f"{finding.claim} (every fusion with fusion_norm {norm})"
-    return Finding(2, claim, [(mix_name("channel_concat", norm), mix_name(f, norm)) for f in fusions or FUSIONS[1:]],
-                   finding.note, parity=True)
+def with_fusion_norm(finding: Finding, norm: str, fusions: list[str] | None = None) -> list[Finding]:
+    """Finding 2 against ``fusions`` (all four by default), on raw features and, unless ``norm`` is ``none``, again
+    with every fusion reading ``norm``-normalised expert features; other findings unchanged."""
+    if finding.number != 2:
+        return [finding]
+    others = fusions or FUSIONS[1:]
+    raw = Finding(2, finding.claim, [(mix_name("channel_concat", "none"), mix_name(f, "none")) for f in others],
+                  finding.note, parity=True)
+    if norm == "none":
+        return [raw]
+    return [raw, Finding(2, finding.claim, [(mix_name("channel_concat", norm), mix_name(f, norm)) for f in others],
+                         f"With fusion_norm {norm} every expert reaches every fusion on one scale, so what is left "
+                         "of the gap is the fusions' own design.", parity=True, variant=f"fusion_norm {norm}")]
 
 
 def design_space(design: Design, seeds: int, out: Path) -> Path:
@@ -220,7 +226,7 @@ def finding_run(outcome: FindingOutcome) -> FindingRun:
     for i, c in enumerate(outcome.comparisons, start=1):
         params[f"comparison/{i}"] = c.label
         metrics.update({f"delta/{i}": c.delta, f"low/{i}": c.low, f"high/{i}": c.high, f"p_value/{i}": c.p_value})
-    return FindingRun(name=f"finding-{outcome.number}", verdict=outcome.verdict, params=params, metrics=metrics)
+    return FindingRun(name=outcome.slug, verdict=outcome.verdict, params=params, metrics=metrics)
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -239,7 +245,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 (default 3, at least 2)")
     parser.add_argument("--fusion-norm", choices=NORMS, default="none",
-                        help="measure finding 2 with this model.fusion_norm for every fusion (default none: raw)")
+                        help="measure finding 2 again with this model.fusion_norm for every fusion (default none)")
     parser.add_argument("--fusions", nargs="+", choices=FUSIONS[1:], default=None,
                         help="finding 2 against only these fusions (default: all four)")
     parser.add_argument("--only", type=int, nargs="+", default=None, help="finding numbers to run")
@@ -250,8 +256,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.seeds < 2:
         parser.error("--seeds must be at least 2 (the findings are paired over seeds)")
-    findings = [with_fusion_norm(f, args.fusion_norm, args.fusions) for f in FINDINGS
-                if args.only is None or f.number in args.only]
+    findings = [g for f in FINDINGS if args.only is None or f.number in args.only
+                for g in with_fusion_norm(f, args.fusion_norm, args.fusions)]
     started = time.perf_counter()
     measured: dict[str, Measured] = {}
     outcomes: list[FindingOutcome] = []
@@ -259,7 +265,8 @@ def main() -> int:
         root = (args.keep or Path(tmp)).resolve()
         (root / "spaces").mkdir(parents=True, exist_ok=True)
         for finding in findings:
-            print(f"\n== finding {finding.number}: {finding.claim}", flush=True)
+            variant = f" ({finding.variant})" if finding.variant else ""
+            print(f"\n== finding {finding.number}{variant}: {finding.claim}", flush=True)
             for name in dict.fromkeys(n for pair in finding.comparisons for n in pair):
                 if name not in measured:
                     measured[name] = measure(DESIGNS[name], args.seeds, root)
@@ -269,7 +276,7 @@ def main() -> int:
                       f"{c.n_units} seed-items, p={c.p_value:.3f}); per seed {', '.join(f'{d:+.3f}' for d in c.per_seed)}"
                       + (f"\n      {c.detail}" if c.detail else "") + f"\n      verdict: {c.verdict}", flush=True)
             print(f"  why: {finding.note}")
-            outcomes.append(FindingOutcome(finding.number, finding.claim, finding.note, comparisons))
+            outcomes.append(FindingOutcome(finding.number, finding.claim, finding.note, comparisons, finding.variant))
         first = next(iter(measured.values()))
         run = FindingsRun(command=command_line(args), seeds=args.seeds, objective="objective",
                           items=sum(len(v) for v in first.per_seed[0].items.values()),
@@ -283,7 +290,7 @@ def main() -> int:
                                  {"command": run.command, "seeds": str(args.seeds)}, texts)
     print("\n== summary")
     for o in outcomes:
-        print(f"  finding {o.number}: {o.verdict}")
+        print(f"  {o.title.lower()}: {o.verdict}")
         for c in o.comparisons:
             print(f"    {c.label}: {c.delta:+.3f} [{c.low:+.3f}, {c.high:+.3f}]")
     print(f"  wrote {args.out / 'findings.md'}, {args.out / 'findings.html'}; MLflow parent run {parent} "

@@ -62,6 +62,16 @@ class FindingOutcome:
     claim: str
     note: str  # why the claim should or should not hold at this scale
     comparisons: tuple[Comparison, ...]
+    variant: str = ""  # a finding measured again under another setting, e.g. "fusion_norm layernorm"
+
+    @property
+    def title(self) -> str:
+        return f"Finding {self.number}" + (f" ({self.variant})" if self.variant else "")
+
+    @property
+    def slug(self) -> str:
+        """A name for ids and run names: ``finding-2``, ``finding-2-fusion_norm-layernorm``."""
+        return f"finding-{self.number}" + (f"-{self.variant.replace(' ', '-')}" if self.variant else "")
 
     @property
     def verdict(self) -> str:
@@ -103,7 +113,7 @@ def findings_markdown(outcomes: Sequence[FindingOutcome], run: FindingsRun) -> s
     if run.not_measured:
         lines += [f"Not measured in this run: {', '.join(run.not_measured)}.", ""]
     for f in outcomes:
-        lines += [f"## Finding {f.number}: {f.claim}", "", f"**Verdict: {f.verdict}**", "",
+        lines += [f"## {f.title}: {f.claim}", "", f"**Verdict: {f.verdict}**", "",
                   "| comparison (a − b) | delta [95% CI] | p | per seed | verdict |", "|---|---|---|---|---|"]
         lines += [f"| {c.label} | {_interval(c)} | {c.p_value:.3f} | {_seeds(c)} | {c.verdict} |"
                   for c in f.comparisons]
@@ -134,7 +144,7 @@ def findings_html(outcomes: Sequence[FindingOutcome], run: FindingsRun) -> str:
     meta = (f'<p class="meta">{html.escape(_preamble(run))}<br>regenerate: <code>{html.escape(run.command)}</code>'
             + (f"<br>not measured in this run: {html.escape(', '.join(run.not_measured))}" if run.not_measured
                else "") + "</p>")
-    sections = [(f"finding-{f.number}", f"Finding {f.number}: {f.claim}",
+    sections = [(f.slug, f"{f.title}: {f.claim}",
                  (f"<p><b>Verdict: {html.escape(f.verdict)}</b></p>\n{findings_table(f)}\n"
                  f'<p class="note">Why: {html.escape(f.note)}</p>')) for f in outcomes]
     return page("eaglesearch findings", meta, sections, plotly=False)
