@@ -141,9 +141,10 @@ FINDINGS = [
     Finding(5, "per-expert feature normalisation before channel concatenation helps (our ablation, not the paper's)",
             [(mix_name("channel_concat", norm), "mix channel_concat") for norm in NORMS if norm != "none"],
             "Raw, the concatenated vector is dominated by the loudest expert: SAM fills 512 of 768 channels and "
-            "Pix2Struct's spread is a quarter of CLIP's, so the projector starts out reading mostly SAM. Normalising "
-            "each expert's tokens over its channels (model.fusion_norm) puts the three on one scale before the "
-            "concatenation; layernorm and rmsnorm then learn a gain per channel, standardize does not."),
+            "Pix2Struct's spread is a quarter of CLIP's, so Pix2Struct is a small part of the projector's input. "
+            "Normalising each expert's tokens over its channels (model.fusion_norm) puts the three on one scale "
+            "before the concatenation; layernorm and rmsnorm then learn a gain per channel, standardize does not, "
+            "and rmsnorm does not remove a token's mean."),
 ]
 
 

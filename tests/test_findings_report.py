@@ -55,6 +55,15 @@ def test_a_finding_verdict_counts_disagreeing_comparisons() -> None:
     assert OUTCOMES[1].verdict == f"{WORSE} in 1 of 2; {COMPETITIVE} in 1 of 2"
 
 
+def test_a_variant_gets_its_own_title_and_section() -> None:
+    variant = FindingOutcome(2, "channel concatenation is competitive", "one scale", OUTCOMES[1].comparisons,
+                             variant="fusion_norm layernorm")
+    assert (variant.title, variant.slug) == ("Finding 2 (fusion_norm layernorm)", "finding-2-fusion_norm-layernorm")
+    page = findings_html((OUTCOMES[1], variant), RUN)
+    assert '<section id="finding-2">' in page and '<section id="finding-2-fusion_norm-layernorm">' in page
+    assert "## Finding 2 (fusion_norm layernorm): channel concatenation" in findings_markdown((variant,), RUN)
+
+
 def test_markdown_states_each_verdict_interval_and_the_command() -> None:
     md = findings_markdown(OUTCOMES, RUN)
     assert "Regenerate: `python benchmarks/findings.py --seeds 2 --keep DIR`" in md
