@@ -20,11 +20,20 @@ should not hold at this scale.
 4. **Pre-alignment helps a mixture of non-text-aligned experts** (paper §2.5, Table (d)): sam+pix2struct (neither
    was pretrained on text) with Eagle's three stages (``experiments/tiny_eagle_prealign.yaml``), pre-alignment
    enabled − disabled.
+5. **Per-expert feature normalisation before channel concatenation** (our ablation, ``model.fusion_norm``): for
+   clip+sam+pix2struct with channel_concat, each of layernorm, rmsnorm, standardize − raw features (``none``).
+   ``--fusion-norm NAME`` measures finding 2 a second time with every fusion reading NAME-normalised features.
 
-    python benchmarks/findings.py [--seeds 3] [--only 1 3] [--keep DIR]
+    python benchmarks/findings.py [--seeds 3] [--only 2 5] [--fusion-norm layernorm] [--fusions sequence_append]
+                                  [--keep DIR] [--out reports/findings]
 
-Designs shared by findings run once (trials are content-addressed in one MLflow store). 9 designs × 3 seeds and six
-pre-aligned experts: about 45 minutes on the 2-core box, more when other jobs compete for the cores.
+One command writes the whole report: ``findings.md`` and ``findings.html`` under ``--out`` (each finding's verdict,
+paired 95% interval and per-seed deltas; ``eaglesearch/report/findings.py``) and an MLflow parent run ``findings``
+with a child run per finding in the experiment ``findings`` of the run's store (``eaglesearch/tracking/findings.py``).
+Designs shared by findings run once (trials are content-addressed in one MLflow store), and a later invocation with
+the same ``--keep DIR`` serves every design already measured from the record, so the report regenerates in
+seconds. 9 designs × 3 seeds (without finding 5's norms) and six pre-aligned experts: about 45 minutes on the 2-core box,
+more when other jobs compete for the cores.
 """
 
 from __future__ import annotations
@@ -43,14 +52,25 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import yaml
-from common import Trial, compare_objective, fmt, load_trial, pooled, run_space
+from common import Trial, compare_objective, load_trial, pooled, run_space
 
+from eaglesearch.report.findings import (
+    Comparison,
+    FindingOutcome,
+    FindingsRun,
+    findings_html,
+    findings_markdown,
+    verdict,
+)
 from eaglesearch.spec import EvalSpec
+from eaglesearch.tracking.findings import FindingRun, record_findings
 
 ROOT = Path(__file__).resolve().parent.parent
 WORLD = ROOT / "experiments" / "tiny_world.yaml"
 PREALIGN = ROOT / "experiments" / "tiny_eagle_prealign.yaml"
 MIX = ["clip", "sam", "pix2struct"]
+FUSIONS = ("channel_concat", "sequence_append", "llava_hr", "mini_gemini", "deformable")
+NORMS = ("none", "layernorm", "rmsnorm", "standardize")  # model.fusion_norm (model/fusions/norm.py)
 # Sequence append puts every expert's grid in the sequence (3 x 64 visual tokens): every design gets the same
 # max_length, so designs shared between findings have one key and run once.
 COMMON = {"data": {"max_length": 256}}
@@ -75,14 +95,21 @@ class Finding:
     claim: str
     comparisons: list[tuple[str, str]]  # (design a, design b): delta = a - b
     note: str
+    parity: bool = False  # the claim is "a is not worse than b" (a cost claim), not "a beats b"
+    variant: str = ""  # the same claim measured under another setting (e.g. "fusion_norm layernorm")
+
+
+def mix_name(fusion: str, norm: str) -> str:
+    """The clip+sam+pix2struct design with ``fusion`` and ``fusion_norm`` (``none``: raw features, unnamed)."""
+    return f"mix {fusion}" if norm == "none" else f"mix {fusion} {norm}"
 
 
 DESIGNS = {d.name: d for d in (
     Design("arrow clip@128 frozen", [{"name": "clip", "resolution": 128}], ARROW),
     Design("arrow clip@128 unfrozen", [{"name": "clip", "resolution": 128}], ARROW | UNFROZEN),
     Design("clip", ["clip"]),
-    *(Design(f"mix {fusion}", MIX, {"model": {"fusion": fusion}})
-      for fusion in ("channel_concat", "sequence_append", "llava_hr", "mini_gemini", "deformable")),
+    *(Design(mix_name(fusion, norm), MIX, {"model": {"fusion": fusion, "fusion_norm": norm}})
+      for fusion in FUSIONS for norm in NORMS),
     Design("sam+pix2struct prealign", ["sam", "pix2struct"], recipe=PREALIGN),
     Design("sam+pix2struct no prealign", ["sam", "pix2struct"],
            {"train": {"stages": {"prealign": {"enabled": False}}}}, recipe=PREALIGN),
@@ -98,11 +125,11 @@ FINDINGS = [
             "readable. Through the LM, the recipe's 600 SFT steps at batch 16 teach neither design the arrow (both "
             "0.30-0.37 per seed, below the 0.5 prior); whether a longer SFT separates them was not measured."),
     Finding(2, "channel concatenation is competitive with the other fusions at lower cost",
-            [("mix channel_concat", f"mix {f}") for f in ("sequence_append", "llava_hr", "mini_gemini", "deformable")],
+            [("mix channel_concat", mix_name(f, "none")) for f in FUSIONS[1:]],
             "Every fusion sees the same features, but channel concatenation hands the projector one 768-wide "
             "vector per token in which the tiny SAM fills 512 channels and Pix2Struct's 128 have a quarter of "
             "CLIP's spread (per-channel std 0.32 vs 1.38); the other fusions give each expert its own projection "
-            "or attention path. The paper's encoders end in normalised features of comparable scale."),
+            "or attention path. The paper's encoders end in normalised features of comparable scale.", parity=True),
     Finding(3, "adding complementary experts helps",
             [("mix channel_concat", "clip")],
             "SAM resolves the small mark and Pix2Struct reads the print: skills CLIP at 64 px cannot see."),
@@ -110,7 +137,29 @@ FINDINGS = [
             [("sam+pix2struct prealign", "sam+pix2struct no prealign")],
             "Pre-alignment trains each expert with a projector of its own against the frozen LM before the "
             "projector-only alignment, so the fused features arrive already shaped for the LM."),
+    Finding(5, "per-expert feature normalisation before channel concatenation helps (our ablation, not the paper's)",
+            [(mix_name("channel_concat", norm), "mix channel_concat") for norm in NORMS if norm != "none"],
+            "Raw, the concatenated vector is dominated by the loudest expert: SAM fills 512 of 768 channels and "
+            "Pix2Struct's spread is a quarter of CLIP's, so Pix2Struct is a small part of the projector's input. "
+            "Normalising each expert's tokens over its channels (model.fusion_norm) puts the three on one scale "
+            "before the concatenation; layernorm and rmsnorm then learn a gain per channel, standardize does not, "
+            "and rmsnorm does not remove a token's mean."),
 ]
+
+
+def with_fusion_norm(finding: Finding, norm: str, fusions: list[str] | None = None) -> list[Finding]:
+    """Finding 2 against ``fusions`` (all four by default), on raw features and, unless ``norm`` is ``none``, again
+    with every fusion reading ``norm``-normalised expert features; other findings unchanged."""
+    if finding.number != 2:
+        return [finding]
+    others = fusions or FUSIONS[1:]
+    raw = Finding(2, finding.claim, [(mix_name("channel_concat", "none"), mix_name(f, "none")) for f in others],
+                  finding.note, parity=True)
+    if norm == "none":
+        return [raw]
+    return [raw, Finding(2, finding.claim, [(mix_name("channel_concat", norm), mix_name(f, norm)) for f in others],
+                         f"With fusion_norm {norm} every expert reaches every fusion on one scale, so what is left "
+                         "of the gap is the fusions' own design.", parity=True, variant=f"fusion_norm {norm}")]
 
 
 def design_space(design: Design, seeds: int, out: Path) -> Path:
@@ -157,57 +206,95 @@ def measure(design: Design, seeds: int, root: Path) -> Measured:
                     float(runs["train/wall_s"].astype(float).mean()))
 
 
-def verdict(low: float, high: float, expect_positive: bool = True) -> str:
-    if low > 0:
-        return "holds" if expect_positive else "contradicted"
-    if high < 0:
-        return "contradicted" if expect_positive else "holds"
-    return "not resolved (interval contains 0)"
+def compare(finding: Finding, a: str, b: str, measured: dict[str, Measured]) -> Comparison:
+    """Design ``a`` − design ``b`` for ``finding``: the pooled paired interval, per-seed deltas and the verdict."""
+    ma, mb = measured[a], measured[b]
+    delta = compare_objective(ma.pooled, mb.pooled)
+    detail = ""
+    if finding.parity:  # a cost claim: show what each design pays
+        detail = (f"cost: {a} {ma.vision_gflops:.3f} vision GFLOPs/image, {ma.visual_tokens:.0f} visual tokens, "
+                  f"{ma.train_s:.0f}s train; {b} {mb.vision_gflops:.3f}, {mb.visual_tokens:.0f}, {mb.train_s:.0f}s")
+    return Comparison(a=a, b=b, delta=delta.delta, low=delta.low, high=delta.high, p_value=delta.p_value,
+                      n_units=delta.n_units, detail=detail, verdict=verdict(delta.low, delta.high, finding.parity),
+                      per_seed=tuple(x.objective - y.objective for x, y in zip(ma.per_seed, mb.per_seed, strict=True)))
+
+
+def finding_run(outcome: FindingOutcome) -> FindingRun:
+    """A finding as an MLflow child run: comparison i's names as params, its numbers as metrics."""
+    params = {"claim": outcome.claim}
+    metrics: dict[str, float] = {}
+    for i, c in enumerate(outcome.comparisons, start=1):
+        params[f"comparison/{i}"] = c.label
+        metrics.update({f"delta/{i}": c.delta, f"low/{i}": c.low, f"high/{i}": c.high, f"p_value/{i}": c.p_value})
+    return FindingRun(name=outcome.slug, verdict=outcome.verdict, params=params, metrics=metrics)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that regenerates this report (the options that change what is measured)."""
+    parts = ["python benchmarks/findings.py", f"--seeds {args.seeds}"]
+    if args.only:
+        parts.append("--only " + " ".join(map(str, args.only)))
+    if args.fusion_norm != "none":
+        parts.append(f"--fusion-norm {args.fusion_norm}")
+    if args.fusions:
+        parts.append("--fusions " + " ".join(args.fusions))
+    return " ".join(parts) + " --keep DIR"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 (default 3, at least 3)")
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 (default 3, at least 2)")
+    parser.add_argument("--fusion-norm", choices=NORMS, default="none",
+                        help="measure finding 2 again with this model.fusion_norm for every fusion (default none)")
+    parser.add_argument("--fusions", nargs="+", choices=FUSIONS[1:], default=None,
+                        help="finding 2 against only these fusions (default: all four)")
     parser.add_argument("--only", type=int, nargs="+", default=None, help="finding numbers to run")
-    parser.add_argument("--keep", type=Path, default=None, help="keep the MLflow store, workdir and reports here")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the MLflow store, workdir and reports here; "
+                        "a later run with the same DIR serves every finished design from the record")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "findings",
+                        help="where findings.md and findings.html go (default reports/findings)")
     args = parser.parse_args()
-    if args.seeds < 3:
-        parser.error("--seeds must be at least 3 (the findings are paired over seeds)")
-    findings = [f for f in FINDINGS if args.only is None or f.number in args.only]
+    if args.seeds < 2:
+        parser.error("--seeds must be at least 2 (the findings are paired over seeds)")
+    findings = [g for f in FINDINGS if args.only is None or f.number in args.only
+                for g in with_fusion_norm(f, args.fusion_norm, args.fusions)]
     started = time.perf_counter()
     measured: dict[str, Measured] = {}
-    lines = []
+    outcomes: list[FindingOutcome] = []
     with tempfile.TemporaryDirectory(prefix="findings-") as tmp:
         root = (args.keep or Path(tmp)).resolve()
         (root / "spaces").mkdir(parents=True, exist_ok=True)
         for finding in findings:
-            print(f"\n== finding {finding.number}: {finding.claim}", flush=True)
-            for a, b in finding.comparisons:
-                for name in (a, b):
-                    if name not in measured:
-                        measured[name] = measure(DESIGNS[name], args.seeds, root)
-            for a, b in finding.comparisons:
-                ma, mb = measured[a], measured[b]
-                delta = compare_objective(ma.pooled, mb.pooled)
-                seeds = ", ".join(f"{x.objective - y.objective:+.3f}" for x, y in zip(ma.per_seed, mb.per_seed,
-                                                                                        strict=True))
-                line = f"  {a} - {b}: {fmt(delta)}; per seed {seeds}"
-                if finding.number == 2:
-                    line += (f"\n      cost: {a} {ma.vision_gflops:.3f} vision GFLOPs/image, "
-                             f"{ma.visual_tokens:.0f} visual tokens, {ma.train_s:.0f}s train; {b} "
-                             f"{mb.vision_gflops:.3f}, {mb.visual_tokens:.0f}, {mb.train_s:.0f}s")
-                    # competitive: not worse beyond the interval's noise
-                    ok = delta.high >= 0
-                    line += f"\n      verdict: {'competitive' if ok else 'worse'} (delta {delta.delta:+.3f})"
-                else:
-                    line += f"\n      verdict: {verdict(delta.low, delta.high)}"
-                print(line, flush=True)
-                lines.append(f"finding {finding.number}: {a} - {b}: {delta.delta:+.3f} "
-                             f"[{delta.low:+.3f}, {delta.high:+.3f}]")
+            variant = f" ({finding.variant})" if finding.variant else ""
+            print(f"\n== finding {finding.number}{variant}: {finding.claim}", flush=True)
+            for name in dict.fromkeys(n for pair in finding.comparisons for n in pair):
+                if name not in measured:
+                    measured[name] = measure(DESIGNS[name], args.seeds, root)
+            comparisons = tuple(compare(finding, a, b, measured) for a, b in finding.comparisons)
+            for c in comparisons:
+                print(f"  {c.label}: {c.delta:+.3f} [95% CI {c.low:+.3f}, {c.high:+.3f}] (paired bootstrap over "
+                      f"{c.n_units} seed-items, p={c.p_value:.3f}); per seed {', '.join(f'{d:+.3f}' for d in c.per_seed)}"
+                      + (f"\n      {c.detail}" if c.detail else "") + f"\n      verdict: {c.verdict}", flush=True)
             print(f"  why: {finding.note}")
+            outcomes.append(FindingOutcome(finding.number, finding.claim, finding.note, comparisons, finding.variant))
+        first = next(iter(measured.values()))
+        run = FindingsRun(command=command_line(args), seeds=args.seeds, objective="objective",
+                          items=sum(len(v) for v in first.per_seed[0].items.values()),
+                          not_measured=tuple(f"{f.number} ({f.claim})" for f in FINDINGS
+                                             if f.number not in {o.number for o in outcomes}))
+        texts = {"findings.md": findings_markdown(outcomes, run), "findings.html": findings_html(outcomes, run)}
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, text in texts.items():
+            (args.out / name).write_text(text)
+        parent = record_findings(f"sqlite:///{root}/mlflow.db", "findings", [finding_run(o) for o in outcomes],
+                                 {"command": run.command, "seeds": str(args.seeds)}, texts)
     print("\n== summary")
-    for line in lines:
-        print(f"  {line}")
+    for o in outcomes:
+        print(f"  {o.title.lower()}: {o.verdict}")
+        for c in o.comparisons:
+            print(f"    {c.label}: {c.delta:+.3f} [{c.low:+.3f}, {c.high:+.3f}]")
+    print(f"  wrote {args.out / 'findings.md'}, {args.out / 'findings.html'}; MLflow parent run {parent} "
+          f"(experiment 'findings')")
     print(f"  total wall {time.perf_counter() - started:.0f}s")
     return 0
 

@@ -13,6 +13,8 @@ against the rule, not against itself. Sources (reference/metrics.md §5.1-§5.4)
 * :func:`chartqa_relaxed_correctness` — pix2struct ``relaxed_correctness(target, prediction)`` (note the order).
 * :func:`eval_pope` — POPE ``evaluate.py`` / LLaVA ``llava/eval/eval_pope.py`` for one split, returning what it
   prints.
+* :func:`lmms_eval_pope` — lmms-eval ``lmms_eval/tasks/pope/utils.py``: ``pope_process_results`` per answer, then
+  ``pope_aggregate_{accuracy,precision,recall,f1_score}``.
 """
 
 from __future__ import annotations
@@ -219,3 +221,34 @@ def eval_pope(answers: list[str], labels: list[str]) -> dict[str, float]:
     acc = (tp + tn) / (tp + tn + fp + fn)
     return {"tp": tp, "fp": fp, "tn": tn, "fn": fn, "accuracy": acc, "precision": precision, "recall": recall,
             "f1": f1, "yes_ratio": yes_ratio}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# POPE: lmms-eval lmms_eval/tasks/pope/utils.py
+
+
+def lmms_eval_pope(answers: list[str], labels: list[str]) -> dict[str, float]:
+    """lmms-eval's accuracy, precision, recall and F1 over one set of answers (its yes-ratio counts labels: left out)."""
+    results = []
+    for answer, label in zip(answers, labels, strict=True):
+        pred = answer.lower().strip()
+        gt_ans = label.lower().strip()
+        assert gt_ans in ["yes", "no"]
+        score = 1.0 if pred == gt_ans else 0.0
+        results.append({"score": score, "prediction": pred, "ground_truth": gt_ans})
+    accuracy = sum(r["score"] for r in results) / len(results)
+    true_positives = false_positives = false_negatives = 0
+    for r in results:
+        if r["ground_truth"] == "yes" and r["prediction"] == "yes":
+            true_positives += 1
+        elif r["ground_truth"] == "no" and r["prediction"] == "yes":
+            false_positives += 1
+    for r in results:
+        if r["ground_truth"] == "yes" and r["prediction"] == "no":
+            false_negatives += 1
+    tp_fp = true_positives + false_positives
+    tp_fn = true_positives + false_negatives
+    precision = true_positives / tp_fp if tp_fp > 0 else 0
+    recall = true_positives / tp_fn if tp_fn > 0 else 0
+    f1 = 2 * (precision * recall) / (precision + recall) if (precision + recall) > 0 else 0
+    return {"accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1}

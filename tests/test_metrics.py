@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from eaglesearch.evaluate.items import BenchmarkItem, ScoredItem
 from eaglesearch.evaluate.metrics import (
+    HARNESS_VARIANTS,
     LENIENT_VARIANTS,
     METRICS,
     Metric,
@@ -303,7 +304,7 @@ def pope_items(counts: dict[tuple[str, str], int], category: str | None = None) 
     return pairs
 
 
-@pytest.mark.parametrize("name", ["pope", "pope_lenient"])
+@pytest.mark.parametrize("name", ["pope", "pope_lenient", "pope_lmms_eval"])
 def test_pope_counts_llava_issue_626(name: str) -> None:
     # §5.4 [issue LLaVA#626]: TP=1183, FP=31, TN=1379, FN=317 (N=2910)
     metric = get_metric(name)
@@ -583,7 +584,8 @@ def test_mmbench_property_circular_at_most_plain(groups: list[list[bool]]) -> No
 def test_registry_and_get_metric_error() -> None:
     assert set(METRICS) == {"exact_match", "gqa_exact_match", "vqa_accuracy", "vqa_accuracy_evalai", "anls",
                             "relaxed_accuracy", "pope", "mme", "ocrbench", "choice_accuracy", "mmbench_circular",
-                            "vqa_accuracy_lenient", "anls_lenient", "relaxed_accuracy_lenient", "pope_lenient"}
+                            "vqa_accuracy_lenient", "anls_lenient", "relaxed_accuracy_lenient", "pope_lenient",
+                            "pope_lmms_eval"}
     for name, metric in METRICS.items():
         assert metric.name == name
     for lenient, reference in LENIENT_VARIANTS.items():
@@ -594,9 +596,10 @@ def test_registry_and_get_metric_error() -> None:
 
 
 def _sample(name: str) -> list[tuple[str, BenchmarkItem]]:
-    """A small benchmark per metric (a lenient variant shares its reference's), with categories, right and wrong."""
+    """A small benchmark per metric (a lenient or harness variant shares its reference's), with categories, right
+    and wrong."""
     cats = ("a", "b")
-    name = LENIENT_VARIANTS.get(name, name)
+    name = {**LENIENT_VARIANTS, **HARNESS_VARIANTS}.get(name, name)
     if name == "vqa_accuracy_evalai":
         name = "vqa_accuracy"
     if name in ("exact_match", "gqa_exact_match"):

@@ -144,11 +144,17 @@ def report_html(search: str, table: pd.DataFrame, runs: pd.DataFrame, parent: Ru
         "losses": _figure(plots.loss_curves_figure(curves), "fig-losses",
                           "No stage runs with a train/loss history are recorded for these trials."),
     }
-    nav = " ".join(f'<a href="#{sid}">{html.escape(title)}</a>' for sid, title in SECTIONS)
-    sections = "\n".join(f'<section id="{sid}"><h2>{html.escape(title)}</h2>\n{body[sid]}\n</section>'
-                         for sid, title in SECTIONS)
+    return page(f"eaglesearch report: {search}", _meta(table, parent, tracking_uri),
+                [(sid, title, body[sid]) for sid, title in SECTIONS])
+
+
+def page(title: str, meta: str, sections: Sequence[tuple[str, str, str]], plotly: bool = True) -> str:
+    """A self-contained page: ``title``, the ``meta`` paragraph (HTML), a navigation bar and one ``<section>`` per
+    ``(id, heading, body HTML)``; plotly.js inline when a section holds a figure."""
+    nav = " ".join(f'<a href="#{sid}">{html.escape(heading)}</a>' for sid, heading, _ in sections)
+    body = "\n".join(f'<section id="{sid}"><h2>{html.escape(heading)}</h2>\n{content}\n</section>'
+                     for sid, heading, content in sections)
+    script = f'<script type="text/javascript">{get_plotlyjs()}</script>\n' if plotly else ""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>eaglesearch report: {html.escape(search)}</title>\n<style>{CSS}</style>\n"
-            f'<script type="text/javascript">{get_plotlyjs()}</script>\n</head><body>\n'
-            f"<h1>eaglesearch report: {html.escape(search)}</h1>\n{_meta(table, parent, tracking_uri)}\n"
-            f"<nav>{nav}</nav>\n{sections}\n</body></html>\n")
+            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n{script}</head><body>\n"
+            f"<h1>{html.escape(title)}</h1>\n{meta}\n<nav>{nav}</nav>\n{body}\n</body></html>\n")

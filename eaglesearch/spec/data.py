@@ -57,6 +57,10 @@ class BenchmarkSplitSpec(SpecModel):
         default=None, description="generate (greedy decoding) or likelihood (rank the answer candidates); "
         "default: the kind's"
     )
+    metric: str | None = Field(
+        default=None, exclude_if=lambda value: value is None,
+        description="score with this registered variant of the kind's metric instead of the kind's official rule, "
+        "e.g. pope_lmms_eval (the harness a paper's numbers came from) or pope_lenient; default: the kind's")
 
 
 TemplateName = Literal["chatml", "plain", "vicuna_v1", "llama3", "tokenizer"]

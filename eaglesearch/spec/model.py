@@ -11,6 +11,16 @@ from eaglesearch.spec.custom_expert import CustomExpertSpec
 
 Scale = Literal["tiny", "tiny_random", "paper"]
 FusionName = Literal["channel_concat", "sequence_append", "llava_hr", "mini_gemini", "deformable"]
+FusionNormName = Literal["none", "layernorm", "rmsnorm", "standardize"]
+FUSION_NORM_HELP = (
+    "per-expert normalisation of each expert's features over channels before the fusion combines them: none (raw "
+    "features, as Eagle's code), layernorm / rmsnorm (learnable gain per expert and channel; layernorm also a bias), "
+    "standardize (per-token zero mean and unit variance, nothing learned); see model/fusions/norm.py")
+
+
+def omit_fusion_norm(value: object) -> bool:
+    """Left out of dumps when ``none`` (raw features), so adding the field kept every existing trial's content key."""
+    return value == "none"
 
 
 class ExpertSpec(SpecModel):
@@ -138,6 +148,7 @@ class ModelSpec(SpecModel):
     experts: tuple[ExpertSpec, ...] = Field(min_length=1)
     grid: int = Field(default=8, gt=0, description="side of the common visual token grid (grid² tokens)")
     fusion: FusionName = "channel_concat"
+    fusion_norm: FusionNormName = Field(default="none", description=FUSION_NORM_HELP, exclude_if=omit_fusion_norm)
     fusion_heads: int = Field(default=4, gt=0, description="attention heads of mini_gemini / deformable fusion")
     fusion_points: int = Field(default=4, gt=0, description="sampling points per head of deformable fusion")
     projector: Literal["mlp2x_gelu"] = "mlp2x_gelu"

@@ -94,8 +94,10 @@ def stage_fields(stage: StageSpec) -> dict[str, Any]:
 
 def prealign_model(spec: ModelSpec, expert: ExpertSpec) -> ModelSpec:
     """The one-expert model a per-expert stage trains: the expert, channel concatenation (a projector of its own)
-    and the trial's LM and tokenizer."""
-    return spec.model_copy(update={"experts": (expert,), "fusion": "channel_concat", "freeze_projector": False})
+    and the trial's LM and tokenizer. No fusion norm: pre-alignment shapes one expert's raw features for the LM, the
+    norm is the mixture's concern (and :func:`per_expert_payload` leaves ``fusion_norm`` out of the artifact key)."""
+    return spec.model_copy(update={"experts": (expert,), "fusion": "channel_concat", "fusion_norm": "none",
+                                   "freeze_projector": False})
 
 
 def per_expert_payload(trial: TrialSpec, expert: ExpertSpec, stage: StageSpec, previous: str | None) -> dict[str, Any]:

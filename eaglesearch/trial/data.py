@@ -24,6 +24,7 @@ from eaglesearch.data.policy import MAX_EXAMPLES, DataReport, screen_records
 from eaglesearch.data.sources import SourceContext, build_source, generated_dataset
 from eaglesearch.evaluate.benchmarks import BENCHMARK_KINDS, load_benchmark
 from eaglesearch.evaluate.items import BenchmarkItem
+from eaglesearch.evaluate.metrics import metric_variants
 from eaglesearch.evaluate.run import Benchmark
 from eaglesearch.model import load_tokenizer
 from eaglesearch.spec import DataSpec, TrialSpec
@@ -61,15 +62,29 @@ class PreparedData:
         return {"sft": self.report, "caption": self.caption_report}.get(mixture, self.reports.get(mixture))
 
 
-def make_benchmark(name: str, kind: str, items: list[BenchmarkItem], scoring: str | None = None) -> Benchmark:
-    """A benchmark scored with its kind's metric, in its kind's mode unless ``scoring`` overrides it."""
+def make_benchmark(name: str, kind: str, items: list[BenchmarkItem], scoring: str | None = None,
+                   metric: str | None = None) -> Benchmark:
+    """A benchmark scored with its kind's metric (or ``metric``, one of that metric's registered variants), in its
+    kind's mode unless ``scoring`` overrides it."""
     spec = BENCHMARK_KINDS[kind]
     items = [item if item.benchmark == name else replace(item, benchmark=name) for item in items]
     mode = scoring or spec.mode
     candidates = {item.id: spec.candidates(item) for item in items} if mode == "likelihood" else {}
     if mode == "likelihood" and not all(candidates.values()):
         raise ValueError(f"benchmark '{name}' ({kind}) has no answer candidates to rank; use scoring: generate")
-    return Benchmark(name=name, metric=spec.metric, scoring=mode, items=items, candidates=candidates)
+    return Benchmark(name=name, metric=scoring_metric(name, kind, metric), scoring=mode, items=items,
+                     candidates=candidates)
+
+
+def scoring_metric(name: str, kind: str, metric: str | None) -> str:
+    """The metric benchmark ``name`` of ``kind`` is scored with: its kind's, or ``metric`` when that is one of the
+    registered variants of the kind's metric (``data.eval.<name>.metric``)."""
+    official = BENCHMARK_KINDS[kind].metric
+    allowed = metric_variants(official)
+    if metric is not None and metric not in allowed:
+        raise ValueError(f"data.eval.{name}.metric: {metric!r} cannot score a {kind!r} benchmark; choose one of "
+                         f"{', '.join(allowed)} (or leave metric out for {official!r})")
+    return metric or official
 
 
 def _digest(payload: object) -> str:
@@ -124,10 +139,13 @@ def prepare_data(spec: DataSpec, workspace: Workspace, captions: bool = False) -
         generated = generated_dataset(context)
         benchmarks += [make_benchmark(task, "synthetic", load_benchmark("synthetic", path, generated.image_folder))
                        for task, path in generated.eval_json.items()]
+    for name, split in spec.eval.items():  # a wrong metric fails before any benchmark file is read
+        if split.kind in BENCHMARK_KINDS:
+            scoring_metric(name, split.kind, split.metric)
     benchmarks += [
         make_benchmark(name, split.kind, load_benchmark(
             split.kind, Path(split.path), Path(split.image_folder) if split.image_folder else None,
-            limit=split.limit, prompt=split.prompt), split.scoring)
+            limit=split.limit, prompt=split.prompt), split.scoring, split.metric)
         for name, split in spec.eval.items()
     ]
     prepared = PreparedData(train=[], benchmarks=benchmarks, mixtures=mixtures, reports=reports)

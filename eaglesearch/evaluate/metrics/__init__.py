@@ -9,7 +9,10 @@ numbers come from, edge cases included, so a search can be compared with a paper
 (official VQA ``vqaEval.py``; VQAv2), ``vqa_accuracy_evalai`` (the TextVQA ``m4c_evaluator.py`` scorer; TextVQA,
 VizWiz), ``anls`` (official DocVQA/InfoVQA script), ``relaxed_accuracy`` (pix2struct ChartQA code), ``pope``
 (official POPE / LLaVA ``eval_pope.py``). Our earlier, more forgiving rules stay available as explicitly named
-deviations with the suffix ``_lenient`` (:data:`LENIENT_VARIANTS`); no benchmark kind uses them by default.
+deviations with the suffix ``_lenient`` (:data:`LENIENT_VARIANTS`), and where a harness a paper's numbers came from
+scores differently from the official rule, that harness's rule is registered under its name
+(:data:`HARNESS_VARIANTS`, e.g. ``pope_lmms_eval``); no benchmark kind uses either by default, a benchmark opts in
+with ``data.eval.<name>.metric``.
 tests/reference_scorers.py holds independent transcriptions of the reference scorers that the defaults are
 fuzzed against.
 """
@@ -35,7 +38,9 @@ from eaglesearch.evaluate.metrics.ocrbench import OCRBench, fold_fullwidth, ocrb
 from eaglesearch.evaluate.metrics.pope import (
     POPE,
     POPE_LENIENT,
+    POPE_LMMS_EVAL,
     POPE_OFFICIAL,
+    parse_lmms_eval_pope,
     parse_pope_answer,
     parse_yes_no,
     pope_rates,
@@ -71,6 +76,7 @@ METRICS: dict[str, Metric] = {
         RELAXED_ACCURACY_LENIENT,
         POPE_OFFICIAL,
         POPE_LENIENT,
+        POPE_LMMS_EVAL,
         MME(),
         OCRBench(),
         ChoiceAccuracy(),
@@ -86,6 +92,16 @@ LENIENT_VARIANTS: dict[str, str] = {
 }
 """Each registered deviation (``*_lenient``) and the reference-identical metric it relaxes."""
 
+HARNESS_VARIANTS: dict[str, str] = {
+    "pope_lmms_eval": "pope",
+}
+"""Each registered harness rule (``<metric>_<harness>``) and the official metric it departs from."""
+
+
+def metric_variants(reference: str) -> list[str]:
+    """The registered metrics a benchmark scored by ``reference`` may use instead: itself and its variants."""
+    return [reference, *(v for v, r in {**LENIENT_VARIANTS, **HARNESS_VARIANTS}.items() if r == reference)]
+
 
 def get_metric(name: str) -> Metric:
     """The registered metric called ``name``; a ``KeyError`` lists the registered names otherwise."""
@@ -98,6 +114,7 @@ def get_metric(name: str) -> Metric:
 __all__ = [
     "ANLS",
     "COGNITION_SUBTASKS",
+    "HARNESS_VARIANTS",
     "LENIENT_VARIANTS",
     "METRICS",
     "MME",
@@ -121,9 +138,11 @@ __all__ = [
     "get_metric",
     "gqa_exact_match",
     "levenshtein",
+    "metric_variants",
     "normalize_answer",
     "normalize_gqa",
     "ocrbench_match",
+    "parse_lmms_eval_pope",
     "parse_mme_answer",
     "parse_pope_answer",
     "parse_yes_no",

@@ -4,7 +4,7 @@ Rule (reference/metrics.md §5.4): over parsed predictions, ``accuracy = (TP + T
 FP)``, ``recall = TP / (TP + FN)``, ``F1 = 2PR / (P + R)``, ``yes_ratio`` = fraction of *predictions* that are
 "yes". Reported per split (random / popular / adversarial).
 
-Two registered variants, differing only in how a free-text answer is read as yes/no:
+Three registered variants, differing in how a free-text answer is read as yes/no (and, for lmms-eval, recall):
 
 * ``pope`` — **the official POPE rule** (the POPE repository's ``evaluate.py``, copied by LLaVA's
   ``llava/eval/eval_pope.py``; :func:`parse_pope_answer`): keep the text before the first ``.``, delete commas,
@@ -20,6 +20,13 @@ Two registered variants, differing only in how a free-text answer is read as yes
   in the recall denominator, a ground-truth "no" answered unknown is neither a TP nor an FP. Counts:
   ``tp + fp + tn + fn + unknown = N`` where ``fn`` counts only explicit "no" answers and
   ``recall = tp / (tp + fn + unknown_pos)`` = TP / all positives.
+* ``pope_lmms_eval`` — **lmms-eval's rule** (``lmms_eval/tasks/pope/utils.py``, the harness Eagle's published numbers
+  come from; :func:`parse_lmms_eval_pope`): the answer is lower-cased and stripped of surrounding whitespace and must
+  then be exactly ``yes`` or ``no``; anything else (``Yes.``, ``No, there is none``) is unknown, wrong for accuracy.
+  Lower-casing is where it parts from the official rule: ``NO`` is "no" here and "yes" officially. Recall follows
+  lmms-eval's ``pope_aggregate_recall``: ``tp / (tp + fn)`` over *explicit* answers only (a ground-truth "yes"
+  answered off-format leaves the denominator), unlike ``pope_lenient``. Precision is ``tp / (tp + fp)`` in all
+  three. ``yes_ratio`` still counts predictions (see below), not lmms-eval's ground-truth count.
 
 Shared choices:
 
@@ -76,6 +83,12 @@ def parse_pope_answer(text: str) -> YesNo:
     return "no" if "No" in words or "not" in words or "no" in words else "yes"
 
 
+def parse_lmms_eval_pope(text: str) -> YesNo | None:
+    """lmms-eval ``pope_process_results``: ``text.lower().strip()`` if that is exactly "yes" or "no", else ``None``."""
+    answer = text.lower().strip()
+    return answer if answer in ("yes", "no") else None  # type: ignore[return-value]
+
+
 def yes_no_label(reference: str, metric: str, item_id: str) -> YesNo:
     """A ground-truth label ``yes``/``no`` (case and surrounding whitespace/period ignored)."""
     label = reference.strip().lower().rstrip(".")
@@ -84,8 +97,10 @@ def yes_no_label(reference: str, metric: str, item_id: str) -> YesNo:
     return "yes" if label == "yes" else "no"
 
 
-def pope_rates(scored: Sequence[ScoredItem], metric: str = "pope") -> dict[str, float]:
-    """Counts and rates over scored POPE items (values ``label_yes``, ``pred_yes``, ``pred_no``)."""
+def pope_rates(scored: Sequence[ScoredItem], metric: str = "pope", *,
+               recall_over_answered: bool = False) -> dict[str, float]:
+    """Counts and rates over scored POPE items (values ``label_yes``, ``pred_yes``, ``pred_no``). Recall is over
+    every positive, or with ``recall_over_answered`` (lmms-eval) over the positives answered an explicit yes/no."""
     require_items(scored, metric)
     label_yes = [item_value(s, "label_yes", metric) for s in scored]
     pred_yes = [item_value(s, "pred_yes", metric) for s in scored]
@@ -98,7 +113,7 @@ def pope_rates(scored: Sequence[ScoredItem], metric: str = "pope") -> dict[str, 
     positives = math.fsum(label_yes)
     unknown = math.fsum(1.0 - py - pn for py, pn in zip(pred_yes, pred_no, strict=True))
     precision = safe_ratio(tp, tp + fp)
-    recall = safe_ratio(tp, positives)
+    recall = safe_ratio(tp, tp + fn if recall_over_answered else positives)
     return {
         "accuracy": (tp + tn) / n,
         "precision": precision,
@@ -113,9 +128,10 @@ def pope_rates(scored: Sequence[ScoredItem], metric: str = "pope") -> dict[str, 
 class POPE(Metric):
     primary = "f1"
 
-    def __init__(self, name: str, parse: Callable[[str], YesNo | None]) -> None:
+    def __init__(self, name: str, parse: Callable[[str], YesNo | None], *, recall_over_answered: bool = False) -> None:
         self.name = name
         self._parse = parse
+        self._recall_over_answered = recall_over_answered
 
     def score(self, prediction: str, item: BenchmarkItem) -> dict[str, float]:
         label = yes_no_label(require_references(item, self.name)[0], self.name, item.id)
@@ -128,10 +144,10 @@ class POPE(Metric):
         }
 
     def aggregate(self, scored: Sequence[ScoredItem]) -> dict[str, float]:
-        out = pope_rates(scored, self.name)
+        out = pope_rates(scored, self.name, recall_over_answered=self._recall_over_answered)
         categories = by_category(scored)
         for category, members in categories.items():
-            rates = pope_rates(members, self.name)
+            rates = pope_rates(members, self.name, recall_over_answered=self._recall_over_answered)
             out.update(with_category_keys({k: rates[k] for k in _RATE_KEYS}, category))
         if categories:
             out["f1_category_mean"] = mean(out[f"f1/{c}"] for c in categories)
@@ -142,3 +158,4 @@ _RATE_KEYS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "unknown_rat
 
 POPE_OFFICIAL = POPE("pope", parse_pope_answer)
 POPE_LENIENT = POPE("pope_lenient", parse_yes_no)
+POPE_LMMS_EVAL = POPE("pope_lmms_eval", parse_lmms_eval_pope, recall_over_answered=True)

@@ -8,6 +8,9 @@ Five strategies, one module each, registered by the names a ``ModelSpec.fusion``
 * ``mini_gemini``: the first expert's tokens cross-attend the high-resolution maps in co-located windows;
 * ``deformable``: as mini_gemini, with deformable sampling around each token's cell centre.
 
+Every fusion reads each expert's features through its per-expert norm first (``ModelSpec.fusion_norm``:
+``none`` / ``layernorm`` / ``rmsnorm`` / ``standardize``, :mod:`eaglesearch.model.fusions.norm`).
+
 Start from :func:`build_fusion`; which combinations can be built is checked cheaply by
 :func:`eaglesearch.model.validate.validate_model` from each strategy's declaration in ``catalog.py`` (no torch). The
 torch classes are imported when a fusion is built or first named here.

@@ -9,6 +9,10 @@ them as an argument of ``forward`` and never registers them, so their parameters
 Every fusion is built as ``cls(spec, experts, lm_dim)`` and declares up front how many tokens it makes
 (``num_tokens``), how wide they are (``out_dim``) and whether it already maps them to the LM width
 (``owns_projection``; then the model's shared projector is the identity).
+
+Every fusion reads an expert's features only through :meth:`Fusion.tokens` (grid tokens) or :meth:`Fusion.map`
+(native feature map), which apply that expert's ``spec.fusion_norm`` (``norm.py``) first; :meth:`Fusion.norm_widths`
+says which width each expert's norm is built for (the grid-token width unless a fusion reads maps).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from torch import Tensor, nn
 
 from eaglesearch.model.experts.base import VisionExpert
 from eaglesearch.model.fusions.catalog import FusionKind
+from eaglesearch.model.fusions.maps import expert_map
+from eaglesearch.model.fusions.norm import ExpertNorms
 from eaglesearch.spec import ModelSpec
 
 
@@ -39,7 +45,8 @@ class Fusion(nn.Module, ABC):
     """Experts + uint8 images → (B, ``num_tokens``, ``out_dim``) visual tokens on a ``grid`` × ``grid`` grid.
 
     Subclasses are built as ``cls(spec, experts, lm_dim)``; after ``super().__init__`` they set ``num_tokens`` and
-    ``out_dim`` and create their layers.
+    ``out_dim`` and create their layers. They read expert features through :meth:`tokens` / :meth:`map` only, so
+    the per-expert norm (``self.norm``) applies to every fusion.
     """
 
     kind: ClassVar[FusionKind]  # its declaration in catalog.py: constraints and token rule, read without torch
@@ -56,6 +63,20 @@ class Fusion(nn.Module, ABC):
             raise ValueError(f"the language model width must be positive; got {lm_dim}")
         self.grid = spec.grid
         self.num_experts = len(experts)
+        self.norm = ExpertNorms(spec.fusion_norm, self.norm_widths(spec, experts))
+
+    def norm_widths(self, spec: ModelSpec, experts: Sequence[VisionExpert]) -> list[int]:
+        """The channel width each expert's norm is built for: its grid-token width (C', ×k² when pixel-unshuffled);
+        fusions that read an expert's native map override this with ``expert.channels`` for it."""
+        return [token_width(e, spec.grid) for e in experts]
+
+    def tokens(self, experts: Sequence[VisionExpert], index: int, images: Tensor) -> Tensor:
+        """Expert ``index``'s tokens on the common grid (:func:`expert_tokens`), normalised by its fusion norm."""
+        return self.norm.tokens(index, expert_tokens(experts[index], images, self.grid))
+
+    def map(self, experts: Sequence[VisionExpert], index: int, images: Tensor) -> Tensor:
+        """Expert ``index``'s native feature map (B, channels, h, h), normalised by its fusion norm."""
+        return self.norm.map(index, expert_map(experts[index], images))
 
     @abstractmethod
     def fuse(self, experts: Sequence[VisionExpert], images: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from eaglesearch.model.experts.base import VisionExpert
-from eaglesearch.model.fusions.base import Fusion, expert_tokens, token_width
+from eaglesearch.model.fusions.base import Fusion, token_width
 from eaglesearch.model.fusions.catalog import FUSION_KINDS
 from eaglesearch.spec import ModelSpec
 
@@ -34,7 +34,7 @@ class ChannelConcat(Fusion):
         self.out_dim = sum(token_width(e, spec.grid) for e in experts)
 
     def fuse(self, experts: Sequence[VisionExpert], images: Tensor) -> Tensor:
-        tokens = [expert_tokens(e, images, self.grid) for e in experts]
+        tokens = [self.tokens(experts, i, images) for i in range(len(experts))]
         counts = [t.shape[1] for t in tokens]
         if len(set(counts)) != 1:
             raise ValueError(f"channel_concat needs the same number of tokens from every expert; got {counts}")

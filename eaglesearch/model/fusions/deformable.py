@@ -22,10 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from eaglesearch.model.experts.base import VisionExpert
-from eaglesearch.model.fusions.base import Fusion, expert_tokens
 from eaglesearch.model.fusions.catalog import FUSION_KINDS
-from eaglesearch.model.fusions.injection import QueryAuxSplit, check_heads
-from eaglesearch.model.fusions.maps import concat_maps, expert_map
+from eaglesearch.model.fusions.injection import InjectionFusion, QueryAuxSplit, check_heads
+from eaglesearch.model.fusions.maps import concat_maps
 
 if TYPE_CHECKING:
     from eaglesearch.spec import ModelSpec
@@ -38,7 +37,7 @@ def reference_points(grid: int, device: torch.device | None = None) -> Tensor:
     return torch.stack([x.flatten(), y.flatten()], dim=-1)
 
 
-class DeformableAttention(Fusion):
+class DeformableAttention(InjectionFusion):
     """(B, grid², C_q): query tokens + out_proj(deformable sampling of the high-resolution auxiliary map)."""
 
     kind = FUSION_KINDS["deformable"]
@@ -62,8 +61,8 @@ class DeformableAttention(Fusion):
         self.register_buffer("reference", reference_points(spec.grid), persistent=False)
 
     def fuse(self, experts: Sequence[VisionExpert], images: Tensor) -> Tensor:
-        tokens = expert_tokens(experts[0], images, self.grid)  # (B, N, C)
-        aux = concat_maps([expert_map(e, images) for e in experts[1:]], self.aux_side)
+        tokens = self.tokens(experts, 0, images)  # (B, N, C)
+        aux = concat_maps([self.map(experts, i, images) for i in range(1, len(experts))], self.aux_side)
         return tokens + self.out(self.sample(tokens, aux))
 
     def sample(self, tokens: Tensor, aux: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from eaglesearch.model.experts.base import VisionExpert
-from eaglesearch.model.fusions.base import token_width
+from eaglesearch.model.fusions.base import Fusion, token_width
 from eaglesearch.spec import ModelSpec
 
 
@@ -32,6 +32,14 @@ class QueryAuxSplit:
         aux = experts[1:]
         return cls(query_width=token_width(experts[0], spec.grid), aux_width=sum(e.channels for e in aux),
                    aux_side=max(e.native_grid for e in aux))
+
+
+class InjectionFusion(Fusion):
+    """A fusion that reads the query expert's grid tokens and the auxiliary experts' native maps: the query's norm
+    is over its grid-token width, each auxiliary expert's over its map channels."""
+
+    def norm_widths(self, spec: ModelSpec, experts: Sequence[VisionExpert]) -> list[int]:
+        return [token_width(experts[0], spec.grid), *(e.channels for e in experts[1:])]
 
 
 def check_heads(fusion: str, width: int, heads: int) -> None:

@@ -15,6 +15,8 @@ adapter, after its block). Prefix tokens (CLS) pass the adapters untouched. Fina
 out = Linear(fast) + Linear(slow), both resized to the common grid the same way. Because of the zero inits the
 adapters start as the identity, so at initialisation the fast branch is exactly the plain ViT. N = grid²,
 out_dim = the ViT width, then the shared projector. Unlike LLaVA-HR, the adapters exist even when the ViT is frozen.
+The fusion norm (``norm.py``) applies to each slow expert's map before it is concatenated (so to what the adapters
+inject too) and to the ViT's output map before the align.
 
 The ViT expert must expose block-level access: ``is_vit``, ``vit_embed(pixels) -> (x, (h, w))``,
 ``vit_blocks()`` and ``vit_to_map(x, (h, w)) -> (B, C, h, w)``, with ``forward(p) == vit_to_map(blocks(embed(p)))``.
@@ -33,7 +35,7 @@ from eaglesearch.model.experts.base import VisionExpert
 from eaglesearch.model.fusions.base import Fusion
 from eaglesearch.model.fusions.catalog import FUSION_KINDS
 from eaglesearch.model.fusions.injection import QueryAuxSplit
-from eaglesearch.model.fusions.maps import concat_maps, expert_map, pool_or_upsample
+from eaglesearch.model.fusions.maps import concat_maps, pool_or_upsample
 from eaglesearch.spec import ModelSpec
 
 QUARTERS = 4
@@ -99,14 +101,18 @@ class LlavaHR(Fusion):
         self.fast_out = nn.Linear(width, width)  # MultiPathAlignModule
         self.slow_out = nn.Linear(split.aux_width, width)
 
+    def norm_widths(self, spec: ModelSpec, experts: Sequence[VisionExpert]) -> list[int]:
+        """Both branches are native maps: the ViT's output map (after the adapters) and each slow expert's map."""
+        return [e.channels for e in experts]
+
     def fuse(self, experts: Sequence[VisionExpert], images: Tensor) -> Tensor:
         slow = self.slow_map(experts, images)
-        fast = self.fast_map(experts[0], images, slow)
+        fast = self.norm.map(0, self.fast_map(experts[0], images, slow))
         return self.align(fast, slow)
 
     def slow_map(self, experts: Sequence[VisionExpert], images: Tensor) -> Tensor:
         """The slow branch: the other experts' maps, concatenated on channels (B, C_s, H, H)."""
-        return concat_maps([expert_map(e, images) for e in experts[1:]], self.slow_side)
+        return concat_maps([self.map(experts, i, images) for i in range(1, len(experts))], self.slow_side)
 
     def fast_map(self, expert: VisionExpert, images: Tensor, slow: Tensor) -> Tensor:
         """The fast branch: the ViT run block by block with the MR-adapters → its map (B, C_vit, h, h)."""

@@ -16,14 +16,13 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from eaglesearch.model.experts.base import VisionExpert
-from eaglesearch.model.fusions.base import Fusion, expert_tokens
 from eaglesearch.model.fusions.catalog import FUSION_KINDS
-from eaglesearch.model.fusions.injection import QueryAuxSplit, check_heads
-from eaglesearch.model.fusions.maps import concat_maps, expert_map, windows
+from eaglesearch.model.fusions.injection import InjectionFusion, QueryAuxSplit, check_heads
+from eaglesearch.model.fusions.maps import concat_maps, windows
 from eaglesearch.spec import ModelSpec
 
 
-class MiniGemini(Fusion):
+class MiniGemini(InjectionFusion):
     """(B, grid², C_q): query tokens + out_proj(window attention over the high-resolution auxiliary map)."""
 
     kind = FUSION_KINDS["mini_gemini"]
@@ -42,8 +41,8 @@ class MiniGemini(Fusion):
         self.out = nn.Linear(width, width)
 
     def fuse(self, experts: Sequence[VisionExpert], images: Tensor) -> Tensor:
-        tokens = expert_tokens(experts[0], images, self.grid)  # (B, N, C)
-        aux = concat_maps([expert_map(e, images) for e in experts[1:]], self.grid * self.window)
+        tokens = self.tokens(experts, 0, images)  # (B, N, C)
+        aux = concat_maps([self.map(experts, i, images) for i in range(1, len(experts))], self.grid * self.window)
         return tokens + self.out(self.attend(tokens, windows(aux, self.grid)))
 
     def attend(self, tokens: Tensor, aux_windows: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from eaglesearch.model.experts.base import VisionExpert
-from eaglesearch.model.fusions.base import Fusion, expert_tokens, token_width
+from eaglesearch.model.fusions.base import Fusion, token_width
 from eaglesearch.model.fusions.catalog import FUSION_KINDS
 from eaglesearch.model.projector import build_projector
 from eaglesearch.spec import ModelSpec
@@ -38,4 +38,5 @@ class SequenceAppend(Fusion):
         })
 
     def fuse(self, experts: Sequence[VisionExpert], images: Tensor) -> Tensor:
-        return torch.cat([self.projectors[e.name](expert_tokens(e, images, self.grid)) for e in experts], dim=1)
+        return torch.cat([self.projectors[e.name](self.tokens(experts, i, images)) for i, e in enumerate(experts)],
+                         dim=1)
