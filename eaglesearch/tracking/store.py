@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -107,12 +107,21 @@ class TrackingStore:
         RunStatus.from_string(status)  # fail early on a typo
         self._client.set_terminated(run_id, status)
 
-    def record_choices(self, parent_id: str, chosen_keys: list[str], stopped: str | None) -> None:
-        """Tag the runs a round-based strategy adopted (``chosen_tag`` "true") and its stop reason on the parent."""
+    def record_choices(self, parent_id: str, chosen_keys: list[str], stopped: str | None,
+                       verdicts: Mapping[str, tuple[str, dict[str, float]]] | None = None,
+                       parent_tags: Mapping[str, str] | None = None) -> None:
+        """Tag the runs a round-based strategy adopted (``chosen_tag`` "true") and its stop reason on the parent.
+        ``verdicts``: trial key → (the round's decision on it, tagged ``decision``; its numbers, logged as metrics);
+        ``parent_tags`` more tags of the parent (full names)."""
         runs = self.trial_runs(parent_id)
         for run_id in runs.loc[runs["key"].isin(chosen_keys), "run_id"]:
             self._client.set_tag(run_id, R.TAG_CHOSEN, "true")
-        self._client.set_tag(parent_id, R.TAG_STOPPED, stopped or "")
+        for key, run_id in zip(runs["key"], runs["run_id"], strict=True):
+            if key in (verdicts or {}):
+                decision, numbers = verdicts[key]  # type: ignore[index]
+                self._log_metrics(str(run_id), numbers, None, tags={R.TAG_DECISION: decision})
+        for name, value in {R.TAG_STOPPED: stopped or "", **(parent_tags or {})}.items():
+            self._client.set_tag(parent_id, name, value)
 
     def latest_parent(self, search: str) -> str | None:
         """The newest parent run of ``search``, FINISHED ones first; None if the search was never recorded."""
