@@ -24,7 +24,8 @@ from eaglesearch.search.adoption import (
     WORSE,
     holm_levels,
 )
-from eaglesearch.search.greedy import NO_GAIN, NOT_SIGNIFICANT as STOP_NOT_SIGNIFICANT
+from eaglesearch.search.greedy import NO_GAIN
+from eaglesearch.search.greedy import NOT_SIGNIFICANT as STOP_NOT_SIGNIFICANT
 from eaglesearch.search.halving import average_ranks, spearman
 from eaglesearch.spec import GreedyStrategySpec, Recipe, TrialFactory, TrialResult
 

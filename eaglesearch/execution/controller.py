@@ -15,7 +15,7 @@ from typing import Literal
 
 from eaglesearch.execution.dispatch import Dispatcher, RunContext
 from eaglesearch.execution.events import set_listener
-from eaglesearch.execution.gains import RecordComparator, round_record
+from eaglesearch.execution.gains import RecordComparator, record_rounds
 from eaglesearch.execution.inline_runner import replay, run_inline
 from eaglesearch.execution.multi_worker import PARALLELISM_ENV, parallelism_for, workers_per_trial
 from eaglesearch.execution.progress import ProgressKind, make_progress
@@ -143,9 +143,7 @@ def run_search(
         mark_complete(info)
     decisions = final.decisions()
     if decisions:  # what the strategy adopted and why, so reports need not guess it from the trials
-        verdicts, tags = round_record(decisions)
-        store.record_choices(parent_id, [d.chosen_key for d in decisions if d.chosen_key], decisions[-1].stopped,
-                             verdicts, tags)
+        record_rounds(store, parent_id, decisions)
     kept = _register_kept(loaded, uri, parent_id) if complete and space.keep_best > 0 else []
     store.close_parent(parent_id, "FINISHED" if complete else "FAILED")
     pareto_front = getattr(final, "pareto_front", None)

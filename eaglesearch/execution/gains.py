@@ -20,7 +20,7 @@ from eaglesearch.execution.rescore import TRIAL_SPEC
 from eaglesearch.search import ComparisonUnavailable, PairedGain, RoundDecision
 from eaglesearch.spec import TrialResult, TrialSpec
 from eaglesearch.tracking import TrackingStore
-from eaglesearch.tracking.records import TAG_CACHED_FROM, TAG_RULE, TAG_RUNGS
+from eaglesearch.tracking.records import TAG_CACHED_FROM, TAG_DECISION, TAG_RULE, TAG_RUNGS
 from eaglesearch.trial.scoring import PREDICTIONS, ScoredTrial, load_scored, paired_metric
 
 
@@ -76,17 +76,23 @@ GAIN_METRICS = ("round/gain", "round/gain_low", "round/gain_high", "round/gain_l
 incumbent, its paired interval, the interval's (corrected) confidence level and the bootstrap p-value."""
 
 
-def round_record(decisions: Sequence[RoundDecision]) -> tuple[dict[str, tuple[str, dict[str, float]]], dict[str, str]]:
-    """The rounds as ``TrackingStore.record_choices`` takes them: trial key → (decision, numbers) for every
-    verdict, and the parent's tags (the adoption rule in words; the halving rounds' rank correlations as JSON)."""
-    verdicts: dict[str, tuple[str, dict[str, float]]] = {}
-    for d in decisions:
-        for v in d.verdicts:
-            values = (v.gain, v.low, v.high, v.confidence, v.p_value)
-            verdicts[v.key] = (v.decision, {n: x for n, x in zip(GAIN_METRICS, values, strict=True) if x is not None})
+def record_rounds(store: TrackingStore, parent_id: str, decisions: Sequence[RoundDecision]) -> None:
+    """What a round-based strategy decided, on the record: the adopted runs tagged chosen, the stop reason, the
+    adoption rule and (halving) the rungs' rank correlations as JSON on the parent; on each candidate's run the
+    round's decision as a tag and its gain, interval, level and p-value as ``round/...`` metrics."""
+    tags = {}
     rule = next((d.rule for d in decisions if d.rule), None)
-    tags = {TAG_RULE: rule} if rule else {}
+    if rule:
+        tags[TAG_RULE] = rule
     rungs = {str(d.round): [[c.budget, c.rho, c.n] for c in d.rungs] for d in decisions if d.rungs}
     if rungs:
         tags[TAG_RUNGS] = json.dumps(rungs)
-    return verdicts, tags
+    store.record_choices(parent_id, [d.chosen_key for d in decisions if d.chosen_key], decisions[-1].stopped, tags)
+    runs = store.trial_runs(parent_id)
+    run_of = dict(zip(runs["key"], runs["run_id"], strict=True))
+    for d in decisions:
+        for v in d.verdicts:
+            if v.key in run_of:
+                values = (v.gain, v.low, v.high, v.confidence, v.p_value)
+                numbers = {n: x for n, x in zip(GAIN_METRICS, values, strict=True) if x is not None}
+                store.log_metrics(str(run_of[v.key]), numbers, tags={TAG_DECISION: v.decision})
