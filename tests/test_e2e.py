@@ -6,6 +6,7 @@ Each test writes a temp project (recipe + search space) and its own MLflow store
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -73,6 +74,12 @@ def test_inline_greedy_with_failing_candidate(tmp_path: Path) -> None:
     assert "injected failure" in (root / "reports" / "inline-fail" / "leaderboard.md").read_text()
     assert any(line.startswith("round 1: adopted ") and "convnext" in line for line in proc.stdout.splitlines()), \
         proc.stdout
+    # Each candidate's gain comes with its paired interval over the same items (shown, not deciding: no adopt).
+    rounds = (root / "reports" / "inline-fail" / "rounds.md").read_text()
+    assert "adoption rule: best" in rounds and re.search(r"\[[+-]\d\.\d{3}, [+-]\d\.\d{3}\] 95%", rounds), rounds
+    assert "| adopted" in rounds and "| failed" in rounds
+    assert re.search(r"round 1: adopted \S+ [\d.]+ \(gain [+-][\d.]+ \[[+-][\d.]+, [+-][\d.]+\] over clip",
+                     proc.stdout), proc.stdout
 
     # Predictions persisted with every trial re-score offline to the identical numbers (and intervals).
     from eaglesearch.execution.rescore import rescore_search
