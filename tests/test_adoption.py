@@ -13,6 +13,7 @@ from statistics import NormalDist
 import pytest
 from pydantic import ValidationError
 
+from eaglesearch.app.outcome import round_lines
 from eaglesearch.search import ComparisonUnavailable, GreedyStrategy, PairedGain, Proposal
 from eaglesearch.search.adoption import (
     ADOPTED,
@@ -133,6 +134,9 @@ def test_holm_withholds_an_adoption_that_uncorrected_intervals_make() -> None:
     assert b.gain == pytest.approx(0.05) and b.p_value == pytest.approx(0.023, abs=1e-3)
     assert d.objective == pytest.approx(0.55) and d.gain == pytest.approx(0.05)  # the best, not adopted
     assert d.rule == "paired_ci (Holm, alpha 0.05)"
+    assert round_lines(holm.decisions(), None)[1] == (
+        f"round 1: no candidate's gain excluded 0 after Holm (best +b +0.050 [{b.low:+.3f}, {b.high:+.3f}] at 98.3%); "
+        "stopped with a 0.500")
 
 
 def test_a_large_gain_whose_interval_contains_zero_is_not_adopted() -> None:
@@ -204,6 +208,9 @@ def test_min_gain_rule_decides_as_before_and_shows_intervals() -> None:
         assert d.chosen_label is None and d.stopped == NO_GAIN and d.gain == pytest.approx(0.04)
         assert verdicts(s) == {"b": BELOW_MIN_GAIN, "c": BELOW_MIN_GAIN}
         assert d.rule == "min_gain 0.05"
+        assert round_lines(s.decisions(), 0.05)[1].startswith("round 1: no candidate gained more than 0.05 (best +b "
+                                                            "+0.040")
+    assert round_lines(explicit.decisions(), 0.05)[1].endswith("+0.040 [+0.020, +0.060]); stopped with a 0.500")
     assert all(v.low is None for v in legacy.decisions()[1].verdicts)  # no comparator: no intervals
     shown = explicit.decisions()[1].verdicts[0]
     assert shown.confidence == 0.95 and shown.low == pytest.approx(0.04 - 1.96 * 0.01, abs=1e-4)
