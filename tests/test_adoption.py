@@ -244,13 +244,15 @@ def test_halving_rounds_record_rung_against_full_budget_correlation() -> None:
     # 6 candidates, eta 2, min_fraction 0.5: all 6 at 50%, the best 3 at the full budget (n = 3 pairs).
     rung = {"b": 0.60, "c": 0.50, "d": 0.40, "e": 0.30, "f": 0.20, "g": 0.10}
     full = {"b": 0.70, "c": 0.90, "d": 0.80}  # the rung ranks b > c > d; the full budget c > d > b: rho = -0.5
+    comparator = NormalComparator({n: (full[n] - BASE, 0.01) for n in full})
     s = GreedyStrategy(GreedyStrategySpec(kind="greedy", base=("a",), candidates=tuple(rung), max_rounds=1,
-                                          halving={"eta": 2, "min_fraction": 0.5}), FACTORY)
+                                          halving={"eta": 2, "min_fraction": 0.5}, adopt={}), FACTORY, comparator)
     while not s.finished:
         batch = []
         while (p := s.ask()) is not None:
             batch.append(p)
         for p in batch:
+            comparator.added[p.key] = p.added or ""
             value = BASE if p.added is None else (full[p.added] if p.trial.budget is None else rung[p.added])
             s.tell(p.key, TrialResult(key=p.key, status="finished", objective=value))
     d = s.decisions()[1]
@@ -258,3 +260,6 @@ def test_halving_rounds_record_rung_against_full_budget_correlation() -> None:
     assert len(d.rungs) == 1 and d.rungs[0].budget == 0.5 and d.rungs[0].n == 3
     assert d.rungs[0].rho == pytest.approx(-0.5)
     assert s.decisions()[0].rungs == ()  # the base round has no ladder
+    # Holm counts all 6 candidates that entered the ladder, not just the 3 survivors the rung picked on the same items.
+    assert [v.added for v in d.verdicts] == ["b", "c", "d"] and verdicts(s)["c"] == ADOPTED
+    assert sorted(v.confidence for v in d.verdicts) == pytest.approx([1 - 0.05 / n for n in (4, 5, 6)])

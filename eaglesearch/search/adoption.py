@@ -11,7 +11,10 @@ Rules (``GreedyStrategySpec.adoption_rule``):
 
 Holm (``correction: holm``), carried out on per-candidate confidence levels. The family is the round's usable
 candidates (m of them: finished, with a score), including any whose interval cannot be paired (they count, and are
-never significant: the conservative choice). Candidates are ordered by their two-sided bootstrap p-value
+never significant: the conservative choice). With successive halving the family is every candidate that entered the
+ladder with a usable first-rung score, not only the survivors that reached the full budget: the survivors were
+selected on the same evaluation items, so correcting over them alone would understate the search's chances; the
+eliminated ones take the last places of the ordering (as if their p-values were 1). Candidates are ordered by their two-sided bootstrap p-value
 (``evaluate/uncertainty.py``; ties and unpaired ones last, in pool order); the j-th of them (j = 1..m) gets its
 interval at level ``1 - alpha / (m - j + 1)``, and candidates 1..j are significant while every interval up to the
 j-th excludes 0 (step-down: the first interval that contains 0 stops the procedure). This is Holm's procedure with
@@ -110,16 +113,17 @@ def describe(settings: RuleSettings) -> str:
 
 
 def judge(contenders: Sequence[Contender], incumbent: TrialResult | None, settings: RuleSettings,
-          comparator: GainComparator | None) -> Judgement:
+          comparator: GainComparator | None, family: int = 0) -> Judgement:
     """Every contender's verdict and the one adopted (module docstring). ``comparator`` may be ``None`` except
-    under ``paired_ci``; then no intervals are shown."""
+    under ``paired_ci``; then no intervals are shown. ``family``: Holm's m when larger than the usable contenders
+    (candidates a halving ladder eliminated before the full budget)."""
     if settings.rule not in RULES:
         raise ValueError(f"unknown adoption rule {settings.rule!r}; known: {', '.join(RULES)}")
     if settings.rule == "paired_ci":
         if comparator is None or incumbent is None:
             raise RuntimeError("adopt.rule paired_ci needs a gain comparator and an incumbent; the strategy was "
                                "built without a comparator (make_strategy(..., comparator=...))")
-        return _paired(contenders, incumbent, settings, comparator)
+        return _paired(contenders, incumbent, settings, comparator, family)
     level = 1 - settings.alpha
     pairs = [_pair(comparator, c, incumbent, settings.metric, level) for c in contenders]
     best = best_index([c.gain for c in contenders], "max")  # gains are oriented: larger is better
@@ -151,12 +155,12 @@ def holm_levels(m: int, alpha: float, correction: str) -> list[float]:
 
 
 def _paired(contenders: Sequence[Contender], incumbent: TrialResult, settings: RuleSettings,
-            comparator: GainComparator) -> Judgement:
+            comparator: GainComparator, family: int) -> Judgement:
     usable = [i for i, c in enumerate(contenders) if c.gain is not None]
     first_level = 1 - settings.alpha
     first = {i: _pair(comparator, contenders[i], incumbent, settings.metric, first_level) for i in usable}
     order = sorted(usable, key=lambda i: (0, first[i].p_value, i) if first[i] is not None else (1, 0.0, i))  # type: ignore[union-attr]
-    levels = holm_levels(len(order), settings.alpha, settings.correction)
+    levels = holm_levels(max(len(order), family), settings.alpha, settings.correction)[:len(order)]
     intervals: dict[int, tuple[PairedGain | None, float]] = {}
     significant: list[int] = []
     stepping = True

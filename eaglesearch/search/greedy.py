@@ -312,4 +312,5 @@ class GreedyStrategy(Strategy):
                                 gain=None if v is None or previous is None else improvement(v, previous, self.mode),
                                 pairable=not seeded and p.key not in self._seeds, added=p.added)
                       for p, v in zip(originals, objectives, strict=True)]
-        return judge(contenders, incumbent, self._rule, self.comparator)
+        family = self._ladder.entered(self._results.get, self.metric) if self._ladder is not None else 0
+        return judge(contenders, incumbent, self._rule, self.comparator, family)

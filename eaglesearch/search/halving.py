@@ -131,6 +131,12 @@ class Ladder:
             self.rungs.append((budget, list(self.current)))
         return list(self.current)
 
+    def entered(self, results: Callable[[str], TrialResult | None], metric: str) -> int:
+        """Candidates with a usable score on the first rung (the full budget for a lone candidate): the family a
+        round's multiplicity correction must count (``search/adoption.py``)."""
+        first = self.rungs[0][1] if self.rungs else [at_budget(p, None) for p in self.candidates]
+        return sum(score_of(results(p.key), metric) is not None for p in first)
+
     def correlations(self, results: Callable[[str], TrialResult | None], metric: str) -> tuple[RungCorrelation, ...]:
         """Per rung below the full budget: Spearman's rho between its scores and the full-budget scores of the
         candidates scored at both (a rank correlation, so the same in ``min`` and ``max`` mode)."""
