@@ -115,6 +115,9 @@ def test_ray_run_then_rerun_trains_nothing(tmp_path: Path) -> None:
     )
     # Nothing trained: every child copies a run of the first invocation.
     assert set(again["cached_from"]) == set(runs["run_id"])
+    # Gains come with paired intervals under Ray too, cached runs paired from the runs they were copied from.
+    rounds = (root / "reports" / "ray-greedy" / "rounds.md").read_text()
+    assert len(re.findall(r"\[[+-]\d\.\d{3}, [+-]\d\.\d{3}\] 95%", rounds)) == 3, rounds  # 2 + 1 candidates
 
     report = cli(root, "report", "ray-greedy")
     assert report.returncode == 0 and "ray-greedy" in report.stdout
