@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +25,7 @@ from eaglesearch.app.outcome import (
     search_exit_code,
 )
 from eaglesearch.spec import LoadedSearch, SpecError
+from eaglesearch.spec.errors import SpecWarning
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 out = Console()
@@ -55,7 +57,14 @@ def _load(path: Path, check_paths: bool = True) -> LoadedSearch:
     from eaglesearch.model.validate import load_checked_search
 
     try:
-        loaded = load_checked_search(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SpecWarning)
+            loaded = load_checked_search(path)
+        for warning in caught:  # valid but likely unintended (a stage list that drops recipe fields): say so, go on
+            if issubclass(warning.category, SpecWarning):
+                err.print(f"[yellow]warning[/yellow] {warning.message}", highlight=False)
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         preflight_search(loaded, check_paths_exist=check_paths)
         return loaded
     except SpecError as e:

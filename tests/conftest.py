@@ -13,7 +13,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network here: fail hub lookup
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Under pytest-xdist the cores are shared among the workers: one thread each, so workers × threads ≤ cores.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // _WORKERS))
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -97,13 +97,22 @@ def test_inline_greedy_with_failing_candidate(tmp_path: Path) -> None:
     assert ranked["tie"].iloc[0] == "1" and ranked["tie"].iloc[1] in {"2", "=1"}
 
 
-def test_ray_run_then_rerun_trains_nothing(tmp_path: Path) -> None:
-    root = make_project(tmp_path, {"g": greedy_space("ray-greedy", ["{name: convnext, resolution: 128}", "sam"])})
+GREEDY_RAY = greedy_space("ray-greedy", ["{name: convnext, resolution: 128}", "sam"])
+
+
+@pytest.fixture(scope="module")
+def ray_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
+    """One uninterrupted greedy search on Ray (4 trials): its project, child runs and leaderboard. The rerun test
+    runs it again; the SIGKILL test compares its own resumed search with this table."""
+    root = make_project(tmp_path_factory.mktemp("ray"), {"g": GREEDY_RAY})
     first = cli(root, "run", "search_spaces/g.yaml", "--quiet")
     assert first.returncode == 0, first.stdout + first.stderr
-    runs = runs_of(root, "ray-greedy")
+    return root, runs_of(root, "ray-greedy"), leaderboard(root, "ray-greedy")
+
+
+def test_ray_run_then_rerun_trains_nothing(ray_search) -> None:
+    root, runs, table = ray_search
     assert len(runs) == 4 and set(runs["status_tag"]) == {"finished"}
-    table = leaderboard(root, "ray-greedy")
 
     second = cli(root, "run", "search_spaces/g.yaml", "--quiet")
     assert second.returncode == 0, second.stdout + second.stderr
@@ -144,13 +153,10 @@ def trained_runs_per_key(db: Path) -> dict[str, int]:
     return counts
 
 
-def test_sigkill_mid_search_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
-    space = greedy_space("killed", ["{name: convnext, resolution: 128}", "sam"])
-    ref_root = make_project(tmp_path / "ref", {"g": space})
-    ref = cli(ref_root, "run", "search_spaces/g.yaml", "--executor", "inline", "--quiet")
-    assert ref.returncode == 0, ref.stderr
-
-    root = make_project(tmp_path / "kill", {"g": space})
+def test_sigkill_mid_search_then_resume_matches_uninterrupted(tmp_path: Path, ray_search) -> None:
+    """The same search as ``ray_search``, SIGKILLed (driver, Ray and trials) after two trials finished, then run
+    again: nothing finished trains twice and the table equals the uninterrupted one."""
+    root = make_project(tmp_path / "kill", {"g": GREEDY_RAY})
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db",
                EAGLESEARCH_HOME=str(root / ".eaglesearch"))
     proc = subprocess.Popen([sys.executable, "-m", "eaglesearch.cli", "run", "search_spaces/g.yaml", "--quiet"],
@@ -178,8 +184,9 @@ def test_sigkill_mid_search_then_resume_matches_uninterrupted(tmp_path: Path) ->
     assert max(counts.values()) <= 2, counts  # Tune is at-least-once: a trial killed mid-way may train twice
     assert all(counts[k] == 1 for k in finished_before), (finished_before, counts)  # completed: never again
     cols = ["rank", "candidate", "round", "objective", "delta", "params", "key"]
-    mine = leaderboard(root, "killed")[cols + [c for c in leaderboard(root, "killed") if c.startswith("score/")]]
-    theirs = leaderboard(ref_root, "killed")[mine.columns]
+    resumed_table = leaderboard(root, "ray-greedy")
+    mine = resumed_table[cols + [c for c in resumed_table if c.startswith("score/")]]
+    theirs = ray_search[2][mine.columns]
     pd.testing.assert_frame_equal(mine, theirs)
 
 

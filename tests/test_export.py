@@ -212,3 +212,48 @@ def test_lmms_eval_adapter_answers_its_requests(world) -> None:
         lmm.generate_until_multi_round(requests)
     with pytest.raises(TypeError, match="unknown: conv_template"):
         EagleSearchLMM(pretrained=str(world["folder"]), conv_template="vicuna_v1")
+
+
+@pytest.mark.parametrize("resize", ["pad", "dynamic"])
+def test_generate_applies_the_trials_image_policy(tmp_path: Path, world, resize: str) -> None:
+    """A trial that padded or tiled its images answers through the winner as its evaluation did: on wide pictures
+    (3:1) the policy decides what the experts see and how many image tokens the prompt gets."""
+    from dataclasses import replace
+
+    from eaglesearch.data.aspect import ImagePolicy
+    from eaglesearch.model.experts.base import PAD_FILL
+    from eaglesearch.spec.aspect import ImagePolicySpec
+
+    image = ImagePolicySpec(resize=resize, max_tiles=4) if resize == "dynamic" else ImagePolicySpec(resize=resize)
+    trial = world["trial"].model_copy(update={"data": world["trial"].data.model_copy(update={"image": image})})
+    folder = save_model_folder(world["model"], world["tokenizer"], trial, tmp_path / "saved")
+    wide = []
+    for i, item in enumerate(world["benchmark"].items[:4]):
+        picture = Image.open(item.image).convert("RGB")
+        path = tmp_path / f"wide{i}.png"
+        canvas = Image.new("RGB", (3 * picture.width, picture.height), (200, 30, 30))
+        canvas.paste(picture, (picture.width, 0))
+        canvas.save(path)
+        wide.append(replace(item, image=path))
+    benchmark = make_benchmark("count", "synthetic", wide)
+    policy = ImagePolicy.from_spec(image, PAD_FILL)
+    recorded = predict(world["model"], world["tokenizer"], benchmark, image_size=trial.data.image_size,
+                       batch_size=trial.eval.batch_size, max_new_tokens=trial.eval.max_new_tokens, policy=policy)
+    expected = [r.scored.prediction for r in recorded]
+    winner = eaglesearch.load(folder)
+    assert winner.policy == policy
+    assert winner.generate([item.image for item in wide], [item.prompt for item in wide]) == expected
+    # Scores are continuous in the pixels: the winner's equals evaluation's under the policy, not the squashed one's.
+    from eaglesearch.data.aspect import images_in
+
+    model, tokenizer, item = world["model"], world["tokenizer"], wide[0]
+    answer = [tokenizer("three", add_special_tokens=False)["input_ids"]]
+    references = []
+    for chosen in (policy, ImagePolicy()):
+        picture = item_image(item, 64, chosen)
+        prompt = _prompt_ids(tokenizer, item, images_in(picture) * model.num_visual_tokens, "chatml")
+        references.append(candidate_logprobs(model, picture.unsqueeze(0), [prompt], [answer],
+                                             tokenizer.pad_token_id)[0][0])
+    logp, _ = winner.loglikelihood(item.image, item.prompt, "three")
+    assert logp == pytest.approx(references[0], abs=1e-5)
+    assert logp != pytest.approx(references[1], abs=1e-4)

@@ -188,7 +188,7 @@ def test_auto_parallelism_reaches_the_trial_as_the_plan_decides(repo: Path, tmp_
     """The dispatcher asks each trial's plan under `parallelism: auto`: fsdp for X5-7B on 8x80 GB, ddp when ddp
     fits (the same trial on imaginary 400 GB cards)."""
     from eaglesearch.execution.multi_worker import parallelism_for
-    from eaglesearch.search.reach import planned_trials
+    from eaglesearch.search import planned_trials
 
     for memory_gb, expected in ((80, "fsdp"), (400, "ddp")):
         loaded = load_checked_search(_space(tmp_path, repo, {"parallelism": "auto", "gpu_memory_gb": memory_gb}))

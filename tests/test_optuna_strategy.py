@@ -355,7 +355,7 @@ def test_unknown_key_is_an_error_and_repeats_are_ignored() -> None:
 def test_shipped_spaces_validate_and_plan(repo: Path, tmp_path: Path, name: str, trials: int) -> None:
     from eaglesearch.execution.plan import make_plan
     from eaglesearch.model.validate import load_checked_search
-    from eaglesearch.search.reach import planned_trials
+    from eaglesearch.search import planned_trials
     from eaglesearch.trial.workspace import Workspace
 
     loaded = load_checked_search(repo / "search_spaces" / f"{name}.yaml")

@@ -8,7 +8,7 @@ import pytest
 
 from eaglesearch.execution.plan import make_plan
 from eaglesearch.model.validate import load_checked_search
-from eaglesearch.search.reach import planned_trials
+from eaglesearch.search import planned_trials
 from eaglesearch.trial.plan import measure_on_meta
 from eaglesearch.trial.workspace import Workspace
 

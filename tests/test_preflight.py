@@ -14,7 +14,7 @@ from eaglesearch.data.templates import TEMPLATES, get_template
 from eaglesearch.execution.plan import preflight_search as preflight
 from eaglesearch.model import build_eagle, load_tokenizer
 from eaglesearch.model.validate import load_checked_search
-from eaglesearch.search.reach import candidate_trials
+from eaglesearch.search import reachable_trials
 from eaglesearch.spec import ModelSpec, SpecError, SyntheticDataSpec, TokenizerSpec
 from eaglesearch.trial.preflight import VisualTokens, min_text_tokens
 
@@ -82,7 +82,7 @@ def test_greedy_checks_every_reachable_expert_set(tmp_path: Path) -> None:
     space = ("name: g\nrecipe: experiments/pf.yaml\nstrategy: {kind: greedy, base: [clip], "
              "candidates: [convnext, sam, dinov2], max_rounds: 2}\n")
     loaded = load_checked_search(_project(tmp_path, space))
-    labels = sorted(re.sub(r"@\d+", "", c.trial.label) for c in candidate_trials(loaded))
+    labels = sorted(re.sub(r"@\d+", "", c.trial.label) for c in reachable_trials(loaded))
     assert labels == sorted(["clip", "clip+convnext", "clip+sam", "clip+dinov2", "clip+convnext+sam",
                              "clip+convnext+dinov2", "clip+sam+dinov2"])
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from eaglesearch.spec import ExpertSpec, Recipe, SpecError, TrialFactory, load_search_space
-from eaglesearch.spec.load import grid_combinations
 
 KNOWN = {"clip", "convnext", "sam"}
 
@@ -112,7 +111,7 @@ def test_grid_exclude_and_bad_factor_value(tmp_path: Path) -> None:
         - {experts: [clip], train.lr: 0.001}
     """
     loaded = load_search_space(write(tmp_path, body), known_experts=KNOWN)
-    combos = list(grid_combinations(loaded.space.strategy))
+    combos = list(loaded.space.strategy.combinations())
     assert len(combos) == 3
     err = error_of(write(tmp_path, body.replace("0.0005]", "-1]")))
     # train.lr is a shorthand for every stage's lr: the issue names the factor that set it, on its line

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from eaglesearch.spec import ExpertSpec, ModelSpec, SpecError, TrainSpec, TrialSpec
-from eaglesearch.spec.load import deep_merge, load_recipe, load_search_space, set_path
+from eaglesearch.spec.errors import SpecWarning
+from eaglesearch.spec.load import load_recipe, load_search_space
+from eaglesearch.spec.merge import deep_merge, dropped_by_lists, set_path
 from eaglesearch.spec.train import DEFAULT_STEPS, StageSpec, TrainableSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,6 +114,30 @@ def test_overrides_and_factors_address_stages_by_name() -> None:
         set_path(merged, "train.stages.warmup.steps", 1)
     with pytest.raises(ValueError, match="no item named 'nope'"):
         deep_merge(base, {"train": {"stages": {"nope": {"lr": 1}}}})
+
+
+def test_a_stage_list_in_the_overrides_names_what_it_drops_of_the_recipe(tmp_path: Path) -> None:
+    recipe = {"train": {"stages": [{"name": "align", "steps": 2}, {"name": "sft", "steps": 3, "lr": 5e-4}]}}
+    assert dropped_by_lists(recipe, {"train": {"stages": [{"name": "sft", "steps": 5}]}}) == [
+        (("train", "stages"), ["align (whole item)", "sft.lr"])]
+    assert dropped_by_lists(recipe, {"train": {"stages": {"sft": {"steps": 5}}}}) == []  # merged by name
+    assert dropped_by_lists(recipe, {"train": {"stages": [{"name": "align", "steps": 1},
+                                                          {"name": "sft", "steps": 5, "lr": 1e-4}]}}) == []
+
+    (tmp_path / "r.yaml").write_text("name: r\nmodel: {grid: 4}\ntrain:\n  stages:\n    - {name: align, steps: 2}\n"
+                                     "    - {name: sft, steps: 3, lr: 5.0e-4}\n")
+    space = ("name: s\nrecipe: r.yaml\noverrides:\n  train:\n    stages:\n      - {name: sft, steps: 5}\n"
+             "strategy: {kind: greedy, base: [clip], candidates: [sam]}\n")
+    (tmp_path / "s.yaml").write_text(space)
+    with pytest.warns(SpecWarning) as caught:
+        load_search_space(tmp_path / "s.yaml")
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith(f"{tmp_path / 's.yaml'}:5: overrides.train.stages: this list replaces")
+    assert "align (whole item), sft.lr" in message and "mapping by name" in message
+    (tmp_path / "s.yaml").write_text(space.replace("      - {name: sft, steps: 5}", "      sft: {steps: 5}"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpecWarning)
+        load_search_space(tmp_path / "s.yaml")
 
 
 @pytest.mark.parametrize(("name", "label"), [("llava", "align>sft"), ("eagle_prealign", "prealign>align>sft"),

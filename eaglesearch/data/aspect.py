@@ -34,6 +34,7 @@ from PIL import Image
 from torch import Tensor
 
 from eaglesearch.data.image_ref import ImageRef, decode_rgb, open_image
+from eaglesearch.spec.aspect import ImagePolicySpec
 
 ResizeMode = Literal["square", "pad", "dynamic"]
 Grid = tuple[int, int]  # (cols, rows): tiles across, tiles down
@@ -65,6 +66,15 @@ class ImagePolicy:
         if not self.stacked:
             return 1
         return self.max_tiles + (1 if self.thumbnail and self.max_tiles > 1 else 0)
+
+    @classmethod
+    def from_spec(cls, spec: ImagePolicySpec, pad_fill: tuple[int, int, int]) -> ImagePolicy:
+        """The policy a recipe's ``data.image`` declares; ``pad`` fills with its ``pad_color``, else ``pad_fill``."""
+        fill = (0, 0, 0)
+        if spec.resize == "pad":
+            fill = spec.pad_color if spec.pad_color is not None else pad_fill
+        return cls(resize=spec.resize, min_tiles=spec.min_tiles, max_tiles=spec.max_tiles, thumbnail=spec.thumbnail,
+                   fill=fill)
 
     def images_for(self, width: int, height: int, size: int) -> int:
         """How many square images a ``width``×``height`` picture becomes at tile side ``size``."""

@@ -146,11 +146,10 @@ def run_search(
         record_rounds(store, parent_id, decisions)
     kept = _register_kept(loaded, uri, parent_id) if complete and space.keep_best > 0 else []
     store.close_parent(parent_id, "FINISHED" if complete else "FAILED")
-    pareto_front = getattr(final, "pareto_front", None)
     return SearchOutcome(parent_id=parent_id, resumed=resumed, complete=complete,
                          decisions=decisions, tracking_uri=uri,
                          baseline_key=final.baseline_key(),
-                         pareto=pareto_front() if pareto_front is not None else [], kept=kept)
+                         pareto=final.pareto_front(), kept=kept)
 
 
 def _register_kept(loaded: LoadedSearch, uri: str, parent_id: str) -> list[RegisteredWinner]:

@@ -1,4 +1,5 @@
-"""A search before it runs: the trials it can reach (``search/reach.py``), each sized or checked by ``trial/``.
+"""A search before it runs: the trials its strategy can reach (``search/registry.py``), each sized or checked by
+``trial/``.
 
 The same walk as a run, without dispatching anything: the strategy says which trials exist, the trial layer builds
 what it can without training. ``validate``, ``plan`` and ``run`` call these.
@@ -6,8 +7,7 @@ what it can without training. ``validate``, ``plan`` and ``run`` call these.
 
 from __future__ import annotations
 
-from eaglesearch.search import make_strategy
-from eaglesearch.search.reach import candidate_trials, planned_trials
+from eaglesearch.search import make_strategy, planned_trials, reachable_trials
 from eaglesearch.spec import LoadedSearch
 from eaglesearch.trial import memory, plan, preflight
 from eaglesearch.trial.workspace import Workspace
@@ -34,4 +34,4 @@ def memory_refusals(loaded: LoadedSearch) -> list[str]:
 
 def preflight_search(loaded: LoadedSearch, check_paths_exist: bool = True) -> None:
     """The preflight over every trial the strategy can produce: raise ``SpecError`` naming each problem."""
-    preflight.preflight(loaded, candidate_trials(loaded), check_paths_exist=check_paths_exist)
+    preflight.preflight(loaded, reachable_trials(loaded), check_paths_exist=check_paths_exist)

@@ -4,11 +4,11 @@
 a wrong combination is reported with its file and line before anything trains. It checks:
 
 * the experts resolve (known family, preset, resolution a multiple of the stride);
-* the injection fusions (``llava_hr``, ``mini_gemini``, ``deformable``) have a low-resolution query expert first and
-  at least one expert of strictly higher input resolution after it, and no tiled expert;
-* ``llava_hr``'s first expert is a ViT (a family in :data:`VIT_FAMILIES`: it is run block by block);
-* a tiled expert is used with ``channel_concat`` only when it is the only expert (its (1 + tiles²)·grid² tokens
-  cannot be concatenated on channels with another expert's grid² tokens); ``sequence_append`` takes any mix.
+* the fusion's own rules (``model/fusions/rules.py``): the injection fusions (``llava_hr``, ``mini_gemini``,
+  ``deformable``) have a low-resolution query expert first and at least one expert of strictly higher input
+  resolution after it, and no tiled expert; ``llava_hr``'s first expert is a ViT with block access (its family and
+  preset say so: ``is_plain_vit``); a tiled expert is used with ``channel_concat`` only when it is the only expert;
+  ``sequence_append`` takes any mix.
 
 What needs built experts (e.g. ``fusion_heads`` dividing the query expert's width) is checked when the model is
 built, with the same kind of message.
@@ -20,46 +20,16 @@ from pathlib import Path
 
 from eaglesearch.model.experts.custom import declare_expert, resolve_declared_expert
 from eaglesearch.model.experts.discovery import PluginError, discover_experts
-from eaglesearch.model.experts.registry import expert_names, resolve_expert
-from eaglesearch.spec import ExpertSpec, LoadedSearch, ModelSpec, SpecError, TrialSpec, load_search_space
-
-# Expert families that are plain ViTs (patch embedding + a stack of global-attention blocks), by family name.
-# SAM is a ViT-Det with windowed attention and a conv neck, so it is not in the set.
-VIT_FAMILIES = frozenset({"clip", "siglip", "dinov2", "eva02"})
-INJECTION_FUSIONS = frozenset({"llava_hr", "mini_gemini", "deformable"})
+from eaglesearch.model.experts.registry import expert_names, get_family, is_plain_vit, resolve_expert
+from eaglesearch.model.fusions.rules import FUSION_RULES
+from eaglesearch.spec import LoadedSearch, ModelSpec, SpecError, TrialSpec, load_search_space
 
 
 def validate_model(spec: ModelSpec) -> None:
     """``ValueError`` with the reason and a fix when ``spec`` cannot be built; ``None`` when it can."""
     experts = [resolve_expert(e) for e in spec.experts]
-    got = "+".join(e.label for e in experts)
-    tiled = [e.label for e in experts if e.resize == "tile"]
-    if spec.fusion == "channel_concat" and tiled and len(experts) > 1:
-        raise ValueError(f"fusion 'channel_concat' cannot mix tiled and other experts ({', '.join(tiled)} in {got}): "
-                         "a tiled expert gives (1 + tiles²)·grid² tokens, the others grid²; use fusion "
-                         "sequence_append, or resize: interpolate")
-    if spec.fusion in INJECTION_FUSIONS:
-        _check_injection(spec.fusion, experts, got, tiled)
-
-
-def _check_injection(fusion: str, experts: list[ExpertSpec], got: str, tiled: list[str]) -> None:
-    query = "a low-resolution ViT query expert" if fusion == "llava_hr" else "a low-resolution query expert"
-    if len(experts) < 2:
-        raise ValueError(f"fusion '{fusion}' needs {query} first and at least one high-resolution expert; got {got} "
-                         "— add a higher-resolution expert after it (e.g. convnext@256), or use channel_concat")
-    if tiled:
-        raise ValueError(f"fusion '{fusion}' cannot take tiled experts ({', '.join(tiled)} in {got}); use "
-                         "resize: interpolate, or fusion sequence_append")
-    first = experts[0]
-    if fusion == "llava_hr" and first.name not in VIT_FAMILIES:
-        raise ValueError(f"fusion 'llava_hr' injects into the blocks of its first expert, which must be a ViT "
-                         f"({', '.join(sorted(VIT_FAMILIES))}); got '{first.name}' first in {got} — put a ViT first")
-    assert first.resolution is not None
-    low = [e.label for e in experts[1:] if e.resolution is not None and e.resolution <= first.resolution]
-    if low:
-        raise ValueError(f"fusion '{fusion}' needs every expert after the first to see a higher resolution than "
-                         f"{first.label}; not so for {', '.join(low)} in {got} — raise their resolution or lower "
-                         f"{first.name}'s")
+    vits = [n for n in expert_names() if get_family(n).tileable]
+    FUSION_RULES[spec.fusion].check(experts, is_plain_vit, vits)
 
 
 def validate_trial(trial: TrialSpec) -> None:

@@ -4,22 +4,27 @@ A strategy is a pure state machine: ``ask()`` hands out the next :class:`Proposa
 for results or is done), ``tell(key, result)`` records what a proposed trial produced. It owns no I/O, no Ray and
 no unseeded randomness, holds only picklable state (so the Ray Tune searcher that wraps it can be pickled), and
 answers a trial whose key it has already been told from that result instead of proposing it again.
+
+Everything about one kind of strategy lives on its class: the search (``ask``/``tell``), what it reports
+(:class:`Reporting`, with defaults) and what it can reach before it runs (``planned_trials`` for ``plan``,
+``reachable`` for the preflight). :mod:`eaglesearch.search.registry` maps each ``strategy.kind`` to its class.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Self
 
-from eaglesearch.spec import (
-    GreedyStrategySpec,
-    GridStrategySpec,
-    OptunaStrategySpec,
-    TrialFactory,
-    TrialResult,
-    TrialSpec,
-)
+from eaglesearch.spec import LoadedSearch, SpecError, TrialFactory, TrialResult, TrialSpec
+from eaglesearch.spec.declared import DeclaredTrial
+from eaglesearch.spec.search_space import StrategySpec
+from eaglesearch.spec.yaml_source import Loc, format_loc
+
+if TYPE_CHECKING:  # adoption imports this module
+    from eaglesearch.search.adoption import GainComparator
 
 
 @dataclass(frozen=True)
@@ -122,18 +127,84 @@ def best_index(objectives: list[float | None], mode: str) -> int | None:
     return best
 
 
-class Strategy(ABC):
-    """Ask/tell search strategy. Subclasses set ``kind``; ``metric`` and ``mode`` say what the results are ranked by."""
+class Reporting:
+    """What a run, its progress view and its report read off a strategy, with the answers of a strategy that has no
+    rounds, no baseline and one objective. Strategies override what they know better (greedy: its rounds, its
+    adopted incumbent, its base; Optuna: its Pareto front).
 
-    kind: str
+    The defaults read the record :class:`Strategy` keeps for every strategy: ``_results`` (every told result, by
+    key), ``_pending`` (keys handed out by ``ask`` and not yet told) and ``_proposed`` (every proposal made so far,
+    by key, in proposal order; a strategy adds to it with ``_record``)."""
+
     metric: str
     mode: str
+    _results: dict[str, TrialResult]
+    _pending: set[str]
+    _proposed: dict[str, Proposal]
 
-    def __init__(self, spec: GreedyStrategySpec | GridStrategySpec | OptunaStrategySpec, factory: TrialFactory) -> None:
+    def pending(self) -> set[str]:
+        """Keys handed out by ``ask`` and not yet told."""
+        return set(self._pending)
+
+    def result(self, key: str) -> TrialResult | None:
+        """The result told for ``key``, if any."""
+        return self._results.get(key)
+
+    def proposals(self) -> list[Proposal]:
+        """Every proposal so far (asked, answered from earlier results, or waiting), in proposal order."""
+        return list(self._proposed.values())
+
+    def incumbent(self) -> Proposal | None:
+        """The best trial so far: the best usable told result, the earliest proposal on a tie."""
+        told = [p for p in self._proposed.values() if p.key in self._results]
+        i = best_index([score_of(self._results[p.key], self.metric) for p in told], self.mode)
+        return told[i] if i is not None else None
+
+    def decisions(self) -> list[RoundDecision]:
+        """One per completed round; none for a strategy without rounds."""
+        return []
+
+    def baseline_key(self) -> str | None:
+        """Key of the trial deltas refer to (greedy: the base; grid: ``spec.baseline``'s combination); none here."""
+        return None
+
+    def pareto_front(self) -> list[Proposal]:
+        """The told trials no other beats in every objective, for a strategy with a second (cost) objective;
+        empty for one objective."""
+        return []
+
+
+class Strategy(Reporting, ABC):
+    """Ask/tell search strategy for one ``strategy.kind`` (registered in :mod:`eaglesearch.search.registry`).
+
+    A subclass implements the search (``ask``, ``tell``, ``finished``) and how many trials it plans
+    (``expected_trials``); what it can reach before it runs (``planned_trials``, ``reachable``) defaults to the
+    trials its spec declares (``declared_trials``: greedy's first round, every grid combination, an Optuna
+    space's corners). ``metric`` and ``mode`` say what the results are ranked by."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, spec: StrategySpec, factory: TrialFactory) -> None:
         self.spec = spec
         self.factory = factory
         self.metric = spec.objective
         self.mode = spec.mode
+        self._results = {}
+        self._pending = set()
+        self._proposed = {}
+
+    @classmethod
+    def from_search(cls, loaded: LoadedSearch, comparator: GainComparator | None = None) -> Self:
+        """A fresh strategy for a loaded search space (its ``space.strategy``, trials built by its factory).
+        ``comparator`` pairs two trials item by item, for a strategy whose decisions compare trials (greedy's
+        ``adopt``); the others do without."""
+        return cls(loaded.space.strategy, loaded.factory)
+
+    def _record(self, proposal: Proposal) -> None:
+        """Note a proposal the strategy made (the first proposal of a key stands)."""
+        self._proposed.setdefault(proposal.key, proposal)
+
+    # -- the search ---------------------------------------------------------------------------------------------
 
     @abstractmethod
     def ask(self) -> Proposal | None:
@@ -149,25 +220,52 @@ class Strategy(ABC):
         """True once nothing more will be proposed."""
 
     @abstractmethod
-    def pending(self) -> set[str]:
-        """Keys handed out by ``ask`` and not yet told."""
-
-    @abstractmethod
-    def decisions(self) -> list[RoundDecision]:
-        """One per completed round (greedy); empty for strategies without rounds."""
-
-    @abstractmethod
-    def incumbent(self) -> Proposal | None:
-        """The best trial so far (greedy: the trial of the currently chosen expert set)."""
-
-    @abstractmethod
     def expected_trials(self) -> list[int]:
         """Trials per round if nothing fails and nothing stops early (what ``plan`` shows)."""
 
-    @abstractmethod
-    def baseline_key(self) -> str | None:
-        """Key of the trial deltas refer to (greedy: the base; grid: ``spec.baseline``'s combination)."""
+    # -- what it can reach, before it runs ----------------------------------------------------------------------
 
-    @abstractmethod
-    def result(self, key: str) -> TrialResult | None:
-        """The result told for ``key``, if any."""
+    @classmethod
+    def reachable(cls, loaded: LoadedSearch) -> Iterator[Candidate]:
+        """Every trial this strategy can produce (or, where that is too many, a sample that bounds them), with the
+        strategy entry each comes from: what the preflight checks. Default: the trials the spec declares.
+        A trial no model can build is a ``SpecError`` at its entry."""
+        for d in declared(loaded):
+            yield Candidate(build(loaded, d.entry, lambda d=d: loaded.factory.make(d.experts, d.assignments)), d.entry)
+
+    @classmethod
+    def planned_trials(cls, loaded: LoadedSearch) -> list[TrialSpec]:
+        """The trials whose cost ``plan`` reports, one per key. Default: every reachable trial."""
+        return distinct(c.trial for c in cls.reachable(loaded))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A trial a strategy can produce, and the strategy entry it comes from (where a problem with it is reported)."""
+
+    trial: TrialSpec
+    entry: Loc
+
+
+def declared(loaded: LoadedSearch) -> list[DeclaredTrial]:
+    """The trials ``loaded``'s strategy spec declares (the loader has built each one already)."""
+    return loaded.space.strategy.declared_trials(loaded.factory.base_dict()["model"]["experts"])
+
+
+def build(loaded: LoadedSearch, entry: Loc, make: Callable[[], TrialSpec], what: str = "a trial") -> TrialSpec:
+    """``make()``, or a ``SpecError`` at the strategy ``entry`` when the trial cannot be built (e.g. a set of
+    experts a later greedy round reaches that no model can take); ``what`` names the trial in the message."""
+    try:
+        return make()
+    except ValueError as err:  # includes pydantic's ValidationError
+        doc = loaded.doc
+        raise SpecError.single(format_loc(entry), f"the search can reach {what} that cannot be built: {err}",
+                               file=doc.path, line=doc.line_of(entry)) from None
+
+
+def distinct(trials: Iterable[TrialSpec]) -> list[TrialSpec]:
+    """``trials`` with later repeats of a key left out."""
+    seen: dict[str, TrialSpec] = {}
+    for t in trials:
+        seen.setdefault(t.key, t)
+    return list(seen.values())

@@ -27,20 +27,26 @@ the round's :class:`RoundDecision`.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 
 from eaglesearch.search.adoption import Contender, GainComparator, Judgement, RuleSettings, describe, judge
 from eaglesearch.search.base import (
+    Candidate,
     CandidateVerdict,
     Proposal,
     RoundDecision,
     Strategy,
     best_index,
+    build,
+    distinct,
     improvement,
     score_of,
 )
 from eaglesearch.search.halving import RUNG, Ladder, keep_count
-from eaglesearch.spec import ExpertSpec, GreedyStrategySpec, TrialFactory, TrialResult
+from eaglesearch.spec import ExpertSpec, GreedyStrategySpec, LoadedSearch, TrialFactory, TrialResult, TrialSpec
+from eaglesearch.spec.yaml_source import Loc
 
 BASE_FAILED = "base failed"
 ALL_FAILED = "all candidates failed"
@@ -48,6 +54,7 @@ NO_GAIN = "no gain"
 NOT_SIGNIFICANT = "no significant gain"
 POOL_EMPTY = "pool empty"
 MAX_ROUNDS = "max_rounds"
+MAX_GREEDY_SETS = 4096  # expert sets the preflight checks; past it, the singletons and the largest set
 
 
 class GreedyStrategy(Strategy):
@@ -67,10 +74,7 @@ class GreedyStrategy(Strategy):
         self._added: list[ExpertSpec] = []
         self._round = 0
         self._proposals: list[Proposal] = []  # the current round's, in pool order
-        self._round_of: dict[str, int] = {}  # every key proposed in a round started so far
-        self._results: dict[str, TrialResult] = {}  # memo: every told result, by trial key
         self._asked: set[str] = set()
-        self._pending: set[str] = set()
         self._decisions: list[RoundDecision] = []
         self._incumbent: Proposal | None = None
         self._incumbent_objective: float | None = None
@@ -97,7 +101,7 @@ class GreedyStrategy(Strategy):
     def tell(self, key: str, result: TrialResult) -> None:
         if key in self._results:
             return  # at-least-once delivery: the first told result stands
-        if key not in self._round_of:
+        if key not in self._proposed:
             raise ValueError(f"greedy search was told about trial {key}, which it has not proposed "
                              f"(known: rounds 0..{self._round})")
         self._results[key] = result
@@ -105,6 +109,10 @@ class GreedyStrategy(Strategy):
         self._advance()
 
     # -- queries ------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_search(cls, loaded: LoadedSearch, comparator: GainComparator | None = None) -> GreedyStrategy:
+        return cls(loaded.space.strategy, loaded.factory, comparator)  # type: ignore[arg-type]
 
     @property
     def finished(self) -> bool:
@@ -115,17 +123,11 @@ class GreedyStrategy(Strategy):
         """The round in flight (or the last one, once finished)."""
         return self._round
 
-    def pending(self) -> set[str]:
-        return set(self._pending)
-
     def decisions(self) -> list[RoundDecision]:
         return list(self._decisions)
 
     def incumbent(self) -> Proposal | None:
         return self._incumbent
-
-    def result(self, key: str) -> TrialResult | None:
-        return self._results.get(key)
 
     def baseline_key(self) -> str | None:
         return self._base_key
@@ -152,6 +154,36 @@ class GreedyStrategy(Strategy):
                 break
         return total
 
+    # -- what it can reach ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def planned_trials(cls, loaded: LoadedSearch) -> list[TrialSpec]:
+        """The base, the base with each candidate, and the largest model a search can reach (base + every
+        candidate): the smallest and biggest of each round's trials."""
+        spec, make = loaded.space.strategy, loaded.factory.make
+        assert isinstance(spec, GreedyStrategySpec)
+        base, pool = spec.base_experts, spec.candidate_experts
+        return distinct([make(base), *(make((*base, c)) for c in pool), make((*base, *pool))])
+
+    @classmethod
+    def reachable(cls, loaded: LoadedSearch) -> Iterator[Candidate]:
+        """The base plus every set of candidates a search can add within ``max_rounds``; past
+        :data:`MAX_GREEDY_SETS` sets, the singletons and the largest set."""
+        spec = loaded.space.strategy
+        assert isinstance(spec, GreedyStrategySpec)
+        base, pool = spec.base_experts, spec.candidate_experts
+        largest = min(len(pool), spec.max_rounds or len(pool))
+        sizes = range(largest + 1)
+        if sum(math.comb(len(pool), k) for k in sizes) > MAX_GREEDY_SETS:
+            subsets: list[tuple[ExpertSpec, ...]] = [(), *((c,) for c in pool), tuple(pool[:largest])]
+        else:
+            subsets = [tuple(s) for k in sizes for s in itertools.combinations(pool, k)]
+        for subset in subsets:
+            entry: Loc = ("strategy", "candidates") if subset else ("strategy", "base")
+            trial = build(loaded, entry, lambda s=subset: loaded.factory.make((*base, *s)),
+                          what=f"the expert set {'+'.join(e.name for e in (*base, *subset))} (a later round)")
+            yield Candidate(trial, entry)
+
     # -- round machinery ----------------------------------------------------------------------------------------
 
     def _start_round(self) -> None:
@@ -171,7 +203,7 @@ class GreedyStrategy(Strategy):
                 self._ladder = Ladder(self.spec.halving, self._proposals)
                 self._proposals = list(self._ladder.current)
         for p in self._proposals:
-            self._round_of.setdefault(p.key, self._round)
+            self._record(p)
 
     def _advance(self) -> None:
         """Decide every round whose trials are all answered (told now, or earlier: pre-told or memoised)."""
@@ -194,7 +226,7 @@ class GreedyStrategy(Strategy):
         added = ladder.next_rung(self._results.get, self.metric, self.mode)
         for p in added:
             self._proposals.append(p)
-            self._round_of.setdefault(p.key, self._round)
+            self._record(p)
         return bool(added)
 
     def _interval(self, key: str) -> tuple[float, float] | None:
@@ -245,7 +277,7 @@ class GreedyStrategy(Strategy):
                 reseed = Proposal(trial=trial, round=self._round, label=f"{p.label} seed={seed}", role="reseed",
                                   added=p.added)
                 self._proposals.append(reseed)
-                self._round_of.setdefault(reseed.key, self._round)
+                self._record(reseed)
                 keys.append(reseed.key)
             self._seeds[p.key] = keys
         return True

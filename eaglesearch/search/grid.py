@@ -11,8 +11,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from eaglesearch.search.base import Proposal, RoundDecision, Strategy, best_index, score_of
-from eaglesearch.spec import GridStrategySpec, TrialFactory, TrialResult, grid_combinations
+from eaglesearch.search.base import Proposal, Strategy
+from eaglesearch.spec import GridStrategySpec, TrialFactory, TrialResult
 
 EXPERTS_FACTOR = "experts"
 
@@ -43,29 +43,28 @@ def factor_labels(factors: list[str]) -> dict[str, str]:
 
 
 class GridStrategy(Strategy):
+    """Every combination proposable at once; the reach is exactly the declared combinations (the defaults)."""
+
     kind = "grid"
 
     def __init__(self, spec: GridStrategySpec, factory: TrialFactory) -> None:
         super().__init__(spec, factory)
         self.spec: GridStrategySpec = spec
         short = factor_labels(list(spec.factors))
-        self._proposals: list[Proposal] = []
-        self._index: dict[str, int] = {}
+        self._proposals: list[Proposal] = []  # one per distinct key, in grid order
         self._baseline_key: str | None = None
-        for combo in grid_combinations(spec):
+        for combo in spec.combinations():
             trial = self.factory.make(assignments=combo)
             key = trial.key
             if self._baseline_key is None and spec.baseline is not None and _matches(combo, spec.baseline):
                 self._baseline_key = key
-            if key in self._index:
+            if key in self._proposed:
                 continue
             extras = " ".join(f"{short[f]}={format_value(v)}" for f, v in combo.items() if f != EXPERTS_FACTOR)
             label = f"{trial.label} {extras}" if extras else trial.label
-            self._index[key] = len(self._proposals)
             self._proposals.append(Proposal(trial=trial, round=0, label=label, role="grid", added=None))
-        self._results: dict[str, TrialResult] = {}
+            self._record(self._proposals[-1])
         self._asked: set[str] = set()
-        self._pending: set[str] = set()
         self._cursor = 0  # proposals before it are asked or told
 
     def ask(self) -> Proposal | None:
@@ -80,7 +79,7 @@ class GridStrategy(Strategy):
         return None
 
     def tell(self, key: str, result: TrialResult) -> None:
-        if key not in self._index:
+        if key not in self._proposed:
             raise ValueError(f"grid search was told about trial {key}, which is not one of its "
                              f"{len(self._proposals)} combinations")
         if key in self._results:
@@ -92,27 +91,8 @@ class GridStrategy(Strategy):
     def finished(self) -> bool:
         return len(self._results) == len(self._proposals)
 
-    def pending(self) -> set[str]:
-        return set(self._pending)
-
-    def decisions(self) -> list[RoundDecision]:
-        return []
-
-    def incumbent(self) -> Proposal | None:
-        told = [p for p in self._proposals if p.key in self._results]
-        objectives = [score_of(self._results[p.key], self.metric) for p in told]
-        i = best_index(objectives, self.mode)
-        return told[i] if i is not None else None
-
-    def result(self, key: str) -> TrialResult | None:
-        return self._results.get(key)
-
     def baseline_key(self) -> str | None:
         return self._baseline_key
-
-    def proposals(self) -> list[Proposal]:
-        """Every (deduplicated) proposal, in grid order."""
-        return list(self._proposals)
 
     def expected_trials(self) -> list[int]:
         return [len(self._proposals)]

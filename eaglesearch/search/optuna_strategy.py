@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from typing import Any, Self
 
 import optuna
 
-from eaglesearch.search.base import Proposal, RoundDecision, Strategy, best_index, score_of
+from eaglesearch.search.adoption import GainComparator
+from eaglesearch.search.base import Proposal, Strategy, score_of
 from eaglesearch.search.grid import factor_labels, format_value
 from eaglesearch.search.optuna_space import directions, make_sampler, sample_point
-from eaglesearch.spec import OptunaStrategySpec, TrialFactory, TrialResult
+from eaglesearch.spec import LoadedSearch, OptunaStrategySpec, TrialFactory, TrialResult
 from eaglesearch.spec.optuna_space import EXPERTS, Point
 
 ROLE = "optuna"
@@ -54,6 +55,9 @@ def _format(value: Any) -> str:
 
 
 class OptunaStrategy(Strategy):
+    """Batches of sampled points; its reach is the space's corners (the defaults: each choice and range end, the
+    largest expert set), what ``plan`` sizes and the preflight checks."""
+
     kind = "optuna"
 
     def __init__(self, spec: OptunaStrategySpec, factory: TrialFactory, concurrency: int = 1) -> None:
@@ -67,18 +71,20 @@ class OptunaStrategy(Strategy):
             self.study = optuna.create_study(directions=directions(spec), sampler=make_sampler(spec, spec.seed))
         self._recipe_experts: list[dict[str, Any]] = factory.base_dict()["model"]["experts"]
         self._short = factor_labels([p for p in spec.params if not p.startswith(EXPERTS + ".")])
-        self._order: list[str] = []  # every proposed key, in proposal order
-        self._proposals: dict[str, Proposal] = {}
         self._points: dict[str, Point] = {}
         self._numbers: dict[str, list[int]] = {}  # key → Optuna trial numbers waiting for its result
         self._queue: list[Proposal] = []  # the current batch's proposals not yet handed out
-        self._pending: set[str] = set()
-        self._results: dict[str, TrialResult] = {}
         self._batch = 0
         self._asks = 0
         self._exhausted = False
         self.skipped: list[tuple[int, str]] = []  # (Optuna trial number, why it was not run)
         self.duplicates = 0  # Optuna trials answered with an earlier trial's result
+
+    @classmethod
+    def from_search(cls, loaded: LoadedSearch, comparator: GainComparator | None = None) -> Self:
+        """Default batch: one proposal per worker, so every worker is busy and proposals don't depend on timing."""
+        return cls(loaded.space.strategy, loaded.factory,  # type: ignore[arg-type]
+                   concurrency=loaded.space.resources.max_concurrent_trials)
 
     # -- ask / tell ---------------------------------------------------------------------------------------------
 
@@ -94,9 +100,9 @@ class OptunaStrategy(Strategy):
     def tell(self, key: str, result: TrialResult) -> None:
         if key in self._results:
             return  # at-least-once delivery: the first told result stands
-        if key not in self._proposals:
+        if key not in self._proposed:
             raise ValueError(f"optuna search was told about trial {key}, which it has not proposed "
-                             f"({len(self._order)} proposed so far)")
+                             f"({len(self._proposed)} proposed so far)")
         self._results[key] = result
         self._pending.discard(key)
         self._queue = [p for p in self._queue if p.key != key]
@@ -109,36 +115,15 @@ class OptunaStrategy(Strategy):
     def finished(self) -> bool:
         if self._queue or self._pending:
             return False
-        return self._exhausted or len(self._order) >= self.spec.n_trials
+        return self._exhausted or len(self._proposed) >= self.spec.n_trials
 
     @property
     def exhausted(self) -> bool:
         """True when the search stopped short of ``n_trials`` because ``max_asks`` Optuna trials found no more."""
         return self._exhausted
 
-    def pending(self) -> set[str]:
-        return set(self._pending)
-
-    def decisions(self) -> list[RoundDecision]:
-        return []
-
-    def incumbent(self) -> Proposal | None:
-        told = [k for k in self._order if k in self._results]
-        i = best_index([score_of(self._results[k], self.metric) for k in told], self.mode)
-        return self._proposals[told[i]] if i is not None else None
-
-    def result(self, key: str) -> TrialResult | None:
-        return self._results.get(key)
-
-    def baseline_key(self) -> str | None:
-        return None
-
     def expected_trials(self) -> list[int]:
         return [self.spec.n_trials]
-
-    def proposals(self) -> list[Proposal]:
-        """Every proposal so far, in proposal order."""
-        return [self._proposals[k] for k in self._order]
 
     def point(self, key: str) -> Point:
         """The sampled values that produced ``key``."""
@@ -156,17 +141,17 @@ class OptunaStrategy(Strategy):
         """The told trials no other told trial beats in every objective, best first by the first objective.
 
         With one objective this is the incumbent (and any trial tied with it)."""
-        usable = [(k, v) for k in self._order if (v := self.values(k)) is not None]
+        usable = [(k, v) for k in self._proposed if (v := self.values(k)) is not None]
         front = [usable[i] for i in non_dominated([v for _, v in usable], self.modes)]
         sign = -1.0 if self.modes[0] == "max" else 1.0
         front.sort(key=lambda kv: sign * kv[1][0])
-        return [self._proposals[k] for k, _ in front]
+        return [self._proposed[k] for k, _ in front]
 
     # -- sampling -----------------------------------------------------------------------------------------------
 
     def _sample_batch(self) -> None:
         """Sample the next batch: up to ``batch_size`` new keys (fewer when the budget or ``max_asks`` ends)."""
-        want = min(self.batch_size, self.spec.n_trials - len(self._order))
+        want = min(self.batch_size, self.spec.n_trials - len(self._proposed))
         added = 0
         while added < want:
             if self._asks >= self.spec.asks_limit:
@@ -207,8 +192,7 @@ class OptunaStrategy(Strategy):
         extras = " ".join(f"{self._short[p]}={_format(v)}" for p, v in point.items() if p in self._short)
         label = f"{trial.label} {extras}" if extras else trial.label
         proposal = Proposal(trial=trial, round=self._batch, label=label, role=ROLE, added=None)
-        self._order.append(key)
-        self._proposals[key] = proposal
+        self._record(proposal)
         self._points[key] = point
         self._numbers[key] = [number]
         return proposal

@@ -3,7 +3,7 @@
 from eaglesearch.spec.data import BenchmarkSplitSpec, DataSpec, LlavaSplitSpec, SyntheticDataSpec
 from eaglesearch.spec.errors import SpecError, SpecIssue
 from eaglesearch.spec.evaluate import EvalSpec
-from eaglesearch.spec.load import LoadedSearch, TrialFactory, grid_combinations, load_recipe, load_search_space
+from eaglesearch.spec.load import LoadedSearch, TrialFactory, load_recipe, load_search_space
 from eaglesearch.spec.model import ExpertSpec, LanguageModelSpec, ModelSpec, TokenizerSpec
 from eaglesearch.spec.optuna_space import ExpertSearchSpec, ObjectiveSpec, OptunaStrategySpec, ParamSpec
 from eaglesearch.spec.recipe import Recipe
@@ -24,5 +24,5 @@ __all__ = [
     "HalvingSpec", "LanguageModelSpec", "LlavaSplitSpec", "LoadedSearch", "ModelSpec", "ObjectiveSpec", "OptunaStrategySpec", "ParamSpec",
     "Recipe", "ResourcesSpec", "SchedulerSpec", "SearchSpace", "SpecError",
     "SpecIssue", "SyntheticDataSpec", "TokenizerSpec", "TrainSpec", "TrialFactory", "TrialResult", "TrialSpec",
-    "grid_combinations", "load_recipe", "load_search_space",
+    "load_recipe", "load_search_space",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from eaglesearch.spec.base import SpecModel
 
@@ -60,3 +60,22 @@ def named_declarations(value: Any) -> Any:
             entry = {"name": key, **entry}
         out[key] = entry
     return out
+
+
+class DeclaresExperts(SpecModel):
+    """The top-level ``experts:`` section a recipe and a search space both have (one definition for both)."""
+
+    experts: Declarations = Field(
+        default_factory=dict, description="the user's own encoders by name (factory 'module:function', resolution, "
+        "mean, std, channels, stride, feature_layer); usable wherever a built-in expert such as clip or sam is: "
+        "model.experts, base, candidates, factors and pools")
+
+    _named = field_validator("experts", mode="before")(named_declarations)
+
+    @model_serializer(mode="wrap")
+    def _omit_no_declarations(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """No ``experts`` key when nothing is declared (fingerprints of existing files stay as they were)."""
+        data = handler(self)
+        if not self.experts:
+            data.pop("experts", None)
+        return data

@@ -41,3 +41,8 @@ class SpecError(Exception):
     @classmethod
     def single(cls, field: str, message: str, file: Path | None = None, line: int | None = None) -> SpecError:
         return cls([SpecIssue(field=field, message=message, file=file, line=line)])
+
+
+class SpecWarning(UserWarning):
+    """Something a file says that is valid but likely not what its author meant (``str`` is the rendered
+    :class:`SpecIssue`: file, line, field, what happens and how to say it otherwise)."""

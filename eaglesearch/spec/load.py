@@ -6,8 +6,7 @@ line, the field and what is allowed, for the search space and for the recipe it 
 
 from __future__ import annotations
 
-import copy
-import itertools
+import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,15 +15,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from eaglesearch.spec.custom_expert import CustomExpertSpec
-from eaglesearch.spec.errors import SpecError, SpecIssue
+from eaglesearch.spec.declared import DeclaredTrial, NothingToRun
+from eaglesearch.spec.errors import SpecError, SpecIssue, SpecWarning
 from eaglesearch.spec.keys import content_key
+from eaglesearch.spec.merge import MergeError, deep_merge, dropped_by_lists, set_path
 from eaglesearch.spec.metric_names import check_metric_names
 from eaglesearch.spec.model import ExpertSpec
-from eaglesearch.spec.optuna_space import OptunaStrategySpec
 from eaglesearch.spec.provenance import TrialSources
 from eaglesearch.spec.pydantic_errors import issues_from_validation
 from eaglesearch.spec.recipe import Recipe
-from eaglesearch.spec.search_space import GreedyStrategySpec, GridStrategySpec, SearchSpace, as_expert
+from eaglesearch.spec.search_space import SearchSpace, as_expert
 from eaglesearch.spec.trial import TrialSpec
 from eaglesearch.spec.yaml_source import Loc, YamlDocument, format_loc, read_yaml
 
@@ -34,68 +34,6 @@ ExpertDeclarer = Callable[[CustomExpertSpec, Sequence[Path]], None]
 """Registers a declared encoder (given the folders its factory module may live in); ``ValueError`` (with a
 ``field`` attribute naming the declaration field, when it knows one) if the declaration cannot work."""
 EXPERTS_FACTOR = "experts"
-
-
-def _named(items: Any) -> dict[str, dict[str, Any]] | None:
-    """``{name: item}`` when ``items`` is a list of mappings that each have a unique ``name`` (e.g. training stages)."""
-    if not isinstance(items, list) or not all(isinstance(i, Mapping) and isinstance(i.get("name"), str) for i in items):
-        return None
-    by_name = {i["name"]: i for i in items}
-    return by_name if len(by_name) == len(items) else None
-
-
-class MergeError(ValueError):
-    """``overrides`` name a list item that does not exist; ``loc`` is where, inside the overrides."""
-
-    def __init__(self, message: str, loc: Loc) -> None:
-        super().__init__(message)
-        self.loc = loc
-
-
-def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any], _at: Loc = ()) -> dict[str, Any]:
-    """``extra`` merged into a copy of ``base``; nested mappings merge, everything else replaces.
-
-    A mapping merged into a list of named mappings (``train.stages``) merges into the items by name:
-    ``{stages: {sft: {lr: 1e-4}}}`` changes the ``sft`` stage's lr. Unknown names are errors (:class:`MergeError`).
-    """
-    out = copy.deepcopy(dict(base))
-    for k, v in extra.items():
-        named = _named(out.get(k))
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = deep_merge(out[k], v, (*_at, k))
-        elif isinstance(v, Mapping) and named is not None:
-            unknown = sorted(set(v) - set(named))
-            if unknown:
-                raise MergeError(f"'{k}' has no item named {', '.join(map(repr, unknown))}; "
-                                 f"names: {', '.join(named)}", (*_at, k, unknown[0]))
-            out[k] = [deep_merge(item, v[item["name"]], (*_at, k, item["name"])) if item["name"] in v else item
-                      for item in out[k]]
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``data[a][b][c] = value`` for ``a.b.c``; in a list of named mappings a segment picks the item by name
-    (``train.stages.prealign.enabled``)."""
-    parts = dotted.split(".")
-    node: Any = data
-    for p in parts[:-1]:
-        named = _named(node)
-        if named is not None:
-            if p not in named:
-                raise ValueError(f"'{dotted}': no item named '{p}'; names: {', '.join(named)}")
-            node = named[p]
-            continue
-        if not isinstance(node, dict):
-            raise ValueError(f"'{dotted}' goes through '{p}', which is not a mapping")
-        node = node.setdefault(p, {})
-    named = _named(node)
-    if named is not None:
-        raise ValueError(f"'{dotted}' ends at a whole item of a list; set one of its fields instead")
-    if not isinstance(node, dict):
-        raise ValueError(f"'{dotted}' goes through a value that is not a mapping")
-    node[parts[-1]] = copy.deepcopy(value)
 
 
 def load_recipe(path: Path) -> tuple[Recipe, YamlDocument]:
@@ -180,16 +118,6 @@ def _resolve_recipe_path(space_path: Path, ref: str) -> tuple[Path | None, list[
     return None, tried
 
 
-def grid_combinations(strategy: GridStrategySpec) -> Iterator[dict[str, Any]]:
-    """Every factor assignment of the full factorial, in declaration order, minus excluded ones."""
-    names = list(strategy.factors)
-    for values in itertools.product(*(strategy.factors[n] for n in names)):
-        combo = dict(zip(names, values, strict=True))
-        if any(all(combo[k] == v for k, v in rule.items()) for rule in strategy.exclude):
-            continue
-        yield combo
-
-
 def load_search_space(
     path: str | Path,
     known_experts: Collection[str] | None = None,
@@ -223,6 +151,7 @@ def load_search_space(
     if issues:
         raise SpecError(issues)
 
+    _warn_replaced_lists(space, doc, recipe, recipe_path)
     factory = TrialFactory(recipe=recipe, overrides=space.overrides, expert_resolver=expert_resolver,
                            trial_validator=trial_validator, declarations=declarations)
     loaded = LoadedSearch(path=path, space=space, recipe_path=recipe_path, recipe=recipe, factory=factory, doc=doc)
@@ -299,8 +228,9 @@ def _unknown_experts(doc: YamlDocument, recipe_doc: YamlDocument, known: Collect
 
 
 def _check_trials(loaded: LoadedSearch, recipe_doc: YamlDocument) -> None:
-    """Build every trial the strategy can reach (grid) or its first-round ones (greedy) to surface errors now, each
-    reported where it was written (:mod:`~eaglesearch.spec.provenance`); then check the metric names."""
+    """Build every trial the strategy declares (its ``declared_trials``: greedy's first round, every grid
+    combination, an Optuna space's corners) to surface errors now, each reported where it was written
+    (:mod:`~eaglesearch.spec.provenance`); then check the metric names."""
     strategy = loaded.space.strategy
     doc = loaded.doc
     try:
@@ -309,59 +239,43 @@ def _check_trials(loaded: LoadedSearch, recipe_doc: YamlDocument) -> None:
         where = ("overrides", *err.loc)
         raise SpecError.single(format_loc(where), str(err), file=doc.path, line=doc.line_of(where)) from None
     sources = TrialSources(space=doc, recipe=recipe_doc, overrides=loaded.space.overrides, base=base)
-    trials: list[TrialSpec] = []
-
-    def attempt(build: Callable[[], TrialSpec], where: Loc, combo: Mapping[str, Any] | None = None) -> None:
-        """``combo``: the grid factor values the trial was built from, to name the factor that set a bad field."""
-        try:
-            trials.append(build())
-        except ValidationError as err:
-            issues = issues_from_validation(err, TrialSpec, None,
-                                            place=lambda loc: sources.place(loc, combo or {}, where))
-            raise SpecError([
-                SpecIssue(field=i.field, message=f"{i.message} (in the trial built from this entry)", file=i.file,
-                          line=i.line) if i.field.startswith("strategy") else i
-                for i in issues
-            ]) from None
-        except ValueError as err:
-            raise SpecError.single(format_loc(where), str(err), file=doc.path, line=doc.line_of(where)) from None
-
-    if isinstance(strategy, GreedyStrategySpec):
-        base = strategy.base_experts
-        attempt(lambda: loaded.factory.make(base), ("strategy", "base"))
-        for i, cand in enumerate(strategy.candidate_experts):
-            attempt(lambda c=cand: loaded.factory.make((*base, c)), ("strategy", "candidates", i))
-    elif isinstance(strategy, OptunaStrategySpec):
-        _check_optuna(loaded, strategy, attempt)
-    else:
-        combos = list(grid_combinations(strategy))
-        if not combos:
-            raise SpecError.single("strategy.exclude", "every grid combination is excluded; nothing would run",
-                                   file=doc.path, line=doc.line_of(("strategy", "exclude")))
-        for combo in combos:
-            where: Loc = ("strategy", "factors", next(iter(combo)))
-            attempt(lambda c=combo: loaded.factory.make(assignments=c), where, combo)
-        if strategy.baseline is not None and strategy.baseline not in [
-            {k: c[k] for k in strategy.baseline} for c in combos
-        ]:
-            raise SpecError.single("strategy.baseline", "baseline matches no grid combination",
-                                   file=doc.path, line=doc.line_of(("strategy", "baseline")))
+    try:
+        declared = strategy.declared_trials(base["model"]["experts"])
+    except NothingToRun as err:
+        raise SpecError.single(format_loc(err.entry), str(err), file=doc.path, line=doc.line_of(err.entry)) from None
+    trials = [_build_declared(loaded.factory, d, sources) for d in declared]
     issues = check_metric_names(trials, sources, strategy.objective)
     if issues:
         raise SpecError(issues)
 
 
-def _check_optuna(loaded: LoadedSearch, strategy: OptunaStrategySpec,
-                  attempt: Callable[[Callable[[], TrialSpec], Loc], None]) -> None:
-    """Build the corner trials of an Optuna space (each choice and range end, one at a time) to surface a bad
-    path or value now; combinations of valid corners that still fail are skipped by the search at run time."""
-    doc = loaded.doc
-    points = strategy.corner_points()
-    if not points:
-        raise SpecError.single("strategy.exclude", "every corner of the Optuna space is excluded; check exclude "
-                               "and experts.min_size/max_size", file=doc.path, line=doc.line_of(("strategy",)))
-    recipe_experts = loaded.factory.base_dict()["model"]["experts"]
-    for point in points:
-        changed = [p for p in point if point[p] != points[0].get(p)] or list(point)
-        where: Loc = ("strategy", "experts") if changed[0] == EXPERTS_FACTOR else ("strategy", "params", changed[0])
-        attempt(lambda pt=point: loaded.factory.make(assignments=strategy.assignments(pt, recipe_experts)), where)
+def _build_declared(factory: TrialFactory, declared: DeclaredTrial, sources: TrialSources) -> TrialSpec:
+    """The trial ``declared`` names, or a :class:`SpecError` pointing at the place that wrote the bad value."""
+    where = declared.entry
+    try:
+        return factory.make(declared.experts, declared.assignments)
+    except ValidationError as err:
+        issues = issues_from_validation(err, TrialSpec, None,
+                                        place=lambda loc: sources.place(loc, declared.factors, where))
+        raise SpecError([
+            SpecIssue(field=i.field, message=f"{i.message} (in the trial built from this entry)", file=i.file,
+                      line=i.line) if i.field.startswith("strategy") else i
+            for i in issues
+        ]) from None
+    except ValueError as err:
+        doc = sources.space
+        raise SpecError.single(format_loc(where), str(err), file=doc.path, line=doc.line_of(where)) from None
+
+
+def _warn_replaced_lists(space: SearchSpace, doc: YamlDocument, recipe: Recipe, recipe_path: Path) -> None:
+    """A :class:`SpecWarning` per list in the overrides (``train.stages: [...]``) that replaces the recipe's and so
+    drops fields the recipe set; the mapping form merges by name instead."""
+    written = recipe.model_dump(mode="json", exclude_unset=True)
+    for loc, dropped in dropped_by_lists(written, space.overrides):
+        where = ("overrides", *loc)
+        example = f"{{{loc[-1]}: {{<name>: {{<field>: <value>}}}}}}"
+        issue = SpecIssue(field=format_loc(where), file=doc.path, line=doc.line_of(where), message=(
+            f"this list replaces the recipe's {format_loc(loc)} whole and drops what the recipe ({recipe_path}) "
+            f"set: {', '.join(dropped)}; to change only some fields, write a mapping by name ({example}), or repeat "
+            "the dropped ones in the list"))
+        warnings.warn(issue.render(), SpecWarning, stacklevel=3)

@@ -19,7 +19,9 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from eaglesearch.spec.base import SpecModel, repeated
+from eaglesearch.spec.declared import DeclaredTrial, NothingToRun
 from eaglesearch.spec.model import ExpertSpec
+from eaglesearch.spec.yaml_source import Loc
 
 EXPERTS = "experts"
 ANY_EXPERT = "*"
@@ -273,6 +275,21 @@ class OptunaStrategySpec(SpecModel):
         for p, spec in self.params.items():
             points += [{**firsts, p: v} for v in spec.corners()[1:]]
         return [p for p in points if self.feasible(p) is None]
+
+    def declared_trials(self, recipe_experts: list[dict[str, Any]]) -> list[DeclaredTrial]:
+        """The corner trials (:meth:`corner_points`), each reported at the parameter (or ``experts``) that makes
+        it a corner; combinations of valid corners that still fail are skipped by the search at run time.
+        ``NothingToRun`` when ``exclude`` and the expert-set sizes leave no corner."""
+        points = self.corner_points()
+        if not points:
+            raise NothingToRun(("strategy", "exclude"), "every corner of the Optuna space is excluded; check exclude "
+                               "and experts.min_size/max_size")
+        out = []
+        for point in points:
+            changed = [p for p in point if point[p] != points[0].get(p)] or list(point)
+            entry: Loc = ("strategy", "experts") if changed[0] == EXPERTS else ("strategy", "params", changed[0])
+            out.append(DeclaredTrial(entry=entry, assignments=self.assignments(point, recipe_experts)))
+        return out
 
 
 def _equal(value: Any, wanted: Any, name: str) -> bool:

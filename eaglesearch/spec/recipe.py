@@ -2,33 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+from pydantic import Field, create_model
 
 from eaglesearch.spec.base import SpecModel
-from eaglesearch.spec.custom_expert import Declarations, named_declarations
+from eaglesearch.spec.custom_expert import DeclaresExperts
 from eaglesearch.spec.data import DataSpec
 from eaglesearch.spec.evaluate import EvalSpec
-from eaglesearch.spec.model import ExpertSpec, FusionName, LanguageModelSpec, TokenizerSpec
+from eaglesearch.spec.model import ModelSpec
 from eaglesearch.spec.train import TrainSpec
 
 
-class RecipeModelSpec(SpecModel):
-    """``ModelSpec`` with experts optional: a search space usually chooses them."""
-
-    experts: tuple[ExpertSpec, ...] = ()
-    grid: int = Field(default=8, gt=0)
-    fusion: FusionName = "channel_concat"
-    fusion_heads: int = Field(default=4, gt=0)
-    fusion_points: int = Field(default=4, gt=0)
-    projector: Literal["mlp2x_gelu"] = "mlp2x_gelu"
-    freeze_projector: bool = False
-    lm: LanguageModelSpec = LanguageModelSpec()
-    tokenizer: TokenizerSpec = TokenizerSpec()
+def _recipe_model_fields() -> dict[str, Any]:
+    """``ModelSpec``'s fields as they are declared there (type, default, bounds, description), ``experts``
+    optional: a recipe may leave them to the search space."""
+    fields: dict[str, Any] = {name: (info.annotation, info) for name, info in ModelSpec.model_fields.items()}
+    experts = ModelSpec.model_fields["experts"]
+    fields["experts"] = (experts.annotation, Field(
+        default=(), description="the vision experts; default: none, for a search space that chooses them"))
+    return fields
 
 
-class Recipe(SpecModel):
+if TYPE_CHECKING:  # the same fields as ModelSpec, as far as a type checker needs to know
+    RecipeModelSpec = ModelSpec
+else:
+    RecipeModelSpec = create_model(
+        "RecipeModelSpec", __base__=SpecModel, __module__=__name__,
+        __doc__="A recipe's ``model:``: ``ModelSpec``'s fields, derived from it (a field added there is a recipe "
+        "field too), with ``experts`` optional. ModelSpec's cross-field checks run on each trial, once the search "
+        "space's overrides and choices are merged in.",
+        **_recipe_model_fields())
+
+
+class Recipe(DeclaresExperts):
     name: str = Field(min_length=1)
     description: str = ""
     scale: Literal["tiny", "tiny_random", "paper"] = Field(
@@ -38,15 +45,3 @@ class Recipe(SpecModel):
     data: DataSpec = DataSpec()
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
-    experts: Declarations = Field(default_factory=dict, description="the user's own encoders by name: factory "
-                                  "'module:function', resolution, mean, std, channels, stride, feature_layer")
-
-    _named = field_validator("experts", mode="before")(named_declarations)
-
-    @model_serializer(mode="wrap")
-    def _omit_no_declarations(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """No ``experts`` key when nothing is declared (fingerprints of existing recipes stay as they were)."""
-        data = handler(self)
-        if not self.experts:
-            data.pop("experts", None)
-        return data

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
 from eaglesearch.spec.base import SpecModel
-from eaglesearch.spec.custom_expert import Declarations, named_declarations
+from eaglesearch.spec.custom_expert import DeclaresExperts
+from eaglesearch.spec.declared import DeclaredTrial, NothingToRun
 from eaglesearch.spec.model import ExpertSpec
 from eaglesearch.spec.optuna_space import OptunaStrategySpec
 
@@ -151,6 +154,13 @@ class GreedyStrategySpec(SpecModel):
     def candidate_experts(self) -> tuple[ExpertSpec, ...]:
         return tuple(as_expert(e) for e in self.candidates)
 
+    def declared_trials(self, recipe_experts: list[dict[str, Any]]) -> list[DeclaredTrial]:
+        """The base alone, then the base with each candidate (the first adding round's trials)."""
+        base = self.base_experts
+        return [DeclaredTrial(entry=("strategy", "base"), experts=base)] + [
+            DeclaredTrial(entry=("strategy", "candidates", i), experts=(*base, c))
+            for i, c in enumerate(self.candidate_experts)]
+
 
 class GridStrategySpec(SpecModel):
     """Full factorial over ``factors`` (``experts`` or dotted trial paths such as ``train.lr``), minus ``exclude``."""
@@ -182,6 +192,25 @@ class GridStrategySpec(SpecModel):
             if unknown:
                 raise ValueError(f"baseline names {', '.join(unknown)}, which are not factors")
         return self
+
+    def combinations(self) -> Iterator[dict[str, Any]]:
+        """Every factor assignment of the full factorial, in declaration order, minus excluded ones."""
+        names = list(self.factors)
+        for values in itertools.product(*(self.factors[n] for n in names)):
+            combo = dict(zip(names, values, strict=True))
+            if any(all(combo[k] == v for k, v in rule.items()) for rule in self.exclude):
+                continue
+            yield combo
+
+    def declared_trials(self, recipe_experts: list[dict[str, Any]]) -> list[DeclaredTrial]:
+        """Every combination, each reported at its first factor; ``NothingToRun`` when ``exclude`` leaves none or
+        ``baseline`` matches none."""
+        combos = list(self.combinations())
+        if not combos:
+            raise NothingToRun(("strategy", "exclude"), "every grid combination is excluded; nothing would run")
+        if self.baseline is not None and self.baseline not in [{k: c[k] for k in self.baseline} for c in combos]:
+            raise NothingToRun(("strategy", "baseline"), "baseline matches no grid combination")
+        return [DeclaredTrial(entry=("strategy", "factors", next(iter(c))), assignments=c, factors=c) for c in combos]
 
 
 StrategySpec = Annotated[GreedyStrategySpec | GridStrategySpec | OptunaStrategySpec, Field(discriminator="kind")]
@@ -224,7 +253,7 @@ class ResourcesSpec(SpecModel):
         return self.threads_per_trial or max(1, int(self.cpus_per_trial))
 
 
-class SearchSpace(SpecModel):
+class SearchSpace(DeclaresExperts):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     recipe: str = Field(description="path of a recipe yaml, relative to this file or to the project root, or a "
@@ -232,19 +261,6 @@ class SearchSpace(SpecModel):
     overrides: dict[str, Any] = Field(default_factory=dict, description="nested values merged over the recipe")
     strategy: StrategySpec
     resources: ResourcesSpec = ResourcesSpec()
-    experts: Declarations = Field(default_factory=dict, description="the user's own encoders by name (as in a "
-                                  "recipe); usable in base, candidates, factors and pools like clip or sam")
-
-    _named = field_validator("experts", mode="before")(named_declarations)
-
-    @model_serializer(mode="wrap")
-    def _omit_no_declarations(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """No ``experts`` key when nothing is declared (fingerprints of existing spaces stay as they were)."""
-        data = handler(self)
-        if not self.experts:
-            data.pop("experts", None)
-        return data
-
     scheduler: SchedulerSpec | None = Field(
         default=None, description="early stopping for grid and optuna searches on Ray ({kind: asha, eval_every, ...})")
     # Not part of the search's fingerprint (exclude): what a search keeps changes none of its results.

@@ -17,25 +17,16 @@ from pathlib import Path
 
 from eaglesearch.data.aspect import ImageCounts, ImagePolicy, count_images
 from eaglesearch.data.llava import Sample
-from eaglesearch.model.experts.base import CLIP_MEAN
+from eaglesearch.model.experts.base import PAD_FILL
 from eaglesearch.spec import TrialSpec
 
 PLAN_SAMPLE = 256
 """Pictures read (headers only) to estimate the distribution of tiles: enough for a mean within a few percent."""
 
 
-PAD_FILL: tuple[int, int, int] = (int(255 * CLIP_MEAN[0]), int(255 * CLIP_MEAN[1]), int(255 * CLIP_MEAN[2]))
-"""LLaVA's ``expand2square`` background: ``tuple(int(x * 255) for x in image_processor.image_mean)``."""
-
-
 def image_policy(trial: TrialSpec) -> ImagePolicy:
     """The :class:`ImagePolicy` that trains and evaluates ``trial``."""
-    spec = trial.data.image
-    fill = (0, 0, 0)
-    if spec.resize == "pad":
-        fill = spec.pad_color if spec.pad_color is not None else PAD_FILL
-    return ImagePolicy(resize=spec.resize, min_tiles=spec.min_tiles, max_tiles=spec.max_tiles,
-                       thumbnail=spec.thumbnail, fill=fill)
+    return ImagePolicy.from_spec(trial.data.image, PAD_FILL)
 
 
 def picture_counts(trial: TrialSpec, samples: Sequence[Sample] | None = None,

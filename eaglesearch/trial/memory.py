@@ -193,8 +193,8 @@ def host_memory(trial: TrialSpec, resources: ResourcesSpec) -> HostMemory:
 
 def plan_memory(trials: list[TrialSpec], resources: ResourcesSpec, available_gb: float | None = None) \
         -> list[TrialMemory]:
-    """The memory of every trial a search reaches (``search/reach.py``); ``available_gb`` defaults to
-    :func:`available_gpu_memory_gb`."""
+    """The memory of every trial a search reaches (its strategy's ``planned_trials``); ``available_gb`` defaults
+    to :func:`available_gpu_memory_gb`."""
     available = available_gb if available_gb is not None else available_gpu_memory_gb(resources)
     return [trial_memory(t, resources, available) for t in trials]
 

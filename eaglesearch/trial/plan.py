@@ -281,8 +281,8 @@ def _time_per_expert(trial: TrialSpec, expert: ExpertSpec, stage: StageSpec, dat
 
 def make_plan(trials: list[TrialSpec], strategy: str, trials_per_round: list[int], resources: ResourcesSpec,
               workspace: Workspace, measure_costs: bool = True, gpu_memory_gb: float | None = None) -> Plan:
-    """The plan of a search reaching ``trials`` (``search/reach.py``); with ``measure_costs`` every planned model is
-    built (and timed at tiny scale) and priced in memory per GPU against ``gpu_memory_gb`` (default:
+    """The plan of a search reaching ``trials`` (its strategy's ``planned_trials``); with ``measure_costs`` every
+    planned model is built (and timed at tiny scale) and priced in memory per GPU against ``gpu_memory_gb`` (default:
     ``resources.gpu_memory_gb`` or the visible GPU)."""
     from eaglesearch.trial.memory import available_gpu_memory_gb, trial_memory
 

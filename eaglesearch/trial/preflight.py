@@ -8,8 +8,8 @@ imply on this machine:
   square images, each with the model's visual tokens: the budget is checked for that worst case (the data layer
   checks each sample against it too, so a trial that passes here never meets a sample it must reject for its
   tiles). So a trial can need more than ``data.max_length`` before any text. For every trial
-  the strategy can produce (grid: all of them; greedy: the base plus every set of candidates it can add, up to
-  ``max_rounds``), the visual token count comes from the model itself, built on the ``meta`` device (the fusion's
+  the strategy can produce (its class's ``reachable``: grid, all of them; greedy, the base plus every set of
+  candidates it can add, up to ``max_rounds``; Optuna, the space's corners), the visual token count comes from the model itself, built on the ``meta`` device (the fusion's
   ``num_tokens``; nothing is allocated or downloaded), and the text from the shortest conversation the recipe's
   template can render: one special token per marker and at least one token per other piece of text (one-character
   answer, empty question). That is a lower bound for every tokenizer eaglesearch loads, so a trial reported here
@@ -40,14 +40,13 @@ from eaglesearch.model.fusions import build_fusion
 from eaglesearch.model.tokenizer import IM_END, IMAGE_TOKEN, SPECIAL_TOKENS
 from eaglesearch.spec import ExpertSpec, LoadedSearch, ModelSpec, SpecError, SpecIssue, TrialSpec
 from eaglesearch.spec.provenance import TrialSources
-from eaglesearch.spec.search_space import GreedyStrategySpec
 from eaglesearch.spec.yaml_source import Loc, YamlDocument, format_loc, read_yaml
 
 _SPECIAL = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS if t != IMAGE_TOKEN))
 
 
 class Candidate(Protocol):
-    """A trial the strategy can produce, and the strategy entry it comes from (``search.reach.Candidate``)."""
+    """A trial the strategy can produce, and the strategy entry it comes from (``search.Candidate``)."""
 
     trial: TrialSpec
     entry: Loc
@@ -201,16 +200,9 @@ def trial_sources(loaded: LoadedSearch, recipe_doc: YamlDocument | None = None) 
 
 def preflight(loaded: LoadedSearch, reachable: Iterable[Candidate], check_paths_exist: bool = True) -> None:
     """Raise :class:`SpecError` listing every token-budget and (unless disabled) missing-path problem of the
-    ``reachable`` trials (``search.reach.candidate_trials``: making them may raise for a set no model can build)."""
+    ``reachable`` trials (the strategy's enumeration: ``eaglesearch.search.reachable_trials``)."""
     sources = trial_sources(loaded)
-    candidates: list[Candidate] = []
-    try:
-        candidates = list(reachable)
-    except ValueError as err:  # a greedy expert set reachable in a later round that the model cannot build
-        spec = loaded.space.strategy
-        loc: Loc = ("strategy", "candidates") if isinstance(spec, GreedyStrategySpec) else ("strategy", "factors")
-        raise SpecError.single(format_loc(loc), f"a later round can reach an expert set that cannot be built: {err}",
-                               file=loaded.doc.path, line=loaded.doc.line_of(loc)) from None
+    candidates = list(reachable)
     issues = check_token_budget(candidates, sources)
     issues += check_paths(candidates, sources, check_paths_exist)
     if issues:

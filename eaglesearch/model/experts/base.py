@@ -30,6 +30,9 @@ from eaglesearch.model.resample import ResampleMode, grid_channels, to_grid
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+PAD_FILL: tuple[int, int, int] = (int(255 * CLIP_MEAN[0]), int(255 * CLIP_MEAN[1]), int(255 * CLIP_MEAN[2]))
+"""LLaVA's ``expand2square`` background, ``tuple(int(x * 255) for x in image_processor.image_mean)`` = (122, 116, 104):
+the colour ``data.image.resize: pad`` fills with unless the recipe names one."""
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SIGLIP_MEAN = (0.5, 0.5, 0.5)

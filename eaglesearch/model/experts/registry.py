@@ -26,7 +26,10 @@ ExpertBuilder = Callable[[ExpertSpec, ExpertPreset], VisionExpert]
 class ExpertFamily:
     """A named expert family: its presets (``tiny`` and ``paper``) and how to build one from a resolved spec.
 
-    ``tileable``: the family accepts ``resize: tile`` (plain ViTs, whose crops each go through the same encoder).
+    ``tileable``: the family is a plain ViT with block access (``is_vit``: ``vit_embed``, ``vit_blocks``,
+    ``vit_to_map``), so it accepts ``resize: tile`` (each crop goes through the same encoder) and may lead the
+    ``llava_hr`` fusion (run block by block); a preset may opt out (``ExpertPreset.tileable``). This is the
+    family's own declaration: :func:`is_plain_vit` reads it, no list of names elsewhere does.
     """
 
     name: str
@@ -128,6 +131,12 @@ def resolve_expert(spec: ExpertSpec) -> ExpertSpec:
                          f"stages) that can stay trainable and trainable_blocks={resolved.trainable_blocks} exceeds "
                          f"that; {fix} drop trainable_blocks to freeze the whole expert")
     return resolved
+
+
+def is_plain_vit(spec: ExpertSpec) -> bool:
+    """Whether the expert ``spec`` builds is a plain ViT with block access, as its family and preset declare
+    (``tileable``); what tiling and ``llava_hr`` ask of an expert."""
+    return get_family(spec.name).tileable and get_preset(spec).tileable
 
 
 def build_expert(spec: ExpertSpec) -> VisionExpert:

@@ -8,8 +8,8 @@ Five strategies, one module each, registered by the names a ``ModelSpec.fusion``
 * ``mini_gemini``: the first expert's tokens cross-attend the high-resolution maps in co-located windows;
 * ``deformable``: as mini_gemini, with deformable sampling around each token's cell centre.
 
-Start from :func:`build_fusion`; which combinations can be built is checked cheaply by
-:func:`eaglesearch.model.validate.validate_model`.
+Start from :func:`build_fusion`. What each fusion asks of its experts is its class's ``rules`` (a torch-free
+descriptor in ``rules.py``), which :func:`eaglesearch.model.validate.validate_model` checks without building.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ them as an argument of ``forward`` and never registers them, so their parameters
 
 Every fusion is built as ``cls(spec, experts, lm_dim)`` and declares up front how many tokens it makes
 (``num_tokens``), how wide they are (``out_dim``) and whether it already maps them to the LM width
-(``owns_projection``; then the model's shared projector is the identity).
+(``owns_projection``; then the model's shared projector is the identity). What it asks of its experts is its
+``rules``, a torch-free descriptor (``rules.py``) that ``validate`` checks without building anything.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from eaglesearch.model.experts.base import VisionExpert
+from eaglesearch.model.fusions.rules import FusionRules
 from eaglesearch.spec import ModelSpec
 
 
@@ -41,6 +43,7 @@ class Fusion(nn.Module, ABC):
     ``out_dim`` and create their layers.
     """
 
+    rules: ClassVar[FusionRules]  # what it asks of its experts, checked before building (``rules.py``, torch-free)
     owns_projection: ClassVar[bool] = False
     num_tokens: int  # visual tokens per image
     out_dim: int  # width of a fused token (lm_dim when owns_projection)

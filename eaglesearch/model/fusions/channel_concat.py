@@ -14,11 +14,14 @@ from torch import Tensor
 
 from eaglesearch.model.experts.base import VisionExpert
 from eaglesearch.model.fusions.base import Fusion, expert_tokens, token_width
+from eaglesearch.model.fusions.rules import CHANNEL_CONCAT
 from eaglesearch.spec import ModelSpec
 
 
 class ChannelConcat(Fusion):
     """(B, N, ΣC'_i): the experts' grid tokens concatenated along channels; the shared projector follows."""
+
+    rules = CHANNEL_CONCAT
 
     def __init__(self, spec: ModelSpec, experts: Sequence[VisionExpert], lm_dim: int) -> None:
         counts = {e.token_count(spec.grid) for e in experts}

@@ -25,6 +25,7 @@ from eaglesearch.model.experts.base import VisionExpert
 from eaglesearch.model.fusions.base import Fusion, expert_tokens
 from eaglesearch.model.fusions.injection import QueryAuxSplit, check_heads
 from eaglesearch.model.fusions.maps import concat_maps, expert_map
+from eaglesearch.model.fusions.rules import DEFORMABLE
 
 if TYPE_CHECKING:
     from eaglesearch.spec import ModelSpec
@@ -39,6 +40,8 @@ def reference_points(grid: int, device: torch.device | None = None) -> Tensor:
 
 class DeformableAttention(Fusion):
     """(B, grid², C_q): query tokens + out_proj(deformable sampling of the high-resolution auxiliary map)."""
+
+    rules = DEFORMABLE
 
     def __init__(self, spec: ModelSpec, experts: Sequence[VisionExpert], lm_dim: int) -> None:
         split = QueryAuxSplit.of(spec, experts)

@@ -33,6 +33,7 @@ from eaglesearch.model.experts.base import VisionExpert
 from eaglesearch.model.fusions.base import Fusion
 from eaglesearch.model.fusions.injection import QueryAuxSplit
 from eaglesearch.model.fusions.maps import concat_maps, expert_map, pool_or_upsample
+from eaglesearch.model.fusions.rules import LLAVA_HR
 from eaglesearch.spec import ModelSpec
 
 QUARTERS = 4
@@ -83,6 +84,8 @@ class MRAdapter(nn.Module):
 
 class LlavaHR(Fusion):
     """(B, grid², C_vit): a ViT with MR-adapters fed by the high-resolution experts, then the two-path align."""
+
+    rules = LLAVA_HR
 
     def __init__(self, spec: ModelSpec, experts: Sequence[VisionExpert], lm_dim: int) -> None:
         split = QueryAuxSplit.of(spec, experts)

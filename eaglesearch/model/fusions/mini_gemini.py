@@ -19,11 +19,14 @@ from eaglesearch.model.experts.base import VisionExpert
 from eaglesearch.model.fusions.base import Fusion, expert_tokens
 from eaglesearch.model.fusions.injection import QueryAuxSplit, check_heads
 from eaglesearch.model.fusions.maps import concat_maps, expert_map, windows
+from eaglesearch.model.fusions.rules import MINI_GEMINI
 from eaglesearch.spec import ModelSpec
 
 
 class MiniGemini(Fusion):
     """(B, grid², C_q): query tokens + out_proj(window attention over the high-resolution auxiliary map)."""
+
+    rules = MINI_GEMINI
 
     def __init__(self, spec: ModelSpec, experts: Sequence[VisionExpert], lm_dim: int) -> None:
         split = QueryAuxSplit.of(spec, experts)

@@ -16,12 +16,15 @@ from torch import Tensor, nn
 
 from eaglesearch.model.experts.base import VisionExpert
 from eaglesearch.model.fusions.base import Fusion, expert_tokens, token_width
+from eaglesearch.model.fusions.rules import SEQUENCE_APPEND
 from eaglesearch.model.projector import build_projector
 from eaglesearch.spec import ModelSpec
 
 
 class SequenceAppend(Fusion):
     """(B, Σ N_i, lm_dim): per-expert projectors (``projectors[<expert name>]``), outputs appended in spec order."""
+
+    rules = SEQUENCE_APPEND
 
     owns_projection: ClassVar[bool] = True
 
