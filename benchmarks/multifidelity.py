@@ -17,6 +17,14 @@ Prints one JSON object per side and a comparison: trials run, optimizer steps ac
 trial's ``train/steps_trained``: steps restored from a rung checkpoint are not counted twice), wall seconds of the
 whole search, the chosen expert and its full-budget objective (grating accuracy), and whether both picked the same.
 Wall time on the shared 2-core box is noisy; the step counts are exact.
+
+Whether the rung ranks candidates as the full budget does, two ways (Spearman's rho, average ranks for ties;
+undefined, ``null``, below 3 pairs):
+
+* ``rungs`` (halving side): what the search itself records per rung, over the candidates that reached the full
+  budget in that search (its survivors only, so often too few for a value);
+* ``spearman_rung_vs_full_side``: each rung's scores against the full side's full-budget scores of the same
+  candidates: every candidate has both, which is what a trustworthy rung must get right.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import eaglesearch  # noqa: F401
 from eaglesearch.app.run import run_and_report
 from eaglesearch.model.validate import load_checked_search
+from eaglesearch.search.halving import spearman
 from eaglesearch.tracking import TrackingStore
 from eaglesearch.trial.data import prepare_data, prepare_tokenizer
 from eaglesearch.trial.workspace import Workspace
@@ -77,6 +86,12 @@ def run_side(root: Path, name: str, space: Path, workdir: Path) -> dict[str, obj
     runs = TrackingStore(uri).trial_runs(outcome.parent_id)
     decision = outcome.decisions[-1]
     roles = runs["role"].value_counts().to_dict()
+    budgets = runs["param.budget"] if "param.budget" in runs.columns else None
+    scores: dict[str, dict[str, float]] = {}  # added expert -> budget ("1" = full) -> objective
+    for i, row in runs.iterrows():
+        if isinstance(row["added"], str) and row["objective"] == row["objective"]:  # a scored candidate
+            budget = "1" if budgets is None or budgets[i] != budgets[i] else str(float(budgets[i]))
+            scores.setdefault(row["added"], {})[budget] = float(row["objective"])
     return {
         "trials": len(runs),
         "trials_by_role": {str(k): int(v) for k, v in roles.items()},
@@ -86,7 +101,21 @@ def run_side(root: Path, name: str, space: Path, workdir: Path) -> dict[str, obj
         "chosen_objective": decision.objective,
         "round_trials": [(label, None if value is None else round(value, 4)) for label, _, value, _ in
                          decision.candidates],
+        "rungs": [{"budget": c.budget, "rho": c.rho, "n": c.n} for c in decision.rungs],
+        "scores": scores,
     }
+
+
+def rung_vs_full(halving: dict[str, dict[str, float]], full: dict[str, dict[str, float]]) -> dict[str, object]:
+    """Per rung budget of the halving side: Spearman's rho between its scores and the full side's full-budget scores
+    of the same candidates."""
+    out: dict[str, object] = {}
+    rungs = sorted({b for by_budget in halving.values() for b in by_budget if b != "1"}, key=float)
+    for budget in rungs:
+        pairs = [(halving[e][budget], full[e]["1"]) for e in halving if budget in halving[e] and "1" in full.get(e, {})]
+        rho = spearman([a for a, _ in pairs], [b for _, b in pairs])
+        out[budget] = {"rho": None if rho is None else round(rho, 3), "n": len(pairs)}
+    return out
 
 
 def warm_workspace(root: Path, space: Path) -> Path:
@@ -128,6 +157,7 @@ def main() -> None:
             "full": full, "halving": halving,
             "steps_ratio_halving_over_full": round(float(halving["steps_trained"]) / float(full["steps_trained"]), 3),
             "wall_ratio_halving_over_full": round(float(halving["wall_s"]) / float(full["wall_s"]), 3),
+            "spearman_rung_vs_full_side": rung_vs_full(halving["scores"], full["scores"]),  # type: ignore[arg-type]
             "same_winner": full["chosen"] == halving["chosen"],
             "both_planted": full["chosen"] == halving["chosen"] == PLANTED_WINNER,
         }, indent=1))

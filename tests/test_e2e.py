@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -74,6 +75,12 @@ def test_inline_greedy_with_failing_candidate(tmp_path: Path) -> None:
     assert "injected failure" in (root / "reports" / "inline-fail" / "leaderboard.md").read_text()
     assert any(line.startswith("round 1: adopted ") and "convnext" in line for line in proc.stdout.splitlines()), \
         proc.stdout
+    # Each candidate's gain comes with its paired interval over the same items (shown, not deciding: no adopt).
+    rounds = (root / "reports" / "inline-fail" / "rounds.md").read_text()
+    assert "adoption rule: best" in rounds and re.search(r"\[[+-]\d\.\d{3}, [+-]\d\.\d{3}\] 95%", rounds), rounds
+    assert "| adopted" in rounds and "| failed" in rounds
+    assert re.search(r"round 1: adopted \S+ [\d.]+ \(gain [+-][\d.]+ \[[+-][\d.]+, [+-][\d.]+\] over clip",
+                     proc.stdout), proc.stdout
 
     # Predictions persisted with every trial re-score offline to the identical numbers (and intervals).
     from eaglesearch.execution.rescore import rescore_search
@@ -124,6 +131,9 @@ def test_ray_run_then_rerun_trains_nothing(ray_search) -> None:
     )
     # Nothing trained: every child copies a run of the first invocation.
     assert set(again["cached_from"]) == set(runs["run_id"])
+    # Gains come with paired intervals under Ray too, cached runs paired from the runs they were copied from.
+    rounds = (root / "reports" / "ray-greedy" / "rounds.md").read_text()
+    assert len(re.findall(r"\[[+-]\d\.\d{3}, [+-]\d\.\d{3}\] 95%", rounds)) == 3, rounds  # 2 + 1 candidates
 
     report = cli(root, "report", "ray-greedy")
     assert report.returncode == 0 and "ray-greedy" in report.stdout

@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,64 @@ def test_make_scheduler_counts_time_in_final_stage_steps() -> None:
     assert [r[0] for r in asha._brackets[0]._rungs] == [80, 40, 20, 10]  # grace 10, x2 up to max_t 80
     with pytest.raises(ValueError, match="grace_period 80 is not below max_t 80"):
         make_scheduler(SchedulerSpec(kind="asha", eval_every=80), "max", 80)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A trial as ASHA sees it: an id and its intermediate objective at each reported step."""
+
+    trial_id: str
+    objective: dict[int, float]
+
+
+def test_asha_stops_an_early_loser_and_a_late_bloomer_at_the_first_rung() -> None:
+    """Our ASHA (``make_scheduler``: grace 10 steps, reduction factor 2, max_t 40: rungs at 10 and 20) fed the
+    intermediate reports of four trials, as Tune interleaves them when all four run at once.
+
+    * the known early loser (``loser``: 0.10 at step 10, never better) is stopped at the first rung;
+    * the known late bloomer (``bloomer``: 0.20 at step 10, 0.30 at 20, then 0.85 at 40: the best final score) is
+      stopped at the first rung as well. That is ASHA's documented cost: a rung compares trials at equal steps
+      only, so a slow starter below the rung's cutoff (the 1 - 1/reduction_factor quantile of the scores recorded
+      there so far) never gets the budget to bloom. A greedy search's ``strategy.halving`` has the same blind spot
+      and measures it per round (Spearman's rho between rung and full-budget scores, ``search/halving.py``).
+
+    The first trial to reach a rung is never stopped there (no score is recorded to compare it with): ASHA is
+    asynchronous, so its decisions depend on arrival order; the order below is the one Tune uses for trials
+    started together (each reports step 10 before any reports step 20).
+    """
+    from ray.tune.schedulers import TrialScheduler
+
+    from eaglesearch.execution.ray_runner import make_scheduler
+    from eaglesearch.execution.searcher import stopped_result
+
+    asha = make_scheduler(SchedulerSpec(kind="asha", eval_every=10, reduction_factor=2), "max", 40)
+    curves = [Curve("steady", {10: 0.50, 20: 0.60, 30: 0.65, 40: 0.70}),
+              Curve("fast", {10: 0.55, 20: 0.62, 30: 0.63, 40: 0.64}),
+              Curve("loser", {10: 0.10, 20: 0.12, 30: 0.13, 40: 0.15}),
+              Curve("bloomer", {10: 0.20, 20: 0.30, 30: 0.70, 40: 0.85})]
+    for trial in curves:
+        asha.on_trial_add(None, trial)  # type: ignore[arg-type]
+    stopped: dict[str, int] = {}
+    for step in (10, 20, 30, 40):
+        for trial in curves:
+            if trial.trial_id in stopped:
+                continue
+            report = {"step": step, "objective": trial.objective[step], "status": "running"}
+            if asha.on_trial_result(None, trial, report) == TrialScheduler.STOP:  # type: ignore[arg-type]
+                stopped[trial.trial_id] = step
+    assert stopped == {"loser": 10, "bloomer": 10, "steady": 40, "fast": 40}  # at max_t every trial is "stopped"
+    assert max(curves, key=lambda c: c.objective[40]).trial_id == "bloomer"  # ...the one that would have won
+
+    # What the strategy is told: the two stopped at step 10 never win, so the steady trial is the incumbent.
+    s = GridStrategy(GridStrategySpec.model_validate({"kind": "grid", "factors": {"train.lr": [1e-4, 2e-4, 3e-4,
+                                                                                                4e-4]}}), FACTORY)
+    proposals = [p for p in iter(s.ask, None)]
+    for p, trial in zip(proposals, curves, strict=True):
+        if stopped[trial.trial_id] < 40:
+            s.tell(p.key, stopped_result(p.key, {"step": 10.0, "objective": trial.objective[10]}))
+        else:
+            s.tell(p.key, TrialResult(key=p.key, status="finished", objective=trial.objective[40]))
+    assert s.finished and s.incumbent() == proposals[0]
 
 
 def test_stopped_trials_are_told_but_never_win() -> None:

@@ -15,6 +15,7 @@ from typing import Literal
 
 from eaglesearch.execution.dispatch import Dispatcher, RunContext
 from eaglesearch.execution.events import set_listener
+from eaglesearch.execution.gains import RecordComparator, record_rounds
 from eaglesearch.execution.inline_runner import replay, run_inline
 from eaglesearch.execution.multi_worker import PARALLELISM_ENV, parallelism_for, workers_per_trial
 from eaglesearch.execution.progress import ProgressKind, make_progress
@@ -91,7 +92,8 @@ def run_search(
     store = TrackingStore(uri)
     experiment_id = store.ensure_experiment(space.name)
     tune_name = f"{space.name}-{loaded.fingerprint}"
-    strategy = make_strategy(loaded)
+    comparator = RecordComparator(uri)  # greedy rounds pair candidates with the incumbent from the record
+    strategy = make_strategy(loaded, comparator)
     params = {"objective": space.strategy.objective, "mode": space.strategy.mode, "strategy": space.strategy.kind,
               "recipe": loaded.recipe.name, "executor": executor}
     cost = getattr(space.strategy, "cost", None)
@@ -135,13 +137,13 @@ def run_search(
         set_listener(None)
 
     # The record is the truth: replay the strategy on it to learn whether the search is complete and its path.
-    final = make_strategy(loaded)
+    final = make_strategy(loaded, comparator)
     complete = replay(final, store.trial_results(parent_id, experiment_id))
     if executor != "inline" and complete:
         mark_complete(info)
     decisions = final.decisions()
-    if decisions:  # what the strategy adopted, so reports need not guess it from the trials
-        store.record_choices(parent_id, [d.chosen_key for d in decisions if d.chosen_key], decisions[-1].stopped)
+    if decisions:  # what the strategy adopted and why, so reports need not guess it from the trials
+        record_rounds(store, parent_id, decisions)
     kept = _register_kept(loaded, uri, parent_id) if complete and space.keep_best > 0 else []
     store.close_parent(parent_id, "FINISHED" if complete else "FAILED")
     return SearchOutcome(parent_id=parent_id, resumed=resumed, complete=complete,

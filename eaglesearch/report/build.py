@@ -17,6 +17,7 @@ from eaglesearch.report.mlflow_view import leaderboard
 from eaglesearch.report.pareto import pareto_section
 from eaglesearch.report.plots import StageCurve
 from eaglesearch.report.render import to_csv, to_markdown
+from eaglesearch.report.rounds import rule_line, rung_lines
 from eaglesearch.report.table import ANSWER_PRIOR, OK_STATUSES, ranked_table, round_table
 from eaglesearch.tracking import RunRecord, TrackingStore
 from eaglesearch.tracking.records import TAG_STOPPED
@@ -130,11 +131,17 @@ def round_skills(rounds: pd.DataFrame, runs: pd.DataFrame, top: int = 3, floor: 
 def rounds_markdown(rounds: pd.DataFrame, search: str, parent: RunRecord, store: TrackingStore,
                     objective: str, mode: str, runs: pd.DataFrame | None = None) -> str:
     lines = _header("Greedy rounds", search, parent, store)
-    lines += [f"- objective: `{objective}` ({mode}); gain is relative to the previous round's choice (✓)", ""]
+    lines.append(f"- objective: `{objective}` ({mode}); gain is the improvement over the previous round's choice "
+                 "(✓) in the search's direction (positive = better)")
+    rule = rule_line(parent.tags)
+    lines += [f"- {rule}", ""] if rule else [""]
     skills = round_skills(rounds, runs) if runs is not None and len(runs) else {}
+    rungs = rung_lines(parent.tags)
     for rnd, rows in rounds.groupby("round", sort=True):
         ok = rows["status"].isin(OK_STATUSES).sum()
         lines += [f"## Round {rnd} ({len(rows)} trials, {ok} usable)", ""]
+        if int(rnd) in rungs:
+            lines += [rungs[int(rnd)], ""]
         if int(rnd) in skills:
             lines += [f"Adopted {skills[int(rnd)]}", ""]
         elif not (rows["chosen"] == "✓").any() and parent.tags.get(TAG_STOPPED):

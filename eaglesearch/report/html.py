@@ -1,7 +1,8 @@
 """``report.html``: one self-contained page per search (plotly.js, CSS and data inline; opens offline and in
 MLflow's artifact preview).
 
-Sections: the leaderboard (intervals, tie labels, baseline rows styled apart), the greedy path, per-benchmark
+Sections: the leaderboard (intervals, tie labels, baseline rows styled apart), the greedy path (with every round's
+candidates, their gains, paired intervals and decisions), per-benchmark
 heatmap, Pareto front against vision GFLOPs, main effects of grid factors and the stage loss curves. A section that
 does not apply to the search is replaced by a one-line note. The page holds no wall-clock time and fixed element
 ids, so rebuilding it from the same record gives the same bytes.
@@ -21,6 +22,7 @@ from plotly.offline import get_plotlyjs
 
 from eaglesearch.report import humanize, plots
 from eaglesearch.report.latex import BASELINE_STATUS, tied_keys
+from eaglesearch.report.rounds import rule_line, rung_lines
 from eaglesearch.report.table import OK_STATUSES
 from eaglesearch.tracking import RunRecord
 
@@ -104,6 +106,34 @@ def leaderboard_table(table: pd.DataFrame) -> str:
     return "".join(out)
 
 
+def rounds_html(rounds: pd.DataFrame | None, tags: dict[str, str]) -> str:
+    """The greedy rounds below their figure: the adoption rule, each round's halving rank correlations, and every
+    candidate's objective, gain, the gain's paired interval and the round's decision on it (adopted ones bold)."""
+    if rounds is None or rounds.empty:
+        return ""
+    out = [f'<p class="meta">{html.escape(line)}</p>' for line in (rule_line(tags),) if line]
+    rungs = rung_lines(tags)
+    head = ["round", "candidate", "status", "objective", "gain", "interval", "decision"]
+    out += ['<div class="scroll"><table class="leaderboard rounds"><thead><tr>',
+            *(f"<th>{html.escape(h)}</th>" for h in head), "</tr></thead><tbody>"]
+    for rnd, rows in rounds.groupby("round", sort=True):
+        if int(rnd) in rungs:
+            out.append(f'<tr><td colspan="{len(head)}" class="note">round {int(rnd)}: '
+                       f"{html.escape(rungs[int(rnd)])}</td></tr>")
+        for _, row in rows.iterrows():
+            decision = row.get("decision") if "decision" in rows.columns else None
+            decision = "adopted" if _missing(decision) and row["chosen"] == "✓" else decision
+            cls = ' class="best"' if row["chosen"] == "✓" else (' class="failed"' if row["status"] == "failed" else "")
+            interval = row.get("interval") if "interval" in rows.columns else None
+            cells = [_fmt(row["round"]), str(row["candidate"]), str(row["status"]), _fmt(row["objective"]),
+                     "–" if _missing(row["gain"]) else f"{row['gain']:+.4f}",
+                     "–" if _missing(interval) else str(interval), "" if _missing(decision) else str(decision)]
+            out.append(f"<tr{cls}>" + "".join(f'<td class="num">{html.escape(c)}</td>' if i in (0, 3, 4, 5)
+                                              else f"<td>{html.escape(c)}</td>" for i, c in enumerate(cells)) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
 def _meta(table: pd.DataFrame, parent: RunRecord, tracking_uri: str) -> str:
     objective, mode = table.attrs.get("objective", "objective"), table.attrs.get("mode", "max")
     trials = table[table["status"] != BASELINE_STATUS]  # the answer-prior row is a reference, not a trial
@@ -135,7 +165,8 @@ def report_html(search: str, table: pd.DataFrame, runs: pd.DataFrame, parent: Ru
         "leaderboard": (leaderboard_table(table) if len(table)
                         else '<p class="note">No trials recorded under this parent run.</p>'),
         "greedy-path": _figure(plots.greedy_path_figure(rounds, table, objective), "fig-greedy-path",
-                               "Not a greedy search (or no usable round yet): no greedy path to show."),
+                               "Not a greedy search (or no usable round yet): no greedy path to show.")
+        + rounds_html(rounds, parent.tags),
         "heatmap": _figure(plots.score_heatmap(table), "fig-heatmap", "No per-benchmark scores recorded."),
         "pareto": _figure(plots.pareto_figure(table, objective, mode), "fig-pareto",
                           "No usable trial records both the objective and vision GFLOPs."),

@@ -171,8 +171,11 @@ def _chosen_in_round(rows: pd.DataFrame, next_rows: pd.DataFrame | None, mode: s
 
 def round_table(runs: pd.DataFrame, objective: str = "objective", mode: str = "max") -> pd.DataFrame:
     """Greedy rounds: every candidate of every round with its objective, the gain over the previous round's
-    choice, and ``chosen`` = "✓" on the trial the round picked. Columns
-    ``round, candidate, added, status, objective, gain, chosen, key``; rounds ascending, best first within."""
+    choice in the search's direction (positive = better, also in ``min`` mode), and ``chosen`` = "✓" on the trial
+    the round picked. Columns ``round, candidate, added, status, objective, gain, chosen, key``; rounds ascending,
+    best first within. A record with the rounds' verdicts (``eaglesearch.decision`` tags and ``round/gain*``
+    metrics) adds ``interval`` (the gain's paired interval and its confidence level) and ``decision`` after
+    ``gain``."""
     _check_mode(mode)
     frame = pd.DataFrame(index=runs.index)
     frame["round"] = pd.to_numeric(_column(runs, "round"), errors="coerce").astype("Int64")
@@ -194,7 +197,7 @@ def round_table(runs: pd.DataFrame, objective: str = "objective", mode: str = "m
         rows = frame[frame["round"] == rnd]
         next_rows = frame[frame["round"] == rounds[i + 1]] if i + 1 < len(rounds) else None
         if incumbent is not None:
-            frame.loc[rows.index, "gain"] = rows["objective"] - incumbent
+            frame.loc[rows.index, "gain"] = (rows["objective"] - incumbent) * (1.0 if mode == "max" else -1.0)
         if recorded.any():  # a round without a recorded choice was not adopted (the search stopped there)
             picked = rows.index[recorded[rows.index]]
             chosen = picked[0] if len(picked) else None
@@ -208,6 +211,22 @@ def round_table(runs: pd.DataFrame, objective: str = "objective", mode: str = "m
     sign = -1.0 if mode == "max" else 1.0
     frame["_order"] = frame["objective"] * sign
     frame["_label"] = frame["candidate"].fillna("")
+    columns = ["round", "candidate", "added", "status", "objective", "gain", "chosen", "key"]
+    decision = _column(runs, "decision").map(_text)
+    if decision.notna().any():  # the strategy's own verdicts: its gains (identical) with their intervals
+        recorded_gain = _numeric(runs, "round/gain")
+        frame["gain"] = recorded_gain.where(recorded_gain.notna(), frame["gain"])
+        frame["interval"] = [interval_text(lo, hi, lvl) for lo, hi, lvl in zip(
+            _numeric(runs, "round/gain_low"), _numeric(runs, "round/gain_high"), _numeric(runs, "round/gain_level"),
+            strict=True)]
+        frame["decision"] = decision
+        columns[6:6] = ["interval", "decision"]
     frame = frame.sort_values(["round", "_order", "_label"], na_position="last", kind="stable")
-    return frame[["round", "candidate", "added", "status", "objective", "gain", "chosen", "key"]].reset_index(
-        drop=True)
+    return frame[columns].reset_index(drop=True)
+
+
+def interval_text(low: float, high: float, level: float) -> str | None:
+    """``[-0.031, +0.062] 98.3%``: a gain's interval and its confidence level; None when there is none."""
+    if any(v is None or math.isnan(v) for v in (low, high, level)):
+        return None
+    return f"[{low:+.3f}, {high:+.3f}] {100 * level:.3g}%"

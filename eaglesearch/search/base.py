@@ -16,12 +16,15 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from eaglesearch.spec import LoadedSearch, SpecError, TrialFactory, TrialResult, TrialSpec
 from eaglesearch.spec.declared import DeclaredTrial
 from eaglesearch.spec.search_space import StrategySpec
 from eaglesearch.spec.yaml_source import Loc, format_loc
+
+if TYPE_CHECKING:  # adoption imports this module
+    from eaglesearch.search.adoption import GainComparator
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,37 @@ class Proposal:
 
 
 @dataclass(frozen=True)
+class CandidateVerdict:
+    """What a greedy round decided about one of its candidates (``search/adoption.py`` says how).
+
+    ``gain`` is the candidate's improvement over the incumbent in the search's direction (positive = better);
+    ``low``/``high`` its paired bootstrap interval at ``confidence`` (Holm-corrected under ``paired_ci`` with
+    ``correction: holm``), ``None`` when no interval could be paired; ``p_value`` the two-sided bootstrap p-value.
+    ``decision`` is one of the ``adoption`` module's decision names (adopted, not significant, below min_gain, ...).
+    """
+
+    label: str
+    key: str
+    decision: str
+    added: str | None = None  # the expert the candidate adds
+    gain: float | None = None
+    low: float | None = None
+    high: float | None = None
+    confidence: float | None = None
+    p_value: float | None = None
+
+
+@dataclass(frozen=True)
+class RungCorrelation:
+    """Successive halving: how a rung ranked the candidates that also ran the full budget (Spearman's rho with
+    average ranks for ties; ``None`` below 3 such candidates, where a rank correlation says nothing)."""
+
+    budget: float
+    rho: float | None
+    n: int
+
+
+@dataclass(frozen=True)
 class RoundDecision:
     """What one completed greedy round evaluated and decided.
 
@@ -48,6 +82,8 @@ class RoundDecision:
     ``objective`` is the round's best usable objective (``None`` when every trial failed), ``previous_objective``
     the incumbent's before the round, and ``gain`` the improvement of ``objective`` over it in the search's
     direction (positive = better, also in ``min`` mode). ``stopped`` is why the search ended here, else ``None``.
+    ``rule`` is the adoption rule the round was decided by, in words (``adoption.describe``), ``verdicts`` one :class:`CandidateVerdict` per
+    full-budget candidate (pool order) and ``rungs`` the halving ladder's rank correlations (empty without halving).
     """
 
     round: int
@@ -59,6 +95,9 @@ class RoundDecision:
     previous_objective: float | None
     gain: float | None
     stopped: str | None = None
+    rule: str | None = None
+    verdicts: tuple[CandidateVerdict, ...] = ()
+    rungs: tuple[RungCorrelation, ...] = ()
 
 
 def score_of(result: TrialResult | None, metric: str) -> float | None:
@@ -161,8 +200,10 @@ class Strategy(Reporting, ABC):
         self._proposed = {}
 
     @classmethod
-    def from_search(cls, loaded: LoadedSearch) -> Self:
-        """A fresh strategy for a loaded search space (its ``space.strategy``, trials built by its factory)."""
+    def from_search(cls, loaded: LoadedSearch, comparator: GainComparator | None = None) -> Self:
+        """A fresh strategy for a loaded search space (its ``space.strategy``, trials built by its factory).
+        ``comparator`` pairs two trials item by item, for a strategy whose decisions compare trials (greedy's
+        ``adopt``); the others do without."""
         return cls(loaded.space.strategy, loaded.factory)
 
     def _record(self, proposal: Proposal) -> None:

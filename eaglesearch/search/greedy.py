@@ -15,9 +15,16 @@ seeds, and every candidate's value becomes the mean over its seeds.
 With ``halving: {eta, min_fraction}``, an adding round with two or more candidates climbs a successive-halving
 ladder (:mod:`eaglesearch.search.halving`) before it is decided: every candidate first trains to ``min_fraction``
 of the final stage's steps, only the best ``1/eta`` continue (from their checkpoints) to ``eta`` times that, up to
-the full budget, and the round is decided (ties, seeds, gain) on the full-budget results only. Once it is, the
+the full budget, and the round is decided (ties, seeds, gain) on the full-budget results only; each halving round
+records how its rungs ranked the candidates that also ran the full budget (Spearman's rho). Once it is decided, the
 discontinued candidates' checkpoints are handed to the execution layer for deletion (:meth:`released_checkpoints`)
 unless ``halving.keep_rung_checkpoints``.
+
+Which candidate a round adopts is the spec's ``adoption_rule`` (:mod:`eaglesearch.search.adoption`): the round's
+best (``best``), the best when its gain exceeds ``min_gain`` (``min_gain``), or the largest gain whose paired
+interval excludes 0 after Holm's correction over the round (``paired_ci``, with the ``comparator`` the execution
+layer supplies). A round that adopts nothing ends the search. Every candidate's gain, interval and verdict are in
+the round's :class:`RoundDecision`.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ import itertools
 import math
 from collections.abc import Iterator
 
+from eaglesearch.search.adoption import Contender, GainComparator, Judgement, RuleSettings, describe, judge
 from eaglesearch.search.base import (
     Candidate,
+    CandidateVerdict,
     Proposal,
     RoundDecision,
     Strategy,
@@ -44,6 +53,7 @@ from eaglesearch.spec.yaml_source import Loc
 BASE_FAILED = "base failed"
 ALL_FAILED = "all candidates failed"
 NO_GAIN = "no gain"
+NOT_SIGNIFICANT = "no significant gain"
 POOL_EMPTY = "pool empty"
 MAX_ROUNDS = "max_rounds"
 MAX_GREEDY_SETS = 4096  # expert sets the preflight checks; past it, the singletons and the largest set
@@ -52,9 +62,15 @@ MAX_GREEDY_SETS = 4096  # expert sets the preflight checks; past it, the singlet
 class GreedyStrategy(Strategy):
     kind = "greedy"
 
-    def __init__(self, spec: GreedyStrategySpec, factory: TrialFactory) -> None:
+    def __init__(self, spec: GreedyStrategySpec, factory: TrialFactory,
+                 comparator: GainComparator | None = None) -> None:
         super().__init__(spec, factory)
         self.spec: GreedyStrategySpec = spec
+        self.comparator = comparator  # pairs a candidate with the incumbent item by item (needed by paired_ci)
+        adopt = spec.adopt
+        self._rule = RuleSettings(rule=spec.adoption_rule, min_gain=spec.min_gain,
+                                  alpha=adopt.alpha if adopt else 0.05, correction=adopt.correction if adopt else "holm",
+                                  metric=spec.objective, mode=spec.mode)
         self._base: tuple[ExpertSpec, ...] = spec.base_experts
         self._pool: list[ExpertSpec] = list(spec.candidate_experts)
         self._added: list[ExpertSpec] = []
@@ -96,6 +112,10 @@ class GreedyStrategy(Strategy):
         self._advance()
 
     # -- queries ------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_search(cls, loaded: LoadedSearch, comparator: GainComparator | None = None) -> GreedyStrategy:
+        return cls(loaded.space.strategy, loaded.factory, comparator)  # type: ignore[arg-type]
 
     @property
     def finished(self) -> bool:
@@ -287,24 +307,28 @@ class GreedyStrategy(Strategy):
                      for p in self._proposals)
         originals = [p for p in self._proposals if p.role not in ("reseed", RUNG)]
         objectives = [self._value(p) for p in originals]
-        i = best_index(objectives, self.mode)
         previous = self._incumbent_objective
-        best = objectives[i] if i is not None else None
-        gain = improvement(best, previous, self.mode) if best is not None and previous is not None else None
-
         stopped: str | None = None
-        adopt = i is not None
+        verdicts: tuple[CandidateVerdict, ...] = ()
         if self._round == 0:
+            i = best_index(objectives, self.mode)
             if i is None:
                 stopped = BASE_FAILED
-        elif i is None:
-            stopped = ALL_FAILED
-        elif self.spec.stop_when_no_gain and not (gain is not None and gain > self.spec.min_gain):
-            stopped, adopt = NO_GAIN, False
+        else:
+            judgement = self._judge(originals, objectives)
+            i, verdicts = judgement.adopted, judgement.verdicts
+            if best_index(objectives, self.mode) is None:
+                stopped = ALL_FAILED
+            elif i is None:
+                stopped = NOT_SIGNIFICANT if self._rule.rule == "paired_ci" else NO_GAIN
 
-        chosen: Proposal | None = originals[i] if adopt and i is not None else None
+        # The adopted candidate's value; when none is, the round's best (what the report says fell short).
+        shown = i if i is not None else best_index(objectives, self.mode)
+        value = objectives[shown] if shown is not None else None
+        gain = improvement(value, previous, self.mode) if value is not None and previous is not None else None
+        chosen: Proposal | None = originals[i] if i is not None else None
         if chosen is not None:
-            self._incumbent, self._incumbent_objective = chosen, best
+            self._incumbent, self._incumbent_objective = chosen, value
             if chosen.role == "candidate":
                 expert = next(e for e in self._pool if e.name == chosen.added)
                 self._pool.remove(expert)
@@ -320,10 +344,25 @@ class GreedyStrategy(Strategy):
             chosen_label=chosen.label if chosen else None,
             chosen_key=chosen.key if chosen else None,
             added=chosen.added if chosen else None,
-            objective=best,
+            objective=value,
             previous_objective=previous,
             gain=gain,
             stopped=stopped,
+            rule=describe(self._rule) if self._round > 0 else None,
+            verdicts=verdicts,
+            rungs=self._ladder.correlations(self._results.get, self.metric) if self._ladder and self._round else (),
         ))
         if stopped is not None:
             self._finished = True
+
+    def _judge(self, originals: list[Proposal], objectives: list[float | None]) -> Judgement:
+        """The adoption rule applied to an adding round's full-budget candidates (``objectives``: their values)."""
+        previous = self._incumbent_objective
+        incumbent = self._results.get(self._incumbent.key) if self._incumbent is not None else None
+        seeded = self._incumbent is not None and self._incumbent.key in self._seeds
+        contenders = [Contender(label=p.label, key=p.key, result=self._results[p.key],
+                                gain=None if v is None or previous is None else improvement(v, previous, self.mode),
+                                pairable=not seeded and p.key not in self._seeds, added=p.added)
+                      for p, v in zip(originals, objectives, strict=True)]
+        family = self._ladder.entered(self._results.get, self.metric) if self._ladder is not None else 0
+        return judge(contenders, incumbent, self._rule, self.comparator, family)

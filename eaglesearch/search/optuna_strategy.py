@@ -25,6 +25,7 @@ from typing import Any, Self
 
 import optuna
 
+from eaglesearch.search.adoption import GainComparator
 from eaglesearch.search.base import Proposal, Strategy, score_of
 from eaglesearch.search.grid import factor_labels, format_value
 from eaglesearch.search.optuna_space import directions, make_sampler, sample_point
@@ -80,7 +81,7 @@ class OptunaStrategy(Strategy):
         self.duplicates = 0  # Optuna trials answered with an earlier trial's result
 
     @classmethod
-    def from_search(cls, loaded: LoadedSearch) -> Self:
+    def from_search(cls, loaded: LoadedSearch, comparator: GainComparator | None = None) -> Self:
         """Default batch: one proposal per worker, so every worker is busy and proposals don't depend on timing."""
         return cls(loaded.space.strategy, loaded.factory,  # type: ignore[arg-type]
                    concurrency=loaded.space.resources.max_concurrent_trials)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 
+from eaglesearch.search.adoption import GainComparator
 from eaglesearch.search.base import Candidate, Strategy
 from eaglesearch.spec import LoadedSearch, TrialSpec
 
@@ -33,9 +34,11 @@ def strategy_class(kind: str) -> type[Strategy]:
     return cls
 
 
-def make_strategy(loaded: LoadedSearch) -> Strategy:
-    """A fresh strategy for ``loaded`` (its ``space.strategy.kind``), building trials with its factory."""
-    return strategy_class(loaded.space.strategy.kind).from_search(loaded)
+def make_strategy(loaded: LoadedSearch, comparator: GainComparator | None = None) -> Strategy:
+    """A fresh strategy for ``loaded`` (its ``space.strategy.kind``), building trials with its factory.
+    ``comparator`` pairs two trials' evaluation items for a greedy round's gain intervals (``adopt``); without one
+    a greedy round shows no intervals, and ``adopt.rule: paired_ci`` cannot decide a round."""
+    return strategy_class(loaded.space.strategy.kind).from_search(loaded, comparator)
 
 
 def planned_trials(loaded: LoadedSearch) -> list[TrialSpec]:

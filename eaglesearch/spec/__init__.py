@@ -8,6 +8,7 @@ from eaglesearch.spec.model import ExpertSpec, LanguageModelSpec, ModelSpec, Tok
 from eaglesearch.spec.optuna_space import ExpertSearchSpec, ObjectiveSpec, OptunaStrategySpec, ParamSpec
 from eaglesearch.spec.recipe import Recipe
 from eaglesearch.spec.search_space import (
+    AdoptSpec,
     GreedyStrategySpec,
     GridStrategySpec,
     HalvingSpec,
@@ -19,7 +20,7 @@ from eaglesearch.spec.train import TrainSpec
 from eaglesearch.spec.trial import TrialResult, TrialSpec
 
 __all__ = [
-    "BenchmarkSplitSpec", "DataSpec", "EvalSpec", "ExpertSearchSpec", "ExpertSpec", "GreedyStrategySpec", "GridStrategySpec",
+    "AdoptSpec", "BenchmarkSplitSpec", "DataSpec", "EvalSpec", "ExpertSearchSpec", "ExpertSpec", "GreedyStrategySpec", "GridStrategySpec",
     "HalvingSpec", "LanguageModelSpec", "LlavaSplitSpec", "LoadedSearch", "ModelSpec", "ObjectiveSpec", "OptunaStrategySpec", "ParamSpec",
     "Recipe", "ResourcesSpec", "SchedulerSpec", "SearchSpace", "SpecError",
     "SpecIssue", "SyntheticDataSpec", "TokenizerSpec", "TrainSpec", "TrialFactory", "TrialResult", "TrialSpec",

@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
 from eaglesearch.spec.base import SpecModel
 from eaglesearch.spec.custom_expert import DeclaresExperts
@@ -44,6 +44,40 @@ class HalvingSpec(SpecModel):
         return (*out, 1.0)
 
 
+class AdoptSpec(SpecModel):
+    """When a greedy round adopts a candidate (``strategy.adopt``); a round that adopts none ends the search.
+
+    ``paired_ci``: each usable candidate's gain over the incumbent gets a paired bootstrap interval over the same
+    evaluation items (``eaglesearch/evaluate/uncertainty.py``); with ``correction: holm`` the intervals are Holm's
+    step-down at per-candidate confidence levels (candidates ordered by bootstrap p-value, the j-th of m at level
+    ``1 - alpha / (m - j + 1)``, significant while every interval up to it excludes 0), with ``none`` every
+    interval is at ``1 - alpha``. The significant candidate with the largest gain is adopted. ``min_gain``: the
+    round's best is adopted when its point gain exceeds ``strategy.min_gain`` (no interval is consulted).
+
+    Left out, a space keeps the rule it had before ``adopt`` existed: ``min_gain`` with ``stop_when_no_gain: true``,
+    else every round adopts its best. ``adopt: {}`` is ``paired_ci`` with Holm at alpha 0.05: a round compares
+    several candidates with one incumbent, and the best of k noisy point gains clears any fixed threshold more
+    often as k grows, which only a corrected interval accounts for."""
+
+    rule: Literal["paired_ci", "min_gain"] = Field(
+        default="paired_ci", description="paired_ci: adopt only a gain whose (corrected) paired interval excludes "
+        "0; min_gain: adopt the best when its point gain exceeds strategy.min_gain")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5,
+                         description="paired_ci: the round's family-wise error rate (each interval at 1 - alpha "
+                         "without correction)")
+    correction: Literal["holm", "none"] = Field(
+        default="holm", description="paired_ci: holm (step-down over the round's usable candidates) or none")
+
+    @model_validator(mode="after")
+    def _paired_settings(self) -> AdoptSpec:
+        if self.rule == "min_gain":
+            given = sorted({"alpha", "correction"} & self.model_fields_set)
+            if given:
+                raise ValueError(f"adopt.{given[0]} applies to adopt.rule paired_ci only; remove it or set "
+                                 "rule: paired_ci")
+        return self
+
+
 class GreedyStrategySpec(SpecModel):
     """Greedy round-robin expert selection (Eagle §2.6): each round adds the pool expert that helps most."""
 
@@ -64,6 +98,9 @@ class GreedyStrategySpec(SpecModel):
     halving: HalvingSpec | None = Field(
         default=None, description="successive halving inside each round ({eta, min_fraction}); default: every "
         "candidate trains the full budget")
+    adopt: AdoptSpec | None = Field(
+        default=None, description="when a round adopts a candidate ({rule: paired_ci | min_gain, alpha, "
+        "correction: holm | none}); default: min_gain with stop_when_no_gain, else the round's best")
 
     @model_validator(mode="after")
     def _disjoint(self) -> GreedyStrategySpec:
@@ -75,7 +112,43 @@ class GreedyStrategySpec(SpecModel):
         dupes = sorted({n for n in pool if pool.count(n) > 1})
         if dupes:
             raise ValueError(f"candidates listed twice: {', '.join(dupes)}")
+        self._check_adopt()
         return self
+
+    def _check_adopt(self) -> None:
+        """Settings that contradict the adoption rule are errors, never silently ignored."""
+        if self.adopt is None:
+            return
+        if "stop_when_no_gain" in self.model_fields_set and not self.stop_when_no_gain:
+            raise ValueError("stop_when_no_gain: false contradicts adopt: with adopt, a round that adopts no "
+                             "candidate ends the search; remove stop_when_no_gain (or adopt, to add every round's best)")
+        if self.adopt.rule != "paired_ci":
+            return
+        if self.min_gain > 0:
+            raise ValueError(f"min_gain {self.min_gain:g} applies to adopt.rule min_gain; under paired_ci the "
+                             "interval decides: remove min_gain or set adopt.rule: min_gain")
+        if self.on_tie == "add_seeds":
+            raise ValueError("on_tie: add_seeds decides on a mean over seeds, which has no paired interval over "
+                             "items; use on_tie: pick with adopt.rule paired_ci, or adopt.rule min_gain")
+        if self.objective != "objective" and not self.objective.startswith("score/"):
+            raise ValueError(f"objective '{self.objective}' has no paired interval; adopt.rule paired_ci needs "
+                             "objective 'objective' or 'score/<benchmark>'")
+
+    @model_serializer(mode="wrap")
+    def _omit_default_adopt(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """No ``adopt`` key when it is left out (fingerprints of spaces written before it existed stay as they were)."""
+        data = handler(self)
+        if self.adopt is None:
+            data.pop("adopt", None)
+        return data
+
+    @property
+    def adoption_rule(self) -> str:
+        """The rule rounds are decided by: ``paired_ci`` or ``min_gain`` (``adopt``, else ``min_gain`` with
+        ``stop_when_no_gain``), or ``best`` (no ``adopt`` and no ``stop_when_no_gain``: every round adopts its best)."""
+        if self.adopt is not None:
+            return self.adopt.rule
+        return "min_gain" if self.stop_when_no_gain else "best"
 
     @property
     def base_experts(self) -> tuple[ExpertSpec, ...]:

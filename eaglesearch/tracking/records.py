@@ -27,6 +27,9 @@ TAG_STATUS = "eaglesearch.status"
 TAG_CACHED_FROM = "eaglesearch.cached_from"
 TAG_CHOSEN = "eaglesearch.chosen"  # "true" on the trials a round-based strategy adopted (greedy)
 TAG_STOPPED = "eaglesearch.stopped"  # on the parent: why the strategy stopped ("" when it ran its course)
+TAG_DECISION = "eaglesearch.decision"  # a greedy round's verdict on the trial ("adopted", "not significant", ...)
+TAG_RULE = "eaglesearch.adopt_rule"  # on the parent: the rule greedy rounds were decided by
+TAG_RUNGS = "eaglesearch.rung_spearman"  # on the parent: JSON, round → [[budget, rho or null, n], ...] (halving)
 TAG_ERROR = "eaglesearch.error"
 TAG_KIND = "eaglesearch.kind"
 TAG_FINGERPRINT = "eaglesearch.fingerprint"
@@ -65,7 +68,7 @@ ARTIFACT_ERROR = "error.txt"
 TAG_COLUMNS: dict[str, str] = {
     TAG_KEY: "key", TAG_SEARCH: "search", TAG_ROUND: "round", TAG_ROLE: "role", TAG_ADDED: "added",
     TAG_LABEL: "label", TAG_STRATEGY: "strategy", TAG_STATUS: "status_tag", TAG_ERROR: "error",
-    TAG_CACHED_FROM: "cached_from", TAG_CHOSEN: "chosen_tag",
+    TAG_CACHED_FROM: "cached_from", TAG_CHOSEN: "chosen_tag", TAG_DECISION: "decision",
 }
 BASE_COLUMNS = ["run_id", "status", "start_time", "end_time", *TAG_COLUMNS.values()]
 PARAM_PREFIX = "param."

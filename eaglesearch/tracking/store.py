@@ -107,12 +107,13 @@ class TrackingStore:
         RunStatus.from_string(status)  # fail early on a typo
         self._client.set_terminated(run_id, status)
 
-    def record_choices(self, parent_id: str, chosen_keys: list[str], stopped: str | None) -> None:
-        """Tag the runs a round-based strategy adopted (``chosen_tag`` "true") and its stop reason on the parent."""
+    def record_choices(self, parent_id: str, chosen_keys: list[str], stopped: str | None,
+                       parent_tags: dict[str, str] | None = None) -> None:
+        """Tag the adopted runs (``chosen_tag`` "true"); the stop reason and ``parent_tags`` on the parent."""
         runs = self.trial_runs(parent_id)
         for run_id in runs.loc[runs["key"].isin(chosen_keys), "run_id"]:
             self._client.set_tag(run_id, R.TAG_CHOSEN, "true")
-        self._client.set_tag(parent_id, R.TAG_STOPPED, stopped or "")
+        self._log_batch(parent_id, tags={R.TAG_STOPPED: stopped or "", **(parent_tags or {})})
 
     def latest_parent(self, search: str) -> str | None:
         """The newest parent run of ``search``, FINISHED ones first; None if the search was never recorded."""
@@ -186,8 +187,9 @@ class TrackingStore:
         return self._create_child(parent_id, experiment_id, trial, status=R.STATUS_RUNNING, search=search,
                                   round=round, role=role, added=added, strategy=strategy, label=label, extra_tags=tags)
 
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
-        self._log_metrics(run_id, metrics, step)
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None,
+                    tags: dict[str, str] | None = None) -> None:
+        self._log_metrics(run_id, metrics, step, tags)
 
     def log_history(self, run_id: str, name: str, points: Iterable[tuple[int, float]]) -> None:
         """A metric's whole history (``(step, value)`` pairs, e.g. a loss curve) in batches of MLflow's limit."""
