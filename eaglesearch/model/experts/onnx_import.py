@@ -21,9 +21,12 @@ package: rapidocr's ``__init__`` imports OpenCV, which eaglesearch does not inst
 
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
 from torch import nn
 
 from eaglesearch.model.pretrained import PACKAGE_SCHEME, resolve_pretrained
@@ -106,7 +109,19 @@ def cut_at(model: onnx.ModelProto, tensor: str) -> onnx.ModelProto:
 
 
 def onnx_feature_module(location: str, tensor: str, what: str) -> nn.Module:
-    """The encoder in the ONNX file ``location`` up to ``tensor``, as a torch module (eval mode, fp32 weights)."""
+    """The encoder in the ONNX file ``location`` up to ``tensor``, as a torch module (eval mode, fp32 weights).
+
+    Converted once per process (a copy each call). Under a ``torch.device("meta")`` context (plans and preflight
+    build models without memory) the module is converted on the CPU, where ``onnx2torch`` puts the file's weights,
+    and then moved to meta."""
+    module = copy.deepcopy(_converted(str(package_file(location, what)), tensor))
+    if torch.get_default_device().type == "meta":
+        module = module.to("meta")
+    return module
+
+
+@lru_cache(maxsize=4)
+def _converted(path: str, tensor: str) -> nn.Module:
     _, convert = _onnx()
-    module = convert(cut_at(load_convertible(package_file(location, what)), tensor))
-    return module.eval()
+    with torch.device("cpu"):
+        return convert(cut_at(load_convertible(Path(path)), tensor)).eval()
