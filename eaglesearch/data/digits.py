@@ -15,8 +15,9 @@ Each 8×8 block becomes dark ink on white paper (count 16 → black), upscaled b
 a strip is centred on a white square canvas. The 1,797 images are split once by a seeded shuffle into a training
 pool and an evaluation pool (``eval_images``), disjoint, so no evaluation question shows a digit image seen in
 training. Training records (both types, shuffled together) go to ``train.json``; each type's evaluation questions
-to ``eval_<type>.json``. Ids carry the type (``digit-train-00012``), which is how the answer-prior baseline finds
-each benchmark's training answers. Output is a function of the arguments only (seeded), written atomically.
+to ``eval_<type>.json``; ``optdigits_index`` records which of scikit-learn's images a record shows. Ids carry the
+type (``digit-train-00012``), which is how the answer-prior baseline finds each benchmark's training answers.
+Output is a function of the arguments only (seeded), written atomically.
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ def _render(blocks: Sequence[np.ndarray], px: int, canvas: int) -> Image.Image:
     return page.convert("RGB")
 
 
-def _record(kind: str, split: str, index: int, image: str, answer: str) -> dict[str, object]:
-    return {"id": f"{kind}-{split}-{index:05d}", "image": image, "task": kind,
+def _record(kind: str, split: str, index: int, image: str, answer: str, sources: list[int]) -> dict[str, object]:
+    return {"id": f"{kind}-{split}-{index:05d}", "image": image, "task": kind, "optdigits_index": sources,
             "conversations": [{"from": "human", "value": f"<image>\n{QUESTIONS[kind]}"},
                               {"from": "gpt", "value": answer}]}
 
@@ -86,13 +87,14 @@ def _split(out: Path, split: str, pool: np.ndarray, images: np.ndarray, labels: 
         idx = order[i % len(order)]
         name = f"{split}/digit_{i:05d}.png"
         _render([images[idx]], spec.digit_px * 2, spec.canvas).save(out / "images" / name)
-        records["digit"].append(_record("digit", split, i, name, str(labels[idx])))
+        records["digit"].append(_record("digit", split, i, name, str(labels[idx]), [int(idx)]))
     nonzero = [i for i in pool if labels[i] != 0]
     for i in range(numbers):
         chosen = [rng.choice(nonzero)] + [rng.choice(list(pool)) for _ in range(spec.number_digits - 1)]
         name = f"{split}/number_{i:05d}.png"
         _render([images[c] for c in chosen], spec.digit_px, spec.canvas).save(out / "images" / name)
-        records["number"].append(_record("number", split, i, name, "".join(str(labels[c]) for c in chosen)))
+        records["number"].append(_record("number", split, i, name, "".join(str(labels[c]) for c in chosen),
+                                         [int(c) for c in chosen]))
     return records
 
 
