@@ -41,6 +41,7 @@ torch.set_num_threads(1)
 FAMILIES = ("clip", "convnext", "sam", "dinov2", "eva02", "siglip", "pix2struct")
 VITS = ("clip", "siglip", "dinov2", "eva02")
 NOT_VITS = ("convnext", "sam", "pix2struct")
+REAL_ONLY = ("ppocr_det", "ppocr_rec")  # one real network in every preset: tests/test_ppocr_experts.py
 
 # family: (resolution, channels, native grid, channels on the common grid) — tiny on an 8×8 grid, paper on 32×32
 TINY = {
@@ -82,7 +83,7 @@ def count(modules: list[torch.nn.Module]) -> int:
 
 
 def test_registry_lists_every_family_and_which_tile() -> None:
-    assert set(FAMILIES) == set(expert_names())  # no test-only family (tests/support/faulty_expert.py)
+    assert {*FAMILIES, *REAL_ONLY} == set(expert_names())  # no test-only family (tests/support/faulty_expert.py)
     assert {n for n in expert_names() if get_family(n).tileable} == set(VITS)
     for name in FAMILIES:
         assert resolve_expert(ExpertSpec(name=name)).resolution == TINY[name][0]

@@ -15,6 +15,8 @@ from eaglesearch.model.experts import (  # noqa: F401  (each registers its famil
     dinov2,
     eva02,
     pix2struct,
+    ppocr_det,
+    ppocr_rec,
     sam,
     siglip,
 )

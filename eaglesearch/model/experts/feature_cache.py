@@ -62,7 +62,7 @@ def weights_digest(module: nn.Module) -> str:
     for name, tensor in sorted(module.state_dict(keep_vars=False).items()):
         data = tensor.detach().contiguous().cpu()
         digest.update(f"{name}|{tuple(data.shape)}|{data.dtype}".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")  # 0-dim too
     return digest.hexdigest()
 
 
