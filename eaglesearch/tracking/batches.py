@@ -8,6 +8,7 @@ with, or after, every number it vouches for.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 
 from mlflow.entities import Metric, Param, RunTag
@@ -16,6 +17,18 @@ from eaglesearch.tracking.records import MAX_PARAM_VALUE, METRICS_PER_BATCH, PAR
 
 TAGS_PER_BATCH = 100
 ENTITIES_PER_BATCH = 1000  # metrics + params + tags in one request (MLflow's MAX_ENTITIES_PER_BATCH)
+
+
+def curve(name: str, points: Iterable[tuple[int, float]]) -> list[Metric]:
+    """A metric's history (``(step, value)`` pairs, e.g. a loss curve) as MLflow metrics."""
+    now = int(time.time() * 1000)
+    return [Metric(name, float(v), now, int(s)) for s, v in points]
+
+
+def latest(values: dict[str, float] | dict[str, float | None], step: int = 0) -> list[Metric]:
+    """Values at ``step`` as MLflow metrics; None values are left out."""
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, int(step)) for k, v in values.items() if v is not None]
 
 
 def as_params(params: dict[str, str]) -> list[Param]:

@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 
 import requests
 
+from eaglesearch.tracking.uri import StoreUnavailable
+
 WAIT_ENV = "EAGLESEARCH_TRACKING_WAIT_S"
 DEFAULT_WAIT_S = 900.0
 MLFLOW_RETRIES_ENV = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
@@ -47,8 +49,9 @@ _outages: dict[str, float] = {}  # tracking URI -> when this process first found
 _outages_lock = threading.Lock()
 
 
-class TrackingUnavailable(RuntimeError):
-    """The tracking server did not answer within the wait; the message names it and what to do."""
+class TrackingUnavailable(StoreUnavailable):
+    """The tracking server did not answer within the wait; the message names it and what to do (the CLI prints it
+    without a traceback, as every :class:`StoreUnavailable`)."""
 
 
 def wait_s() -> float:
@@ -79,10 +82,14 @@ def unreachable(err: BaseException) -> bool:
     return False
 
 
+_WHAT_TO_DO = ("start it again (or check that --tracking-uri / MLFLOW_TRACKING_URI names it and that its database "
+               "is up)")
+
+
 def advice(uri: str) -> str:
-    return (f"the MLflow tracking server at {uri} does not answer. Start it again (or check that "
-            f"--tracking-uri / MLFLOW_TRACKING_URI names it and that its database is up); trials keep their results "
-            f"and log them once it answers. Waiting up to {wait_s():.0f} s ({WAIT_ENV}).")
+    """The one message of an outage."""
+    return (f"the MLflow tracking server at {uri} does not answer: {_WHAT_TO_DO}. Trials keep their results and log "
+            f"them once it answers; waiting up to {wait_s():.0f} s ({WAIT_ENV}).")
 
 
 def _announce(uri: str) -> float:
@@ -113,8 +120,10 @@ def call_patiently(uri: str, fn: Callable[..., T], *args: Any, **kwargs: Any) ->
             began = _announce(uri)
             left = began + wait_s() - time.monotonic()
             if left <= 0:
-                raise TrackingUnavailable(f"{advice(uri).split(' Waiting')[0]} Gave up after {wait_s():.0f} s "
-                                          f"({type(err).__name__}: {str(err)[:300]})") from None
+                raise TrackingUnavailable(
+                    uri, f"the server did not answer for {wait_s():.0f} s ({WAIT_ENV}); last error: "
+                    f"{str(err)[:300]}", f"{_WHAT_TO_DO}, then run the same command again: finished trials are "
+                    "served from the record") from None
             time.sleep(min(pause, left))
             pause = min(pause * 2, _MAX_PAUSE_S)
             continue

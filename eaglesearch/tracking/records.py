@@ -238,3 +238,19 @@ def source_run_id(row: Mapping[str, Any]) -> str:
     In a frame mixing cached and trained trials, ``cached_from`` is NaN (a truthy float) on trained rows."""
     cached = row.get("cached_from")
     return cached if isinstance(cached, str) and cached else str(row["run_id"])
+
+
+STAGE_COLUMNS = ["run_id", "stage", "index", "expert", "status", "artifact_key", "trial_key", "parent"]
+
+
+def stage_frame(runs: list[Any]) -> pd.DataFrame:
+    """One row per stage run (:data:`STAGE_COLUMNS`, then its latest metrics); the columns even when empty."""
+    rows = []
+    for run in runs:
+        t = run.data.tags
+        rows.append({"run_id": run.info.run_id, "stage": t.get(TAG_STAGE), "index": int(t.get(TAG_STAGE_INDEX, 0)),
+                     "expert": t.get(TAG_STAGE_EXPERT), "status": t.get(TAG_STATUS),
+                     "artifact_key": t.get(TAG_ARTIFACT_KEY), "trial_key": t.get(TAG_TRIAL_KEY),
+                     "parent": t.get(TAG_PARENT), **run.data.metrics})
+    frame = pd.DataFrame(rows)
+    return frame if len(frame) else pd.DataFrame(columns=STAGE_COLUMNS)

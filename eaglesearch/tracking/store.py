@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from eaglesearch.spec.trial import TrialResult, TrialSpec
 from eaglesearch.tracking import mlflow_ui as UI
 from eaglesearch.tracking import patience
 from eaglesearch.tracking import records as R
-from eaglesearch.tracking.batches import as_params, as_tags, pack
+from eaglesearch.tracking.batches import as_params, as_tags, curve, latest, pack
 from eaglesearch.tracking.uri import absolute_uri, sqlite_path
 
 _QUIET = ("alembic", "mlflow.store.db.utils", "mlflow.store.db", "mlflow.tracking._tracking_service")
@@ -41,10 +40,6 @@ def _quiet_mlflow() -> None:
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class TrackingStore:
@@ -202,11 +197,11 @@ class TrackingStore:
                                   leftovers=leftovers)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
-        self._log_all(run_id, _metrics(metrics, step or 0))
+        self._log_all(run_id, latest(metrics, step or 0))
 
     def log_history(self, run_id: str, name: str, points: Iterable[tuple[int, float]]) -> None:
         """A metric's whole history (``(step, value)`` pairs, e.g. a loss curve) in batches of MLflow's limit."""
-        self._log_all(run_id, _curve(name, points))
+        self._log_all(run_id, curve(name, points))
 
     def log_text(self, run_id: str, text: str, artifact_path: str) -> None:
         """``text`` as the artifact file ``artifact_path`` (e.g. ``error.txt`` or ``reports/table.md``)."""
@@ -242,7 +237,7 @@ class TrackingStore:
         if result.status == R.STATUS_FAILED:
             self.fail_trial(run_id, result.error or "failed (no error text)")
             return
-        metrics = [*_curve("train/loss", history), *_metrics(_final_metrics(result))]
+        metrics = [*curve("train/loss", history), *latest(_final_metrics(result))]
         self._log_all(run_id, metrics, tags={R.TAG_STATUS: R.STATUS_FINISHED})
         self._client.set_terminated(run_id, "FINISHED")
 
@@ -250,7 +245,7 @@ class TrackingStore:
         """A trial a scheduler stopped early: its last intermediate ``metrics``, status tag ``stopped`` and the
         ``reason`` as error tag; terminated FINISHED so its search's resume finds it (:meth:`find_finished` does
         not: its numbers are partial)."""
-        self._log_all(run_id, _metrics(metrics), tags={R.TAG_STATUS: R.STATUS_STOPPED,
+        self._log_all(run_id, latest(metrics), tags={R.TAG_STATUS: R.STATUS_STOPPED,
                                                        R.TAG_ERROR: reason[:R.ERROR_TAG_CHARS]})
         self._client.set_terminated(run_id, "FINISHED")
 
@@ -268,7 +263,7 @@ class TrackingStore:
         run_id = self._create_child(parent_id, experiment_id, trial, status=R.STATUS_CACHED, search=search,
                                     round=round, role=role, added=added, strategy=strategy, label=label,
                                     extra_tags=extra, leftovers=leftovers)
-        self._log_all(run_id, _metrics(_final_metrics(source)))
+        self._log_all(run_id, latest(_final_metrics(source)))
         self._client.set_terminated(run_id, "FINISHED")
         return run_id
 
@@ -290,7 +285,7 @@ class TrackingStore:
         if artifact_key:
             tags[R.TAG_ARTIFACT_KEY] = artifact_key
         run_id = self._create_run(experiment_id, name, tags)
-        self._log_all(run_id, [*_curve("train/loss", losses), *_metrics(metrics or {})], params=params or {})
+        self._log_all(run_id, [*curve("train/loss", losses), *latest(metrics or {})], params=params or {})
         self._client.set_terminated(run_id, "FINISHED")
         return run_id
 
@@ -303,16 +298,7 @@ class TrackingStore:
         else:
             ids = self._experiment_ids()
         filters = {R.TAG_KIND: R.KIND_STAGE, **({R.TAG_PARENT: trial_run_id} if trial_run_id else {})}
-        rows = []
-        for run in (self._search(ids, R.tag_filter(filters)) if ids else []):
-            t = run.data.tags
-            rows.append({"run_id": run.info.run_id, "stage": t.get(R.TAG_STAGE), "index": int(t.get(R.TAG_STAGE_INDEX, 0)),
-                         "expert": t.get(R.TAG_STAGE_EXPERT), "status": t.get(R.TAG_STATUS),
-                         "artifact_key": t.get(R.TAG_ARTIFACT_KEY), "trial_key": t.get(R.TAG_TRIAL_KEY),
-                         "parent": t.get(R.TAG_PARENT), **run.data.metrics})
-        columns = ["run_id", "stage", "index", "expert", "status", "artifact_key", "trial_key", "parent"]
-        frame = pd.DataFrame(rows)
-        return frame if len(frame) else pd.DataFrame(columns=columns)
+        return R.stage_frame(self._search(ids, R.tag_filter(filters)) if ids else [])
 
     # ---------------------------------------------------------------- the leaderboard in the MLflow UI
 
@@ -326,7 +312,7 @@ class TrackingStore:
         tags = {UI.TAG_BEST_CANDIDATE: board.best_candidate, UI.TAG_BEST_KEY: board.best_key}
         best = {UI.METRIC_BEST: board.best_objective, UI.METRIC_BEST_LOW: board.best_low,
                 UI.METRIC_BEST_HIGH: board.best_high}
-        self._log_all(board.parent_id, _metrics(best), tags={k: v for k, v in tags.items() if v is not None})
+        self._log_all(board.parent_id, latest(best), tags={k: v for k, v in tags.items() if v is not None})
         for run_id, name in board.run_names.items():
             self._client.update_run(run_id, name=name)
             self._client.set_tag(run_id, UI.TAG_RANK, board.ranks.get(run_id, ""))
@@ -404,18 +390,6 @@ class TrackingStore:
             token = page.token
             if not token or (max_results is not None and len(out) >= max_results):
                 return out
-
-
-def _curve(name: str, points: Iterable[tuple[int, float]]) -> list[Metric]:
-    """A metric's history (``(step, value)`` pairs) as MLflow metrics."""
-    now = _now_ms()
-    return [Metric(name, float(v), now, int(s)) for s, v in points]
-
-
-def _metrics(values: dict[str, float] | dict[str, float | None], step: int = 0) -> list[Metric]:
-    """Values at ``step``; None values are left out."""
-    now = _now_ms()
-    return [Metric(k, float(v), now, int(step)) for k, v in values.items() if v is not None]
 
 
 def _final_metrics(result: TrialResult) -> dict[str, float]:
