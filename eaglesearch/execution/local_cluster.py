@@ -16,13 +16,16 @@ environment, and never printed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,6 +49,7 @@ from eaglesearch.execution.local_services import restart_postgres as restart_pos
 __all__ = ["PG_BIN", "ClusterInfo", "down", "kill_node", "restart_node", "restart_postgres", "up"]
 
 WORKERS = ("w1", "w2")
+_SAVING = threading.Lock()
 STATE_FILE = "state.json"
 ENV_FILE = "env.sh"
 # Dead-node detection in seconds instead of ~50 s (GCS defaults: a check every 3 s, 5 failures of 10 s each).
@@ -82,7 +86,8 @@ class ClusterInfo:
         return env
 
     def save(self) -> None:
-        (Path(self.base) / STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
+        with _SAVING:  # services start in parallel threads (:func:`up`)
+            (Path(self.base) / STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load(cls, base: str | Path) -> ClusterInfo:
@@ -215,22 +220,31 @@ def up(base: str | Path, *, hide: list[str] | tuple[str, ...] = (), workers: tup
     base_env = _inherited_env()
     _write_env(info, {**common, **ray_env, "RAY_ADDRESS": info.ray_address, "MLFLOW_TRACKING_URI": info.tracking_uri,
                       "EAGLESEARCH_ARTIFACTS": info.artifacts})
+    _write_secret(base / "postgres_password", creds["PGPASSWORD"])  # for an administrator's psql
     info.save()
-    try:
-        info.pids["s3"] = start_s3(base, s3_port, {**base_env, **common})
-        info.save()
-        info.pids["postgres"] = start_postgres(base, pg_port, creds["PGPASSWORD"])
-        _write_secret(base / "postgres_password", creds["PGPASSWORD"])  # for an administrator's psql
-        info.save()
-        info.pids["mlflow"] = start_mlflow(base, mlflow_port, _mlflow_env(info))
-        info.save()
+
+    def started(name: str, pid: int) -> None:
+        info.pids[name] = pid
+        info.save()  # recorded at once: a failure later stops it too
+
+    def servers() -> None:  # the record: PostgreSQL, then the MLflow server on it
+        started("postgres", start_postgres(base, pg_port, creds["PGPASSWORD"]))
+        started("mlflow", start_mlflow(base, mlflow_port, _mlflow_env(info)))
+
+    def ray_nodes() -> None:
         node_env = {**base_env, **common, **ray_env}
-        info.pids["head"] = start_ray_head(base, ray_port, node_env)
-        info.save()
+        started("head", start_ray_head(base, ray_port, node_env))
         for i, name in enumerate(workers, start=1):
-            info.pids[name] = start_ray_worker(base, name, i, info.ray_address, node_env, hidden, cpus_per_worker)
-            info.save()
+            started(name, start_ray_worker(base, name, i, info.ray_address, node_env, hidden, cpus_per_worker))
         wait_for_nodes(info, {**base_env, **info.driver_env()}, 1 + len(workers))
+
+    # Three independent chains at once (each mostly waits: for a port, a schema, a node to register).
+    try:
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="cluster-up") as pool:
+            chains = [pool.submit(lambda: started("s3", start_s3(base, s3_port, {**base_env, **common}))),
+                      pool.submit(servers), pool.submit(ray_nodes)]
+            for chain in chains:
+                chain.result()
     except BaseException:
         down(base)
         raise
@@ -254,7 +268,9 @@ def _mlflow_env(info: ClusterInfo) -> dict[str, str]:
     driver = info.driver_env()
     return {**_inherited_env(), **{k: v for k, v in driver.items() if k.startswith("AWS_")},
             "PGPASSWORD": (Path(info.base) / "postgres_password").read_text(),
-            "MLFLOW_BACKEND_STORE_URI": f"postgresql+psycopg2://{PG_USER}@{HOST}:{info.postgres_port}/{PG_DB}"}
+            "MLFLOW_BACKEND_STORE_URI": f"postgresql+psycopg2://{PG_USER}@{HOST}:{info.postgres_port}/{PG_DB}",
+            # No job runner (seven huey processes for MLflow's GenAI jobs, which eaglesearch never submits).
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def stop_mlflow(info: ClusterInfo) -> None:
@@ -297,7 +313,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def stop_pid(pid: int, group: bool = True, grace: float = 15.0) -> None:
+def stop_pid(pid: int, group: bool = True, grace: float = 5.0) -> None:
     """SIGTERM the process (its process group when it leads one: a service started by ``up``), then SIGKILL."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         if not _alive(pid):
@@ -324,26 +340,42 @@ def kill_node(info: ClusterInfo, name: str) -> None:
         pass
 
 
+def _kill_group(pid: int) -> None:
+    """SIGKILL a service's whole process group and wait (briefly) until its leader is gone."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        return
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+
+
 def down(base: str | Path) -> list[str]:
-    """Stop what :func:`up` started in ``base``, by the PIDs it recorded, workers first; returns their names."""
+    """Stop what :func:`up` started in ``base``, by the PIDs it recorded; returns their names.
+
+    Fast, and by PID only: the Ray nodes and the S3 server hold nothing that outlives the cluster (moto keeps its
+    objects in memory), so their process groups are killed at once (what ``ray stop --force`` does, but for these
+    nodes only); PostgreSQL gets its fast shutdown (SIGINT: a clean checkpoint, open connections cut) and the MLflow
+    server a SIGTERM, all at the same time."""
     info = ClusterInfo.load(base)
-    order = [n for n in info.pids if n not in ("head", "mlflow", "postgres", "s3")] + ["head", "mlflow", "postgres",
-                                                                                       "s3"]
     stopped = []
-    for name in order:
+    postmaster = info.pids.get("postgres")
+    if postmaster is not None and _alive(postmaster):
+        os.kill(postmaster, signal.SIGINT)
+    mlflow = info.pids.get("mlflow")
+    if mlflow is not None and _alive(mlflow):
+        with contextlib.suppress(OSError):
+            os.killpg(mlflow, signal.SIGTERM)
+    for name, pid in info.pids.items():
+        if name not in ("postgres", "mlflow"):
+            _kill_group(pid)
+            stopped.append(name)
+    for name in ("mlflow", "postgres"):
         pid = info.pids.get(name)
-        if pid is None:
-            continue
-        if name == "postgres":  # the postmaster: SIGINT is PostgreSQL's fast shutdown
-            if _alive(pid):
-                os.kill(pid, signal.SIGINT)
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and _alive(pid):
-                    time.sleep(0.2)
-            stop_pid(pid, group=False)
-        else:
-            stop_pid(pid)
-        stopped.append(name)
+        if pid is not None:
+            stop_pid(pid, group=name == "mlflow", grace=30.0 if name == "postgres" else 5.0)
+            stopped.append(name)
     (Path(base) / STATE_FILE).rename(Path(base) / f"{STATE_FILE}.down")
     return stopped
 
