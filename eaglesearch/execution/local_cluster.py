@@ -238,13 +238,15 @@ def up(base: str | Path, *, hide: list[str] | tuple[str, ...] = (), workers: tup
             started(name, start_ray_worker(base, name, i, info.ray_address, node_env, hidden, cpus_per_worker))
         wait_for_nodes(info, {**base_env, **info.driver_env()}, 1 + len(workers))
 
-    # Three independent chains at once (each mostly waits: for a port, a schema, a node to register).
+    # The S3 server and the record's servers at once (each mostly waits: for a port, a schema), then the Ray nodes:
+    # started beside the MLflow server's imports on a busy machine, a worker node can miss Ray's startup timeout.
     try:
-        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="cluster-up") as pool:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cluster-up") as pool:
             chains = [pool.submit(lambda: started("s3", start_s3(base, s3_port, {**base_env, **common}))),
-                      pool.submit(servers), pool.submit(ray_nodes)]
+                      pool.submit(servers)]
             for chain in chains:
                 chain.result()
+        ray_nodes()
     except BaseException:
         down(base)
         raise
