@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -158,9 +159,16 @@ def _quote(arg: str) -> str:
     return "'" + arg.replace("'", "'\\''") + "'"
 
 
-def wait_for_nodes(info: ClusterInfo, env: dict[str, str], count: int, timeout: float = START_TIMEOUT_S) -> None:
+_NODES_LINE = "NODES "
+_NODE_RESTARTS = 2
+
+
+def wait_for_nodes(info: ClusterInfo, env: dict[str, str], count: int, timeout: float = START_TIMEOUT_S,
+                   restart: Callable[[str], None] | None = None) -> None:
     """Wait until ``count`` nodes are alive and note each one's node id (head, w1, w2), read in a short driver
-    process (``ray.init`` in this one would tie it to the cluster)."""
+    process (``ray.init`` in this one would tie it to the cluster). Meanwhile a worker node whose ``ray start``
+    gave up (Ray allows a raylet 30 s to register, which a busy machine can exceed) is started again with
+    ``restart``, at most twice."""
     probe = ("import json, ray, time\n"
              f"ray.init(address={info.ray_address!r}, logging_level=40, log_to_driver=False)\n"
              f"deadline = time.monotonic() + {timeout}\n"
@@ -168,13 +176,22 @@ def wait_for_nodes(info: ClusterInfo, env: dict[str, str], count: int, timeout: 
              "    alive = [n for n in ray.nodes() if n['Alive']]\n"
              f"    if len(alive) >= {count} or time.monotonic() > deadline: break\n"
              "    time.sleep(0.5)\n"
-             "print(json.dumps({r[len('eaglesearch_'):]: n['NodeID'] for n in alive for r in n['Resources']"
-             " if r.startswith('eaglesearch_')}))\n")
-    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
-                          timeout=timeout + 60, check=False)
-    if done.returncode:
-        raise RuntimeError(f"could not read the cluster's nodes: {done.stderr.strip()[-800:]}")
-    info.node_ids = json.loads(done.stdout.strip().splitlines()[-1])
+             f"print({_NODES_LINE!r} + json.dumps({{r[len('eaglesearch_'):]: n['NodeID'] for n in alive"
+             " for r in n['Resources'] if r.startswith('eaglesearch_')}), flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", probe], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    restarts = dict.fromkeys((n for n in info.pids if n.startswith("w")), 0)
+    while proc.poll() is None:
+        for name in restarts:
+            if restart is not None and not _alive(info.pids[name]) and restarts[name] < _NODE_RESTARTS:
+                restarts[name] += 1
+                restart(name)
+        time.sleep(0.5)
+    out, err = proc.communicate()
+    found = [line[len(_NODES_LINE):] for line in out.splitlines() if line.startswith(_NODES_LINE)]
+    if proc.returncode or not found:
+        raise RuntimeError(f"could not read the cluster's nodes: {err.strip()[-800:]}")
+    info.node_ids = json.loads(found[-1])
     if len(info.node_ids) < count:
         raise RuntimeError(f"only {sorted(info.node_ids)} of {count} Ray nodes came up within {timeout:.0f} s; "
                            f"see the logs in {info.base}")
@@ -234,9 +251,13 @@ def up(base: str | Path, *, hide: list[str] | tuple[str, ...] = (), workers: tup
     def ray_nodes() -> None:
         node_env = {**base_env, **common, **ray_env}
         started("head", start_ray_head(base, ray_port, node_env))
-        for i, name in enumerate(workers, start=1):
-            started(name, start_ray_worker(base, name, i, info.ray_address, node_env, hidden, cpus_per_worker))
-        wait_for_nodes(info, {**base_env, **info.driver_env()}, 1 + len(workers))
+        def worker(name: str) -> None:
+            index = workers.index(name) + 1
+            started(name, start_ray_worker(base, name, index, info.ray_address, node_env, hidden, cpus_per_worker))
+
+        for name in workers:
+            worker(name)
+        wait_for_nodes(info, {**base_env, **info.driver_env()}, 1 + len(workers), restart=worker)
 
     # The S3 server and the record's servers at once (each mostly waits: for a port, a schema), then the Ray nodes:
     # started beside the MLflow server's imports on a busy machine, a worker node can miss Ray's startup timeout.
