@@ -50,8 +50,10 @@ _SAVING = threading.Lock()
 STATE_FILE = "state.json"
 ENV_FILE = "env.sh"
 # Dead-node detection in seconds instead of ~50 s (GCS defaults: a check every 3 s, 5 failures of 10 s each).
+# No memory monitor: each node here would measure the whole host and kill its trials for memory that other nodes
+# (or anything else on the machine) use.
 HEALTH_ENV = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
-              "RAY_health_check_failure_threshold": "3"}
+              "RAY_health_check_failure_threshold": "3", "RAY_memory_monitor_refresh_ms": "0"}
 
 
 @dataclass
