@@ -13,6 +13,8 @@ from typing import Any
 import pandas as pd
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in logs
+# No "View run ... at URL" line per finished run: on a tracking server each costs a get_run request besides.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 from mlflow.entities import Metric, RunStatus, ViewType
 from mlflow.exceptions import MlflowException
