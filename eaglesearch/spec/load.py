@@ -16,7 +16,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from eaglesearch.spec.custom_expert import CustomExpertSpec
-from eaglesearch.spec.data_paths import absolute_data_paths, declared_roots
 from eaglesearch.spec.errors import SpecError, SpecIssue
 from eaglesearch.spec.keys import content_key
 from eaglesearch.spec.metric_names import check_metric_names
@@ -100,13 +99,11 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def load_recipe(path: Path) -> tuple[Recipe, YamlDocument]:
-    """A validated recipe, its relative data paths made absolute against its own file (``spec/data_paths.py``)."""
     doc = read_yaml(path)
     try:
-        recipe = Recipe.model_validate(doc.data)
+        return Recipe.model_validate(doc.data), doc
     except ValidationError as err:
         raise SpecError(issues_from_validation(err, Recipe, doc)) from None
-    return recipe.model_copy(update={"data": absolute_data_paths(recipe.data, declared_roots(path))}), doc
 
 
 @dataclass(frozen=True)
@@ -118,7 +115,6 @@ class TrialFactory:
     expert_resolver: ExpertResolver | None = None
     trial_validator: TrialValidator | None = None  # raises ValueError for combinations the model can't build
     declarations: Mapping[str, CustomExpertSpec] = field(default_factory=dict)  # the experts: sections, merged
-    path_roots: tuple[Path, ...] = ()  # where the search space's relative data paths are read from (data_paths.py)
 
     def base_dict(self) -> dict[str, Any]:
         data = self.recipe.model_dump(mode="json", exclude={"name", "description", "scale", "experts"})
@@ -137,8 +133,6 @@ class TrialFactory:
         trial = TrialSpec.model_validate(data)
         resolved = tuple(self._resolve(e) for e in trial.model.experts)
         trial = trial.model_copy(update={"model": trial.model.model_copy(update={"experts": resolved})})
-        if self.path_roots:  # paths the search space wrote (overrides, factors); the recipe's are absolute already
-            trial = trial.model_copy(update={"data": absolute_data_paths(trial.data, self.path_roots)})
         if self.trial_validator is not None:
             self.trial_validator(trial)
         return trial
@@ -230,8 +224,7 @@ def load_search_space(
         raise SpecError(issues)
 
     factory = TrialFactory(recipe=recipe, overrides=space.overrides, expert_resolver=expert_resolver,
-                           trial_validator=trial_validator, declarations=declarations,
-                           path_roots=declared_roots(path))
+                           trial_validator=trial_validator, declarations=declarations)
     loaded = LoadedSearch(path=path, space=space, recipe_path=recipe_path, recipe=recipe, factory=factory, doc=doc)
     _check_trials(loaded, recipe_doc)
     return loaded

@@ -15,11 +15,10 @@ imply on this machine:
   answer, empty question). That is a lower bound for every tokenizer eaglesearch loads, so a trial reported here
   cannot train; real prompts are longer, so the fix names the bound as a minimum.
 * **Sources and paths.** Every training source is checked by its own format (``data/sources``): a registered
-  format, a path when it needs one, that the path exists here (relative paths were made absolute when the YAML
-  was loaded, against the file that wrote them: ``spec/data_paths.py``), and what the format needs inside (a
-  table's columns); benchmark files must exist too. Paths that only exist on cluster nodes are skipped with
-  ``check_paths=False`` (``--no-check-paths`` on the command line); what a spec must say (a path at all, a known
-  format) is not.
+  format, a path when it needs one, that the path exists here (relative paths are read from the working
+  directory, as the trial reads them), and what the format needs inside (a table's columns); benchmark files
+  must exist too. Paths that only exist on cluster nodes are skipped with ``check_paths=False``
+  (``--no-check-paths`` on the command line); what a spec must say (a path at all, a known format) is not.
 
 Every problem is a :class:`~eaglesearch.spec.SpecError` issue that names the file and field to change.
 """
