@@ -45,6 +45,7 @@ strategy:
 resources: {cpus_per_trial: 1, max_concurrent_trials: 1, max_failures: 2}
 """
 LONG_STEPS = 40
+NODE_LOSS_STEPS = 80  # the kill must land before training ends (and its close() removes the checkpoints)
 SHORT_STEPS = 8
 
 
@@ -265,7 +266,7 @@ def test_a_node_killed_mid_trial_then_the_driver_killed_lose_and_repeat_nothing(
 
     from eaglesearch.execution.local_cluster import kill_node
 
-    project = long_search(cluster, "node-loss", seed=1, steps=(LONG_STEPS, SHORT_STEPS))
+    project = long_search(cluster, "node-loss", seed=1, steps=(NODE_LOSS_STEPS, SHORT_STEPS))
     fs = s3(cluster)
 
     def finished_keys() -> list[str]:
