@@ -34,16 +34,19 @@ strategy:
     experts: [[{name: clip, resolution: 64}], [{name: convnext, resolution: 64}]]
 resources: {cpus_per_trial: 1, max_concurrent_trials: 2, max_failures: 2}
 """
-LONG_TRIAL = """\
+LONG_TRIALS = """\
 name: node-loss
 recipe: experiments/long.yaml
 strategy:
   kind: grid
   factors:
     experts: [[{name: clip, resolution: 64}]]
+    train.stages.sft.steps: [STEPS]
 resources: {cpus_per_trial: 1, max_concurrent_trials: 1, max_failures: 2}
 """
 LONG_STEPS = 40
+NODE_LOSS_STEPS = 80  # the kill must land before training ends (and its close() removes the checkpoints)
+SHORT_STEPS = 8
 
 
 def _missing() -> str | None:
@@ -182,10 +185,12 @@ def test_a_search_runs_on_both_worker_nodes_through_the_servers(cluster, tmp_pat
         assert float(row["objective"]) == pytest.approx(float(on_one[candidate]["objective"]), abs=1e-9)
 
 
-def long_search(cluster, name: str, seed: int) -> Path:
-    """A project whose one trial trains long enough (checkpointing every 5 steps) to be hit mid-training; each
-    test its own ``seed``, so no test's trial is served from another's record."""
-    project = make_project(Path(cluster.base) / "driver" / name, {"s": LONG_TRIAL.replace("node-loss", name)})
+def long_search(cluster, name: str, seed: int, steps: tuple[int, ...] = (LONG_STEPS,)) -> Path:
+    """A project whose trials (one per entry of ``steps``, run one after the other) checkpoint every 5 steps, the
+    first long enough to be hit mid-training; each test its own ``seed``, so no test's trial is served from
+    another's record."""
+    space = LONG_TRIALS.replace("node-loss", name).replace("STEPS", ", ".join(map(str, steps)))
+    project = make_project(Path(cluster.base) / "driver" / name, {"s": space})
     train = f"{{steps: {LONG_STEPS}, batch_size: 8, lr: 5.0e-4, log_every: 5, checkpoint_every: 5}}"
     (project / "experiments" / "long.yaml").write_text(tiny_recipe("long", train=train).replace("seed: 0\n",
                                                                                                 f"seed: {seed}\n", 1))
@@ -211,41 +216,16 @@ def wait_for(condition, proc: subprocess.Popen, project: Path, what: str, timeou
         time.sleep(0.5)
 
 
-def test_a_worker_node_killed_mid_trial_is_retried_on_the_other_and_resumes(cluster) -> None:
-    from eaglesearch.execution.local_cluster import kill_node, restart_node
-
-    project = long_search(cluster, "node-loss", seed=1)
-    proc = start_run(cluster, project)
-    fs = s3(cluster)
-    try:
-        wait_for(lambda: checkpoints_in_store(fs), proc, project, "checkpoint in the shared store")
-        runs = trial_runs(cluster, "node-loss")
-        assert len(runs) == 1
-        victim_id = runs[0].data.tags["eaglesearch.node"]
-        victim = next(name for name, node in cluster.node_ids.items() if node == victim_id)
-        kill_node(cluster, victim)
-        assert proc.wait(timeout=400) == 0, (project / "run.log").read_text()[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-
-    runs = trial_runs(cluster, "node-loss")
-    finished = [r for r in runs if r.data.tags["eaglesearch.status"] == "finished"]
-    assert len(finished) == 1 and finished[0].data.tags["eaglesearch.node"] != victim_id
-    assert {r.info.status for r in runs if r is not finished[0]} <= {"KILLED"}  # the lost attempt, not FAILED
-    assert len(board(project, "node-loss")) == 1  # counted once
-    from mlflow.tracking import MlflowClient
-
-    stages = MlflowClient(cluster.tracking_uri).search_runs(
-        [finished[0].info.experiment_id], f"tags.`mlflow.parentRunId` = '{finished[0].info.run_id}'")
-    resumed = [s.data.metrics.get("stage/resumed_from_step", 0) for s in stages]
-    assert max(resumed) >= 5, resumed  # from the checkpoint in the shared store, not from step 0
-    restart_node(cluster, victim)  # the module's cluster keeps two worker nodes
+def outage_messages(cluster, project: Path) -> dict[str, str]:
+    """Every log that may hold the tracking-outage message: the trial workers' (on the nodes) and the driver's."""
+    logs = [p for p in Path(cluster.base, "ray").glob("w*/session_*/logs/worker-*") if "session_latest" not in p.parts]
+    return {str(path): path.read_text(errors="replace") for path in [*logs, project / "run.log"] if path.is_file()}
 
 
 def test_the_database_and_the_tracking_server_restarted_mid_search_lose_nothing(cluster) -> None:
     """PostgreSQL restarts while the trial trains; then the MLflow server goes down and stays down until the trial
-    has finished training, so the trial's whole record is written through the client's retries."""
+    has finished training, so the trial's whole record is written through the wait for the server, which says so
+    once, naming the server and what to do, with no retry warnings or traceback."""
     from eaglesearch.execution.local_cluster import restart_postgres, start_mlflow_again, stop_mlflow
 
     project = long_search(cluster, "restarts", seed=2)
@@ -267,32 +247,62 @@ def test_the_database_and_the_tracking_server_restarted_mid_search_lose_nothing(
     assert finished[0].info.status == "FINISHED" and "objective" in finished[0].data.metrics
     assert len(board(project, "restarts")) == 1
 
+    message = f"the MLflow tracking server at {cluster.tracking_uri} does not answer: start it again"
+    logs = outage_messages(cluster, project)
+    said = {path: text.count(message) for path, text in logs.items() if message in text}
+    assert said and set(said.values()) == {1}, said  # once per process that waited, in the trial's log
+    for path in said:
+        assert "Retrying (" not in logs[path] and "TrackingUnavailable" not in logs[path], logs[path][-2000:]
 
-def test_the_driver_killed_then_run_again_serves_finished_trials_from_the_record(cluster) -> None:
+
+def test_a_node_killed_mid_trial_then_the_driver_killed_lose_and_repeat_nothing(cluster) -> None:
+    """One search of two trials, run one after the other. The node training the first is killed after its first
+    checkpoint: the trial is retried on the other node and resumes from that checkpoint in the shared store. Once it
+    has finished, the driver is killed (no Ctrl-C, no cleanup); the same ``run`` again serves it from the record
+    and trains only the second. Last in the module: the killed node is not started again."""
     import signal
 
-    space = TWO_TRIALS.replace("across-nodes", "driver-loss").replace("max_concurrent_trials: 2",
-                                                                      "max_concurrent_trials: 1")
-    project = make_project(Path(cluster.base) / "driver" / "driver-loss", {"s": space})
+    from mlflow.tracking import MlflowClient
+
+    from eaglesearch.execution.local_cluster import kill_node
+
+    project = long_search(cluster, "node-loss", seed=1, steps=(NODE_LOSS_STEPS, SHORT_STEPS))
+    fs = s3(cluster)
 
     def finished_keys() -> list[str]:
         try:
-            runs = trial_runs(cluster, "driver-loss")
+            runs = trial_runs(cluster, "node-loss")
         except AttributeError:  # the experiment does not exist yet
             return []
         return [r.data.tags["eaglesearch.key"] for r in runs if r.data.tags["eaglesearch.status"] == "finished"]
 
     proc = start_run(cluster, project)
     try:
+        wait_for(lambda: checkpoints_in_store(fs), proc, project, "checkpoint in the shared store")
+        (first,) = trial_runs(cluster, "node-loss")
+        long_key, victim_id = first.data.tags["eaglesearch.key"], first.data.tags["eaglesearch.node"]
+        victim = next(name for name, node in cluster.node_ids.items() if node == victim_id)
+        kill_node(cluster, victim)
         wait_for(lambda: finished_keys(), proc, project, "finished trial")
-        proc.send_signal(signal.SIGKILL)  # no Ctrl-C handling, no cleanup: the driver's machine went away
+        proc.send_signal(signal.SIGKILL)  # the driver's machine went away
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+    runs = [r for r in trial_runs(cluster, "node-loss") if r.data.tags["eaglesearch.key"] == long_key]
+    finished = [r for r in runs if r.data.tags["eaglesearch.status"] == "finished"]
+    assert len(finished) == 1 and finished[0].data.tags["eaglesearch.node"] != victim_id
+    assert {r.info.status for r in runs if r is not finished[0]} <= {"KILLED"}  # the lost attempt, not FAILED
+    stages = MlflowClient(cluster.tracking_uri).search_runs(
+        [finished[0].info.experiment_id], f"tags.`mlflow.parentRunId` = '{finished[0].info.run_id}'")
+    resumed = [s.data.metrics.get("stage/resumed_from_step", 0) for s in stages]
+    assert max(resumed) >= 5, resumed  # from the checkpoint in the shared store, not from step 0
+
     before = finished_keys()
+    assert long_key in before
     again = eaglesearch(cluster, project, "run", "search_spaces/s.yaml", "--quiet")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     after = finished_keys()
-    assert len(board(project, "driver-loss")) == 2
+    assert len(board(project, "node-loss")) == 2  # the full table, each trial counted once
     assert len(after) == len(set(after)) == 2 and set(before) <= set(after)  # nothing trained twice

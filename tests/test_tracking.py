@@ -223,6 +223,35 @@ def test_running_duplicate_is_killed_and_listed_once(store: TrackingStore, paren
     assert store.find_in_parent(pid, trial.key).run_id == fresh
 
 
+def test_the_lookup_names_leftover_running_runs_and_start_trial_kills_them(store: TrackingStore,
+                                                                           parent: tuple[str, str]) -> None:
+    """What the worker does: one lookup, whose leftovers ``start_trial`` marks KILLED without querying again."""
+    exp, pid = parent
+    trial = make_trial("clip")
+    stale = store.start_trial(pid, exp, trial, **META, label=trial.label)  # worker dies here
+    found = store.lookup_trial(pid, trial.key)
+    assert found.running == (stale,) and found.in_parent is None and found.finished is None
+    fresh = store.start_trial(pid, exp, trial, **META, label=trial.label, leftovers=found.running)
+    assert store.get_run(stale).status == "KILLED"
+    store.finish_trial(fresh, result(trial, 0.7), history=[(0, 2.0), (5, 1.5)])
+    assert store.lookup_trial(pid, trial.key).running == ()
+    assert store.metric_history(fresh, "train/loss") == [(0, 2.0), (5, 1.5)]  # the curve came with the result
+    assert store.find_in_parent(pid, trial.key).objective == 0.7
+
+
+def test_batches_respect_mlflows_limits_and_put_the_tags_last() -> None:
+    from mlflow.entities import Metric
+
+    from eaglesearch.tracking.batches import as_params, as_tags, pack
+
+    metrics = [Metric("m", 1.0, 0, i) for i in range(2500)]
+    batches = list(pack(metrics, as_params({f"p{i}": "v" for i in range(150)}), as_tags({"status": "finished"})))
+    # at most 100 params and 1000 entities a request; the status tag only with the last one
+    assert [(len(m), len(p), len(t)) for m, p, t in batches] == [(899, 100, 0), (949, 50, 0), (652, 0, 1)]
+    assert list(pack(tags=as_tags({"a": "b"}))) == [([], [], as_tags({"a": "b"}))]
+    assert list(pack()) == []
+
+
 def test_trial_runs_keeps_latest_completed_of_a_key(store: TrackingStore, parent: tuple[str, str]) -> None:
     exp, pid = parent
     trial = make_trial("clip")
@@ -251,7 +280,7 @@ def test_long_params_are_truncated_and_batched(store: TrackingStore, parent: tup
     trial = make_trial("clip")
     rid = store.start_trial(pid, exp, trial, **META, label=trial.label)
     params = {f"p{i:03d}": "v" * (7000 if i == 0 else 3) for i in range(250)}
-    store._log_params(rid, params)  # the same path start_trial uses, with more than one batch
+    store._log_all(rid, params=params)  # the same path start_trial uses, with more than one batch
     rec = store.get_run(rid)
     assert len(rec.params["p000"]) == 6000 and rec.params["p249"] == "vvv"
     assert len([k for k in rec.params if k.startswith("p")]) == 250

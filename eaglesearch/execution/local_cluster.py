@@ -16,41 +16,44 @@ environment, and never printed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from eaglesearch.execution.local_nodes import start_ray_head, start_ray_worker, wait_for_nodes
 from eaglesearch.execution.local_services import (
     BUCKET,
     HOST,
     PG_BIN,
     PG_DB,
     PG_USER,
-    START_TIMEOUT_S,
-    console_script,
+    alive,
     free_port,
-    spawn,
     start_mlflow,
     start_postgres,
     start_s3,
-    wait_port,
 )
 from eaglesearch.execution.local_services import restart_postgres as restart_postgres_at
 
 __all__ = ["PG_BIN", "ClusterInfo", "down", "kill_node", "restart_node", "restart_postgres", "up"]
 
 WORKERS = ("w1", "w2")
+_SAVING = threading.Lock()
 STATE_FILE = "state.json"
 ENV_FILE = "env.sh"
 # Dead-node detection in seconds instead of ~50 s (GCS defaults: a check every 3 s, 5 failures of 10 s each).
+# No memory monitor: each node here would measure the whole host and kill its trials for memory that other nodes
+# (or anything else on the machine) use.
 HEALTH_ENV = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
-              "RAY_health_check_failure_threshold": "3"}
+              "RAY_health_check_failure_threshold": "3", "RAY_memory_monitor_refresh_ms": "0"}
 
 
 @dataclass
@@ -82,7 +85,8 @@ class ClusterInfo:
         return env
 
     def save(self) -> None:
-        (Path(self.base) / STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
+        with _SAVING:  # services start in parallel threads (:func:`up`)
+            (Path(self.base) / STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load(cls, base: str | Path) -> ClusterInfo:
@@ -90,90 +94,6 @@ class ClusterInfo:
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: no cluster was started in {base} (`cluster.sh up`)")
         return cls(**json.loads(path.read_text()))
-
-
-# ---------------------------------------------------------------- Ray
-
-
-def _ray_ports(index: int) -> list[str]:
-    """Ports every Ray node on one host must not share (defaults collide: the dashboard agent's 52365, the
-    worker range 10002-19999)."""
-    low = 20000 + 200 * index
-    return ["--min-worker-port", str(low), "--max-worker-port", str(low + 150),
-            "--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
-            "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
-            "--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port())]
-
-
-def start_ray_head(base: Path, port: int, env: dict[str, str]) -> int:
-    """The head holds no CPU: trials run on the worker nodes only, the way the driver's machine of a lab cluster
-    is not where the GPUs are."""
-    log = base / "ray-head.log"
-    cmd = [console_script("ray"), "start", "--head", "--block", "--port", str(port), "--node-ip-address", HOST,
-           "--num-cpus", "0", "--include-dashboard", "false", "--object-store-memory", str(100 * 2**20),
-           "--temp-dir", str(base / "ray" / "head"), "--resources", '{"eaglesearch_head": 1}', *_ray_ports(0)]
-    proc = spawn(cmd, env, log, base)
-    wait_port(port, proc, "the Ray head", log)
-    return proc.pid
-
-
-def start_ray_worker(base: Path, name: str, index: int, address: str, env: dict[str, str],
-                     hidden: list[str], cpus: int) -> int:
-    """A worker node in its own mount namespace: each folder of ``hidden`` is covered by an empty folder of this
-    node, and HOME is the node's own. ``unshare`` execs the shell, which execs ``ray start``: the PID returned is
-    the node's ``ray start --block`` (which takes its raylet and workers down with it)."""
-    node = base / "nodes" / name
-    home = node / "home"
-    home.mkdir(parents=True, exist_ok=True)
-    mounts = []
-    for i, folder in enumerate(hidden):
-        cover = node / "hidden" / str(i)
-        cover.mkdir(parents=True, exist_ok=True)
-        mounts.append(f"mount --bind {cover} {folder}")
-    temp = base / "ray" / name
-    for attempt in range(1, 100):  # a restarted node gets a fresh session folder (the old one holds dead sockets)
-        if not temp.exists():
-            break
-        temp = base / "ray" / f"{name}.{attempt}"
-    ray = [console_script("ray"), "start", "--address", address, "--block", "--node-ip-address", HOST, "--num-cpus",
-           str(cpus), "--object-store-memory", str(100 * 2**20), "--temp-dir", str(temp),
-           "--resources", json.dumps({f"eaglesearch_{name}": 1}), *_ray_ports(index)]
-    script = " && ".join([*mounts, "exec " + " ".join(_quote(a) for a in ray)])
-    if os.geteuid() != 0:
-        raise RuntimeError("worker nodes need their own mount namespace (`unshare --mount`), which needs root")
-    cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
-    proc = spawn(cmd, {**env, "HOME": str(home)}, node / "ray.log", node)
-    time.sleep(0.5)
-    if proc.poll() is not None:
-        raise RuntimeError(f"worker node {name} exited with {proc.returncode} at start; see {node / 'ray.log'}")
-    return proc.pid
-
-
-def _quote(arg: str) -> str:
-    return "'" + arg.replace("'", "'\\''") + "'"
-
-
-def wait_for_nodes(info: ClusterInfo, env: dict[str, str], count: int, timeout: float = START_TIMEOUT_S) -> None:
-    """Wait until ``count`` nodes are alive and note each one's node id (head, w1, w2), read in a short driver
-    process (``ray.init`` in this one would tie it to the cluster)."""
-    probe = ("import json, ray, time\n"
-             f"ray.init(address={info.ray_address!r}, logging_level=40, log_to_driver=False)\n"
-             f"deadline = time.monotonic() + {timeout}\n"
-             "while True:\n"
-             "    alive = [n for n in ray.nodes() if n['Alive']]\n"
-             f"    if len(alive) >= {count} or time.monotonic() > deadline: break\n"
-             "    time.sleep(0.5)\n"
-             "print(json.dumps({r[len('eaglesearch_'):]: n['NodeID'] for n in alive for r in n['Resources']"
-             " if r.startswith('eaglesearch_')}))\n")
-    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
-                          timeout=timeout + 60, check=False)
-    if done.returncode:
-        raise RuntimeError(f"could not read the cluster's nodes: {done.stderr.strip()[-800:]}")
-    info.node_ids = json.loads(done.stdout.strip().splitlines()[-1])
-    if len(info.node_ids) < count:
-        raise RuntimeError(f"only {sorted(info.node_ids)} of {count} Ray nodes came up within {timeout:.0f} s; "
-                           f"see the logs in {info.base}")
-    info.save()
 
 
 # ---------------------------------------------------------------- up / down
@@ -215,22 +135,37 @@ def up(base: str | Path, *, hide: list[str] | tuple[str, ...] = (), workers: tup
     base_env = _inherited_env()
     _write_env(info, {**common, **ray_env, "RAY_ADDRESS": info.ray_address, "MLFLOW_TRACKING_URI": info.tracking_uri,
                       "EAGLESEARCH_ARTIFACTS": info.artifacts})
+    _write_secret(base / "postgres_password", creds["PGPASSWORD"])  # for an administrator's psql
     info.save()
-    try:
-        info.pids["s3"] = start_s3(base, s3_port, {**base_env, **common})
-        info.save()
-        info.pids["postgres"] = start_postgres(base, pg_port, creds["PGPASSWORD"])
-        _write_secret(base / "postgres_password", creds["PGPASSWORD"])  # for an administrator's psql
-        info.save()
-        info.pids["mlflow"] = start_mlflow(base, mlflow_port, _mlflow_env(info))
-        info.save()
+
+    def started(name: str, pid: int) -> None:
+        info.pids[name] = pid
+        info.save()  # recorded at once: a failure later stops it too
+
+    def servers() -> None:  # the record: PostgreSQL, then the MLflow server on it
+        started("postgres", start_postgres(base, pg_port, creds["PGPASSWORD"]))
+        started("mlflow", start_mlflow(base, mlflow_port, _mlflow_env(info)))
+
+    def ray_nodes() -> None:
         node_env = {**base_env, **common, **ray_env}
-        info.pids["head"] = start_ray_head(base, ray_port, node_env)
-        info.save()
-        for i, name in enumerate(workers, start=1):
-            info.pids[name] = start_ray_worker(base, name, i, info.ray_address, node_env, hidden, cpus_per_worker)
-            info.save()
-        wait_for_nodes(info, {**base_env, **info.driver_env()}, 1 + len(workers))
+        started("head", start_ray_head(base, ray_port, node_env))
+        def worker(name: str) -> None:
+            index = workers.index(name) + 1
+            started(name, start_ray_worker(base, name, index, info.ray_address, node_env, hidden, cpus_per_worker))
+
+        for name in workers:
+            worker(name)
+        wait_for_nodes(info, {**base_env, **info.driver_env()}, 1 + len(workers), restart=worker)
+
+    # The S3 server and the record's servers at once (each mostly waits: for a port, a schema), then the Ray nodes:
+    # started beside the MLflow server's imports on a busy machine, a worker node can miss Ray's startup timeout.
+    try:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cluster-up") as pool:
+            chains = [pool.submit(lambda: started("s3", start_s3(base, s3_port, {**base_env, **common}))),
+                      pool.submit(servers)]
+            for chain in chains:
+                chain.result()
+        ray_nodes()
     except BaseException:
         down(base)
         raise
@@ -254,7 +189,9 @@ def _mlflow_env(info: ClusterInfo) -> dict[str, str]:
     driver = info.driver_env()
     return {**_inherited_env(), **{k: v for k, v in driver.items() if k.startswith("AWS_")},
             "PGPASSWORD": (Path(info.base) / "postgres_password").read_text(),
-            "MLFLOW_BACKEND_STORE_URI": f"postgresql+psycopg2://{PG_USER}@{HOST}:{info.postgres_port}/{PG_DB}"}
+            "MLFLOW_BACKEND_STORE_URI": f"postgresql+psycopg2://{PG_USER}@{HOST}:{info.postgres_port}/{PG_DB}",
+            # No job runner (seven huey processes for MLflow's GenAI jobs, which eaglesearch never submits).
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def stop_mlflow(info: ClusterInfo) -> None:
@@ -289,18 +226,10 @@ def _write_env(info: ClusterInfo, env: dict[str, str]) -> None:
     _write_secret(info.env_file, "".join(f"export {k}='{v}'\n" for k, v in env.items()))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def stop_pid(pid: int, group: bool = True, grace: float = 15.0) -> None:
+def stop_pid(pid: int, group: bool = True, grace: float = 5.0) -> None:
     """SIGTERM the process (its process group when it leads one: a service started by ``up``), then SIGKILL."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        if not _alive(pid):
+        if not alive(pid):
             return
         try:
             if group and os.getpgid(pid) == pid:
@@ -310,7 +239,7 @@ def stop_pid(pid: int, group: bool = True, grace: float = 15.0) -> None:
         except OSError:
             return
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and alive(pid):
             time.sleep(0.2)
 
 
@@ -324,26 +253,42 @@ def kill_node(info: ClusterInfo, name: str) -> None:
         pass
 
 
+def _kill_group(pid: int) -> None:
+    """SIGKILL a service's whole process group and wait (briefly) until its leader is gone."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        return
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.05)
+
+
 def down(base: str | Path) -> list[str]:
-    """Stop what :func:`up` started in ``base``, by the PIDs it recorded, workers first; returns their names."""
+    """Stop what :func:`up` started in ``base``, by the PIDs it recorded; returns their names.
+
+    Fast, and by PID only: the Ray nodes and the S3 server hold nothing that outlives the cluster (moto keeps its
+    objects in memory), so their process groups are killed at once (what ``ray stop --force`` does, but for these
+    nodes only); PostgreSQL gets its fast shutdown (SIGINT: a clean checkpoint, open connections cut) and the MLflow
+    server a SIGTERM, all at the same time."""
     info = ClusterInfo.load(base)
-    order = [n for n in info.pids if n not in ("head", "mlflow", "postgres", "s3")] + ["head", "mlflow", "postgres",
-                                                                                       "s3"]
     stopped = []
-    for name in order:
+    postmaster = info.pids.get("postgres")
+    if postmaster is not None and alive(postmaster):
+        os.kill(postmaster, signal.SIGINT)
+    mlflow = info.pids.get("mlflow")
+    if mlflow is not None and alive(mlflow):
+        with contextlib.suppress(OSError):
+            os.killpg(mlflow, signal.SIGTERM)
+    for name, pid in info.pids.items():
+        if name not in ("postgres", "mlflow"):
+            _kill_group(pid)
+            stopped.append(name)
+    for name in ("mlflow", "postgres"):
         pid = info.pids.get(name)
-        if pid is None:
-            continue
-        if name == "postgres":  # the postmaster: SIGINT is PostgreSQL's fast shutdown
-            if _alive(pid):
-                os.kill(pid, signal.SIGINT)
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and _alive(pid):
-                    time.sleep(0.2)
-            stop_pid(pid, group=False)
-        else:
-            stop_pid(pid)
-        stopped.append(name)
+        if pid is not None:
+            stop_pid(pid, group=name == "mlflow", grace=30.0 if name == "postgres" else 5.0)
+            stopped.append(name)
     (Path(base) / STATE_FILE).rename(Path(base) / f"{STATE_FILE}.down")
     return stopped
 

@@ -54,6 +54,15 @@ def wait_port(port: int, proc: subprocess.Popen | None, what: str, log: Path, ti
     raise RuntimeError(f"{what} did not listen on {HOST}:{port} within {timeout:.0f} s; see {log}")
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (exited, not yet reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def spawn(cmd: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
     """A service in its own session (so ``down`` can signal its whole process group by the PID recorded here)."""
     with open(log, "ab") as out:

@@ -21,6 +21,7 @@ from eaglesearch.execution.request import TrialRequest
 from eaglesearch.spec import TrialResult
 from eaglesearch.spec.progress import StageProgressFn
 from eaglesearch.tracking import TrackingStore, Winners
+from eaglesearch.tracking.records import TrialLookup
 from eaglesearch.tracking.winners import WEIGHTS_DATA
 from eaglesearch.trial.intermediate import IntermediateSettings, Report
 from eaglesearch.trial.outcome import PRETRAIN, StageRecord
@@ -42,10 +43,10 @@ def ray_node_id() -> str | None:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
-def lookup(store: TrackingStore, req: TrialRequest) -> TrialResult | None:
+def lookup(store: TrackingStore, req: TrialRequest, found: TrialLookup | None = None) -> TrialResult | None:
     """A result for ``req`` without training: already under this parent, or finished by any earlier search (one
-    query: the trial's only lookup)."""
-    found = store.lookup_trial(req.parent_id, req.key)
+    query, ``found`` when the caller made it: the trial's only lookup)."""
+    found = store.lookup_trial(req.parent_id, req.key) if found is None else found
     if found.in_parent is not None:
         return found.in_parent
     source = found.finished
@@ -53,7 +54,7 @@ def lookup(store: TrackingStore, req: TrialRequest) -> TrialResult | None:
         return None
     run_id = store.record_cached(
         req.parent_id, req.experiment_id, req.trial, source, search=req.search, round=req.round, role=req.role,
-        added=req.added, strategy=req.strategy, label=req.label,
+        added=req.added, strategy=req.strategy, label=req.label, leftovers=found.running,
     )
     return source.model_copy(update={"status": "cached", "run_id": run_id})
 
@@ -84,7 +85,8 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report:
     data-parallel trial (``workers > 1``) reports only its final result. ``stage_progress`` is told where training is
     (one-process trials; see ``execution/stage_progress.py``)."""
     store = TrackingStore(req.tracking_uri)
-    cached = lookup(store, req)
+    found = store.lookup_trial(req.parent_id, req.key)
+    cached = lookup(store, req, found)
     if cached is not None:
         return cached
     keep = _weights_folder(req) if req.keep_weights else None
@@ -92,6 +94,7 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report:
     run_id = store.start_trial(
         req.parent_id, req.experiment_id, req.trial, search=req.search, round=req.round, role=req.role,
         added=req.added, strategy=req.strategy, label=req.label, tags={NODE_TAG: node} if node else None,
+        leftovers=found.running,
     )
     try:
         if req.workers > 1:
@@ -112,7 +115,6 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report:
         store.fail_trial(run_id, f"{summary}\n\n{traceback.format_exc()}")
         return TrialResult(key=req.key, status="failed", error=summary, run_id=run_id)
 
-    store.log_history(run_id, "train/loss", outcome.loss_history)
     for record in outcome.stages:
         log_stage(store, run_id, req, record)
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,7 +125,7 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report:
         shutil.rmtree(keep.parent, ignore_errors=True)
     result = TrialResult(key=req.key, status="finished", objective=outcome.objective, metrics=outcome.metrics,
                          run_id=run_id)
-    store.finish_trial(run_id, result)
+    store.finish_trial(run_id, result, history=outcome.loss_history)  # the loss curve travels with the result
     return result
 
 

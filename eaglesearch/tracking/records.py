@@ -142,10 +142,13 @@ def trial_result(run: Any) -> TrialResult:
 @dataclass(frozen=True)
 class TrialLookup:
     """What the record holds for one trial key, read in one query: its completed run under this search's parent
-    (``in_parent``), else the latest finished trial run of any search (``finished``, a source to serve from)."""
+    (``in_parent``), else the latest finished trial run of any search (``finished``, a source to serve from), and
+    the key's runs left RUNNING under this parent by a worker that died (``running``: the next attempt marks them
+    KILLED without querying again)."""
 
     in_parent: TrialResult | None
     finished: TrialResult | None
+    running: tuple[str, ...] = ()
 
 
 def is_done(run: Any) -> bool:
@@ -162,12 +165,14 @@ def is_finished_trial(run: Any) -> bool:
 
 def lookup_in(runs: list[Any], parent_id: str) -> TrialLookup:
     """Both answers of a lookup from the runs carrying one key (any experiment, any parent)."""
-    mine = [r for r in runs if r.data.tags.get(TAG_PARENT) == parent_id and is_done(r)]
+    here = [r for r in runs if r.data.tags.get(TAG_PARENT) == parent_id]
+    running = tuple(r.info.run_id for r in here if r.info.status == "RUNNING")
+    mine = [r for r in here if is_done(r)]
     if mine:
-        return TrialLookup(in_parent=trial_result(max(mine, key=run_priority)), finished=None)
+        return TrialLookup(in_parent=trial_result(max(mine, key=run_priority)), finished=None, running=running)
     sources = [r for r in runs if is_finished_trial(r)]
     best = max(sources, key=lambda r: r.info.end_time or 0) if sources else None
-    return TrialLookup(in_parent=None, finished=None if best is None else trial_result(best))
+    return TrialLookup(in_parent=None, finished=None if best is None else trial_result(best), running=running)
 
 
 def results_by_key(runs: list[Any]) -> dict[str, TrialResult]:
@@ -236,3 +241,19 @@ def source_run_id(row: Mapping[str, Any]) -> str:
     In a frame mixing cached and trained trials, ``cached_from`` is NaN (a truthy float) on trained rows."""
     cached = row.get("cached_from")
     return cached if isinstance(cached, str) and cached else str(row["run_id"])
+
+
+STAGE_COLUMNS = ["run_id", "stage", "index", "expert", "status", "artifact_key", "trial_key", "parent"]
+
+
+def stage_frame(runs: list[Any]) -> pd.DataFrame:
+    """One row per stage run (:data:`STAGE_COLUMNS`, then its latest metrics); the columns even when empty."""
+    rows = []
+    for run in runs:
+        t = run.data.tags
+        rows.append({"run_id": run.info.run_id, "stage": t.get(TAG_STAGE), "index": int(t.get(TAG_STAGE_INDEX, 0)),
+                     "expert": t.get(TAG_STAGE_EXPERT), "status": t.get(TAG_STATUS),
+                     "artifact_key": t.get(TAG_ARTIFACT_KEY), "trial_key": t.get(TAG_TRIAL_KEY),
+                     "parent": t.get(TAG_PARENT), **run.data.metrics})
+    frame = pd.DataFrame(rows)
+    return frame if len(frame) else pd.DataFrame(columns=STAGE_COLUMNS)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,14 +13,19 @@ from typing import Any
 import pandas as pd
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in logs
+# No "View run ... at URL" line per finished run: on a tracking server each costs a get_run request besides.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.entities import Metric, RunStatus, ViewType
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 from eaglesearch.spec.trial import TrialResult, TrialSpec
 from eaglesearch.tracking import mlflow_ui as UI
+from eaglesearch.tracking import patience
 from eaglesearch.tracking import records as R
+from eaglesearch.tracking.batches import as_params, as_tags, curve, latest, pack
 from eaglesearch.tracking.uri import absolute_uri, sqlite_path
 
 _QUIET = ("alembic", "mlflow.store.db.utils", "mlflow.store.db", "mlflow.tracking._tracking_service")
@@ -39,18 +44,22 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[i:i + size]
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class TrackingStore:
     """A thin wrapper around ``MlflowClient``: one experiment per search, a parent run per invocation, a child
-    run per trial. Every call is safe from any process (Ray workers) given an absolute URI."""
+    run per trial. Every call is safe from any process (Ray workers) given an absolute URI, and waits out a
+    tracking server that does not answer (``patience.py``).
+
+    Requests are few (each is a round trip and a database transaction on a tracking server): a trial is one
+    lookup, one ``create_run``, its params in one batch, two uploads (its spec and predictions) straight to the
+    artifact location ``create_run`` answered (no ``get_run`` first), its curve and final metrics in one batch
+    and the status change."""
 
     def __init__(self, uri: str) -> None:
         _quiet_mlflow()
+        patience.install()
         self.uri = absolute_uri(uri)
-        self._client = MlflowClient(tracking_uri=self.uri)
+        self._client: MlflowClient = patience.PatientClient(MlflowClient(tracking_uri=self.uri), self.uri)  # type: ignore[assignment]
+        self._artifact_uris: dict[str, str] = {}  # run id -> artifact location, for runs this store created
 
     def __repr__(self) -> str:
         return f"TrackingStore({self.uri!r})"
@@ -98,9 +107,9 @@ class TrackingStore:
         tags = {R.TAG_KIND: R.KIND_SEARCH, R.TAG_SEARCH: search, R.TAG_FINGERPRINT: fingerprint,
                 R.TAG_TUNE_NAME: tune_name}
         name = f"{search}@{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        run_id = self._client.create_run(exp_id, run_name=name, tags=tags).info.run_id
-        self._log_params(run_id, params)
-        self._client.log_text(run_id, space_text, R.ARTIFACT_SEARCH_SPACE)
+        run_id = self._create_run(exp_id, name, tags)
+        self._log_all(run_id, params=params)
+        self.log_text(run_id, space_text, R.ARTIFACT_SEARCH_SPACE)
         return run_id, False
 
     def close_parent(self, run_id: str, status: str = "FINISHED") -> None:
@@ -148,8 +157,8 @@ class TrackingStore:
         return R.trial_result(max(done, key=R.run_priority)) if done else None
 
     def lookup_trial(self, parent_id: str, key: str) -> R.TrialLookup:
-        """:meth:`find_in_parent` and :meth:`find_finished` at once: every run of ``key`` in one query (per 100
-        experiments), the worker's one lookup per trial."""
+        """:meth:`find_in_parent` and :meth:`find_finished` at once, and the key's leftover RUNNING runs under the
+        parent: every run of ``key`` in one query (per 100 experiments), the worker's one lookup per trial."""
         runs: list[Any] = []
         for ids in _chunks(self._experiment_ids(), _EXPERIMENTS_PER_QUERY):
             runs.extend(self._search(ids, R.tag_filter({R.TAG_KEY: key})))
@@ -182,27 +191,38 @@ class TrackingStore:
     # ---------------------------------------------------------------- trial runs
 
     def start_trial(self, parent_id: str, experiment_id: str, trial: TrialSpec, *, search: str, round: int,
-                    role: str, added: str | None, strategy: str, label: str, tags: dict[str, str] | None = None) -> str:
-        """Create the child run of a trial (status tag ``running``, plus ``tags``); RUNNING leftovers are KILLED."""
+                    role: str, added: str | None, strategy: str, label: str, tags: dict[str, str] | None = None,
+                    leftovers: Sequence[str] | None = None) -> str:
+        """Create the child run of a trial (status tag ``running``, plus ``tags``); RUNNING leftovers are KILLED:
+        ``leftovers`` (from :meth:`lookup_trial`), or those a query finds when not given."""
         return self._create_child(parent_id, experiment_id, trial, status=R.STATUS_RUNNING, search=search,
-                                  round=round, role=role, added=added, strategy=strategy, label=label, extra_tags=tags)
+                                  round=round, role=role, added=added, strategy=strategy, label=label, extra_tags=tags,
+                                  leftovers=leftovers)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None,
                     tags: dict[str, str] | None = None) -> None:
-        self._log_metrics(run_id, metrics, step, tags)
+        self._log_all(run_id, latest(metrics, step or 0), tags=tags)
 
     def log_history(self, run_id: str, name: str, points: Iterable[tuple[int, float]]) -> None:
         """A metric's whole history (``(step, value)`` pairs, e.g. a loss curve) in batches of MLflow's limit."""
-        now = _now_ms()
-        curve = [Metric(name, float(v), now, int(s)) for s, v in points]
-        for chunk in _chunks(curve, R.METRICS_PER_BATCH):
-            self._log_batch(run_id, metrics=chunk)
+        self._log_all(run_id, curve(name, points))
 
     def log_text(self, run_id: str, text: str, artifact_path: str) -> None:
-        self._client.log_text(run_id, text, artifact_path)
+        """``text`` as the artifact file ``artifact_path`` (e.g. ``error.txt`` or ``reports/table.md``)."""
+        folder, name = os.path.split(artifact_path)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / name
+            local.write_text(text, encoding="utf-8")
+            self.log_artifact(run_id, local, folder or None)
 
     def log_artifact(self, run_id: str, local_path: str | Path, artifact_path: str | None = None) -> None:
-        self._client.log_artifact(run_id, str(local_path), artifact_path)
+        """Upload a file; straight to the run's artifact location when this store created the run."""
+        location = self._artifact_uris.get(run_id)
+        if location is None or Path(local_path).is_dir():
+            self._client.log_artifact(run_id, str(local_path), artifact_path)
+            return
+        repo = get_artifact_repository(location, tracking_uri=self.uri)
+        patience.call_patiently(self.uri, repo.log_artifact, str(local_path), artifact_path)
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
         """Artifact paths of a run directly under ``path`` (folders included), sorted."""
@@ -212,38 +232,42 @@ class TrackingStore:
         """Copy one artifact of ``run_id`` (e.g. ``predictions.jsonl``) into ``dst_dir``; its local path."""
         return Path(self._client.download_artifacts(run_id, path, str(dst_dir)))
 
-    def finish_trial(self, run_id: str, result: TrialResult) -> None:
-        """Log the final metrics and status tag ``finished`` in one batch, then terminate FINISHED.
+    def finish_trial(self, run_id: str, result: TrialResult, history: Iterable[tuple[int, float]] = ()) -> None:
+        """Log the loss curve ``history`` (``train/loss``), the final metrics and the status tag ``finished`` in as
+        few batches as MLflow allows (the tag in the last), then terminate FINISHED: until then the run is never
+        served as a result, whatever was written before a failure.
 
         A result whose status is ``failed`` is recorded by :meth:`fail_trial` instead."""
         if result.status == R.STATUS_FAILED:
             self.fail_trial(run_id, result.error or "failed (no error text)")
             return
-        self._log_metrics(run_id, _final_metrics(result), None, tags={R.TAG_STATUS: R.STATUS_FINISHED})
+        metrics = [*curve("train/loss", history), *latest(_final_metrics(result))]
+        self._log_all(run_id, metrics, tags={R.TAG_STATUS: R.STATUS_FINISHED})
         self._client.set_terminated(run_id, "FINISHED")
 
     def stop_trial(self, run_id: str, metrics: dict[str, float], reason: str) -> None:
         """A trial a scheduler stopped early: its last intermediate ``metrics``, status tag ``stopped`` and the
         ``reason`` as error tag; terminated FINISHED so its search's resume finds it (:meth:`find_finished` does
         not: its numbers are partial)."""
-        self._log_metrics(run_id, metrics, None, tags={R.TAG_STATUS: R.STATUS_STOPPED,
+        self._log_all(run_id, latest(metrics), tags={R.TAG_STATUS: R.STATUS_STOPPED,
                                                        R.TAG_ERROR: reason[:R.ERROR_TAG_CHARS]})
         self._client.set_terminated(run_id, "FINISHED")
 
     def fail_trial(self, run_id: str, error: str) -> None:
         """Status tag ``failed``, the error's start as tag, the full text as ``error.txt``; terminate FAILED."""
-        self._log_batch(run_id, tags={R.TAG_STATUS: R.STATUS_FAILED, R.TAG_ERROR: error[:R.ERROR_TAG_CHARS]})
-        self._client.log_text(run_id, error, R.ARTIFACT_ERROR)
+        self.log_text(run_id, error, R.ARTIFACT_ERROR)
+        self._log_all(run_id, tags={R.TAG_STATUS: R.STATUS_FAILED, R.TAG_ERROR: error[:R.ERROR_TAG_CHARS]})
         self._client.set_terminated(run_id, "FAILED")
 
     def record_cached(self, parent_id: str, experiment_id: str, trial: TrialSpec, source: TrialResult, *,
-                      search: str, round: int, role: str, added: str | None, strategy: str, label: str) -> str:
+                      search: str, round: int, role: str, added: str | None, strategy: str, label: str,
+                      leftovers: Sequence[str] | None = None) -> str:
         """A FINISHED child run (status ``cached``) that copies ``source``'s final metrics, not its history."""
         extra = {R.TAG_CACHED_FROM: source.run_id} if source.run_id else {}
         run_id = self._create_child(parent_id, experiment_id, trial, status=R.STATUS_CACHED, search=search,
                                     round=round, role=role, added=added, strategy=strategy, label=label,
-                                    extra_tags=extra)
-        self._log_metrics(run_id, _final_metrics(source), None)
+                                    extra_tags=extra, leftovers=leftovers)
+        self._log_all(run_id, latest(_final_metrics(source)))
         self._client.set_terminated(run_id, "FINISHED")
         return run_id
 
@@ -264,10 +288,8 @@ class TrackingStore:
             tags[R.TAG_STAGE_EXPERT] = expert
         if artifact_key:
             tags[R.TAG_ARTIFACT_KEY] = artifact_key
-        run_id = self._client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-        self._log_params(run_id, params or {})
-        self.log_history(run_id, "train/loss", losses)
-        self._log_metrics(run_id, dict(metrics or {}), None)
+        run_id = self._create_run(experiment_id, name, tags)
+        self._log_all(run_id, [*curve("train/loss", losses), *latest(metrics or {})], params=params or {})
         self._client.set_terminated(run_id, "FINISHED")
         return run_id
 
@@ -280,16 +302,7 @@ class TrackingStore:
         else:
             ids = self._experiment_ids()
         filters = {R.TAG_KIND: R.KIND_STAGE, **({R.TAG_PARENT: trial_run_id} if trial_run_id else {})}
-        rows = []
-        for run in (self._search(ids, R.tag_filter(filters)) if ids else []):
-            t = run.data.tags
-            rows.append({"run_id": run.info.run_id, "stage": t.get(R.TAG_STAGE), "index": int(t.get(R.TAG_STAGE_INDEX, 0)),
-                         "expert": t.get(R.TAG_STAGE_EXPERT), "status": t.get(R.TAG_STATUS),
-                         "artifact_key": t.get(R.TAG_ARTIFACT_KEY), "trial_key": t.get(R.TAG_TRIAL_KEY),
-                         "parent": t.get(R.TAG_PARENT), **run.data.metrics})
-        columns = ["run_id", "stage", "index", "expert", "status", "artifact_key", "trial_key", "parent"]
-        frame = pd.DataFrame(rows)
-        return frame if len(frame) else pd.DataFrame(columns=columns)
+        return R.stage_frame(self._search(ids, R.tag_filter(filters)) if ids else [])
 
     # ---------------------------------------------------------------- the leaderboard in the MLflow UI
 
@@ -303,8 +316,7 @@ class TrackingStore:
         tags = {UI.TAG_BEST_CANDIDATE: board.best_candidate, UI.TAG_BEST_KEY: board.best_key}
         best = {UI.METRIC_BEST: board.best_objective, UI.METRIC_BEST_LOW: board.best_low,
                 UI.METRIC_BEST_HIGH: board.best_high}
-        self._log_metrics(board.parent_id, {k: v for k, v in best.items() if v is not None}, None,
-                          tags={k: v for k, v in tags.items() if v is not None})
+        self._log_all(board.parent_id, latest(best), tags={k: v for k, v in tags.items() if v is not None})
         for run_id, name in board.run_names.items():
             self._client.update_run(run_id, name=name)
             self._client.set_tag(run_id, UI.TAG_RANK, board.ranks.get(run_id, ""))
@@ -328,9 +340,12 @@ class TrackingStore:
 
     def _create_child(self, parent_id: str, experiment_id: str, trial: TrialSpec, *, status: str, search: str,
                       round: int, role: str, added: str | None, strategy: str, label: str,
-                      extra_tags: dict[str, str] | None = None) -> str:
+                      extra_tags: dict[str, str] | None = None, leftovers: Sequence[str] | None = None) -> str:
         key = trial.key
-        self._kill_running(parent_id, experiment_id, key)
+        if leftovers is None:
+            leftovers = self.running_trials(parent_id, experiment_id, key)
+        for run_id in leftovers:  # runs of this key a killed worker left RUNNING under the parent
+            self._client.set_terminated(run_id, "KILLED")
         tags = {
             R.TAG_PARENT: parent_id, R.TAG_KIND: R.KIND_TRIAL, R.TAG_KEY: key, R.TAG_SEARCH: search,
             R.TAG_ROUND: str(int(round)), R.TAG_ROLE: role, R.TAG_LABEL: label, R.TAG_STRATEGY: strategy,
@@ -338,34 +353,22 @@ class TrackingStore:
         }
         if added is not None:
             tags[R.TAG_ADDED] = added
-        run_id = self._client.create_run(experiment_id, run_name=label, tags=tags).info.run_id
-        self._log_params(run_id, trial.flat_params())
-        self._client.log_text(run_id, trial.model_dump_json(indent=2), R.ARTIFACT_TRIAL_SPEC)
+        run_id = self._create_run(experiment_id, label, tags)
+        self._log_all(run_id, params=trial.flat_params())
+        self.log_text(run_id, trial.model_dump_json(indent=2), R.ARTIFACT_TRIAL_SPEC)
         return run_id
 
-    def _kill_running(self, parent_id: str, experiment_id: str, key: str) -> None:
-        """Runs of this key a killed worker left RUNNING under the parent are marked KILLED."""
-        for run_id in self.running_trials(parent_id, experiment_id, key):
-            self._client.set_terminated(run_id, "KILLED")
+    def _create_run(self, experiment_id: str, name: str, tags: dict[str, str]) -> str:
+        """A new run; its artifact location is kept, so uploads to it need no ``get_run`` first."""
+        info = self._client.create_run(experiment_id, run_name=name, tags=tags).info
+        self._artifact_uris[info.run_id] = info.artifact_uri
+        return info.run_id
 
-    def _log_params(self, run_id: str, params: dict[str, str]) -> None:
-        items = [Param(str(k), str(v)[:R.MAX_PARAM_VALUE]) for k, v in params.items()]
-        for chunk in _chunks(items, R.PARAMS_PER_BATCH):
-            self._client.log_batch(run_id, params=chunk)
-
-    def _log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None,
-                     tags: dict[str, str] | None = None) -> None:
-        now = _now_ms()
-        items = [Metric(k, float(v), now, int(step or 0)) for k, v in metrics.items() if v is not None]
-        chunks = list(_chunks(items, R.METRICS_PER_BATCH)) or [[]]
-        for i, chunk in enumerate(chunks):
-            self._log_batch(run_id, metrics=chunk, tags=tags if i == 0 else None)
-
-    def _log_batch(self, run_id: str, metrics: Iterable[Metric] = (), tags: dict[str, str] | None = None) -> None:
-        run_tags = [RunTag(k, v) for k, v in (tags or {}).items()]
-        metrics = list(metrics)
-        if metrics or run_tags:
-            self._client.log_batch(run_id, metrics=metrics, tags=run_tags)
+    def _log_all(self, run_id: str, metrics: Iterable[Metric] = (), params: dict[str, str] | None = None,
+                 tags: dict[str, str] | None = None) -> None:
+        """Metrics, params and tags in as few ``log_batch`` requests as MLflow allows, the tags in the last."""
+        for chunk_metrics, chunk_params, chunk_tags in pack(metrics, as_params(params or {}), as_tags(tags)):
+            self._client.log_batch(run_id, metrics=chunk_metrics, params=chunk_params, tags=chunk_tags)
 
     def _experiment_ids(self) -> list[str]:
         ids: list[str] = []

@@ -26,6 +26,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from eaglesearch.tracking import patience
 from eaglesearch.tracking import records as R
 from eaglesearch.tracking.uri import absolute_uri
 
@@ -82,7 +83,9 @@ class Winners:
 
     def __init__(self, uri: str) -> None:
         self.uri = absolute_uri(uri)
-        self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        patience.install()  # an unreachable server is waited for, as by TrackingStore
+        self._client: MlflowClient = patience.PatientClient(  # type: ignore[assignment]
+            MlflowClient(tracking_uri=self.uri, registry_uri=self.uri), self.uri)
 
     # ---------------------------------------------------------------- one trial's weights
 
