@@ -8,6 +8,7 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -153,15 +154,36 @@ def staged_trial(stages: list[dict]):
         train=TrainSpec.model_validate({"stages": stages}), eval=EvalSpec(batch_size=4, max_new_tokens=2), seed=1)
 
 
+def _two_worker_trial(trial_json: str, workspace: str):
+    """One trial on a fresh two-CPU Ray with two Ray Train workers (run in a spawned process); the reason as a
+    string when Ray cannot start here."""
+    import ray
+
+    from eaglesearch.execution.multi_worker import run_trial_multi_worker
+    from eaglesearch.spec import TrialSpec
+    from eaglesearch.trial.workspace import Workspace
+
+    torch.set_num_threads(1)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    except Exception as err:  # noqa: BLE001
+        return f"Ray cannot start here: {err}"
+    try:
+        return run_trial_multi_worker(TrialSpec.model_validate_json(trial_json), Workspace.at(Path(workspace)),
+                                      threads=1, workers=2, use_gpu=False, cpus_per_worker=0.5, name="train-test")
+    finally:
+        ray.shutdown()
+
+
 @pytest.mark.slow
 def test_ray_torch_trainer_two_cpu_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ray Train (V2) TorchTrainer, 2 gloo workers on CPU, Eagle's three stages: rank 0's outcome reaches the driver,
     both ranks build each pre-aligned expert together (stored once), and every stage's loss curve equals a 1-process
     run's with the same global batch."""
-    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray")
     pytest.importorskip("ray.train.torch")
     from eaglesearch.artifacts import ArtifactStore
-    from eaglesearch.execution.multi_worker import WORKERS_ENV, run_trial_multi_worker, workers_per_trial
+    from eaglesearch.execution.multi_worker import WORKERS_ENV, workers_per_trial
     from eaglesearch.train.stages import PREALIGNED
     from eaglesearch.trial.run import run_trial_core
     from eaglesearch.trial.workspace import Workspace
@@ -170,18 +192,13 @@ def test_ray_torch_trainer_two_cpu_workers(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     assert workers_per_trial() == 2
     trial = staged_trial([PREALIGN_STAGE, ALIGN_STAGE, {"name": "sft", "steps": 2, "batch_size": 4, "log_every": 1}])
-    for name in ("RAY_AIR_NEW_OUTPUT", "RAY_CHDIR_TO_TRIAL_DIR", "TUNE_DISABLE_SIGINT_HANDLER"):
-        monkeypatch.delenv(name, raising=False)  # set in this process by an earlier Tune search (run_with_ray)
-    ray.shutdown()  # a fresh two-CPU Ray, whatever an earlier test left running in this process
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    except Exception as err:  # noqa: BLE001
-        pytest.skip(f"Ray cannot start here: {err}")
-    try:
-        outcome = run_trial_multi_worker(trial, Workspace.at(tmp_path / "ws"), threads=1, workers=2,
-                                         use_gpu=False, cpus_per_worker=0.5, name="train-test")
-    finally:
-        ray.shutdown()
+    # Ray Train runs in a fresh interpreter: after an in-process Tune search in the same pytest process, Train V2's
+    # TrainController was sometimes cancelled before it ran ("all references to the actor were removed"); the cause
+    # inside Ray is not found (see the closing note of issue 23), so this test does not inherit that process state.
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        outcome = pool.submit(_two_worker_trial, trial.model_dump_json(), str(tmp_path / "ws")).result(timeout=900)
+    if isinstance(outcome, str):
+        pytest.skip(outcome)
     assert [step for step, _ in outcome.loss_history] == [0, 1]
     assert outcome.metrics["train/workers"] == 2.0
     assert outcome.metrics["train/loss_first"] == outcome.loss_history[0][1]

@@ -25,7 +25,9 @@ TRIAL = {
               "tokenizer": {"kind": "offline_bpe", "vocab_size": 300}},
     "data": {"image_size": 64, "max_length": 96,
              "synthetic": {"tasks": ["count"], "train_per_task": 16, "eval_per_task": 2, "image_size": 64}},
-    "train": {"steps": 24, "batch_size": 4, "lr": 5.0e-4, "log_every": 3, "checkpoint_every": 3},
+    # Long enough past the first checkpoint (step 10) that the killer, polling every 0.2 s, finds a rank long before
+    # the trial ends.
+    "train": {"steps": 120, "batch_size": 4, "lr": 5.0e-4, "log_every": 10, "checkpoint_every": 10},
     "eval": {"batch_size": 4, "max_new_tokens": 2},
     "seed": 5,
 }

@@ -11,12 +11,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from eaglesearch.execution.local_nodes import ray_ports
 from tests.e2e_helpers import make_project
 
 pytestmark = pytest.mark.slow
@@ -88,14 +90,19 @@ def token_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
     env = clean_env(base / "head_home") | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
                                           "RAY_USAGE_STATS_ENABLED": "0", "OMP_WAIT_POLICY": "PASSIVE"}
-    proc = subprocess.Popen([ray, "start", "--head", "--block", "--port", str(port), "--node-ip-address",
-                             "127.0.0.1", "--num-cpus", "1", "--include-dashboard", "false",
-                             "--temp-dir", str(base / "ray")], cwd=base, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    log = base / "head.log"
+    # Ray's session sockets live under --temp-dir and a Unix socket path has at most 107 bytes: pytest's (and
+    # pytest-xdist's) temp paths are too long, so the session goes under a short folder of its own.
+    session = Path(tempfile.mkdtemp(prefix="es-ray-"))
+    with log.open("w") as sink:  # its own ports: another Ray on this machine (a parallel test) keeps the defaults
+        proc = subprocess.Popen([ray, "start", "--head", "--block", "--port", str(port), "--node-ip-address",
+                                 "127.0.0.1", "--num-cpus", "1", "--include-dashboard", "false",
+                                 "--temp-dir", str(session), *ray_ports(8)], cwd=base, env=env, stdout=sink,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            assert proc.poll() is None, "ray start --head exited"
+            assert proc.poll() is None, f"ray start --head exited:\n{log.read_text()[-3000:]}"
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
                     break
@@ -106,6 +113,7 @@ def token_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         yield f"127.0.0.1:{port}", token, base
     finally:
         stop_session(proc)
+        shutil.rmtree(session, ignore_errors=True)
 
 
 def run_cli(root: Path, home: Path, *args: str, timeout: float, **extra: str) -> subprocess.CompletedProcess:

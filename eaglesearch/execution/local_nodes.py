@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from eaglesearch.execution.local_cluster import ClusterInfo
 
 
-def _ray_ports(index: int) -> list[str]:
+def ray_ports(index: int) -> list[str]:
     """Ports every Ray node on one host must not share (defaults collide: the dashboard agent's 52365, the
     worker range 10002-19999)."""
     low = 20000 + 200 * index
@@ -43,7 +43,7 @@ def start_ray_head(base: Path, port: int, env: dict[str, str]) -> int:
     log = base / "ray-head.log"
     cmd = [console_script("ray"), "start", "--head", "--block", "--port", str(port), "--node-ip-address", HOST,
            "--num-cpus", "0", "--include-dashboard", "false", "--object-store-memory", str(100 * 2**20),
-           "--temp-dir", str(base / "ray" / "head"), "--resources", '{"eaglesearch_head": 1}', *_ray_ports(0)]
+           "--temp-dir", str(base / "ray" / "head"), "--resources", '{"eaglesearch_head": 1}', *ray_ports(0)]
     proc = spawn(cmd, env, log, base)
     wait_port(port, proc, "the Ray head", log)
     return proc.pid
@@ -69,7 +69,7 @@ def start_ray_worker(base: Path, name: str, index: int, address: str, env: dict[
         temp = base / "ray" / f"{name}.{attempt}"
     ray = [console_script("ray"), "start", "--address", address, "--block", "--node-ip-address", HOST, "--num-cpus",
            str(cpus), "--object-store-memory", str(100 * 2**20), "--temp-dir", str(temp),
-           "--resources", json.dumps({f"eaglesearch_{name}": 1}), *_ray_ports(index)]
+           "--resources", json.dumps({f"eaglesearch_{name}": 1}), *ray_ports(index)]
     script = " && ".join([*mounts, "exec " + " ".join(_quote(a) for a in ray)])
     if os.geteuid() != 0:
         raise RuntimeError("worker nodes need their own mount namespace (`unshare --mount`), which needs root")

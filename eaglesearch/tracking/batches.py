@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 
@@ -55,3 +56,9 @@ def pack(metrics: Iterable[Metric] = (), params: Iterable[Param] = (), tags: Ite
             return
     if tags:
         yield [], [], tags
+
+
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in consecutive lists of at most ``size``."""
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

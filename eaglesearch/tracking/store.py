@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from eaglesearch.spec.trial import TrialResult, TrialSpec
 from eaglesearch.tracking import mlflow_ui as UI
 from eaglesearch.tracking import patience
 from eaglesearch.tracking import records as R
-from eaglesearch.tracking.batches import as_params, as_tags, curve, latest, pack
+from eaglesearch.tracking.batches import as_params, as_tags, chunks, curve, latest, pack
 from eaglesearch.tracking.uri import absolute_uri, sqlite_path
 
 _QUIET = ("alembic", "mlflow.store.db.utils", "mlflow.store.db", "mlflow.tracking._tracking_service")
@@ -37,11 +37,6 @@ def _quiet_mlflow() -> None:
     """Silence schema-migration chatter (``Creating initial MLflow database tables...``) and friends."""
     for name in _QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
 
 
 class TrackingStore:
@@ -122,7 +117,7 @@ class TrackingStore:
         runs = self.trial_runs(parent_id)
         for run_id in runs.loc[runs["key"].isin(chosen_keys), "run_id"]:
             self._client.set_tag(run_id, R.TAG_CHOSEN, "true")
-        self._log_batch(parent_id, tags={R.TAG_STOPPED: stopped or "", **(parent_tags or {})})
+        self._log_all(parent_id, tags={R.TAG_STOPPED: stopped or "", **(parent_tags or {})})
 
     def latest_parent(self, search: str) -> str | None:
         """The newest parent run of ``search``, FINISHED ones first; None if the search was never recorded."""
@@ -143,7 +138,7 @@ class TrackingStore:
         query = R.tag_filter({R.TAG_KEY: key, R.TAG_STATUS: R.STATUS_FINISHED, R.TAG_KIND: R.KIND_TRIAL},
                              status="FINISHED")
         best = None
-        for ids in _chunks(self._experiment_ids(), _EXPERIMENTS_PER_QUERY):
+        for ids in chunks(self._experiment_ids(), _EXPERIMENTS_PER_QUERY):
             found = self._search(ids, query, order_by=["attributes.end_time DESC"], max_results=1)
             if found and (best is None or (found[0].info.end_time or 0) > (best.info.end_time or 0)):
                 best = found[0]
@@ -160,7 +155,7 @@ class TrackingStore:
         """:meth:`find_in_parent` and :meth:`find_finished` at once, and the key's leftover RUNNING runs under the
         parent: every run of ``key`` in one query (per 100 experiments), the worker's one lookup per trial."""
         runs: list[Any] = []
-        for ids in _chunks(self._experiment_ids(), _EXPERIMENTS_PER_QUERY):
+        for ids in chunks(self._experiment_ids(), _EXPERIMENTS_PER_QUERY):
             runs.extend(self._search(ids, R.tag_filter({R.TAG_KEY: key})))
         return R.lookup_in(runs, parent_id)
 

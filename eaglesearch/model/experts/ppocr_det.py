@@ -12,8 +12,7 @@ match onnxruntime's on the same input (``tests/test_ppocr_experts.py``).
 
 from __future__ import annotations
 
-from eaglesearch.model.experts.base import ExpertPreset
-from eaglesearch.model.experts.onnx_expert import OnnxExpert
+from eaglesearch.model.experts.preset import ExpertPreset
 from eaglesearch.model.experts.registry import ExpertFamily, register_expert
 
 ONNX_FILE = "pkg://rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
@@ -35,5 +34,5 @@ PPOCR_DET = register_expert(ExpertFamily(
     name="ppocr_det",
     description="PP-OCRv4 text detector backbone + FPN neck (real weights from PyPI rapidocr-onnxruntime)",
     presets={"tiny": PRESET, "paper": PRESET},
-    build=OnnxExpert.from_spec,
+    build="eaglesearch.model.experts.onnx_expert:OnnxExpert.from_spec",
 ))

@@ -11,8 +11,7 @@ Converted with ``onnx2torch``; its outputs match onnxruntime's on the same input
 
 from __future__ import annotations
 
-from eaglesearch.model.experts.base import ExpertPreset
-from eaglesearch.model.experts.onnx_expert import OnnxExpert
+from eaglesearch.model.experts.preset import ExpertPreset
 from eaglesearch.model.experts.registry import ExpertFamily, register_expert
 
 ONNX_FILE = "pkg://rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"
@@ -34,5 +33,5 @@ PPOCR_REC = register_expert(ExpertFamily(
     name="ppocr_rec",
     description="PP-OCRv4 text recogniser backbone (real weights from PyPI rapidocr-onnxruntime)",
     presets={"tiny": PRESET, "paper": PRESET},
-    build=OnnxExpert.from_spec,
+    build="eaglesearch.model.experts.onnx_expert:OnnxExpert.from_spec",
 ))
