@@ -21,15 +21,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Files with the most end-to-end (``slow``) tests first, each file's tests kept together and in order: with
-    # pytest-xdist's per-file scheduling the long files start early instead of leaving one worker busy at the end.
-    files = [item.nodeid.split("::")[0] for item in items]
-    slow_in = {path: 0 for path in files}
-    for path, item in zip(files, items, strict=True):
-        slow_in[path] += "slow" in item.keywords
-    order = {path: (-slow_in[path], i) for i, path in enumerate(dict.fromkeys(files))}
-    position = {id(item): order[path] for path, item in zip(files, items, strict=True)}
-    items.sort(key=lambda item: position[id(item)])
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs CUDA")
