@@ -1,6 +1,7 @@
 """``--address`` against a real token-authenticated Ray head (``ray start --head`` on 127.0.0.1, in its own session,
 temp dir and HOME, stopped by killing exactly that session): with the token a 1-trial search completes on the
-cluster; without it the run stops in seconds with a message saying what to set."""
+cluster, reading its data through paths relative to the project (the head's workers start in another folder);
+without the token the run stops in seconds with a message saying what to set."""
 
 from __future__ import annotations
 
@@ -18,19 +19,39 @@ from pathlib import Path
 
 import pytest
 
+from eaglesearch.data import write_synthetic
 from eaglesearch.execution.local_nodes import ray_ports
+from eaglesearch.spec import SyntheticDataSpec
 from tests.e2e_helpers import make_project
 
 pytestmark = pytest.mark.slow
 
 SPACE = """\
 name: on-cluster
-recipe: experiments/tiny_test.yaml
+recipe: experiments/relative.yaml
 strategy:
   kind: grid
   factors:
     experts: [[{name: clip, resolution: 64}]]
 resources: {cpus_per_trial: 1, max_concurrent_trials: 1}
+"""
+# The data as a user keeps it in a project: files under data/, named relative to the project folder.
+RELATIVE_RECIPE = """\
+name: relative
+scale: tiny_random
+model:
+  grid: 4
+  lm: {kind: tiny_llama, hidden_size: 32, num_layers: 1, num_heads: 2, num_kv_heads: 1, intermediate_size: 64}
+  tokenizer: {kind: offline_bpe, vocab_size: 300}
+data:
+  source: llava
+  image_size: 64
+  max_length: 96
+  train: {json_path: data/syn/train.json, image_folder: data/syn/images}
+  eval:
+    color: {kind: llava, path: data/syn/eval/color.json, image_folder: data/syn/images}
+train: {steps: 2, batch_size: 8}
+eval: {batch_size: 12, max_new_tokens: 3}
 """
 AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
 
@@ -129,6 +150,9 @@ def test_with_the_token_file_a_search_runs_on_the_cluster(tmp_path: Path, token_
     (home / ".ray").mkdir(parents=True)
     (home / ".ray" / "auth_token").write_text(token)  # what `ray get-auth-token` users keep; RAY_AUTH_MODE unset
     root = make_project(tmp_path / "project", {"s": SPACE})
+    (root / "experiments" / "relative.yaml").write_text(RELATIVE_RECIPE)
+    write_synthetic(SyntheticDataSpec(tasks=("color",), train_per_task=12, eval_per_task=4, image_size=64),
+                    root / "data" / "syn")
     proc = run_cli(root, home, "run", "search_spaces/s.yaml", "--address", address, "--quiet", timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Authentication token is missing" not in proc.stderr
@@ -139,7 +163,7 @@ def test_with_the_token_file_a_search_runs_on_the_cluster(tmp_path: Path, token_
 
 def test_without_a_token_the_run_stops_at_once_and_says_what_to_set(tmp_path: Path, token_head) -> None:
     address, _, _ = token_head
-    root = make_project(tmp_path / "project", {"s": SPACE})
+    root = make_project(tmp_path / "project", {"s": SPACE.replace("relative.yaml", "tiny_test.yaml")})
     proc = run_cli(root, tmp_path / "empty_home", "run", "search_spaces/s.yaml", "--address", address, "--quiet",
                    timeout=30)
     assert proc.returncode == 2, proc.stdout + proc.stderr

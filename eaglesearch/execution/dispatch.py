@@ -6,6 +6,7 @@ snapshots it inside the searcher; the tracking client is re-opened lazily after 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from eaglesearch.execution.events import listener
@@ -37,6 +38,7 @@ class RunContext:
     keep_best: int = 0  # trials whose final weights the search keeps (the best by objective/mode); 0: none saved
     objective: str = "objective"
     mode: str = "max"
+    project_dir: str = field(default_factory=os.getcwd)  # what the trials' relative paths are relative to
 
 
 @dataclass
@@ -70,7 +72,7 @@ class Dispatcher:
             threads=c.threads, workers=c.workers, eval_every=c.eval_every,
             parallelism=parallelism_for(c.resources, proposal.trial) if c.parallelism == "auto" else c.parallelism,
             eval_limit=c.eval_limit, keep_weights=c.keep_best > 0,
-            max_failures=c.resources.max_failures if c.resources is not None else 0,
+            max_failures=c.resources.max_failures if c.resources is not None else 0, project_dir=c.project_dir,
         )
 
     def next_request(self) -> TrialRequest | None:

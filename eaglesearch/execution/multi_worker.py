@@ -28,6 +28,7 @@ import torch
 from eaglesearch.spec import TrialSpec
 from eaglesearch.spec.search_space import ResourcesSpec
 from eaglesearch.trial.outcome import TrialOutcome
+from eaglesearch.trial.project import in_project
 from eaglesearch.trial.run import run_trial_rank
 from eaglesearch.trial.workspace import Workspace, is_remote_url
 
@@ -80,7 +81,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     from ray.train.torch import get_device  # this worker's GPU (or the CPU)
 
     trial = TrialSpec.model_validate(config["trial"])
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, in_project(config.get("project_dir"), trial):
         keep = Path(tmp) / WEIGHTS_FOLDER if config.get("keep_weights") else None
         outcome = run_trial_rank(trial, Workspace.at(config["workdir"], config["artifacts"]), int(config["threads"]),
                                  context.get_world_rank(), context.get_world_size(),
@@ -125,7 +126,8 @@ def _run_name(trial: TrialSpec) -> str:
 def run_trial_multi_worker(trial: TrialSpec, workspace: Workspace, threads: int, workers: int,
                            use_gpu: bool | None = None, cpus_per_worker: float = 1.0,
                            name: str | None = None, parallelism: Parallelism = "ddp",
-                           keep_weights: Path | None = None, max_failures: int = 0) -> TrialOutcome:
+                           keep_weights: Path | None = None, max_failures: int = 0,
+                           project_dir: str | None = None) -> TrialOutcome:
     """Train ``trial`` on ``workers`` data-parallel Ray Train workers (``parallelism``: each holding the whole model
     or a shard of it) and return rank 0's outcome; with ``keep_weights``, rank 0's final model is copied there.
 
@@ -133,7 +135,8 @@ def run_trial_multi_worker(trial: TrialSpec, workspace: Workspace, threads: int,
     whether CUDA is visible here; each worker then takes one GPU (nccl), otherwise ``cpus_per_worker`` CPUs (gloo).
     A worker group that loses a rank (its process or node died) is restarted up to ``max_failures`` times; the
     ranks resume from the stage checkpoints (mirrored into a remote artifact store, see
-    ``trial/scratch_mirror.py``). Raises the workers' error if training failed.
+    ``trial/scratch_mirror.py``). Each rank runs in ``project_dir`` (the driver's folder, which the trial's
+    relative paths mean; ``trial/project.py``). Raises the workers' error if training failed.
     """
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -145,7 +148,7 @@ def run_trial_multi_worker(trial: TrialSpec, workspace: Workspace, threads: int,
         train_loop_config={"trial": trial.model_dump(mode="json"), "workdir": str(workspace.root),
                            "artifacts": workspace.artifacts,
                            "threads": threads, "parallelism": parallelism,
-                           "keep_weights": keep_weights is not None},
+                           "keep_weights": keep_weights is not None, "project_dir": project_dir},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=RunConfig(name=name or _run_name(trial), failure_config=FailureConfig(max_failures=max_failures),
                              **train_storage(workspace)),

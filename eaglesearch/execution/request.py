@@ -32,3 +32,4 @@ class TrialRequest(BaseModel):
     eval_limit: int = 32  # items per benchmark in those intermediate evaluations
     keep_weights: bool = False  # log the final weights with the run (the search keeps its best keep_best)
     max_failures: int = 0  # multi-worker trials: Ray Train restarts of a worker group that lost a rank
+    project_dir: str | None = None  # the driver's working directory: the trial's relative paths mean it (trial/project.py)

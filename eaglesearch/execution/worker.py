@@ -25,6 +25,7 @@ from eaglesearch.tracking.records import TrialLookup
 from eaglesearch.tracking.winners import WEIGHTS_DATA
 from eaglesearch.trial.intermediate import IntermediateSettings, Report
 from eaglesearch.trial.outcome import PRETRAIN, StageRecord
+from eaglesearch.trial.project import in_project
 from eaglesearch.trial.run import ProgressFn, run_trial_core
 from eaglesearch.trial.workspace import Workspace
 
@@ -97,17 +98,18 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report:
         leftovers=found.running,
     )
     try:
-        if req.workers > 1:
-            from eaglesearch.execution.multi_worker import run_trial_multi_worker
+        with in_project(req.project_dir, req.trial):  # the trial's relative paths mean the driver's folder
+            if req.workers > 1:
+                from eaglesearch.execution.multi_worker import run_trial_multi_worker
 
-            outcome = run_trial_multi_worker(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads,
-                                             req.workers, parallelism=req.parallelism, keep_weights=keep,
-                                             max_failures=req.max_failures)
-        else:
-            watch = (IntermediateSettings(req.eval_every, req.eval_limit, report)
-                     if report is not None and req.eval_every else None)
-            outcome = run_trial_core(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads, progress,
-                                     intermediate=watch, keep_weights=keep, stage_progress=stage_progress)
+                outcome = run_trial_multi_worker(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads,
+                                                 req.workers, parallelism=req.parallelism, keep_weights=keep,
+                                                 max_failures=req.max_failures, project_dir=req.project_dir)
+            else:
+                watch = (IntermediateSettings(req.eval_every, req.eval_limit, report)
+                         if report is not None and req.eval_every else None)
+                outcome = run_trial_core(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads, progress,
+                                         intermediate=watch, keep_weights=keep, stage_progress=stage_progress)
     except Exception as err:  # noqa: BLE001 - every trial error is recorded, the search goes on
         if keep is not None:
             shutil.rmtree(keep.parent, ignore_errors=True)
