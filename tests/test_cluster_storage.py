@@ -13,7 +13,7 @@ import fsspec
 import pytest
 
 from eaglesearch.execution.shared_storage import NodeLocalStore, node_local_problems, shared_workdir_declared
-from eaglesearch.trial.scratch_mirror import ScratchMirror
+from eaglesearch.trial.scratch_mirror import SWEEP_AGE_S, ScratchMirror
 from eaglesearch.trial.workspace import PER_TRIAL, Workspace, is_remote_url
 
 
@@ -148,3 +148,32 @@ def test_ray_train_keeps_a_multi_worker_trial_in_the_remote_store_when_there_is_
     remote = train_storage(Workspace.at(tmp_path / "w", "memory://bucket/artifacts"))
     assert remote["storage_path"] == "/bucket/artifacts/ray_train"  # no scheme: the filesystem object carries it
     assert isinstance(remote["storage_filesystem"], PyFileSystem)
+
+
+def test_a_released_rung_is_deleted_on_the_node_that_trained_it_and_a_later_claim_keeps_it(
+        tmp_path: Path, remote: str) -> None:
+    """The driver releases a discontinued candidate's checkpoints (workspace.remove_trial_scratch); the node that
+    trained its rung deletes its own copy at its next trial start; a trial that claims the key keeps its folder."""
+    node, driver = tmp_path / "node" / "scratch", tmp_path / "driver" / "scratch"
+    rung, kept = node / "trials" / "loser" / "sft", node / "trials" / "winner" / "sft"
+    on_node = ScratchMirror(node, remote)
+    for folder in (rung, kept):
+        folder.mkdir(parents=True)
+        (folder / "last.pt").write_bytes(b"rung checkpoint")
+        on_node.push(folder)
+    old = time.time() - 2 * SWEEP_AGE_S
+    for folder in (rung.parent, kept.parent):
+        os.utime(folder, (old, old))
+    ScratchMirror(driver, remote).release(driver / "trials" / "loser")  # the driver holds no copy itself
+    assert ScratchMirror(tmp_path / "c", remote).pull(tmp_path / "c" / "trials" / "loser" / "sft") == 0
+
+    assert on_node.sweep(node / "trials") == [rung.parent]
+    assert not rung.parent.exists() and (kept / "last.pt").is_file()
+
+    rung.mkdir(parents=True)  # a later search runs the same candidate on this node: it claims the key first
+    os.utime(rung.parent, (old, old))
+    on_node.claim(rung.parent)
+    assert on_node.sweep(node / "trials") == [] and rung.is_dir()  # no marker any more
+    ScratchMirror(driver, remote).release(driver / "trials" / "loser")
+    os.utime(rung.parent)  # a trial wrote into it just now
+    assert on_node.sweep(node / "trials") == [] and rung.is_dir()  # changed within SWEEP_AGE_S: left alone

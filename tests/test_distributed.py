@@ -155,8 +155,8 @@ def staged_trial(stages: list[dict]):
 
 
 def _two_worker_trial(trial_json: str, workspace: str):
-    """One trial on a fresh two-CPU Ray with two Ray Train workers (run in a spawned process); the reason as a
-    string when Ray cannot start here."""
+    """One trial on a fresh two-CPU Ray with two Ray Train workers (run in a spawned process): (outcome, the stage
+    progress rank 0 relayed); the reason as a string when Ray cannot start here."""
     import ray
 
     from eaglesearch.execution.multi_worker import run_trial_multi_worker
@@ -168,9 +168,12 @@ def _two_worker_trial(trial_json: str, workspace: str):
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     except Exception as err:  # noqa: BLE001
         return f"Ray cannot start here: {err}"
+    events = []
     try:
-        return run_trial_multi_worker(TrialSpec.model_validate_json(trial_json), Workspace.at(Path(workspace)),
-                                      threads=1, workers=2, use_gpu=False, cpus_per_worker=0.5, name="train-test")
+        outcome = run_trial_multi_worker(TrialSpec.model_validate_json(trial_json), Workspace.at(Path(workspace)),
+                                         threads=1, workers=2, use_gpu=False, cpus_per_worker=0.5, name="train-test",
+                                         stage_progress=events.append)
+        return outcome, [(e.label, e.step, e.steps) for e in events]
     finally:
         ray.shutdown()
 
@@ -196,9 +199,14 @@ def test_ray_torch_trainer_two_cpu_workers(tmp_path: Path, monkeypatch: pytest.M
     # TrainController was sometimes cancelled before it ran ("all references to the actor were removed"); the cause
     # inside Ray is not found (see the closing note of issue 23), so this test does not inherit that process state.
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-        outcome = pool.submit(_two_worker_trial, trial.model_dump_json(), str(tmp_path / "ws")).result(timeout=900)
-    if isinstance(outcome, str):
-        pytest.skip(outcome)
+        ran = pool.submit(_two_worker_trial, trial.model_dump_json(), str(tmp_path / "ws")).result(timeout=900)
+    if isinstance(ran, str):
+        pytest.skip(ran)
+    outcome, events = ran
+    # rank 0's stage progress reached the trial process: every stage's last step, in order (its first, too)
+    ends = [(label, step) for label, step, steps in events if step == steps]
+    assert [label for label, _ in ends] == [r.name for r in outcome.stages], events
+    assert all(any(lbl == label and step == 1 for lbl, step, _ in events) for label, _ in ends), events
     assert [step for step, _ in outcome.loss_history] == [0, 1]
     assert outcome.metrics["train/workers"] == 2.0
     assert outcome.metrics["train/loss_first"] == outcome.loss_history[0][1]

@@ -281,3 +281,15 @@ def test_parallelism_comes_from_resources_or_the_environment(monkeypatch: pytest
     monkeypatch.setenv(PARALLELISM_ENV, "zero3")
     with pytest.raises(ValueError, match="must be ddp or fsdp"):
         parallelism_for(None)
+
+
+def test_a_multi_worker_trial_fits_in_its_cpus_beside_the_tune_trial_driving_it() -> None:
+    """Two workers of one CPU each beside the driver's reservation never fit a 2-CPU machine: Ray Train waited for
+    them forever (found running a 2-worker search here). The workers share cpus_per_trial less the driver's share."""
+    from eaglesearch.execution.multi_worker import DRIVER_CPUS, cpus_per_worker
+    from eaglesearch.spec.search_space import ResourcesSpec
+
+    for cpus, workers in ((2, 2), (1, 2), (16, 8), (4, 3)):
+        each = cpus_per_worker(ResourcesSpec(cpus_per_trial=cpus), workers)
+        assert DRIVER_CPUS + workers * each <= cpus + 1e-9 and each >= DRIVER_CPUS
+    assert cpus_per_worker(ResourcesSpec(cpus_per_trial=0.01), 4) == DRIVER_CPUS  # never zero: Ray needs a share

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 
 from eaglesearch.execution.events import listener
-from eaglesearch.execution.multi_worker import parallelism_for
+from eaglesearch.execution.multi_worker import cpus_per_worker, parallelism_for
 from eaglesearch.execution.request import TrialRequest
 from eaglesearch.search import Proposal, Strategy
 from eaglesearch.spec import ResourcesSpec, TrialResult
@@ -70,6 +70,7 @@ class Dispatcher:
             round=proposal.round, role=proposal.role, added=proposal.added, label=proposal.label,
             parent_id=c.parent_id, experiment_id=c.experiment_id, tracking_uri=c.tracking_uri, workdir=c.workdir, artifacts=c.artifacts,
             threads=c.threads, workers=c.workers, eval_every=c.eval_every,
+            cpus_per_worker=cpus_per_worker(c.resources, c.workers) if c.resources and c.workers > 1 else 1.0,
             parallelism=parallelism_for(c.resources, proposal.trial) if c.parallelism == "auto" else c.parallelism,
             eval_limit=c.eval_limit, keep_weights=c.keep_best > 0,
             max_failures=c.resources.max_failures if c.resources is not None else 0, project_dir=c.project_dir,

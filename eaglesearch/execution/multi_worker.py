@@ -20,12 +20,15 @@ import os
 import pickle
 import shutil
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from eaglesearch.execution.stage_progress import Relay
 from eaglesearch.spec import TrialSpec
+from eaglesearch.spec.progress import StageProgressFn
 from eaglesearch.spec.search_space import ResourcesSpec
 from eaglesearch.trial.outcome import TrialOutcome
 from eaglesearch.trial.project import in_project
@@ -37,6 +40,17 @@ PARALLELISM_ENV = "EAGLESEARCH_PARALLELISM"
 Parallelism = Literal["ddp", "fsdp"]
 OUTCOME_FILE = "outcome.pkl"
 WEIGHTS_FOLDER = "weights"  # rank 0's final model (model/saved.py) travels back inside the reported checkpoint
+
+
+DRIVER_CPUS = 0.01
+"""What the Tune trial that drives a multi-worker trial reserves (Ray cannot schedule a trial with no resources)."""
+
+
+def cpus_per_worker(resources: ResourcesSpec, workers: int) -> float:
+    """A multi-worker trial's ``cpus_per_trial`` shared by its workers, less the driving Tune trial's reservation,
+    so the whole trial fits in ``cpus_per_trial``: one CPU per worker would never place two workers on a 2-CPU
+    machine beside the driver's 0.01 (Ray Train waits for them forever)."""
+    return max(DRIVER_CPUS, (resources.cpus_per_trial - DRIVER_CPUS) / workers)
 
 
 def workers_per_trial(resources: ResourcesSpec | None = None) -> int:
@@ -86,7 +100,8 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
         outcome = run_trial_rank(trial, Workspace.at(config["workdir"], config["artifacts"]), int(config["threads"]),
                                  context.get_world_rank(), context.get_world_size(),
                                  progress=(lambda msg: print(f"[{trial.label}] {msg}", flush=True)),
-                                 parallelism=config.get("parallelism", "ddp"), device=get_device(), keep_weights=keep)
+                                 parallelism=config.get("parallelism", "ddp"), device=get_device(), keep_weights=keep,
+                                 stage_progress=config.get("stage_progress") if context.get_world_rank() == 0 else None)
         # ray.train.report is a barrier: every rank calls it once; only rank 0's metrics and checkpoint count.
         if outcome is None:
             ray.train.report({}, checkpoint=None)
@@ -127,7 +142,8 @@ def run_trial_multi_worker(trial: TrialSpec, workspace: Workspace, threads: int,
                            use_gpu: bool | None = None, cpus_per_worker: float = 1.0,
                            name: str | None = None, parallelism: Parallelism = "ddp",
                            keep_weights: Path | None = None, max_failures: int = 0,
-                           project_dir: str | None = None) -> TrialOutcome:
+                           project_dir: str | None = None,
+                           stage_progress: StageProgressFn | None = None) -> TrialOutcome:
     """Train ``trial`` on ``workers`` data-parallel Ray Train workers (``parallelism``: each holding the whole model
     or a shard of it) and return rank 0's outcome; with ``keep_weights``, rank 0's final model is copied there.
 
@@ -136,24 +152,28 @@ def run_trial_multi_worker(trial: TrialSpec, workspace: Workspace, threads: int,
     A worker group that loses a rank (its process or node died) is restarted up to ``max_failures`` times; the
     ranks resume from the stage checkpoints (mirrored into a remote artifact store, see
     ``trial/scratch_mirror.py``). Each rank runs in ``project_dir`` (the driver's folder, which the trial's
-    relative paths mean; ``trial/project.py``). Raises the workers' error if training failed.
+    relative paths mean; ``trial/project.py``); rank 0 tells ``stage_progress`` where training is, through a
+:class:`~eaglesearch.execution.stage_progress.Relay`. Raises the workers' error if training failed.
     """
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     use_gpu = torch.cuda.is_available() if use_gpu is None else use_gpu
     resources = {"GPU": 1.0, "CPU": cpus_per_worker} if use_gpu else {"CPU": cpus_per_worker}
-    trainer = TorchTrainer(
-        _train_loop_per_worker,
-        train_loop_config={"trial": trial.model_dump(mode="json"), "workdir": str(workspace.root),
-                           "artifacts": workspace.artifacts,
-                           "threads": threads, "parallelism": parallelism,
-                           "keep_weights": keep_weights is not None, "project_dir": project_dir},
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
-        run_config=RunConfig(name=name or _run_name(trial), failure_config=FailureConfig(max_failures=max_failures),
-                             **train_storage(workspace)),
-    )
-    result = trainer.fit()
+    with ExitStack() as stack:
+        relay = stack.enter_context(Relay(stage_progress)) if stage_progress is not None else None
+        trainer = TorchTrainer(
+            _train_loop_per_worker,
+            train_loop_config={"trial": trial.model_dump(mode="json"), "workdir": str(workspace.root),
+                               "artifacts": workspace.artifacts, "threads": max(1, threads // workers),
+                               "parallelism": parallelism,
+                               "keep_weights": keep_weights is not None, "project_dir": project_dir,
+                               "stage_progress": relay.sender() if relay is not None else None},
+            scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
+            run_config=RunConfig(name=name or _run_name(trial),
+                                 failure_config=FailureConfig(max_failures=max_failures), **train_storage(workspace)),
+        )
+        result = trainer.fit()
     if result.error is not None:
         raise result.error
     if result.checkpoint is None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eaglesearch.execution.dispatch import Dispatcher
+from eaglesearch.execution.multi_worker import DRIVER_CPUS
 from eaglesearch.execution.searcher import StrategySearcher
 from eaglesearch.execution.tune_entry import run_tune_trial
 from eaglesearch.spec import ResourcesSpec, SchedulerSpec
@@ -124,7 +125,7 @@ def _run(dispatcher: Dispatcher, resources: ResourcesSpec, tune_name: str, stora
     path = storage / tune_name
     if dispatcher.context.workers > 1:
         # The Tune trial is only a driver: its TorchTrainer workers hold the CPUs/GPUs (Train V2 pattern).
-        request: dict[str, float] = {"cpu": 0.01}
+        request: dict[str, float] = {"cpu": DRIVER_CPUS}
     else:
         request = {"cpu": resources.cpus_per_trial}
         if resources.gpus_per_trial:

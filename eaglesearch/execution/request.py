@@ -27,6 +27,7 @@ class TrialRequest(BaseModel):
     artifacts: str  # root of the stage-artifact store (path or fsspec URL)
     threads: int
     workers: int = 1  # data-parallel workers for this trial (Ray Train TorchTrainer when > 1)
+    cpus_per_worker: float = 1.0  # multi-worker trials: CPUs each Ray Train worker reserves (multi_worker.py)
     parallelism: Literal["ddp", "fsdp"] = "ddp"  # multi-worker trials: a model copy per worker, or a shard
     eval_every: int | None = None  # under a scheduler (ASHA): evaluate every N final-stage steps and report it
     eval_limit: int = 32  # items per benchmark in those intermediate evaluations

@@ -84,7 +84,7 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report:
     """Serve ``req`` from the record, or train, evaluate and record it. With ``report`` and ``req.eval_every``
     (a scheduler watches the trial) intermediate evaluations are handed to ``report`` as training goes; a
     data-parallel trial (``workers > 1``) reports only its final result. ``stage_progress`` is told where training is
-    (one-process trials; see ``execution/stage_progress.py``)."""
+    (a data-parallel trial's rank 0 relays it; see ``execution/stage_progress.py``)."""
     store = TrackingStore(req.tracking_uri)
     found = store.lookup_trial(req.parent_id, req.key)
     cached = lookup(store, req, found)
@@ -103,8 +103,10 @@ def execute_trial(req: TrialRequest, progress: ProgressFn | None = None, report:
                 from eaglesearch.execution.multi_worker import run_trial_multi_worker
 
                 outcome = run_trial_multi_worker(req.trial, Workspace.at(req.workdir, req.artifacts), req.threads,
-                                                 req.workers, parallelism=req.parallelism, keep_weights=keep,
-                                                 max_failures=req.max_failures, project_dir=req.project_dir)
+                                                 req.workers, cpus_per_worker=req.cpus_per_worker,
+                                                 parallelism=req.parallelism, keep_weights=keep,
+                                                 max_failures=req.max_failures, project_dir=req.project_dir,
+                                                 stage_progress=stage_progress)
             else:
                 watch = (IntermediateSettings(req.eval_every, req.eval_limit, report)
                          if report is not None and req.eval_every else None)

@@ -103,6 +103,10 @@ def run_trial_core(
     private = workspace.scratch_dir / "trials" / trial.key / "private" if workspace.artifacts == PER_TRIAL else None
     store = ArtifactStore(private / "artifacts" if private else workspace.artifacts)
     mirror = workspace.scratch_mirror()  # remote artifact root: checkpoints there too, for a retry on another node
+    if mirror is not None and private is None:
+        mirror.claim(workspace.trial_scratch(trial.full_key))  # a later search may run a once-released candidate
+        for gone in mirror.sweep(workspace.trial_scratch(trial.full_key).parent):  # this node's released rungs
+            say(f"deleted released checkpoints {gone.name[:12]} (a discontinued candidate's)")
     pretrained = PretrainedComponents(store, say)
     tokenizer = prepare_tokenizer(trial, data, workspace, pretrained)
     datasets = StageDatasets(trial, data, tokenizer, say)
@@ -179,8 +183,10 @@ def run_trial_core(
 
 def run_trial_rank(trial: TrialSpec, workspace: Workspace, threads: int, rank: int, world_size: int, *,
                    parallelism: Literal["ddp", "fsdp"] = "ddp", device: torch.device | None = None,
-                   progress: ProgressFn | None = None, keep_weights: Path | None = None) -> TrialOutcome | None:
+                   progress: ProgressFn | None = None, keep_weights: Path | None = None,
+                   stage_progress: StageProgressFn | None = None) -> TrialOutcome | None:
     """One rank of a data-parallel trial whose process group is already up (a Ray Train worker): rank 0 returns the
-    outcome, the others None (see :func:`run_trial_core`)."""
+    outcome (and tells ``stage_progress`` where training is), the others None (see :func:`run_trial_core`)."""
     return run_trial_core(trial, workspace, threads, progress, world=WorldInfo(rank, world_size),
-                          parallelism=parallelism, device=device, keep_weights=keep_weights)
+                          parallelism=parallelism, device=device, keep_weights=keep_weights,
+                          stage_progress=stage_progress)

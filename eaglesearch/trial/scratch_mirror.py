@@ -10,17 +10,28 @@ uploaded unless a checkpoint was written); when the trial ends, :meth:`ScratchMi
 its folders (the trial's, and those of per-expert stages whose local folder is gone: their artifact is built). The checkpoint format stays the training
 loop's business: files are copied as they are. Each object is uploaded whole (S3 puts are atomic), the newest
 checkpoint file last, so a reader sees either the previous or the new checkpoint of a file.
+
+Released checkpoints: when a search discontinues a successive-halving candidate, the driver deletes the twin of its
+checkpoint folder and leaves a marker under ``<artifact root>/released/`` (:meth:`ScratchMirror.release`); the
+node that trained the rung holds a local copy the driver cannot reach, and deletes it when it next starts a trial
+(:meth:`ScratchMirror.sweep`). A trial that starts under a released key (the same candidate in a later search)
+withdraws the marker first (:meth:`ScratchMirror.claim`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import fsspec
 
 SCRATCH_PREFIX = "scratch"
+RELEASED_PREFIX = "released"
+SWEEP_AGE_S = 60.0
+"""A released folder changed within this many seconds is left alone (a trial that just claimed it may write)."""
 
 
 class ScratchMirror:
@@ -30,6 +41,7 @@ class ScratchMirror:
         self.scratch = Path(scratch)
         self.fs, root = fsspec.core.url_to_fs(url)
         self.root = f"{root.rstrip('/')}/{SCRATCH_PREFIX}"
+        self.released_root = f"{root.rstrip('/')}/{RELEASED_PREFIX}"
         self._pushed: dict[str, tuple[int, int]] = {}  # local file -> (size, mtime_ns) last uploaded
         self._folders: set[Path] = set()  # folders pushed to (close() deletes their twins once they are gone)
 
@@ -97,6 +109,38 @@ class ScratchMirror:
             pass
         prefix = str(Path(folder))
         self._pushed = {k: v for k, v in self._pushed.items() if not k.startswith(prefix)}
+
+    def _marker(self, folder: Path) -> str:
+        relative = Path(folder).absolute().relative_to(self.scratch.absolute())
+        return f"{self.released_root}/{relative.as_posix()}"
+
+    def release(self, folder: Path) -> None:
+        """Nothing will resume from ``folder`` on any node: delete its twin and mark it released for the nodes."""
+        self.remove(folder)
+        marker = self._marker(folder)
+        self.fs.makedirs(marker.rsplit("/", 1)[0], exist_ok=True)
+        self.fs.pipe_file(marker, b"")
+
+    def claim(self, folder: Path) -> None:
+        """A trial starts in ``folder``: withdraw a release marker left by an earlier search."""
+        try:
+            self.fs.rm(self._marker(folder))
+        except FileNotFoundError:
+            pass
+
+    def sweep(self, parent: Path) -> list[Path]:
+        """Delete the folders under ``parent`` (local trial checkpoint folders) that are marked released and unchanged
+        for :data:`SWEEP_AGE_S`; returns them."""
+        if not Path(parent).is_dir():
+            return []
+        self.fs.invalidate_cache(self.released_root)
+        removed = []
+        for folder in sorted(p for p in Path(parent).iterdir() if p.is_dir()):
+            if time.time() - folder.stat().st_mtime < SWEEP_AGE_S or not self.fs.exists(self._marker(folder)):
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        return removed
 
     def close(self, trial_folder: Path) -> None:
         """The trial finished: delete the twin of ``trial_folder`` and of every folder pushed that is gone here."""

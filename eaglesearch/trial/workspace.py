@@ -84,8 +84,8 @@ class Workspace:
         folder = self.trial_scratch(key)
         shutil.rmtree(folder, ignore_errors=True)
         mirror = self.scratch_mirror()
-        if mirror is not None:
-            mirror.remove(folder)
+        if mirror is not None:  # other nodes delete their copies when they next start a trial (sweep)
+            mirror.release(folder)
 
     def scratch_mirror(self) -> ScratchMirror | None:
         """With a remote artifact root, the scratch folder's checkpoints are mirrored there (a trial retried on
