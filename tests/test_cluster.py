@@ -9,6 +9,7 @@ The driver is the CLI, run the way the README's "Running on a cluster" section s
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -165,6 +166,16 @@ def test_a_search_runs_on_both_worker_nodes_through_the_servers(cluster, tmp_pat
     for run in runs:
         assert fs.exists(f"eaglesearch/mlflow/{run.info.experiment_id}/{run.info.run_id}/artifacts/predictions.jsonl")
     assert not fs.exists("eaglesearch/artifacts/scratch/trials")  # finished trials leave no checkpoints behind
+    # The kept winner (keep_best 1): its weights went through the tracking server into S3, on the run the
+    # leaderboard ranks first, and the driver exports it back through the server.
+    kept = [r for r in runs if r.data.tags.get("eaglesearch.weights") == "stored"]
+    assert len(kept) == 1
+    stored = fs.find(f"eaglesearch/mlflow/{kept[0].info.experiment_id}/{kept[0].info.run_id}/artifacts/model")
+    assert any(p.endswith(".safetensors") for p in stored), stored
+    exported = eaglesearch(cluster, project, "export", "across-nodes", str(project / "winner"), timeout=120)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    record = json.loads((project / "winner" / "record.json").read_text())
+    assert (record["run_id"], record["key"]) == (kept[0].info.run_id, kept[0].data.tags["eaglesearch.key"])
     # Nothing was written where only the driver could read it, and each node worked in its own folders.
     assert not (project / ".eaglesearch" / "artifacts").exists()
     for name in ("w1", "w2"):
