@@ -135,7 +135,7 @@ def test_holm_withholds_an_adoption_that_uncorrected_intervals_make() -> None:
     assert d.objective == pytest.approx(0.55) and d.gain == pytest.approx(0.05)  # the best, not adopted
     assert d.rule == "paired_ci (Holm, alpha 0.05)"
     assert round_lines(holm.decisions(), None)[1] == (
-        f"round 1: no candidate's gain excluded 0 after Holm (best +b +0.050 [{b.low:+.3f}, {b.high:+.3f}] at 98.3%); "
+        f"round 1: no candidate's gain interval lay above 0 after Holm (best +b +0.050 [{b.low:+.3f}, {b.high:+.3f}] at 98.3%); "
         "stopped with a 0.500")
 
 

@@ -49,7 +49,7 @@ def _shortfall(d: RoundDecision, min_gain: float | None) -> str:
     """Why a round adopted nothing, in the words of its rule."""
     rule = d.rule or ("min_gain" if min_gain is not None else "")
     if rule.startswith("paired_ci"):
-        return "no candidate's gain excluded 0" + (" after Holm" if "Holm" in rule else "")
+        return "no candidate's gain interval lay above 0" + (" after Holm" if "Holm" in rule else "")
     if rule.startswith("min_gain"):
         bar = rule.removeprefix("min_gain").strip() or (f"{min_gain:g}" if min_gain is not None else "")
         return f"no candidate gained more than {bar}"

@@ -16,8 +16,8 @@ def rule_line(tags: Mapping[str, str]) -> str | None:
         return None
     if rule.startswith("paired_ci"):
         how = ("a candidate is adopted only when the paired bootstrap interval of its gain over the incumbent "
-               "(same evaluation items) excludes 0 at the level shown; with Holm the levels are the step-down's, "
-               "by p-value; the largest such gain is adopted")
+               "(same evaluation items) lies above 0 at the level shown (one below 0 marks it significantly worse); "
+               "with Holm the levels are the step-down's, by p-value; the largest such gain is adopted")
     elif rule.startswith("min_gain"):
         how = "the round's best is adopted when its point gain exceeds min_gain; intervals are shown, uncorrected"
     else:
