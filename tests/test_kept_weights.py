@@ -71,6 +71,20 @@ def test_prune_keeps_the_best_and_deletes_the_rest(record: Record) -> None:
     assert [k.run_id for k in record.winners.prune(record.parent, "objective", "min", keep=1)] == [mid]
 
 
+def test_the_searchs_answer_is_kept_first_and_undecided_candidates_wait(record: Record) -> None:
+    """Greedy adopted clip+pix2struct (0.750) and declined +convnext (0.767, its gain not significant): the model
+    kept and aliased ``best`` is the adopted one. While a round is undecided its candidates keep their weights."""
+    adopted, declined, base = record.trained(0, 0.750), record.trained(1, 0.767), record.trained(2, 0.450)
+    kept = record.winners.prune(record.parent, "objective", "max", keep=1, answer=_trial(0).key,
+                                protect={_trial(1).key})
+    assert [k.run_id for k in kept] == [adopted]
+    assert record.stored() == {adopted, declined}  # the round deciding on +convnext may still adopt it
+    kept = record.winners.prune(record.parent, "objective", "max", keep=1, answer=_trial(0).key)
+    assert [k.run_id for k in kept] == [adopted] and record.stored() == {adopted}
+    assert record.winners.register(record.search, kept, "objective")[0].trial.run_id == adopted
+    assert base not in record.stored()
+
+
 def test_register_tags_versions_and_aliases_the_best(record: Record) -> None:
     best, second = record.trained(0, 0.8), record.trained(1, 0.6)
     kept = record.winners.prune(record.parent, "objective", "max", keep=2)

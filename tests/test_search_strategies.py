@@ -572,3 +572,17 @@ def test_stage_factors_keep_their_stage_in_labels() -> None:
                             "model.grid"])
     assert labels == {"train.lr": "lr", "train.stages.prealign.enabled": "prealign.enabled",
                       "train.stages.sft.steps": "sft.steps", "model.grid": "grid"}
+
+
+def test_greedy_names_the_answered_candidates_of_an_undecided_round():
+    """What a search must not delete yet: the round's answered candidates until the round is decided."""
+    s = greedy(candidates=("b", "c"), max_rounds=1)
+    base = batch(s)[0]
+    assert s.undecided() == set()
+    s.tell(base.key, TrialResult(key=base.key, status="finished", objective=0.5))
+    first, second = batch(s)
+    s.tell(first.key, TrialResult(key=first.key, status="finished", objective=0.6))
+    assert s.undecided() == {first.key}
+    s.tell(second.key, TrialResult(key=second.key, status="finished", objective=0.7))
+    assert s.finished and s.undecided() == set()
+    assert s.incumbent().key == second.key

@@ -144,7 +144,9 @@ def run_search(
     decisions = final.decisions()
     if decisions:  # what the strategy adopted and why, so reports need not guess it from the trials
         record_rounds(store, parent_id, decisions)
-    kept = _register_kept(loaded, uri, parent_id) if complete and space.keep_best > 0 else []
+    answer = final.incumbent() if complete else None
+    kept = _register_kept(loaded, uri, parent_id, answer.key if answer is not None else None) \
+        if complete and space.keep_best > 0 else []
     store.close_parent(parent_id, "FINISHED" if complete else "FAILED")
     return SearchOutcome(parent_id=parent_id, resumed=resumed, complete=complete,
                          decisions=decisions, tracking_uri=uri,
@@ -152,12 +154,12 @@ def run_search(
                          pareto=final.pareto_front(), kept=kept)
 
 
-def _register_kept(loaded: LoadedSearch, uri: str, parent_id: str) -> list[RegisteredWinner]:
+def _register_kept(loaded: LoadedSearch, uri: str, parent_id: str, answer: str | None) -> list[RegisteredWinner]:
     """The end of a complete search: prune to the best ``keep_best`` once more (a resumed search's record may hold
-    more) and register them as versions of the model named after the search."""
+    more), the strategy's ``answer`` first, and register them as versions of the model named after the search."""
     strategy = loaded.space.strategy
     winners = Winners(uri)
-    kept = winners.prune(parent_id, strategy.objective, strategy.mode, loaded.space.keep_best)
+    kept = winners.prune(parent_id, strategy.objective, strategy.mode, loaded.space.keep_best, answer=answer)
     return winners.register(loaded.space.name, kept, strategy.objective)
 
 

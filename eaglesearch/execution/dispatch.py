@@ -100,8 +100,11 @@ class Dispatcher:
         if self.context.keep_best > 0 and result.status in ("finished", "cached"):
             # Weights of trials that fell out of the best keep_best are deleted now, not when the search ends: what
             # is stored stays at keep_best plus the trials in flight (tracking/winners.py).
+            answer = self.strategy.incumbent()
             Winners(self.context.tracking_uri).prune(self.context.parent_id, self.context.objective,
-                                                      self.context.mode, self.context.keep_best)
+                                                      self.context.mode, self.context.keep_best,
+                                                      answer=answer.key if answer is not None else None,
+                                                      protect=self.strategy.undecided())
 
     def stage_progress(self, key: str, progress: StageProgress) -> None:
         """Where a trial in flight is inside its stages (``execution/stage_progress.py``), for the listener."""

@@ -164,6 +164,11 @@ class Reporting:
         """One per completed round; none for a strategy without rounds."""
         return []
 
+    def undecided(self) -> set[str]:
+        """Keys of told trials the strategy may still adopt (greedy: the answered candidates of a round not yet
+        decided); a search keeps their weights until it decides. None for a strategy without rounds."""
+        return set()
+
     def baseline_key(self) -> str | None:
         """Key of the trial deltas refer to (greedy: the base; grid: ``spec.baseline``'s combination); none here."""
         return None

@@ -135,6 +135,11 @@ class GreedyStrategy(Strategy):
     def baseline_key(self) -> str | None:
         return self._base_key
 
+    def undecided(self) -> set[str]:
+        if self._finished:
+            return set()
+        return {p.key for p in self._proposals if p.key in self._results}
+
     def chosen(self) -> tuple[str, ...]:
         """Names of the experts chosen so far: the base, then the added ones in order."""
         return tuple(e.name for e in (*self._base, *self._added))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import tempfile
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -157,13 +158,19 @@ class Winners:
         sign = -1.0 if mode == "max" else 1.0
         return sorted(found.values(), key=lambda k: (sign * k.value, k.key))
 
-    def prune(self, parent_id: str, objective: str, mode: str, keep: int) -> list[KeptTrial]:
+    def prune(self, parent_id: str, objective: str, mode: str, keep: int, answer: str | None = None,
+              protect: Collection[str] = ()) -> list[KeptTrial]:
         """Delete the weights of this search's own trial runs outside the best ``keep``; the kept trials, best
-        first. Weights held by another search's run (a cached trial's source) are never deleted here."""
+        first. ``answer`` is the key of the design the strategy concluded with (greedy: the adopted incumbent): it
+        ranks first whatever its objective, so the model a search keeps and registers as ``best`` is the one it
+        chose, not a candidate it declined whose point estimate came out higher. Keys in ``protect`` (a round's
+        candidates not yet decided) keep their weights for now. Weights held by another search's run (a cached
+        trial's source) are never deleted here."""
         ranked = self.ranked(parent_id, objective, mode)
+        ranked.sort(key=lambda t: t.key != answer)  # stable: the rest stays in objective order
         kept, dropped = ranked[:keep], ranked[keep:]
         for trial in dropped:
-            if trial.run_id == trial.trial_run_id:
+            if trial.run_id == trial.trial_run_id and trial.key not in protect:
                 self.delete_weights(trial.run_id)
         return kept
 
