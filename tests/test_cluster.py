@@ -32,7 +32,7 @@ recipe: experiments/tiny_test.yaml
 strategy:
   kind: grid
   factors:
-    experts: [[{name: clip, resolution: 64}], [{name: convnext, resolution: 64}]]
+    experts: [[{name: clip, resolution: 64}], [{name: clip, resolution: 64}, {name: convnext, resolution: 64}]]
 resources: {cpus_per_trial: 1, max_concurrent_trials: 2, max_failures: 2}
 """
 LONG_TRIALS = """\
@@ -94,8 +94,17 @@ def driver_env(info) -> dict[str, str]:
 
 
 def eaglesearch(info, project: Path, *args: str, timeout: float = 400, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "eaglesearch.cli", *args], cwd=project,
-                          env=driver_env(info) | extra, capture_output=True, text=True, timeout=timeout, check=False)
+    try:
+        return subprocess.run([sys.executable, "-m", "eaglesearch.cli", *args], cwd=project,
+                              env=driver_env(info) | extra, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+    except subprocess.TimeoutExpired as err:  # say where it hung: the run's own output and the nodes' logs
+        def tail(data: bytes | str | None) -> str:
+            return (data.decode(errors="replace") if isinstance(data, bytes) else data or "")[-3000:]
+
+        logs = sorted(Path(info.base).glob("**/*.log"), key=lambda p: p.stat().st_mtime)[-3:]
+        pytest.fail(f"`eaglesearch {' '.join(args)}` ran past {timeout} s\nstdout:\n{tail(err.stdout)}\nstderr:\n"
+                    f"{tail(err.stderr)}\n" + "".join(f"\n{p}:\n{tail(p.read_text(errors='replace'))}" for p in logs))
 
 
 def trial_runs(info, search: str) -> list:
@@ -160,9 +169,16 @@ def test_a_search_runs_on_both_worker_nodes_through_the_servers(cluster, tmp_pat
     assert set(rows) >= {r.info.run_id for r in runs}
 
     # Artifacts went through the servers into S3: pre-aligned experts (one per expert), predictions of each trial.
+    # Both trials need CLIP's pre-alignment at once, on two machines: one builds it, the other waits on its claim
+    # in S3 and reuses it.
     fs = s3(cluster)
     built = [p for p in fs.find("eaglesearch/artifacts/prealigned_expert") if p.endswith("/COMPLETE")]
     assert len(built) == 2
+    from eaglesearch.tracking import TrackingStore
+
+    stages = TrackingStore(cluster.tracking_uri).stage_runs("across-nodes")
+    prealign = stages[stages["stage"] == "prealign"]
+    assert len(prealign) == 3 and sorted(prealign[prealign["status"] == "trained"]["expert"]) == ["clip", "convnext"]
     for run in runs:
         assert fs.exists(f"eaglesearch/mlflow/{run.info.experiment_id}/{run.info.run_id}/artifacts/predictions.jsonl")
     assert not fs.exists("eaglesearch/artifacts/scratch/trials")  # finished trials leave no checkpoints behind
