@@ -3,10 +3,10 @@
 ``search_spaces/demo_greedy.yaml`` runs Eagle's greedy round-robin expert selection in the pretrained tiny world;
 by construction (``experiments/tiny_world.yaml``, ``eaglesearch/train/pretext_tasks.py``) its best path is
 clip → clip+pix2struct, after which no candidate gains significantly (its paired interval above 0) and the search
-stops. This script runs the same search once per training seed (model init and batch order; the data and the pretrained parts stay fixed), with the inline executor into a private store, and
-prints per seed: the path the search took, whether it is the planted one, each adopted round's gain over the
-previous choice with its paired 95% interval (the project's paired bootstrap over eval items), and the best
-objective against the answer-prior row. The summary says in how many seeds the path was recovered.
+stops. This script runs the same search once per training seed (model init and batch order; the data and the
+pretrained parts stay fixed), with the inline executor into a private store, and prints per seed: the path the
+search took, whether it is the planted one, each adopted round's gain over the previous choice with its paired 95%
+interval (the project's paired bootstrap over eval items), and the best objective against the answer-prior row. The summary says in how many seeds the path was recovered.
 
     python benchmarks/demo_seeds.py [--seeds 3] [--keep DIR] [--check]
 
