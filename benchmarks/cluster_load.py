@@ -64,7 +64,7 @@ def stand_in() -> None:
     from eaglesearch.execution import worker
     from eaglesearch.trial.outcome import TrialOutcome
 
-    def run_trial_core(trial, workspace, threads, progress=None, intermediate=None):
+    def run_trial_core(trial, workspace, threads, progress=None, **_settings):
         value = (int(trial.key[:8], 16) % 1000) / 1000
         return TrialOutcome(objective=value, metrics={"objective": value, "score/count": value, "cost/wall_s": 0.0})
 
@@ -113,7 +113,8 @@ def leg(kind: str, trials: int, cluster: str | None) -> dict:
     os.chdir(project)
     uri = os.environ["MLFLOW_TRACKING_URI"] if kind == "cluster" else f"sqlite:///{project}/mlflow.db"
     env = {"OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false", "MLFLOW_TRACKING_URI": uri,
-           "RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_FUNCTION_THREAD_TIMEOUT_S": THREAD_TIMEOUT_S}
+           "RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_FUNCTION_THREAD_TIMEOUT_S": THREAD_TIMEOUT_S,
+           "PYTHONPATH": str(REPO)}  # every node's workers import the stand-in from this checkout
     runtime_env = {"env_vars": env, "worker_process_setup_hook": "benchmarks.cluster_load.stand_in"}
     address = os.environ.get("RAY_ADDRESS") if kind == "cluster" else None
     ray.init(address=address, num_cpus=None if address else 1, include_dashboard=False, log_to_driver=False,
@@ -128,8 +129,16 @@ def leg(kind: str, trials: int, cluster: str | None) -> dict:
                          artifacts=os.environ.get("EAGLESEARCH_ARTIFACTS") if kind == "cluster" else None)
     wall = time.perf_counter() - started
     ray.shutdown()
+    from eaglesearch.tracking import TrackingStore
+
+    runs = TrackingStore(uri).trial_runs(outcome.parent_id)
+    finished = int((runs["status_tag"] == "finished").sum()) if len(runs) else 0
+    if not outcome.complete or finished != trials:  # numbers of a search whose trials failed would be meaningless
+        errors = runs["error"].dropna().unique()[:3] if "error" in runs else []
+        raise SystemExit(f"{kind} leg: {finished} of {trials} trials finished (complete: {outcome.complete}); "
+                         f"errors: {list(errors)}")
     result = {"trials": float(trials), "wall_s": wall, "overhead_s_per_trial": wall / trials,
-              "complete": float(outcome.complete)}
+              "complete": float(outcome.complete), "finished": float(finished)}
     if log is not None and info is not None:
         requests = [line for line in log.read_text().splitlines()[lines_before:] if '"POST /api' in line
                     or '"GET /api' in line or '"PUT /' in line or '"GET /ajax-api' in line]
