@@ -104,7 +104,8 @@ class Dispatcher:
             Winners(self.context.tracking_uri).prune(self.context.parent_id, self.context.objective,
                                                       self.context.mode, self.context.keep_best,
                                                       answer=answer.key if answer is not None else None,
-                                                      protect=self.strategy.undecided())
+                                                      protect=self.strategy.undecided(),
+                                                      experiment_id=self.context.experiment_id)
 
     def stage_progress(self, key: str, progress: StageProgress) -> None:
         """Where a trial in flight is inside its stages (``execution/stage_progress.py``), for the listener."""

@@ -131,10 +131,11 @@ class Winners:
 
     # ---------------------------------------------------------------- a search's best
 
-    def ranked(self, parent_id: str, objective: str, mode: str) -> list[KeptTrial]:
+    def ranked(self, parent_id: str, objective: str, mode: str, experiment_id: str | None = None) -> list[KeptTrial]:
         """Trials of ``parent_id`` whose weights are stored (their own, or those of the run they were cached from),
-        best first by ``objective``; one per key."""
-        exp_id = self._client.get_run(parent_id).info.experiment_id
+        best first by ``objective``; one per key. ``experiment_id``: the parent's, when the caller knows it (one
+        request fewer: the search prunes after every trial)."""
+        exp_id = experiment_id or self._client.get_run(parent_id).info.experiment_id
         runs = self._search(exp_id, R.tag_filter({R.TAG_PARENT: parent_id, R.TAG_KIND: R.KIND_TRIAL}))
         found: dict[str, KeptTrial] = {}
         for run in runs:
@@ -159,14 +160,14 @@ class Winners:
         return sorted(found.values(), key=lambda k: (sign * k.value, k.key))
 
     def prune(self, parent_id: str, objective: str, mode: str, keep: int, answer: str | None = None,
-              protect: Collection[str] = ()) -> list[KeptTrial]:
+              protect: Collection[str] = (), experiment_id: str | None = None) -> list[KeptTrial]:
         """Delete the weights of this search's own trial runs outside the best ``keep``; the kept trials, best
         first. ``answer`` is the key of the design the strategy concluded with (greedy: the adopted incumbent): it
         ranks first whatever its objective, so the model a search keeps and registers as ``best`` is the one it
         chose, not a candidate it declined whose point estimate came out higher. Keys in ``protect`` (a round's
         candidates not yet decided) keep their weights for now. Weights held by another search's run (a cached
         trial's source) are never deleted here."""
-        ranked = self.ranked(parent_id, objective, mode)
+        ranked = self.ranked(parent_id, objective, mode, experiment_id)
         ranked.sort(key=lambda t: t.key != answer)  # stable: the rest stays in objective order
         kept, dropped = ranked[:keep], ranked[keep:]
         for trial in dropped:
