@@ -12,27 +12,15 @@ match onnxruntime's on the same input (``tests/test_ppocr_experts.py``).
 
 from __future__ import annotations
 
-from eaglesearch.model.experts.preset import ExpertPreset
-from eaglesearch.model.experts.registry import ExpertFamily, register_expert
+from eaglesearch.model.experts.rapidocr import model_file, register_ppocr
 
-ONNX_FILE = "pkg://rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
-MEAN = STD = (0.5, 0.5, 0.5)
-PRESET = ExpertPreset(
-    architecture=ONNX_FILE,
-    weights=ONNX_FILE,
-    resolution=128,
+ONNX_NAME = "ch_PP-OCRv4_det_infer.onnx"
+ONNX_FILE = model_file(ONNX_NAME)
+PPOCR_DET = register_ppocr(
+    "ppocr_det", "PP-OCRv4 text detector backbone + FPN neck (real weights from PyPI rapidocr-onnxruntime)",
+    ONNX_NAME, resolution=128,
     stride=32,  # the input must be a multiple of 32 (five 2x downsamplings); the map itself is at stride 4
-    mean=MEAN,
-    std=STD,
+    tensor="p2o.Concat.1", channels=96, map_stride=4,
     feature_layer="RSE-FPN neck output before the DB head (96 ch, stride 4)",
-    kwargs={"tensor": "p2o.Concat.1", "channels": 96, "bgr": True, "map_stride": 4},
-    sized=False,
-    source="rapidocr-onnxruntime 1.4.4: models/ch_PP-OCRv4_det_infer.onnx (PaddleOCR PP-OCRv4 mobile det)",
+    source="PaddleOCR PP-OCRv4 mobile det",
 )
-
-PPOCR_DET = register_expert(ExpertFamily(
-    name="ppocr_det",
-    description="PP-OCRv4 text detector backbone + FPN neck (real weights from PyPI rapidocr-onnxruntime)",
-    presets={"tiny": PRESET, "paper": PRESET},
-    build="eaglesearch.model.experts.onnx_expert:OnnxExpert.from_spec",
-))

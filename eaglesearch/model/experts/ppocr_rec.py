@@ -11,27 +11,13 @@ Converted with ``onnx2torch``; its outputs match onnxruntime's on the same input
 
 from __future__ import annotations
 
-from eaglesearch.model.experts.preset import ExpertPreset
-from eaglesearch.model.experts.registry import ExpertFamily, register_expert
+from eaglesearch.model.experts.rapidocr import model_file, register_ppocr
 
-ONNX_FILE = "pkg://rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"
-MEAN = STD = (0.5, 0.5, 0.5)
-PRESET = ExpertPreset(
-    architecture=ONNX_FILE,
-    weights=ONNX_FILE,
-    resolution=64,
-    stride=16,
-    mean=MEAN,
-    std=STD,
+ONNX_NAME = "ch_PP-OCRv4_rec_infer.onnx"
+ONNX_FILE = model_file(ONNX_NAME)
+PPOCR_REC = register_ppocr(
+    "ppocr_rec", "PP-OCRv4 text recogniser backbone (real weights from PyPI rapidocr-onnxruntime)",
+    ONNX_NAME, resolution=64, stride=16, tensor="p2o.Add.231", channels=480, pool_width=4,
     feature_layer="PPLCNetV3 backbone output before the head's pooling (480 ch, stride 16x4), width pooled by 4",
-    kwargs={"tensor": "p2o.Add.231", "channels": 480, "bgr": True, "pool_width": 4},
-    sized=False,
-    source="rapidocr-onnxruntime 1.4.4: models/ch_PP-OCRv4_rec_infer.onnx (PaddleOCR PP-OCRv4 mobile rec)",
+    source="PaddleOCR PP-OCRv4 mobile rec",
 )
-
-PPOCR_REC = register_expert(ExpertFamily(
-    name="ppocr_rec",
-    description="PP-OCRv4 text recogniser backbone (real weights from PyPI rapidocr-onnxruntime)",
-    presets={"tiny": PRESET, "paper": PRESET},
-    build="eaglesearch.model.experts.onnx_expert:OnnxExpert.from_spec",
-))
