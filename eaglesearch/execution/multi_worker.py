@@ -20,7 +20,7 @@ import os
 import pickle
 import shutil
 import tempfile
-from contextlib import ExitStack
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -153,15 +153,14 @@ def run_trial_multi_worker(trial: TrialSpec, workspace: Workspace, threads: int,
     ranks resume from the stage checkpoints (mirrored into a remote artifact store, see
     ``trial/scratch_mirror.py``). Each rank runs in ``project_dir`` (the driver's folder, which the trial's
     relative paths mean; ``trial/project.py``); rank 0 tells ``stage_progress`` where training is, through a
-:class:`~eaglesearch.execution.stage_progress.Relay`. Raises the workers' error if training failed.
+    :class:`~eaglesearch.execution.stage_progress.Relay`. Raises the workers' error if training failed.
     """
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     use_gpu = torch.cuda.is_available() if use_gpu is None else use_gpu
     resources = {"GPU": 1.0, "CPU": cpus_per_worker} if use_gpu else {"CPU": cpus_per_worker}
-    with ExitStack() as stack:
-        relay = stack.enter_context(Relay(stage_progress)) if stage_progress is not None else None
+    with Relay(stage_progress) if stage_progress is not None else nullcontext() as relay:
         trainer = TorchTrainer(
             _train_loop_per_worker,
             train_loop_config={"trial": trial.model_dump(mode="json"), "workdir": str(workspace.root),

@@ -94,7 +94,8 @@ class Relay:
                 continue
             except Exception:  # noqa: BLE001 - the queue is gone (shut down): nothing more will come
                 return
-            self.receive(event)
+            with suppress(Exception):  # progress is display: a failed hand-on never stops the queue's draining
+                self.receive(event)
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()

@@ -41,6 +41,7 @@ from eaglesearch.model.special_tokens import IM_END, IMAGE_TOKEN, SPECIAL_TOKENS
 from eaglesearch.spec import ExpertSpec, LoadedSearch, ModelSpec, SpecError, SpecIssue, TrialSpec
 from eaglesearch.spec.provenance import TrialSources
 from eaglesearch.spec.yaml_source import Loc, YamlDocument, format_loc, read_yaml
+from eaglesearch.trial.project import benchmark_paths
 
 if TYPE_CHECKING:
     from torch import nn
@@ -155,13 +156,6 @@ def check_token_budget(candidates: list[Candidate], sources: TrialSources) -> li
     return issues
 
 
-def _benchmark_paths(trial: TrialSpec) -> Iterator[tuple[Loc, str]]:
-    for name, bench in trial.data.eval.items():
-        yield ("data", "eval", name, "path"), bench.path
-        if bench.image_folder is not None:
-            yield ("data", "eval", name, "image_folder"), bench.image_folder
-
-
 def source_issues(trial: TrialSpec, check_paths_exist: bool = True) -> Iterator[tuple[Loc, str]]:
     """``(trial field, message)`` for each problem of each declared training source: an unknown format, a missing
     path (or, with ``check_paths_exist``, one not on this machine), a table without the needed columns. Each
@@ -202,7 +196,7 @@ def check_paths(candidates: list[Candidate], sources: TrialSources, check_paths_
             report(cand, loc, message)
         if not check_paths_exist:
             continue
-        for loc, value in _benchmark_paths(cand.trial):
+        for loc, value in benchmark_paths(cand.trial):
             if not Path(value).exists():
                 report(cand, loc, f"'{value}' does not exist on this machine (relative paths are read from the "
                                   f"working directory, {Path.cwd()}); fix the path, or pass --no-check-paths when "

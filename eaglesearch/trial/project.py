@@ -22,6 +22,7 @@ from pathlib import Path
 
 from eaglesearch.model.experts.weights import looks_like_path
 from eaglesearch.spec import TrialSpec
+from eaglesearch.spec.yaml_source import Loc
 
 
 class ProjectFolderMissing(RuntimeError):
@@ -29,23 +30,25 @@ class ProjectFolderMissing(RuntimeError):
 
 
 def _local(value: str | None) -> bool:
-    return bool(value) and "://" not in value and not value.startswith(("hf:", "~"))
+    return bool(value) and "://" not in value and not value.startswith("~")
+
+
+def benchmark_paths(trial: TrialSpec) -> Iterator[tuple[Loc, str]]:
+    """``(field location, path)`` of every benchmark file and image folder the trial evaluates on."""
+    for name, bench in trial.data.eval.items():
+        yield ("data", "eval", name, "path"), bench.path
+        if bench.image_folder is not None:
+            yield ("data", "eval", name, "image_folder"), bench.image_folder
 
 
 def local_paths(trial: TrialSpec) -> Iterator[tuple[str, str]]:
     """``(field, path)`` for every file or folder the trial reads from this machine's disk: training sources,
     benchmark files and image folders, expert checkpoints that name a file."""
-    for declared in trial.data.declared_sources():
-        for name in ("path", "image_folder"):
-            value = getattr(declared.spec, name, None)
-            if _local(value):
-                where = declared.locs.get(name) or (declared.mixture, declared.name, name)
-                yield ".".join(str(part) for part in where), value
-    for name, bench in trial.data.eval.items():
-        for field in ("path", "image_folder"):
-            value = getattr(bench, field)
-            if _local(value):
-                yield f"data.eval.{name}.{field}", value
+    sources = [(declared.loc(name), getattr(declared.spec, name, None))
+               for declared in trial.data.declared_sources() for name in ("path", "image_folder")]
+    for loc, value in [*sources, *benchmark_paths(trial)]:
+        if _local(value):
+            yield ".".join(str(part) for part in loc), value  # type: ignore[misc]
     for expert in trial.model.experts:
         checkpoint = expert.checkpoint
         if checkpoint and _local(checkpoint) and looks_like_path(checkpoint):

@@ -103,7 +103,7 @@ def run_trial_core(
     private = workspace.scratch_dir / "trials" / trial.key / "private" if workspace.artifacts == PER_TRIAL else None
     store = ArtifactStore(private / "artifacts" if private else workspace.artifacts)
     mirror = workspace.scratch_mirror()  # remote artifact root: checkpoints there too, for a retry on another node
-    if mirror is not None and private is None:
+    if mirror is not None and private is None and main:
         mirror.claim(workspace.trial_scratch(trial.full_key))  # a later search may run a once-released candidate
         for gone in mirror.sweep(workspace.trial_scratch(trial.full_key).parent):  # this node's released rungs
             say(f"deleted released checkpoints {gone.name[:12]} (a discontinued candidate's)")
