@@ -275,7 +275,9 @@ def test_two_searches_on_one_store_at_once(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ctrl_c_marks_the_parent_killed_and_a_rerun_completes(tmp_path: Path) -> None:
-    root = make_project(tmp_path, {"g": grid_space("ctrl-c", "steps", "4", "40")})
+    # The second trial trains 400 steps (~10 s here): the interrupt must land while it runs, and 40 steps (~1 s)
+    # could end before it arrived on a busy machine (seen once: the search completed and exited 0).
+    root = make_project(tmp_path, {"g": grid_space("ctrl-c", "steps", "4", "400")})
     db = root / "mlflow.db"
     proc = spawn(root, "search_spaces/g.yaml")
     try:
