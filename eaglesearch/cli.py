@@ -52,7 +52,7 @@ NoCheckPathsOpt = Annotated[bool, typer.Option("--no-check-paths", help="do not 
 
 def _load(path: Path, check_paths: bool = True) -> LoadedSearch:
     """The search space, checked by spec/ and then by the preflight (token budget, data paths); exit 2 if not."""
-    from eaglesearch.execution.plan import preflight_search
+    from eaglesearch.app.plan import preflight_search
     from eaglesearch.model.validate import load_checked_search
 
     try:
@@ -73,7 +73,7 @@ def _load(path: Path, check_paths: bool = True) -> LoadedSearch:
 
 def _refuse_unfit(loaded: LoadedSearch, gpu_memory_gb: float | None) -> None:
     """Exit 2 with one message per trial that cannot fit its GPUs (eaglesearch.trial.memory)."""
-    from eaglesearch.execution.plan import memory_refusals
+    from eaglesearch.app.plan import memory_refusals
 
     if gpu_memory_gb is not None:
         loaded = replace(loaded, space=loaded.space.model_copy(update={"resources": loaded.space.resources.model_copy(
@@ -133,9 +133,9 @@ def plan(
     no_check_paths: NoCheckPathsOpt = False,
 ) -> None:
     """Trials per round (or grid size) and each model's size, tokens, FLOPs and estimated time. No training."""
+    from eaglesearch.app.plan import make_plan
     from eaglesearch.app.plan_view import print_plan
     from eaglesearch.data.llava import DataProblem
-    from eaglesearch.execution.plan import make_plan
     from eaglesearch.trial.workspace import Workspace
 
     loaded = _load(path, check_paths=not no_check_paths)
@@ -248,7 +248,7 @@ def report(
     reports: ReportsOpt = Path("reports"),
 ) -> None:
     """Rebuild the ranked tables of a search's latest run from MLflow alone."""
-    from eaglesearch.execution.ties import tie_labels
+    from eaglesearch.app.ties import tie_labels
     from eaglesearch.report import write_report
     from eaglesearch.tracking import TrackingStore
 
@@ -268,7 +268,7 @@ def rescore(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Recompute every metric of a search's finished trials from their saved predictions (no model needed)."""
-    from eaglesearch.execution.rescore import rescore_search
+    from eaglesearch.app.rescore import rescore_search
     from eaglesearch.tracking import TrackingStore
 
     try:

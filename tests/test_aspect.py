@@ -309,7 +309,7 @@ def _space(tmp_path: Path, max_length: int) -> Path:
 def test_preflight_checks_the_worst_case_of_dynamic_tiles(tmp_path: Path) -> None:
     """16 visual tokens per image (grid 4); dynamic with 3 tiles + thumbnail needs 64 before any text, square and pad
     16: only the dynamic trial is refused, naming its images per picture."""
-    from eaglesearch.execution.plan import preflight_search
+    from eaglesearch.app.plan import preflight_search
     from eaglesearch.model.validate import load_checked_search
     from eaglesearch.spec import SpecError
     from eaglesearch.trial.preflight import min_text_tokens

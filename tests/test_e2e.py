@@ -83,7 +83,7 @@ def test_inline_greedy_with_failing_candidate(tmp_path: Path) -> None:
                      proc.stdout), proc.stdout
 
     # Predictions persisted with every trial re-score offline to the identical numbers (and intervals).
-    from eaglesearch.execution.rescore import rescore_search
+    from eaglesearch.app.rescore import rescore_search
 
     rescored = rescore_search(store_of(root), "inline-fail")
     assert len(rescored) == 2 and all(r.identical for r in rescored), [r.differences for r in rescored]

@@ -12,8 +12,8 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 from typer.testing import CliRunner
 
+from eaglesearch.app.plan import memory_refusals, plan_memory
 from eaglesearch.cli import app
-from eaglesearch.execution.plan import memory_refusals, plan_memory
 from eaglesearch.model.memory import (
     BF16_MIXED,
     FP32,

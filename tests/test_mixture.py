@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from eaglesearch.app.plan import preflight_search as preflight
 from eaglesearch.data import Sample
 from eaglesearch.data.mixture import is_natural, realise, shares
-from eaglesearch.execution.plan import preflight_search as preflight
 from eaglesearch.model.validate import load_checked_search
 from eaglesearch.spec import DataSpec, SpecError, TrialSpec
 from eaglesearch.spec.sources import SourceSpec

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from eaglesearch.execution.ties import tie_labels
+from eaglesearch.app.ties import tie_labels
 from eaglesearch.report import write_report
 from eaglesearch.tracking import TrackingStore
 from tests.report_records import record_greedy

@@ -353,7 +353,7 @@ def test_unknown_key_is_an_error_and_repeats_are_ignored() -> None:
 @pytest.mark.parametrize(("name", "trials"), [("tiny_optuna_tpe", 12), ("tiny_optuna_nsga2", 12),
                                               ("paper_optuna_tpe", 40), ("paper_optuna_nsga2", 48)])
 def test_shipped_spaces_validate_and_plan(repo: Path, tmp_path: Path, name: str, trials: int) -> None:
-    from eaglesearch.execution.plan import make_plan
+    from eaglesearch.app.plan import make_plan
     from eaglesearch.model.validate import load_checked_search
     from eaglesearch.search import planned_trials
     from eaglesearch.trial.workspace import Workspace

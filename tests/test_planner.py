@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from eaglesearch.execution.plan import make_plan
+from eaglesearch.app.plan import make_plan
 from eaglesearch.model.validate import load_checked_search
 from eaglesearch.search import planned_trials
 from eaglesearch.trial.plan import measure_on_meta

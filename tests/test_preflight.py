@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from eaglesearch.app.plan import preflight_search as preflight
 from eaglesearch.data import read_llava_json, write_synthetic
 from eaglesearch.data.conversation import encode_for_training
 from eaglesearch.data.templates import TEMPLATES, get_template
-from eaglesearch.execution.plan import preflight_search as preflight
 from eaglesearch.model import build_eagle, load_tokenizer
 from eaglesearch.model.validate import load_checked_search
 from eaglesearch.search import reachable_trials

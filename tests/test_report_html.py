@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from eaglesearch.app.ties import tie_labels
 from eaglesearch.cli import app
-from eaglesearch.execution.ties import tie_labels
 from eaglesearch.report import ranked_table, write_report
 from eaglesearch.report.html import leaderboard_table, report_html
 from eaglesearch.report.latex import latex_escape, leaderboard_latex, tied_keys

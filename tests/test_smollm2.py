@@ -77,7 +77,7 @@ def test_three_stage_trial_on_smollm2_prealigns_evaluates_and_rescores(tmp_path:
     print(f"prealign loss against the frozen SmolLM2: first {first:.4f}, last {curve[-1]:.4f}, curve {curve}")
     assert last < 0.6 * first, curve  # a clear drop: the expert and its projector learned to talk to the LM
 
-    from eaglesearch.execution.rescore import rescore_search
+    from eaglesearch.app.rescore import rescore_search
 
     rescored = rescore_search(store, "smollm2-e2e")
     assert len(rescored) == 1 and rescored[0].identical, rescored[0].differences

@@ -1,4 +1,4 @@
-"""``eaglesearch plan`` on the terminal: the plan of a search (``execution.plan.make_plan``) as rich tables."""
+"""``eaglesearch plan`` on the terminal: the plan of a search (``app.plan.make_plan``) as rich tables."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from eaglesearch.app.ties import tie_labels
 from eaglesearch.execution.controller import SearchOutcome, run_search
-from eaglesearch.execution.ties import tie_labels
 from eaglesearch.report import ReportPaths, write_report
 from eaglesearch.spec import LoadedSearch
 from eaglesearch.tracking import TrackingStore

@@ -4,7 +4,7 @@ Every trial logs its per-item predictions (``predictions.jsonl``) and its spec w
 result reaches the controller, under either executor (the inline runner and Ray workers both record through
 ``execution/worker.py``), and a result carries its run id. So the controller pairs a candidate with the incumbent
 from those artifacts, without any model output recomputed and without the worker shipping items back: the same
-route ``eaglesearch report`` takes for tied ranks (``execution/ties.py``). A cached trial's artifacts live with the
+route ``eaglesearch report`` takes for tied ranks (``app/ties.py``). A cached trial's artifacts live with the
 run it was copied from (``eaglesearch.cached_from``).
 """
 
@@ -16,11 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eaglesearch.execution.rescore import TRIAL_SPEC
 from eaglesearch.search import ComparisonUnavailable, PairedGain, RoundDecision
 from eaglesearch.spec import TrialResult, TrialSpec
 from eaglesearch.tracking import TrackingStore
-from eaglesearch.tracking.records import TAG_CACHED_FROM, TAG_DECISION, TAG_RULE, TAG_RUNGS
+from eaglesearch.tracking.records import ARTIFACT_TRIAL_SPEC, TAG_CACHED_FROM, TAG_DECISION, TAG_RULE, TAG_RUNGS
 from eaglesearch.trial.scoring import PREDICTIONS, ScoredTrial, load_scored, paired_metric
 
 
@@ -63,7 +62,7 @@ class RecordComparator:
         try:
             source = self.store.get_run(run_id).tags.get(TAG_CACHED_FROM) or run_id
             with tempfile.TemporaryDirectory() as tmp:
-                spec = Path(self.store.download_artifact(source, TRIAL_SPEC, tmp)).read_text()
+                spec = Path(self.store.download_artifact(source, ARTIFACT_TRIAL_SPEC, tmp)).read_text()
                 trial = TrialSpec.model_validate_json(spec)
                 return load_scored(Path(self.store.download_artifact(source, PREDICTIONS, tmp)), trial)
         except Exception as err:

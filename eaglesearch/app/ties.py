@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from eaglesearch.execution.rescore import TRIAL_SPEC
 from eaglesearch.spec import TrialSpec
 from eaglesearch.tracking import TrackingStore, source_run_id
+from eaglesearch.tracking.records import ARTIFACT_TRIAL_SPEC
 from eaglesearch.trial.scoring import PREDICTIONS, ScoredTrial, load_scored, tie_labels_of
 
 
 def _load(store: TrackingStore, run_id: str) -> ScoredTrial:
     with tempfile.TemporaryDirectory() as tmp:
-        trial = TrialSpec.model_validate_json(Path(store.download_artifact(run_id, TRIAL_SPEC, tmp)).read_text())
+        trial = TrialSpec.model_validate_json(Path(store.download_artifact(run_id, ARTIFACT_TRIAL_SPEC, tmp)).read_text())
         return load_scored(Path(store.download_artifact(run_id, PREDICTIONS, tmp)), trial)
 
 

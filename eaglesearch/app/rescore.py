@@ -17,8 +17,6 @@ from eaglesearch.tracking import TrackingStore, source_run_id
 from eaglesearch.tracking.records import ARTIFACT_TRIAL_SPEC
 from eaglesearch.trial.scoring import PREDICTIONS, rescore_predictions
 
-TRIAL_SPEC = ARTIFACT_TRIAL_SPEC
-
 
 @dataclass(frozen=True)
 class Rescored:
@@ -46,7 +44,7 @@ def rescore_run(store: TrackingStore, run_id: str, source_run_id: str, label: st
         -> Rescored:
     with tempfile.TemporaryDirectory() as tmp:
         predictions = store.download_artifact(source_run_id, PREDICTIONS, tmp)
-        spec = store.download_artifact(source_run_id, TRIAL_SPEC, tmp)
+        spec = store.download_artifact(source_run_id, ARTIFACT_TRIAL_SPEC, tmp)
         trial = TrialSpec.model_validate_json(Path(spec).read_text())
         rescored = rescore_predictions(Path(predictions), trial)
     return Rescored(label=label, run_id=run_id, source_run_id=source_run_id, logged=logged, rescored=rescored)
