@@ -24,8 +24,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from eaglesearch.model import build_eagle
 from eaglesearch.model.host_memory import HostMemory, estimate_host_memory
 from eaglesearch.model.memory import (
@@ -38,6 +36,7 @@ from eaglesearch.model.memory import (
     param_split,
     vision_activations,
 )
+from eaglesearch.model.meta import skeleton
 from eaglesearch.spec import ResourcesSpec, TrialSpec
 from eaglesearch.spec.train import StageSpec
 from eaglesearch.train import apply_trainable
@@ -144,7 +143,7 @@ def trial_memory(trial: TrialSpec, resources: ResourcesSpec, available_gb: float
     on_gpu = resources.gpus_per_trial > 0
     precision = BF16_MIXED if on_gpu else FP32
     workers = _workers(resources)
-    with torch.device("meta"):
+    with skeleton():
         model = build_eagle(spec, Vocabulary(trial.model.tokenizer.vocab_size), weights=False)
     lm = LMShape.from_config(model.lm.config)
     stages = []

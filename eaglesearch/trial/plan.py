@@ -41,6 +41,7 @@ from eaglesearch.data.sources import source_class
 from eaglesearch.model import IMAGE_TOKEN, build_eagle
 from eaglesearch.model.cost import count_flops, measure_cost
 from eaglesearch.model.language import language_model_config
+from eaglesearch.model.meta import skeleton
 from eaglesearch.spec import ExpertSpec, ModelSpec, ResourcesSpec, TrialSpec
 from eaglesearch.spec.train import StageSpec
 from eaglesearch.train import apply_trainable, build_optimizer
@@ -208,9 +209,10 @@ def measure_on_meta(trial: TrialSpec) -> ModelPlan:
     spec = arch.spec
     images = picture_counts(trial)
     per_sample = images.mean if images else float(trial.data.image.max_images)  # no pictures here: worst case
-    with torch.device("meta"):
+    with skeleton():
         model = build_eagle(spec, Vocabulary(trial.model.tokenizer.vocab_size), weights=False)
-        apply_trainable(model, trial.train.joint_stages[-1].trainable, spec)
+    apply_trainable(model, trial.train.joint_stages[-1].trainable, spec)
+    with torch.device("meta"):
         image = torch.empty(1, 3, trial.data.image_size, trial.data.image_size, dtype=torch.uint8)
         vision = count_flops(model.encode_images, image)
         visual = round(model.num_visual_tokens * per_sample)

@@ -66,24 +66,22 @@ class VisualTokens:
         self._counts: dict[str, int] = {}
 
     def _expert(self, spec: ExpertSpec) -> nn.Module:
-        import torch
-
         from eaglesearch.model.experts import build_expert
+        from eaglesearch.model.meta import skeleton
 
         spec = resolve_expert(spec).model_copy(update={"pretrained": False, "checkpoint": None})
         key = spec.model_dump_json()
         if key not in self._experts:
-            with torch.device("meta"):
+            with skeleton():
                 self._experts[key] = build_expert(spec)
         return self._experts[key]
 
     def _built(self, spec: ModelSpec) -> int:
-        import torch
-
         from eaglesearch.model.fusions import build_fusion
+        from eaglesearch.model.meta import skeleton
 
         experts = [self._expert(e) for e in spec.experts]
-        with torch.device("meta"):
+        with skeleton():
             fusion = build_fusion(spec, experts, spec.lm.hidden_size)
         return int(fusion.num_tokens)
 
