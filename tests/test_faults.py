@@ -303,7 +303,8 @@ def test_ctrl_c_marks_the_parent_killed_and_a_rerun_completes(tmp_path: Path) ->
     finished = [c for c in first if c["status"] == "FINISHED"]
     assert len(finished) == 1 and all(c["status"] in ("FINISHED", "KILLED") for c in first), first
 
-    rerun = cli(root, "run", "search_spaces/g.yaml", "--quiet", timeout=300)
+    # The rerun needs no Ray: the inline executor serves and trains the same keys.
+    rerun = cli(root, "run", "search_spaces/g.yaml", "--quiet", "--executor", "inline", timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     parents = parent_rows(db)
     assert [p["status"] for p in parents] == ["KILLED", "FINISHED"]
