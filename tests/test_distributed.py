@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -155,8 +155,8 @@ def staged_trial(stages: list[dict]):
 
 
 def _two_worker_trial(trial_json: str, workspace: str):
-    """One trial on a fresh two-CPU Ray with two Ray Train workers (run in a spawned process): (outcome, the stage
-    progress rank 0 relayed); the reason as a string when Ray cannot start here."""
+    """One trial on a fresh two-CPU Ray with two Ray Train workers: (outcome, the stage progress rank 0 relayed); the
+    reason as a string when Ray cannot start here."""
     import ray
 
     from eaglesearch.execution.multi_worker import run_trial_multi_worker
@@ -192,14 +192,13 @@ def test_ray_torch_trainer_two_cpu_workers(tmp_path: Path, monkeypatch: pytest.M
     from eaglesearch.trial.workspace import Workspace
 
     monkeypatch.setenv(WORKERS_ENV, "2")
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     assert workers_per_trial() == 2
     trial = staged_trial([PREALIGN_STAGE, ALIGN_STAGE, {"name": "sft", "steps": 2, "batch_size": 4, "log_every": 1}])
-    # Ray Train runs in a fresh interpreter: after an in-process Tune search in the same pytest process, Train V2's
-    # TrainController was sometimes cancelled before it ran ("all references to the actor were removed"); the cause
-    # inside Ray is not found (see the closing note of issue 23), so this test does not inherit that process state.
-    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-        ran = pool.submit(_two_worker_trial, trial.model_dump_json(), str(tmp_path / "ws")).result(timeout=900)
+    # In this pytest process, after any earlier in-process Ray (RAY_AUTH_MODE is left as that Ray fixed it: changing
+    # it here had every actor destroyed before it ran, tests/test_ray_auth.py).
+    sigint = signal.getsignal(signal.SIGINT)
+    ran = _two_worker_trial(trial.model_dump_json(), str(tmp_path / "ws"))
+    assert signal.getsignal(signal.SIGINT) is sigint  # Ray Train's own handler was not left behind (Ctrl-C stays ours)
     if isinstance(ran, str):
         pytest.skip(ran)
     outcome, events = ran

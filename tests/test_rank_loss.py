@@ -5,12 +5,10 @@ checkpoint."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -58,9 +56,8 @@ def kill_one_rank_after_first_checkpoint(workdir: Path, killed: list[int], stop:
 
 
 def lose_a_rank(tmp: str) -> tuple[int, str, str | None, list[str], float] | str:
-    """In a fresh interpreter (spawned): one two-worker trial on a fresh local Ray, one rank SIGKILLed after the
-    first checkpoint. (ranks killed, trial status, error, status tags of the trial's runs, largest resumed-from
-    step), or why Ray cannot start here."""
+    """One two-worker trial on a fresh local Ray, one rank SIGKILLed after the first checkpoint: (ranks killed,
+    trial status, error, status tags of the trial's runs, largest resumed-from step), or why Ray cannot start here."""
     import ray
 
     from eaglesearch.execution.request import TrialRequest
@@ -102,16 +99,12 @@ def test_a_worker_group_losing_a_rank_resumes_from_its_checkpoint_and_records_on
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("ray")
     pytest.importorskip("ray.train.torch")
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     # Ray's memory monitor kills workers when the *machine* is near full (a shared CI box): the only rank lost
     # here must be the one this test kills.
     monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
     for name in ("RAY_AIR_NEW_OUTPUT", "RAY_CHDIR_TO_TRIAL_DIR", "TUNE_DISABLE_SIGINT_HANDLER"):
         monkeypatch.delenv(name, raising=False)  # set in this process by an earlier Tune search (run_with_ray)
-    # A fresh interpreter, as tests/test_distributed.py's Ray Train test: Train V2 in a pytest process that ran a
-    # Tune search before could have its controller cancelled before it ran.
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        outcome = pool.submit(lose_a_rank, str(tmp_path)).result(timeout=900)
+    outcome = lose_a_rank(str(tmp_path))
     if isinstance(outcome, str):
         pytest.skip(outcome)
     killed, status, error, tags, resumed_from = outcome

@@ -20,6 +20,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import threading
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
@@ -138,6 +139,30 @@ def _run_name(trial: TrialSpec) -> str:
     return f"train-trial_id={trial_id or trial.key}"
 
 
+def _fit(trainer: Any) -> Any:
+    """``trainer.fit()`` off the main thread. On the main thread Ray Train installs its own SIGINT handler and never
+    puts the previous one back: Ctrl-C during the fit would only abort training, and any Ctrl-C after it would call
+    ``abort`` on a finished controller and exit 0. From a helper thread it installs none, so Ctrl-C stays the
+    search's: the join below raises ``KeyboardInterrupt`` (exit 130, runs KILLED). Inside a Tune trial the fit is
+    already off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return trainer.fit()
+    box: dict[str, Any] = {}
+
+    def fit() -> None:
+        try:
+            box["result"] = trainer.fit()
+        except BaseException as err:  # noqa: BLE001 - re-raised on the caller's thread
+            box["error"] = err
+
+    thread = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
+    thread.start()
+    thread.join()  # interruptible: a Ctrl-C raises KeyboardInterrupt here
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
 def run_trial_multi_worker(trial: TrialSpec, workspace: Workspace, threads: int, workers: int,
                            use_gpu: bool | None = None, cpus_per_worker: float = 1.0,
                            name: str | None = None, parallelism: Parallelism = "ddp",
@@ -172,7 +197,7 @@ def run_trial_multi_worker(trial: TrialSpec, workspace: Workspace, threads: int,
             run_config=RunConfig(name=name or _run_name(trial),
                                  failure_config=FailureConfig(max_failures=max_failures), **train_storage(workspace)),
         )
-        result = trainer.fit()
+        result = _fit(trainer)
     if result.error is not None:
         raise result.error
     if result.checkpoint is None:

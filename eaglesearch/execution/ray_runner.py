@@ -22,6 +22,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from eaglesearch.execution import ray_auth
 from eaglesearch.execution.dispatch import Dispatcher
 from eaglesearch.execution.multi_worker import DRIVER_CPUS
 from eaglesearch.execution.searcher import StrategySearcher
@@ -63,10 +64,12 @@ def init_ray(address: str | None, tracking_uri: str) -> None:
            "RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_FUNCTION_THREAD_TIMEOUT_S": THREAD_TIMEOUT_S}
     kwargs: dict = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False,
                     "runtime_env": {"env_vars": env}}
+    ray_auth.check_unchanged()
     if address:
         ray.init(address=address, **kwargs)
     else:
         ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+    ray_auth.remember()
 
 
 def _trial_name(trial) -> str:
