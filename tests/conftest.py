@@ -40,6 +40,19 @@ def _repo_path(path: Path) -> str:
     return path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path)
 
 
+@pytest.fixture(autouse=True)
+def _expert_registry_per_test():
+    """Expert families a test declares (a user's encoder in a search space) end with the test, as a trial's end with
+    the trial (``trial/scope.py``): tests see the built-in registry whatever ran before them in this worker."""
+    from eaglesearch.model.experts.custom import declarations_snapshot, restore_declarations
+    from eaglesearch.model.experts.registry import families_snapshot, restore_families
+
+    families, declared = families_snapshot(), declarations_snapshot()
+    yield
+    restore_families(families)
+    restore_declarations(declared)
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO

@@ -17,9 +17,8 @@ import yaml
 
 from eaglesearch.execution.ray_runner import reuse_workers
 from eaglesearch.model.experts import expert_names
-from eaglesearch.model.experts.custom import declaration_of, declarations_snapshot, restore_declarations
+from eaglesearch.model.experts.custom import declaration_of
 from eaglesearch.model.experts.discovery import register_trial_experts
-from eaglesearch.model.experts.registry import families_snapshot, restore_families
 from eaglesearch.spec import ExpertSpec, ResourcesSpec
 from eaglesearch.spec.custom_expert import CustomExpertSpec
 from eaglesearch.trial.scope import trial_scope
@@ -27,13 +26,11 @@ from tests.custom_encoders import LEAK_VAR, PROBE_DIR, declaration
 
 
 @pytest.fixture(autouse=True)
-def _restore_expert_registry() -> Iterator[None]:
-    """The declarations a search space registers in this process do not reach other tests."""
-    families, declared = families_snapshot(), declarations_snapshot()
+def _restore_import_path() -> Iterator[None]:
+    """The import path a search space's own encoders extend does not reach other tests (the registry is restored by
+    tests/conftest.py for every test)."""
     path, pythonpath = list(sys.path), os.environ.get("PYTHONPATH")
     yield
-    restore_families(families)
-    restore_declarations(declared)
     sys.path[:] = path
     if pythonpath is None:
         os.environ.pop("PYTHONPATH", None)
