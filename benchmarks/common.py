@@ -16,7 +16,7 @@ from eaglesearch.app.run import run_and_report
 from eaglesearch.evaluate.items import ScoredItem
 from eaglesearch.evaluate.metrics import Metric, get_metric
 from eaglesearch.evaluate.predictions import PREDICTIONS, by_benchmark, read_predictions
-from eaglesearch.evaluate.run import objective_group
+from eaglesearch.evaluate.summary import objective_group
 from eaglesearch.evaluate.uncertainty import PairedComparison, paired_aggregate, paired_bootstrap
 from eaglesearch.model.validate import load_checked_search
 from eaglesearch.spec import EvalSpec

@@ -15,7 +15,7 @@ from pathlib import Path
 from eaglesearch.evaluate.items import BenchmarkItem
 from eaglesearch.evaluate.metrics import get_metric
 from eaglesearch.evaluate.predictions import PREDICTIONS, PredictionRecord, write_predictions
-from eaglesearch.evaluate.run import summarize, summary_metrics
+from eaglesearch.evaluate.summary import summarize, summary_metrics
 from eaglesearch.spec import EvalSpec, ExpertSpec, ModelSpec, TrialResult, TrialSpec
 from eaglesearch.tracking import TrackingStore
 

@@ -10,7 +10,7 @@ import pytest
 from eaglesearch.evaluate.items import BenchmarkItem
 from eaglesearch.evaluate.metrics import get_metric
 from eaglesearch.evaluate.predictions import PredictionRecord, read_predictions, write_predictions
-from eaglesearch.evaluate.run import summarize, summary_metrics
+from eaglesearch.evaluate.summary import summarize, summary_metrics
 from eaglesearch.spec import EvalSpec
 
 

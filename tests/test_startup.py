@@ -42,3 +42,15 @@ def test_command_imports_no_heavy_library(args: tuple[str, ...]) -> None:
     result = _run(*args)
     assert result["code"] == 0
     assert result["heavy"] == [], f"`eaglesearch {' '.join(args)}` imported {result['heavy']}"
+
+
+def test_scores_ties_and_round_gains_are_computed_without_torch() -> None:
+    """Ties (``eaglesearch report``), rescoring and round decisions compute from prediction records alone
+    (``evaluate/summary.py``): their modules import neither torch nor transformers."""
+    code = ("import sys, eaglesearch.app.ties, eaglesearch.trial.scoring, eaglesearch.evaluate.summary; "
+            "print([m for m in ('torch', 'transformers', 'timm') if m in sys.modules])")
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout

@@ -200,7 +200,7 @@ def test_malformed_input_stops_cleanly(case: Case, tmp_path: Path, monkeypatch: 
 
 def test_metric_names_are_the_names_a_trial_records() -> None:
     """The names validation accepts for a strategy objective are exactly the keys ``summary_metrics`` logs."""
-    from eaglesearch.evaluate.run import Summary, summary_metrics
+    from eaglesearch.evaluate.summary import Summary, summary_metrics
     from eaglesearch.evaluate.uncertainty import Interval
     from eaglesearch.spec.metric_names import metric_names
 

@@ -1,5 +1,5 @@
 """Evaluation: benchmark items and loaders, pinned metrics, generation and likelihood scoring, intervals, aggregates.
 
-Pure parts (``items``, ``metrics``, ``uncertainty``, ``groups``, ``predictions``, ``benchmarks``) import without
-torch; ``run`` and ``likelihood`` drive a model.
+Pure parts (``items``, ``metrics``, ``uncertainty``, ``groups``, ``predictions``, ``summary``, ``benchmarks``)
+import without torch; ``run`` and ``likelihood`` drive a model.
 """

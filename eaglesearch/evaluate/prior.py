@@ -6,7 +6,7 @@ answer is the most frequent final answer among the training conversations of the
 world a benchmark *is* a task, and its training samples carry the task in their id (``count-train-00012``) — and
 among all training conversations when the benchmark has no task of its own in the training data. Ties go to the
 alphabetically first answer, so the baseline is deterministic. The predictions are scored by the benchmark's own
-metric and summarized exactly like a model's (:func:`~eaglesearch.evaluate.run.summarize`).
+metric and summarized exactly like a model's (:func:`~eaglesearch.evaluate.summary.summarize`).
 """
 
 from __future__ import annotations

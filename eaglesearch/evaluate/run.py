@@ -1,10 +1,11 @@
-"""Run a trained model over benchmarks and summarize: predictions → per-item values → scores with intervals.
+"""Run a trained model over benchmarks: predictions, each kept as a record that ``evaluate/summary.py`` turns into
+per-item values and scores with intervals.
 
 Each benchmark is scored in its mode: ``generate`` (batched greedy decoding with a KV cache, the decoded text is
 the prediction) or ``likelihood`` (the answer candidate with the highest log-probability is the prediction, so
 yes/no and multiple-choice answers never fail to parse). Every prediction is kept as a :class:`PredictionRecord`;
-:func:`summarize` computes every number from those records alone, which is exactly what ``eaglesearch rescore``
-does later without the model.
+:func:`~eaglesearch.evaluate.summary.summarize` computes every number from those records alone, which is exactly
+what ``eaglesearch rescore`` does later without the model.
 
 Images stream: a benchmark is cut into batches of ``batch_size`` items in order, and each batch's images are
 decoded when it is about to run, by ``num_workers`` loader processes (or this one), never the whole benchmark at
@@ -30,14 +31,11 @@ from eaglesearch.data.aspect import SQUARE, ImagePolicy, apply_policy, images_in
 from eaglesearch.data.dataset import EvalBatchItem
 from eaglesearch.data.loader import worker_context
 from eaglesearch.evaluate.benchmarks import open_image
-from eaglesearch.evaluate.groups import AggregateGroup, combine, mean_group
-from eaglesearch.evaluate.items import BenchmarkItem, ScoredItem
+from eaglesearch.evaluate.items import BenchmarkItem
 from eaglesearch.evaluate.likelihood import candidate_logprobs, pick
-from eaglesearch.evaluate.metrics import Metric, get_metric
-from eaglesearch.evaluate.predictions import PredictionRecord, by_benchmark
-from eaglesearch.evaluate.uncertainty import Interval, aggregate_interval, bootstrap_interval
+from eaglesearch.evaluate.metrics import get_metric
+from eaglesearch.evaluate.predictions import PredictionRecord
 from eaglesearch.model import EagleModel
-from eaglesearch.spec import EvalSpec
 
 EMBEDDED = Path("<embedded image>")
 
@@ -49,15 +47,6 @@ class Benchmark:
     scoring: str  # "generate" | "likelihood"
     items: Sequence[BenchmarkItem]
     candidates: Mapping[str, tuple[str, ...]]  # item id → answer candidates (likelihood scoring)
-
-
-@dataclass(frozen=True)
-class Summary:
-    values: dict[str, dict[str, float]]  # benchmark → every aggregate number of its metric
-    primary: dict[str, float]
-    intervals: dict[str, Interval]
-    objective: float
-    objective_interval: Interval
 
 
 def item_image(item: BenchmarkItem, size: int, policy: ImagePolicy = SQUARE) -> torch.Tensor:
@@ -209,56 +198,4 @@ def _interleave(per_rank: list[list[PredictionRecord]], count: int, batch_size: 
     if taken != [len(r) for r in per_rank]:
         raise RuntimeError(f"ranks returned {[len(r) for r in per_rank]} records for {count} items; expected "
                            f"{taken}: every rank must evaluate the same benchmarks with the same batch size")
-    return out
-
-
-def objective_group(spec: EvalSpec, names: Sequence[str]) -> AggregateGroup:
-    if spec.objective == "mean":
-        members = list(spec.benchmarks) if spec.benchmarks is not None else sorted(names)
-        return mean_group(members, name="mean")
-    agg = spec.aggregates[spec.objective]
-    return AggregateGroup(name=spec.objective, members=agg.members, scale=dict(agg.scale), percent=agg.percent)
-
-
-def summarize(records: Sequence[PredictionRecord], spec: EvalSpec, *, rescore: bool = False, seed: int = 0) -> Summary:
-    """Every benchmark number, its interval, and the objective with its interval, from prediction records alone.
-
-    With ``rescore``, per-item values are recomputed from the predictions (as ``eaglesearch rescore`` does)
-    instead of taken from the records.
-    """
-    grouped = by_benchmark(records)
-    metrics: dict[str, Metric] = {}
-    scored: dict[str, list[ScoredItem]] = {}
-    for name, recs in grouped.items():
-        metric = get_metric(recs[0].metric)
-        metrics[name] = metric
-        scored[name] = [metric.score_item(r.scored.prediction, r.scored.item) if rescore else r.scored for r in recs]
-    values = {name: metrics[name].aggregate(items) for name, items in scored.items()}
-    primary = {name: v[metrics[name].primary] for name, v in values.items()}
-    intervals = {
-        name: bootstrap_interval(items, metrics[name], n_resamples=spec.bootstrap_resamples,
-                                 confidence=spec.confidence, seed=seed)
-        for name, items in scored.items()
-    }
-    group = objective_group(spec, list(grouped))
-    missing = [m for m in group.members if m not in scored]
-    if missing:
-        raise KeyError(f"the objective '{group.name}' needs {', '.join(missing)}, which were not evaluated "
-                       f"(evaluated: {', '.join(sorted(scored))})")
-    members = {m: scored[m] for m in group.members}
-    objective = combine(group, primary)
-    interval = aggregate_interval(members, {m: metrics[m] for m in group.members}, group,
-                                  n_resamples=spec.bootstrap_resamples, confidence=spec.confidence, seed=seed)
-    return Summary(values=values, primary=primary, intervals=intervals, objective=objective,
-                   objective_interval=interval)
-
-
-def summary_metrics(summary: Summary) -> dict[str, float]:
-    """The curated MLflow metrics of an evaluation: each benchmark's primary score and interval, the objective's."""
-    out: dict[str, float] = {"objective": summary.objective, "objective_low": summary.objective_interval.low,
-                             "objective_high": summary.objective_interval.high}
-    for name, value in summary.primary.items():
-        out[f"score/{name}"] = value
-        out[f"score_low/{name}"] = summary.intervals[name].low
-        out[f"score_high/{name}"] = summary.intervals[name].high
     return out

@@ -1,6 +1,6 @@
 """Metric names a search may rank by, and the checks that every name a file writes is one a trial will record.
 
-A trial records (``eaglesearch/evaluate/run.py``, ``summary_metrics``) ``objective``, ``objective_low`` and
+A trial records (``eaglesearch/evaluate/summary.py``, ``summary_metrics``) ``objective``, ``objective_low`` and
 ``objective_high`` (the recipe's ``eval.objective``: the mean of its benchmarks or a declared aggregate) and, per
 benchmark, ``score/<name>``, ``score_low/<name>`` and ``score_high/<name>``. A benchmark's name is its synthetic task
 (``data.synthetic.tasks``) or its key under ``data.eval``. A strategy objective outside these names would rank

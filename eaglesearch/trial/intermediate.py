@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from eaglesearch.evaluate.run import Benchmark, evaluate_benchmarks, summarize
+from eaglesearch.evaluate.run import Benchmark, evaluate_benchmarks
+from eaglesearch.evaluate.summary import summarize
 from eaglesearch.model import EagleModel
 from eaglesearch.spec import TrialSpec
 from eaglesearch.train.checkpoint import rng_state, set_rng_state

@@ -17,7 +17,8 @@ from eaglesearch.artifacts import ArtifactStore
 from eaglesearch.data import collate_train
 from eaglesearch.data.loader import num_workers_for
 from eaglesearch.evaluate.prior import prior_records
-from eaglesearch.evaluate.run import evaluate_benchmarks, summarize, summary_metrics
+from eaglesearch.evaluate.run import evaluate_benchmarks
+from eaglesearch.evaluate.summary import summarize, summary_metrics
 from eaglesearch.model import EagleModel
 from eaglesearch.model.cost import measure_cost
 from eaglesearch.model.experts.discovery import register_trial_experts

@@ -13,7 +13,7 @@ from pathlib import Path
 from eaglesearch.evaluate.items import ScoredItem
 from eaglesearch.evaluate.metrics import Metric, get_metric
 from eaglesearch.evaluate.predictions import PREDICTIONS, by_benchmark, read_predictions
-from eaglesearch.evaluate.run import objective_group, summarize, summary_metrics
+from eaglesearch.evaluate.summary import objective_group, summarize, summary_metrics
 from eaglesearch.evaluate.uncertainty import PairedComparison, paired_aggregate, paired_bootstrap, tied_ranks
 from eaglesearch.spec import EvalSpec, TrialSpec
 
