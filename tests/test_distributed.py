@@ -186,7 +186,7 @@ def test_ray_torch_trainer_two_cpu_workers(tmp_path: Path, monkeypatch: pytest.M
     pytest.importorskip("ray")
     pytest.importorskip("ray.train.torch")
     from eaglesearch.artifacts import ArtifactStore
-    from eaglesearch.execution.multi_worker import WORKERS_ENV, workers_per_trial
+    from eaglesearch.execution.worker_group import WORKERS_ENV, workers_per_trial
     from eaglesearch.train.stages import PREALIGNED
     from eaglesearch.trial.run import run_trial_core
     from eaglesearch.trial.workspace import Workspace

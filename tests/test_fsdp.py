@@ -268,7 +268,7 @@ def test_gpu_plan_computes_in_bf16_and_keeps_fp32_master_weights(setup) -> None:
 
 
 def test_parallelism_comes_from_resources_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from eaglesearch.execution.multi_worker import PARALLELISM_ENV, parallelism_for
+    from eaglesearch.execution.worker_group import PARALLELISM_ENV, parallelism_for
     from eaglesearch.spec.search_space import ResourcesSpec
 
     monkeypatch.delenv(PARALLELISM_ENV, raising=False)
@@ -286,7 +286,7 @@ def test_parallelism_comes_from_resources_or_the_environment(monkeypatch: pytest
 def test_a_multi_worker_trial_fits_in_its_cpus_beside_the_tune_trial_driving_it() -> None:
     """Two workers of one CPU each beside the driver's reservation never fit a 2-CPU machine: Ray Train waited for
     them forever (found running a 2-worker search here). The workers share cpus_per_trial less the driver's share."""
-    from eaglesearch.execution.multi_worker import DRIVER_CPUS, cpus_per_worker
+    from eaglesearch.execution.worker_group import DRIVER_CPUS, cpus_per_worker
     from eaglesearch.spec.search_space import ResourcesSpec
 
     for cpus, workers in ((2, 2), (1, 2), (16, 8), (4, 3)):

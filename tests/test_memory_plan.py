@@ -187,7 +187,7 @@ def test_auto_picks_fsdp_when_ddp_does_not_fit_and_cpu_trials_are_not_checked(re
 def test_auto_parallelism_reaches_the_trial_as_the_plan_decides(repo: Path, tmp_path: Path) -> None:
     """The dispatcher asks each trial's plan under `parallelism: auto`: fsdp for X5-7B on 8x80 GB, ddp when ddp
     fits (the same trial on imaginary 400 GB cards)."""
-    from eaglesearch.execution.multi_worker import parallelism_for
+    from eaglesearch.execution.worker_group import parallelism_for
     from eaglesearch.search import planned_trials
 
     for memory_gb, expected in ((80, "fsdp"), (400, "ddp")):

@@ -44,10 +44,11 @@ def test_command_imports_no_heavy_library(args: tuple[str, ...]) -> None:
     assert result["heavy"] == [], f"`eaglesearch {' '.join(args)}` imported {result['heavy']}"
 
 
-def test_scores_ties_and_round_gains_are_computed_without_torch() -> None:
-    """Ties (``eaglesearch report``), rescoring and round decisions compute from prediction records alone
-    (``evaluate/summary.py``): their modules import neither torch nor transformers."""
-    code = ("import sys, eaglesearch.app.ties, eaglesearch.trial.scoring, eaglesearch.evaluate.summary; "
+def test_the_search_driver_scores_and_ties_import_without_torch() -> None:
+    """The search's driver (controller and dispatcher; the trials' code is imported where trials run: the inline
+    executor, a Ray worker), ties (``eaglesearch report``), rescoring and round decisions (``evaluate/summary.py``,
+    from prediction records alone) import neither torch nor transformers."""
+    code = ("import sys, eaglesearch.app.run, eaglesearch.app.ties, eaglesearch.trial.scoring; "
             "print([m for m in ('torch', 'transformers', 'timm') if m in sys.modules])")
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,

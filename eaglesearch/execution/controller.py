@@ -16,10 +16,10 @@ from typing import Literal
 from eaglesearch.execution.dispatch import Dispatcher, RunContext
 from eaglesearch.execution.events import set_listener
 from eaglesearch.execution.gains import RecordComparator, record_rounds
-from eaglesearch.execution.inline_runner import replay, run_inline
-from eaglesearch.execution.multi_worker import PARALLELISM_ENV, parallelism_for, workers_per_trial
 from eaglesearch.execution.progress import ProgressKind, make_progress
+from eaglesearch.execution.worker_group import PARALLELISM_ENV, parallelism_for, workers_per_trial
 from eaglesearch.search import Proposal, RoundDecision, make_strategy
+from eaglesearch.search.replay import replay
 from eaglesearch.spec import LoadedSearch, TrainSpec
 from eaglesearch.tracking import RegisteredWinner, TrackingStore, Winners, absolute_uri
 from eaglesearch.tracking.uri import create_store_once, probe_store
@@ -119,7 +119,9 @@ def run_search(
     try:
         if progress is not None:
             progress.__enter__()
-        if executor == "inline":
+        if executor == "inline":  # imported here: the trial code it runs in this process is heavy (torch)
+            from eaglesearch.execution.inline_runner import run_inline
+
             run_inline(dispatcher)
         else:
             from eaglesearch.execution.ray_runner import make_scheduler, mark_complete, run_with_ray

@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass, field
 
 from eaglesearch.execution.events import listener
-from eaglesearch.execution.multi_worker import cpus_per_worker, parallelism_for
 from eaglesearch.execution.request import TrialRequest
+from eaglesearch.execution.worker_group import cpus_per_worker, parallelism_for
 from eaglesearch.search import Proposal, Strategy
 from eaglesearch.spec import ResourcesSpec, TrialResult
 from eaglesearch.spec.progress import StageProgress

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from eaglesearch.execution.dispatch import Dispatcher
 from eaglesearch.execution.stage_progress import Throttle
 from eaglesearch.execution.worker import execute_trial
-from eaglesearch.search import Strategy
-from eaglesearch.spec import TrialResult
 from eaglesearch.trial.data import ProgressFn
 from eaglesearch.trial.scope import trial_scope
 
@@ -27,15 +23,3 @@ def run_inline(dispatcher: Dispatcher, progress: ProgressFn | None = None) -> No
         dispatcher.complete(request.key, result)
 
 
-def replay(strategy: Strategy, recorded: Mapping[str, TrialResult]) -> bool:
-    """Drive a fresh strategy with recorded results only (``TrackingStore.trial_results``: the parent's children,
-    read once). True when the search is complete in the record."""
-    while not strategy.finished:
-        proposal = strategy.ask()
-        if proposal is None:
-            return strategy.finished
-        result = recorded.get(proposal.trial.key)
-        if result is None:
-            return False
-        strategy.tell(proposal.trial.key, result)
-    return True

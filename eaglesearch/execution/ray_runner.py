@@ -24,9 +24,9 @@ from pathlib import Path
 
 from eaglesearch.execution import ray_auth
 from eaglesearch.execution.dispatch import Dispatcher
-from eaglesearch.execution.multi_worker import DRIVER_CPUS
 from eaglesearch.execution.searcher import StrategySearcher
 from eaglesearch.execution.tune_entry import run_tune_trial
+from eaglesearch.execution.worker_group import DRIVER_CPUS
 from eaglesearch.spec import ResourcesSpec, SchedulerSpec
 
 COMPLETE_MARKER = "eaglesearch_complete"
