@@ -15,7 +15,7 @@ from eaglesearch.execution import ray_auth
 
 @pytest.fixture
 def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ray_auth, "_first", [])
+    monkeypatch.setattr(ray_auth, "_first_mode", None)
     monkeypatch.delenv(ray_auth.AUTH_MODE_ENV, raising=False)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
-_first: list[str] = []  # the mode this process's first ray.init left in the environment (empty: none yet)
+_first_mode: str | None = None  # the mode this process's first ray.init left in the environment (None: none yet)
 
 
 class AuthModeChanged(RuntimeError):
@@ -29,17 +29,18 @@ def _mode(value: str | None) -> str | None:
 
 def remember() -> None:
     """Call after a successful ``ray.init``: the first one fixes this process's mode."""
-    if not _first:
-        _first.append(_mode(os.environ.get(AUTH_MODE_ENV)) or "disabled")
+    global _first_mode
+    if _first_mode is None:
+        _first_mode = _mode(os.environ.get(AUTH_MODE_ENV)) or "disabled"
 
 
 def check_unchanged() -> None:
     """Call before ``ray.init``: refuse a mode other than the one this process's Ray already runs with (unset means
     Ray decides again, as it did the first time)."""
     now = _mode(os.environ.get(AUTH_MODE_ENV))
-    if _first and now is not None and now != _first[0]:
+    if _first_mode is not None and now is not None and now != _first_mode:
         raise AuthModeChanged(
-            f"{AUTH_MODE_ENV}={now}, but Ray already ran in this process with {AUTH_MODE_ENV}={_first[0]}; Ray keeps "
+            f"{AUTH_MODE_ENV}={now}, but Ray already ran in this process with {AUTH_MODE_ENV}={_first_mode}; Ray keeps "
             "the first mode for the whole process, and under another one every actor this process starts would be "
-            f"destroyed before it ran. Set {AUTH_MODE_ENV}={_first[0]} (or unset it), or start the search in a new "
+            f"destroyed before it ran. Set {AUTH_MODE_ENV}={_first_mode} (or unset it), or start the search in a new "
             "Python process")
