@@ -76,6 +76,10 @@ def test_ray_destroys_every_actor_after_the_mode_changes_in_a_process_and_init_r
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert "first: token pong" in lines and "refused" in lines, proc.stdout + proc.stderr
-    # Ray 2.60's behaviour behind the guard; when a Ray release fixes it, this line says so.
-    assert "unguarded: actor died: The actor never ran - it was cancelled before it started running." in lines, \
-        proc.stdout
+    # Ray 2.60's behaviour behind the guard (the version this was found on; CI may install a newer Ray, which
+    # may have fixed it: then only the refusal above is checked).
+    import ray
+
+    if ray.__version__.startswith("2.60."):
+        assert "unguarded: actor died: The actor never ran - it was cancelled before it started running." in lines, \
+            proc.stdout
