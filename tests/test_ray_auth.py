@@ -50,20 +50,22 @@ SCRIPT = textwrap.dedent("""\
         def ping(self):
             return "pong"
 
-    init_ray(None, "sqlite:///unused.db")  # RAY_AUTH_MODE unset: Ray switches this process to token mode
-    print("first:", os.environ.get("RAY_AUTH_MODE"), ray.get(Echo.remote().ping.remote(), timeout=120), flush=True)
+    init_ray(None, "sqlite:///unused.db")  # RAY_AUTH_MODE unset: Ray 2.60 switches this process to token mode
+    first = os.environ.get("RAY_AUTH_MODE")
+    print("first:", first, ray.get(Echo.remote().ping.remote(), timeout=120), flush=True)
     ray.shutdown()
-    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ["RAY_AUTH_MODE"] = "disabled" if first == "token" else "token"
     try:
         init_ray(None, "sqlite:///unused.db")
     except ray_auth.AuthModeChanged:
         print("refused", flush=True)
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)  # what the refusal saves the user from
-    try:
-        print("unguarded:", ray.get(Echo.remote().ping.remote(), timeout=120), flush=True)
-    except ray.exceptions.ActorDiedError as err:
-        print("unguarded: actor died:", str(err).splitlines()[-1], flush=True)
-    ray.shutdown()
+    if ray.__version__.startswith("2.60."):  # the Ray this was found on: what the refusal saves the user from
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+        try:
+            print("unguarded:", ray.get(Echo.remote().ping.remote(), timeout=120), flush=True)
+        except ray.exceptions.ActorDiedError as err:
+            print("unguarded: actor died:", str(err).splitlines()[-1], flush=True)
+        ray.shutdown()
     """)
 
 
@@ -75,11 +77,13 @@ def test_ray_destroys_every_actor_after_the_mode_changes_in_a_process_and_init_r
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert "first: token pong" in lines and "refused" in lines, proc.stdout + proc.stderr
+    assert any(line.startswith("first:") and line.endswith(" pong") for line in lines), proc.stdout + proc.stderr
+    assert "refused" in lines, proc.stdout + proc.stderr
     # Ray 2.60's behaviour behind the guard (the version this was found on; CI may install a newer Ray, which
     # may have fixed it: then only the refusal above is checked).
     import ray
 
     if ray.__version__.startswith("2.60."):
+        assert "first: token pong" in lines, proc.stdout  # unset became token for the whole process
         assert "unguarded: actor died: The actor never ran - it was cancelled before it started running." in lines, \
             proc.stdout
