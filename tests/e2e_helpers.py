@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from tests.support import warm_cli
 
 
 def tiny_recipe(name: str = "tiny_test", *, train_per_task: int = 16, eval_per_task: int = 6,
@@ -67,8 +68,8 @@ def make_project(root: Path, spaces: dict[str, str]) -> Path:
     return root
 
 
-def cli(root: Path, *args: str, timeout: float = 600, **popen) -> subprocess.CompletedProcess:
+def cli(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m eaglesearch.cli *args`` in ``root`` with its own store (forked warm: tests/support/warm_cli.py)."""
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db",
                EAGLESEARCH_HOME=str(root / ".eaglesearch"))
-    return subprocess.run([sys.executable, "-m", "eaglesearch.cli", *args], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False, **popen)
+    return warm_cli.run(list(args), root, env, timeout=timeout)
