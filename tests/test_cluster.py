@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import pytest
 
 from eaglesearch.train.checkpoint import CHECKPOINT_NAME, MANIFEST
 from tests.e2e_helpers import PREALIGN_STAGES, make_project, tiny_recipe
+from tests.support import warm_cli
 
 pytestmark = pytest.mark.slow
 
@@ -95,9 +95,7 @@ def driver_env(info) -> dict[str, str]:
 
 def eaglesearch(info, project: Path, *args: str, timeout: float = 400, **extra: str) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run([sys.executable, "-m", "eaglesearch.cli", *args], cwd=project,
-                              env=driver_env(info) | extra, capture_output=True, text=True, timeout=timeout,
-                              check=False)
+        return warm_cli.run(list(args), project, driver_env(info) | extra, timeout=timeout)
     except subprocess.TimeoutExpired as err:  # say where it hung: the run's own output and the nodes' logs
         def tail(data: bytes | str | None) -> str:
             return (data.decode(errors="replace") if isinstance(data, bytes) else data or "")[-3000:]
@@ -200,11 +198,10 @@ def test_a_search_runs_on_both_worker_nodes_through_the_servers(cluster, tmp_pat
     # The same table as on one machine (inline executor, sqlite): same candidates, same objectives.
     local = make_project(tmp_path / "local", {"s": TWO_TRIALS})
     shutil.copy(project / "experiments" / "tiny_test.yaml", local / "experiments" / "tiny_test.yaml")
-    alone = subprocess.run([sys.executable, "-m", "eaglesearch.cli", "run", "search_spaces/s.yaml", "--quiet",
-                            "--executor", "inline"], cwd=local, capture_output=True, text=True, timeout=400,
-                           env=driver_env(cluster) | {"MLFLOW_TRACKING_URI": f"sqlite:///{local}/mlflow.db",
-                                                       "EAGLESEARCH_ARTIFACTS": str(local / "artifacts"),
-                                                       "RAY_ADDRESS": ""}, check=False)
+    alone = warm_cli.run(["run", "search_spaces/s.yaml", "--quiet", "--executor", "inline"], local,
+                         driver_env(cluster) | {"MLFLOW_TRACKING_URI": f"sqlite:///{local}/mlflow.db",
+                                                "EAGLESEARCH_ARTIFACTS": str(local / "artifacts"), "RAY_ADDRESS": ""},
+                         timeout=400)
     assert alone.returncode == 0, alone.stderr[-3000:]
     on_cluster, on_one = board(project, "across-nodes"), board(local, "across-nodes")
     assert on_cluster.keys() == on_one.keys()
@@ -224,10 +221,9 @@ def long_search(cluster, name: str, seed: int, steps: tuple[int, ...] = (LONG_ST
     return project
 
 
-def start_run(cluster, project: Path) -> subprocess.Popen:
-    with open(project / "run.log", "w") as log:
-        return subprocess.Popen([sys.executable, "-m", "eaglesearch.cli", "run", "search_spaces/s.yaml", "--quiet"],
-                                cwd=project, env=driver_env(cluster), stdout=log, stderr=subprocess.STDOUT)
+def start_run(cluster, project: Path) -> warm_cli.Process:
+    return warm_cli.popen(["run", "search_spaces/s.yaml", "--quiet"], project, driver_env(cluster),
+                          output=project / "run.log")
 
 
 def checkpoints_in_store(fs) -> list[str]:
@@ -235,7 +231,7 @@ def checkpoints_in_store(fs) -> list[str]:
     return [p for p in fs.find("eaglesearch/artifacts/scratch/trials") if p.endswith(f"/{CHECKPOINT_NAME}/{MANIFEST}")]
 
 
-def wait_for(condition, proc: subprocess.Popen, project: Path, what: str, timeout: float = 300) -> None:
+def wait_for(condition, proc: warm_cli.Process, project: Path, what: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert proc.poll() is None, f"the run ended before {what}: " + (project / "run.log").read_text()[-2000:]

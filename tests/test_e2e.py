@@ -21,7 +21,7 @@ import yaml
 
 from eaglesearch.tracking import TrackingStore
 from tests.e2e_helpers import cli, greedy_space, make_project, tiny_recipe
-from tests.support import faulty_expert
+from tests.support import faulty_expert, warm_cli
 
 pytestmark = pytest.mark.slow
 
@@ -166,9 +166,8 @@ def test_sigkill_mid_search_then_resume_matches_uninterrupted(tmp_path: Path, ra
     root = make_project(tmp_path / "kill", {"g": GREEDY_RAY})
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db",
                EAGLESEARCH_HOME=str(root / ".eaglesearch"))
-    proc = subprocess.Popen([sys.executable, "-m", "eaglesearch.cli", "run", "search_spaces/g.yaml", "--quiet"],
-                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = warm_cli.popen(["run", "search_spaces/g.yaml", "--quiet"], root, env, output=root / "run.log",
+                          start_new_session=True)
     deadline = time.monotonic() + 300
     finished_before: set[str] = set()
     while time.monotonic() < deadline and proc.poll() is None:

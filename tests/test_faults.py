@@ -9,8 +9,6 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 from eaglesearch.train.checkpoint import CHECKPOINT_NAME, PREVIOUS_NAME, load_checkpoint
 from tests import test_checkpoint as ckpt
 from tests.e2e_helpers import cli, make_project
+from tests.support import warm_cli
 
 # The stage fixtures and runner of the checkpoint tests (a tiny model and dataset built once per module).
 samples, tokenizer, dataset, run, Killed = ckpt.samples, ckpt.tokenizer, ckpt.dataset, ckpt.run, ckpt.Killed
@@ -136,23 +135,15 @@ def parent_rows(db: Path) -> list[dict[str, str]]:
         con.close()
 
 
-def spawn(root: Path, *args: str) -> subprocess.Popen:
-    """``eaglesearch run`` in its own session (so a test can signal it and everything it started), with SIGINT as a
-    terminal's foreground process has it: an ignored SIGINT survives exec, and an earlier test in this pytest worker
-    (Ray, in-process) can leave it ignored, so the search would never see the Ctrl-C. A handler (not SIG_IGN) in
-    this process while it starts the child is reset to the default in the child."""
+def spawn(root: Path, *args: str) -> warm_cli.Process:
+    """``eaglesearch run`` in its own session, so a test can signal it and everything it started; SIGINT as a
+    terminal's foreground process has it (``tests/support/warm_cli.py``)."""
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db",
                EAGLESEARCH_HOME=str(root / ".eaglesearch"))
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return subprocess.Popen([sys.executable, "-m", "eaglesearch.cli", "run", *args, "--quiet"], cwd=root,
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return warm_cli.popen(["run", *args, "--quiet"], root, env, start_new_session=True)
 
 
-def wait_for(condition, timeout: float, proc: subprocess.Popen | None = None) -> None:
+def wait_for(condition, timeout: float, proc: warm_cli.Process | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -167,7 +158,7 @@ def wait_for(condition, timeout: float, proc: subprocess.Popen | None = None) ->
     pytest.fail(f"condition not met within {timeout:.0f} s")
 
 
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: warm_cli.Process) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

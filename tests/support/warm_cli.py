@@ -34,11 +34,11 @@ PRELOAD = ("numpy", "pandas", "pydantic", "yaml", "PIL.Image", "torch", "torchvi
            "transformers.modeling_utils", "safetensors.torch", "mlflow")
 """Imported once by the warm interpreter. Ray is not among them: it reads its ``RAY_*`` settings at import."""
 
-RUNTIME_PREFIXES = ("MLFLOW_TRACKING_URI", "EAGLESEARCH_", "RAY_", "TUNE_", "AWS_", "PYTEST_")
+RUNTIME_PREFIXES = ("MLFLOW_TRACKING_URI", "EAGLESEARCH_", "RAY_", "TUNE_", "PYTEST_")
 """Environment variables read when a command runs, never at a preloaded library's import: they may differ per
-command. Ray and botocore (``AWS_*``) are imported by the command itself, after its environment is set."""
+command. Ray is imported by the command itself, after its environment is set."""
 
-NOT_PRELOADED = ("ray", "botocore", "eaglesearch")
+NOT_PRELOADED = ("ray", "eaglesearch")
 
 ENABLED = os.environ.get("EAGLESEARCH_TEST_WARM_CLI", "1") != "0"
 
@@ -157,6 +157,10 @@ class WarmProcess:
         return out, err
 
 
+Process = WarmProcess | subprocess.Popen
+"""A started command: forked warm, or a plain subprocess where that is disabled."""
+
+
 def _scratch_file(suffix: str) -> str:
     fd, path = tempfile.mkstemp(prefix="eaglesearch-cli-", suffix=suffix)
     os.close(fd)
@@ -164,7 +168,7 @@ def _scratch_file(suffix: str) -> str:
 
 
 def popen(args: list[str], cwd: Path | str, env: dict[str, str], output: Path | None = None,
-          start_new_session: bool = False) -> WarmProcess | subprocess.Popen:
+          start_new_session: bool = False) -> Process:
     """Start ``python -m eaglesearch.cli *args`` (forked warm unless disabled). stdout and stderr are captured for
     ``communicate``, or both written to ``output``; ``start_new_session`` as in ``subprocess.Popen`` (a test can then
     signal the command and everything it started with ``os.killpg``). SIGINT is Python's default handler, as for a
@@ -187,14 +191,15 @@ def popen(args: list[str], cwd: Path | str, env: dict[str, str], output: Path | 
 
 
 def run(args: list[str], cwd: Path | str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
-    """``subprocess.run(capture_output=True, text=True)`` for the CLI; on timeout the command is killed."""
+    """``subprocess.run(capture_output=True, text=True)`` for the CLI: on timeout the command is killed and
+    ``subprocess.TimeoutExpired`` carries what it had written."""
     proc = popen(args, cwd, env)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.communicate()
-        raise
+        out, err = proc.communicate()
+        raise subprocess.TimeoutExpired(proc.args, timeout, output=out, stderr=err) from None
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
