@@ -41,10 +41,10 @@ esac
     "rapidocr-onnxruntime>=1.4.4,<1.5" "lmms-eval>=0.7.3,<0.8"
 # Byte-compile what a search imports by importing it once (two processes, one per core), with bytecode writing on
 # whatever the environment says; rarer modules compile on their first import (scripts/warm_bytecode.py).
-export HF_HUB_OFFLINE=1
-env -u PYTHONDONTWRITEBYTECODE .venv/bin/python scripts/warm_bytecode.py model &
+warm() { env -u PYTHONDONTWRITEBYTECODE HF_HUB_OFFLINE=1 .venv/bin/python scripts/warm_bytecode.py "$1"; }
+warm model &
 model=$!
-env -u PYTHONDONTWRITEBYTECODE .venv/bin/python scripts/warm_bytecode.py store
+warm store
 wait "$model"
-env -u PYTHONDONTWRITEBYTECODE .venv/bin/python scripts/warm_bytecode.py rest
+warm rest
 echo "$want" > "$stamp"

@@ -9,7 +9,7 @@ eaglesearch itself is imported fresh in every child, after the child's environme
 
 What is shared is only what the listed libraries did at import, which can depend on the environment (cache folders,
 offline flags, thread settings). So a warm interpreter serves only commands whose environment equals its own apart
-from the variables the libraries read when a command runs (``RUNTIME_ENV``); any other environment gets a warm
+from the variables the libraries read when a command runs (``RUNTIME_PREFIXES``); any other environment gets a warm
 interpreter of its own. ``EAGLESEARCH_TEST_WARM_CLI=0`` runs every command as a plain subprocess instead.
 
 The helpers are stopped by pid when the pytest process exits.
@@ -22,6 +22,7 @@ import json
 import os
 import runpy
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -81,6 +82,7 @@ class _Helper:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 _helpers: dict[tuple[tuple[str, str], ...], _Helper] = {}
@@ -249,18 +251,13 @@ def _become(request: dict) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    if request["stdout"] == request["stderr"]:
-        target = os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(target, 1)
-        os.dup2(target, 2)
+    opened = {os.devnull: os.open(os.devnull, os.O_RDONLY)}
+    for fd, path in ((0, os.devnull), (1, request["stdout"]), (2, request["stderr"])):
+        if path not in opened:  # stdout and stderr may be one file
+            opened[path] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(opened[path], fd)
+    for target in opened.values():
         os.close(target)
-    else:
-        for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
-            target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.dup2(target, fd)
-            os.close(target)
     if request["new_session"]:
         os.setsid()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
